@@ -1,7 +1,8 @@
 """A storage-independent Merkle log: only perfect subtree hashes are stored, keyed by (level, index).
 
-Appending touches O(1) amortized nodes per leaf (plus one O(log N) read of the frontier); a root, an inclusion or
-a consistency proof at any size reads O(log N) nodes in one `get_many`. No operation recomputes the tree.
+Appending touches O(1) amortized nodes per leaf (plus one O(log N) read of the frontier); a root, an
+inclusion or a consistency proof at any size reads O(log N) nodes in one `get_many`.
+No operation recomputes the tree.
 
 A database store implements `NodeStore`; the pure functions below (`frontier_keys`, `nodes_to_store`,
 `required_keys_for_root`, `required_keys_for_inclusion`, `required_keys_for_consistency` and the `assemble_*`

@@ -141,7 +141,7 @@ def root_of(leaves: Sequence[bytes]) -> bytes:
 
 
 def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
-    """Inclusion proof for leaf `index` from a full list of leaf hashes (small trees; logs use `MerkleLog`)."""
+    """Inclusion proof of leaf `index` from all leaf hashes (small trees; logs use `MerkleLog`)."""
     return hash_ranges(inclusion_ranges(index, len(leaves)), _LeafNodes(leaves))
 
 
@@ -229,13 +229,16 @@ def verify_consistency(size1: int, size2: int, root1: bytes, root2: bytes, proof
 
 
 def b64decode(value: Any, what: str) -> bytes:
-    """Strict standard base64 (RFC 4648 section 4) to bytes, or `FormatError`."""
+    """Strict, canonical standard base64 (RFC 4648 section 4) to bytes, or `FormatError`."""
     if not isinstance(value, str):
         raise FormatError(f"{what} must be a base64 string")
     try:
-        return base64.b64decode(value.encode("ascii"), validate=True)
+        raw = base64.b64decode(value.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError) as e:
         raise FormatError(f"{what} is not valid base64") from e
+    if b64encode(raw) != value:  # non-zero padding bits: one value, one encoding
+        raise FormatError(f"{what} is not canonical base64")
+    return raw
 
 
 def b64encode(value: bytes) -> str:

@@ -32,7 +32,7 @@ def test_vector_count() -> None:
     assert len(MERKLE_FILES) == 196
 
 
-@pytest.mark.parametrize("path", MERKLE_FILES, ids=[str(p.relative_to(VECTORS / "merkle")) for p in MERKLE_FILES])
+@pytest.mark.parametrize("path", MERKLE_FILES, ids=[str(p.relative_to(VECTORS)) for p in MERKLE_FILES])
 def test_vector(path: Path) -> None:
     v = json.loads(path.read_text())
     if "leafIdx" in v:
