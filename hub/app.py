@@ -1,0 +1,110 @@
+"""The application factory: it only wires settings, the engine, the API, blueprints and error handlers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response
+from flask_smorest import Api
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from hub import health
+from hub.config import Settings
+from hub.db import make_engine, make_session_factory
+from hub.errors import HubError
+from hub.web import HubState, discard_session, finish_session
+
+log = logging.getLogger(__name__)
+
+
+class HubApi(Api):  # type: ignore[misc]
+    """flask-smorest's Api with one error body for every error, keeping the headers an exception carries."""
+
+    def handle_http_exception(self, error: HTTPException) -> tuple[dict[str, Any], int, dict[str, str]]:
+        payload, code, headers = super().handle_http_exception(error)
+        # werkzeug exceptions carry headers such as Allow (405) and WWW-Authenticate (401).
+        merged = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+        merged.update(headers or {})
+        if "message" not in payload and code != 500:
+            payload["message"] = error.description
+        elif code == 500:
+            payload["message"] = "internal error"
+        return payload, code, merged
+
+
+def handle_hub_error(error: HubError) -> tuple[dict[str, Any], int, dict[str, str]]:
+    if error.status >= 500:
+        log.error("hub error: %s", error.message)
+    payload: dict[str, Any] = {
+        "code": error.status,
+        "status": _STATUS_NAMES.get(error.status, "Error"),
+        "message": error.message if error.status < 500 else "service error",
+    }
+    if error.errors is not None:
+        payload["errors"] = error.errors
+    return payload, error.status, error.headers
+
+
+_STATUS_NAMES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    409: "Conflict",
+    413: "Request Entity Too Large",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    session_factory: sessionmaker[Session] | None = None,
+) -> Flask:
+    """Build the hub's WSGI app. Tests pass an engine or session factory bound to their transaction."""
+    settings = settings or Settings.from_env()
+    engine = engine or make_engine(settings.database_url)
+    app = Flask("hub")
+    app.config.update(
+        API_TITLE="hashfed hub",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        JSON_SORT_KEYS=False,
+        MAX_CONTENT_LENGTH=64 * 1024 * 1024,
+    )
+    app.extensions["hashfed"] = HubState(
+        settings=settings,
+        engine=engine,
+        session_factory=session_factory or make_session_factory(engine),
+        services={},
+    )
+    if settings.proxy_fix_hops:
+        hops = settings.proxy_fix_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
+
+    api = HubApi(app)
+    app.register_error_handler(HubError, handle_hub_error)
+    api.register_blueprint(health.blp)
+
+    @app.after_request
+    def _commit_or_rollback(response: Response) -> Response:
+        finish_session(response.status_code)
+        return response
+
+    @app.teardown_request
+    def _close(_exc: BaseException | None) -> None:
+        discard_session()
+
+    return app

@@ -1,0 +1,137 @@
+"""Hub settings: one frozen dataclass, every environment variable named once."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from hub.errors import ConfigError
+
+# Variables with these names belong to other tools (tests, the partner kit) and are not hub settings.
+_FOREIGN = ("HASHFED_TEST_", "HASHFED_REQUIRE_POSTGRES", "HASHFED_PARTNER_", "HASHFED_BENCH_")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the hub reads from its environment; tests build it directly."""
+
+    var_dir: Path = Path("var")
+    # SQLAlchemy URL; empty means the embedded default, a SQLite file under var_dir.
+    database_url: str = ""
+    # Public URL of the hub: OAuth issuer, token audience and webhook links derive from it.
+    base_url: str = "http://127.0.0.1:8000"
+    # The hub's name: origin prefix of its logs (`<hub>/audit`, `<hub>/collections/<id>`).
+    hub_name: str = ""
+    log_level: str = "INFO"
+    # Rate-limit storage; empty means in-process memory (fine for one process only).
+    redis_url: str = ""
+    # Scheduled jobs, in seconds.
+    seal_interval_s: int = 60
+    cosign_interval_s: int = 600
+    audit_checkpoint_interval_s: int = 30
+    # Largest batch the sealer writes, in entries (adds + removes).
+    max_batch_entries: int = 50_000
+    # Lifetime of an issued access token, in seconds.
+    token_ttl_s: int = 600
+    # Paths of the online signing keys; empty means `<var_dir>/keys/<role>.pem`.
+    keys_dir: str = ""
+    # Trust X-Forwarded-* headers from this many proxies (0: none). See docs/operations.md.
+    proxy_fix_hops: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.hub_name:
+            object.__setattr__(self, "hub_name", urlsplit(self.base_url).netloc or "localhost")
+        if not self.database_url:
+            path = (Path(self.var_dir) / "hashfed.db").resolve()
+            object.__setattr__(self, "database_url", f"sqlite:///{path}")
+        object.__setattr__(self, "var_dir", Path(self.var_dir))
+        _check(self)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def keys_path(self) -> Path:
+        return Path(self.keys_dir) if self.keys_dir else self.var_dir / "keys"
+
+    @property
+    def token_endpoint(self) -> str:
+        return self.base_url.rstrip("/") + "/oauth/token"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read HASHFED_* variables; an unknown or malformed one stops start-up with a clear message."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, raw in env.items():
+            if not name.startswith("HASHFED_") or name.startswith(_FOREIGN):
+                continue
+            if name not in _ENV:
+                known = ", ".join(sorted(_ENV))
+                raise ConfigError(f"unknown setting {name}; known settings: {known}")
+            attr, parse = _ENV[name]
+            try:
+                values[attr] = parse(raw)
+            except ValueError as e:
+                raise ConfigError(f"{name}={raw!r} is malformed: {e}") from e
+        return cls(**values)
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be zero or more")
+    return value
+
+
+def _str(raw: str) -> str:
+    return raw.strip()
+
+
+_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "HASHFED_VAR_DIR": ("var_dir", lambda raw: Path(raw)),
+    "HASHFED_DATABASE_URL": ("database_url", _str),
+    "HASHFED_BASE_URL": ("base_url", _str),
+    "HASHFED_HUB_NAME": ("hub_name", _str),
+    "HASHFED_LOG_LEVEL": ("log_level", lambda raw: raw.strip().upper()),
+    "HASHFED_REDIS_URL": ("redis_url", _str),
+    "HASHFED_SEAL_INTERVAL_S": ("seal_interval_s", _positive_int),
+    "HASHFED_COSIGN_INTERVAL_S": ("cosign_interval_s", _positive_int),
+    "HASHFED_AUDIT_CHECKPOINT_INTERVAL_S": ("audit_checkpoint_interval_s", _positive_int),
+    "HASHFED_MAX_BATCH_ENTRIES": ("max_batch_entries", _positive_int),
+    "HASHFED_TOKEN_TTL_S": ("token_ttl_s", _positive_int),
+    "HASHFED_KEYS_DIR": ("keys_dir", _str),
+    "HASHFED_PROXY_FIX_HOPS": ("proxy_fix_hops", _non_negative_int),
+}
+
+
+def _check(s: Settings) -> None:
+    url = urlsplit(s.base_url)
+    if url.scheme not in ("http", "https") or not url.netloc or url.query or url.fragment:
+        raise ConfigError(f"HASHFED_BASE_URL={s.base_url!r} must be an http(s) URL without query or fragment")
+    if not s.database_url.startswith(("sqlite", "postgresql")):
+        raise ConfigError(f"HASHFED_DATABASE_URL={s.database_url!r}: only sqlite and postgresql are supported")
+    if logging.getLevelName(s.log_level) == f"Level {s.log_level}":
+        raise ConfigError(f"HASHFED_LOG_LEVEL={s.log_level!r} is not a logging level")
+    if "/" in s.hub_name or not s.hub_name.strip():
+        # The hub name is the first element of log origins; a slash would make origins ambiguous.
+        raise ConfigError(f"HASHFED_HUB_NAME={s.hub_name!r} must not contain '/'")
+    if s.redis_url and not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"HASHFED_REDIS_URL={s.redis_url!r} must be a redis:// URL")

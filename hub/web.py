@@ -1,0 +1,59 @@
+"""Request plumbing shared by every blueprint: the hub's state on the app and the request's session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, current_app, g
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.config import Settings
+
+
+@dataclass
+class HubState:
+    """What create_app wires once and every request reads: settings, the engine, the session factory."""
+
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    services: dict[str, Any]
+
+
+def state(app: Flask | None = None) -> HubState:
+    return (app or current_app).extensions["hashfed"]  # type: ignore[no-any-return]
+
+
+def settings() -> Settings:
+    return state().settings
+
+
+def db() -> Session:
+    """The request's unit of work: committed after a successful response, rolled back otherwise."""
+    if "hashfed_db" not in g:
+        g.hashfed_db = state().session_factory()
+    return g.hashfed_db  # type: ignore[no-any-return]
+
+
+def finish_session(status_code: int) -> None:
+    session: Session | None = g.pop("hashfed_db", None)
+    if session is None:
+        return
+    try:
+        if status_code < 400:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()
+
+
+def discard_session() -> None:
+    session: Session | None = g.pop("hashfed_db", None)
+    if session is not None:
+        try:
+            session.rollback()
+        finally:
+            session.close()

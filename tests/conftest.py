@@ -1,0 +1,157 @@
+"""Database fixtures: every database test runs on SQLite and on PostgreSQL.
+
+Each test session creates its own PostgreSQL database (from HASHFED_TEST_POSTGRES_URL) and drops it at the
+end; the schema always comes from the migrations. Each test runs inside a transaction that is rolled back.
+When PostgreSQL is unreachable its tests skip, unless HASHFED_REQUIRE_POSTGRES=1, where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub import migrate
+from hub.app import create_app
+from hub.config import Settings
+from hub.db import make_engine
+
+ADMIN_URL = os.environ.get("HASHFED_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres")
+REQUIRE_POSTGRES = os.environ.get("HASHFED_REQUIRE_POSTGRES") == "1"
+BASE_URL = "http://127.0.0.1:8000"
+
+
+def _postgres_unavailable() -> str | None:
+    engine = make_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return None
+    except OperationalError as e:
+        return f"PostgreSQL unreachable at {make_url(ADMIN_URL).render_as_string(hide_password=True)}: {e.orig}"
+    finally:
+        engine.dispose()
+
+
+def require_postgres() -> None:
+    """Skip, or fail when HASHFED_REQUIRE_POSTGRES=1, if PostgreSQL cannot be reached."""
+    problem = _postgres_unavailable()
+    if problem is None:
+        return
+    if REQUIRE_POSTGRES:
+        pytest.fail(f"{problem} (HASHFED_REQUIRE_POSTGRES=1)", pytrace=False)
+    pytest.skip(problem)
+
+
+@dataclass
+class Database:
+    """A migrated database made for this test session (or one test), dropped afterwards."""
+
+    backend: str
+    url: str
+    engine: Engine
+
+
+def create_database(backend: str, tmp: Path, *, migrate_to: str | None = "heads") -> tuple[str, object]:
+    """Create an empty database; returns its URL and a handle that `drop_database` takes."""
+    if backend == "sqlite":
+        path = tmp / f"hashfed-{secrets.token_hex(4)}.db"
+        url = f"sqlite:///{path}"
+        handle: object = path
+    else:
+        require_postgres()
+        name = f"hashfed_test_{os.getpid()}_{secrets.token_hex(4)}"
+        admin = make_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+        handle = name
+    if migrate_to:
+        migrate.upgrade(url, migrate_to)
+    return url, handle
+
+
+def drop_database(backend: str, handle: object) -> None:
+    if backend == "sqlite":
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{handle}{suffix}").unlink(missing_ok=True)
+        return
+    admin = make_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{handle}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    """One migrated database per backend for the whole test session."""
+    backend: str = request.param
+    url, handle = create_database(backend, tmp_path_factory.mktemp(backend))
+    engine = make_engine(url)
+    try:
+        yield Database(backend, url, engine)
+    finally:
+        engine.dispose()
+        drop_database(backend, handle)
+
+
+@pytest.fixture
+def fresh_database(database: Database, tmp_path: Path) -> Iterator[Database]:
+    """A database of this test's own, for tests that commit (append-only rows, concurrency)."""
+    url, handle = create_database(database.backend, tmp_path)
+    engine = make_engine(url)
+    try:
+        yield Database(database.backend, url, engine)
+    finally:
+        engine.dispose()
+        drop_database(database.backend, handle)
+
+
+@pytest.fixture
+def connection(database: Database) -> Iterator[Connection]:
+    conn = database.engine.connect()
+    trans = conn.begin()
+    try:
+        yield conn
+    finally:
+        if trans.is_active:
+            trans.rollback()
+        conn.close()
+
+
+@pytest.fixture
+def session_factory(connection: Connection) -> sessionmaker[Session]:
+    """Sessions that commit to a SAVEPOINT inside the test's transaction."""
+    return sessionmaker(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+
+
+@pytest.fixture
+def session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
+    with session_factory() as s:
+        yield s
+
+
+@pytest.fixture
+def settings(database: Database, tmp_path: Path) -> Settings:
+    return Settings(var_dir=tmp_path / "var", database_url=database.url, base_url=BASE_URL, hub_name="hub.test")
+
+
+@pytest.fixture
+def app(settings: Settings, database: Database, session_factory: sessionmaker[Session]) -> Flask:
+    return create_app(settings, engine=database.engine, session_factory=session_factory)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
