@@ -91,6 +91,25 @@ def db_current(settings: Settings) -> None:
         sys.exit(1)
 
 
+@db.command("grant")
+@click.argument("role")
+@click.option("--create", is_flag=True, help="create the login role first if it does not exist")
+@click.pass_obj
+def db_grant(settings: Settings, role: str, create: bool) -> None:
+    """Grant the application ROLE what the serving hub needs (PostgreSQL). Run after every upgrade."""
+    from hub.dbroles import ensure_role, grant_app_role
+
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.begin() as conn:
+            if create:
+                ensure_role(conn, role)
+            grant_app_role(conn, role)
+    finally:
+        engine.dispose()
+    click.echo(f"granted {role} the application privileges")
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)

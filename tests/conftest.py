@@ -25,10 +25,13 @@ from hub import migrate
 from hub.app import create_app
 from hub.config import Settings
 from hub.db import make_engine
+from hub.dbroles import ensure_role, grant_app_role
 
 ADMIN_URL = os.environ.get("HASHFED_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres")
 REQUIRE_POSTGRES = os.environ.get("HASHFED_REQUIRE_POSTGRES") == "1"
 BASE_URL = "http://127.0.0.1:8000"
+# On PostgreSQL the tests, like the serving hub, connect as a role that owns no table (docs/operations.md).
+APP_ROLE = "hashfed_app"
 
 
 def _postgres_unavailable() -> str | None:
@@ -58,8 +61,9 @@ class Database:
     """A migrated database made for this test session (or one test), dropped afterwards."""
 
     backend: str
-    url: str
-    engine: Engine
+    url: str  # the owner's URL: migrations and superuser-only checks
+    app_url: str  # the application role's URL: what the hub and the tests use
+    engine: Engine  # connected as the application role
 
 
 def create_database(backend: str, tmp: Path, *, migrate_to: str | None = "heads") -> tuple[str, object]:
@@ -79,7 +83,25 @@ def create_database(backend: str, tmp: Path, *, migrate_to: str | None = "heads"
         handle = name
     if migrate_to:
         migrate.upgrade(url, migrate_to)
+        grant(backend, url)
     return url, handle
+
+
+def grant(backend: str, url: str) -> None:
+    """Give the application role its privileges (run again after migrating further)."""
+    if backend != "postgresql":
+        return
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        ensure_role(conn, APP_ROLE)
+        grant_app_role(conn, APP_ROLE)
+    engine.dispose()
+
+
+def app_url(backend: str, url: str) -> str:
+    if backend != "postgresql":
+        return url
+    return make_url(url).set(username=APP_ROLE, password=None).render_as_string(hide_password=False)
 
 
 def drop_database(backend: str, handle: object) -> None:
@@ -98,9 +120,9 @@ def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     """One migrated database per backend for the whole test session."""
     backend: str = request.param
     url, handle = create_database(backend, tmp_path_factory.mktemp(backend))
-    engine = make_engine(url)
+    engine = make_engine(app_url(backend, url))
     try:
-        yield Database(backend, url, engine)
+        yield Database(backend, url, app_url(backend, url), engine)
     finally:
         engine.dispose()
         drop_database(backend, handle)
@@ -110,9 +132,9 @@ def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 def fresh_database(database: Database, tmp_path: Path) -> Iterator[Database]:
     """A database of this test's own, for tests that commit (append-only rows, concurrency)."""
     url, handle = create_database(database.backend, tmp_path)
-    engine = make_engine(url)
+    engine = make_engine(app_url(database.backend, url))
     try:
-        yield Database(database.backend, url, engine)
+        yield Database(database.backend, url, app_url(database.backend, url), engine)
     finally:
         engine.dispose()
         drop_database(database.backend, handle)
@@ -144,7 +166,7 @@ def session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
 
 @pytest.fixture
 def settings(database: Database, tmp_path: Path) -> Settings:
-    return Settings(var_dir=tmp_path / "var", database_url=database.url, base_url=BASE_URL, hub_name="hub.test")
+    return Settings(var_dir=tmp_path / "var", database_url=database.app_url, base_url=BASE_URL, hub_name="hub.test")
 
 
 @pytest.fixture

@@ -38,3 +38,21 @@ def test_full_downgrade_and_upgrade_round_trip(database, tmp_path):
         engine.dispose()
     finally:
         drop_database(database.backend, handle)
+
+
+def test_the_application_role_cannot_change_the_audit_log_even_without_triggers(database):
+    """On PostgreSQL the hub's role has only SELECT and INSERT on append-only tables."""
+    if database.backend != "postgresql":
+        return
+    from sqlalchemy import text
+
+    from hub.appendonly import APPEND_ONLY_TABLES
+
+    with database.engine.connect() as conn:
+        for table in APPEND_ONLY_TABLES:
+            for privilege, allowed in (("SELECT", True), ("INSERT", True), ("UPDATE", False),
+                                       ("DELETE", False), ("TRUNCATE", False)):
+                has = conn.execute(
+                    text("SELECT has_table_privilege(current_user, :t, :p)"), {"t": table, "p": privilege}
+                ).scalar_one()
+                assert has is allowed, (table, privilege)
