@@ -36,13 +36,18 @@ def test_vector_count() -> None:
 def test_vector(path: Path) -> None:
     v = json.loads(path.read_text())
     if "leafIdx" in v:
+
         def check() -> None:
-            merkle.verify_inclusion(v["leafIdx"], v["treeSize"], _b64(v["leafHash"]), _proof(v["proof"]),
-                                    _b64(v["root"]))
+            merkle.verify_inclusion(
+                v["leafIdx"], v["treeSize"], _b64(v["leafHash"]), _proof(v["proof"]), _b64(v["root"])
+            )
     else:
+
         def check() -> None:
-            merkle.verify_consistency(v["size1"], v["size2"], _b64(v["root1"]), _b64(v["root2"]),
-                                      _proof(v["proof"]))
+            merkle.verify_consistency(
+                v["size1"], v["size2"], _b64(v["root1"]), _b64(v["root2"]), _proof(v["proof"])
+            )
+
     if v["wantErr"]:
         with pytest.raises(ProofError):
             check()
@@ -91,7 +96,7 @@ def make_leaves(n: int) -> list[bytes]:
 
 def flip(data: bytes, pos: int) -> bytes:
     pos %= len(data)
-    return data[:pos] + bytes([data[pos] ^ 1]) + data[pos + 1:]
+    return data[:pos] + bytes([data[pos] ^ 1]) + data[pos + 1 :]
 
 
 @settings(max_examples=60, deadline=None)
@@ -113,7 +118,7 @@ def test_inclusion_agrees_with_naive_tree(size: int, data: st.DataObject) -> Non
         merkle.verify_inclusion(index, size, leaves[index], proof, flip(root, pos))
     if proof:
         i = data.draw(st.integers(0, len(proof) - 1))
-        bad = [*proof[:i], flip(proof[i], pos), *proof[i + 1:]]
+        bad = [*proof[:i], flip(proof[i], pos), *proof[i + 1 :]]
         with pytest.raises(ProofError):
             merkle.verify_inclusion(index, size, leaves[index], bad, root)
 
@@ -138,7 +143,7 @@ def test_consistency_agrees_with_naive_tree(size2: int, data: st.DataObject) -> 
         merkle.verify_consistency(size1, size2, root1, flip(root2, pos), proof)
     if proof:
         i = data.draw(st.integers(0, len(proof) - 1))
-        bad = [*proof[:i], flip(proof[i], pos), *proof[i + 1:]]
+        bad = [*proof[:i], flip(proof[i], pos), *proof[i + 1 :]]
         with pytest.raises(ProofError):
             merkle.verify_consistency(size1, size2, root1, root2, bad)
 
@@ -150,7 +155,7 @@ def test_compact_range_agrees_with_naive_tree(chunks: list[int]) -> None:
     cr = CompactRange()
     done = 0
     for n in chunks:
-        cr.extend(leaves[done:done + n])
+        cr.extend(leaves[done : done + n])
         done += n
         assert cr.root() == naive_root(leaves[:done])
         again = CompactRange.from_dict(json.loads(json.dumps(cr.to_dict())))
@@ -170,7 +175,7 @@ def test_log_reads_logarithmically_many_nodes() -> None:
     store = MemoryNodeStore()
     log = MerkleLog(store)
     for start in range(0, 5000, 700):
-        log.append(make_leaves(5000)[start:start + 700])
+        log.append(make_leaves(5000)[start : start + 700])
     assert log.size == 5000
     assert len(store.nodes) < 2 * 5000
     for index in (0, 1234, 4999):

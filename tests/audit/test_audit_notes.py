@@ -66,7 +66,7 @@ def test_known_answer_note_fails_on_any_changed_byte() -> None:
     verifier = NoteVerifier.from_vkey(NEUMANN["verifier_key"])
     data = NEUMANN["note"].encode()
     for i in range(len(data)):
-        changed = data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:]
+        changed = data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1 :]
         with pytest.raises(VerificationError):
             open_note(changed, [verifier])
 
