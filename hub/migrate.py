@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -38,8 +39,15 @@ def heads() -> tuple[str, ...]:
 def current_revisions(bind: Engine | Connection) -> tuple[str, ...]:
     if isinstance(bind, Engine):
         with bind.connect() as conn:
-            return tuple(MigrationContext.configure(conn).get_current_heads())
-    return tuple(MigrationContext.configure(bind).get_current_heads())
+            return current_revisions(conn)
+    # A readiness probe asks this every few seconds: keep Alembic's per-call INFO lines out of the log.
+    quiet = logging.getLogger("alembic.runtime.migration")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
+    try:
+        return tuple(MigrationContext.configure(bind).get_current_heads())
+    finally:
+        quiet.setLevel(level)
 
 
 def schema_status(bind: Engine | Connection) -> str | None:
