@@ -83,3 +83,24 @@ def parse_time(value: Any) -> datetime:
         return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except ValueError as e:
         raise FormatError(f"time {value!r} is not a valid date") from e
+
+
+def fields(
+    data: Any, what: str, required: set[str], optional: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """`data` as an object with exactly the `required` fields plus some `optional` ones, or `FormatError`."""
+    if not isinstance(data, dict):
+        raise FormatError(f"{what} must be an object")
+    keys = set(data)
+    if not required <= keys or not keys <= required | optional:
+        raise FormatError(
+            f"{what} has fields {sorted(keys)}, expected {sorted(required)} (+ {sorted(optional)})"
+        )
+    return data
+
+
+def int_field(value: Any, what: str, minimum: int = 0) -> int:
+    """An integer (not a bool) >= `minimum`, or `FormatError`."""
+    if type(value) is not int or value < minimum:
+        raise FormatError(f"{what} must be an integer >= {minimum}")
+    return value

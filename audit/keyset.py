@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from audit.canonical import canonical_json, format_time, parse_canonical, parse_time
+from audit.canonical import fields as _fields
+from audit.canonical import int_field as _int
 from audit.dsse import Envelope, verified_keyids
 from audit.errors import (
     ExpiredError,
@@ -32,25 +34,6 @@ ROLES = ("batch", "checkpoint", "timestamp", "audit", "export", "collection")
 ROOT = "root"
 MAX_EXPIRY = timedelta(days=366)
 """A key set may not expire more than a year (366 days, for leap years) after the time it is checked at."""
-
-
-def _fields(
-    data: Any, what: str, required: set[str], optional: frozenset[str] = frozenset()
-) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise FormatError(f"{what} must be an object")
-    keys = set(data)
-    if not required <= keys or not keys <= required | optional:
-        raise FormatError(
-            f"{what} has fields {sorted(keys)}, expected {sorted(required)} (+ {sorted(optional)})"
-        )
-    return data
-
-
-def _int(value: Any, what: str, minimum: int = 0) -> int:
-    if type(value) is not int or value < minimum:
-        raise FormatError(f"{what} must be an integer >= {minimum}")
-    return value
 
 
 def _public(value: Any, keyid: str) -> bytes:

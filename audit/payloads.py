@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
 from audit.canonical import canonical_json, format_time, parse_canonical, parse_time
+from audit.canonical import fields as _fields
+from audit.canonical import int_field as _int
 from audit.dsse import Envelope, verified_keyids
 from audit.errors import FormatError, PayloadTypeError, RoleError, RootMismatchError, ThresholdError
 from audit.keyset import TrustedKeySet, role_for
@@ -21,28 +23,9 @@ from audit.merkle import CompactRange, b64decode, b64encode, leaf_hash
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-def _fields(
-    data: Any, what: str, required: set[str], optional: frozenset[str] = frozenset()
-) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise FormatError(f"{what} must be an object")
-    keys = set(data)
-    if not required <= keys or not keys <= required | optional:
-        raise FormatError(
-            f"{what} has fields {sorted(keys)}, expected {sorted(required)} (+ {sorted(optional)})"
-        )
-    return data
-
-
 def _str(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise FormatError(f"{what} must be a non-empty string")
-    return value
-
-
-def _int(value: Any, what: str, minimum: int = 0) -> int:
-    if type(value) is not int or value < minimum:
-        raise FormatError(f"{what} must be an integer >= {minimum}")
     return value
 
 
