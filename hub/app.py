@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from hub import health
+from hub import auditapi, health
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory
 from hub.errors import HubError
@@ -97,6 +97,7 @@ def create_app(
     api = HubApi(app)
     app.register_error_handler(HubError, handle_hub_error)
     api.register_blueprint(health.blp)
+    api.register_blueprint(auditapi.blp)
 
     @app.after_request
     def _commit_or_rollback(response: Response) -> Response:

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import click
 from sqlalchemy.orm import Session
 
-from hub import migrate
+from hub import audit_cli, migrate
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory
 from hub.errors import ConfigError, HubError
@@ -133,6 +133,10 @@ def _redact(url: str) -> str:
 
     return make_url(url).render_as_string(hide_password=True)
 
+
+main.add_command(audit_cli.keys_group)
+main.add_command(audit_cli.audit_group)
+INIT_STEPS.append(audit_cli.init_keys)
 
 if __name__ == "__main__":
     main()

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from hub import migrate
+from hub.db import utcnow
 from hub.web import db, state
 
 blp = Blueprint("health", __name__, description="Operations: liveness and readiness")
@@ -40,6 +41,13 @@ def readyz() -> tuple[dict[str, Any], int]:
     except SQLAlchemyError:
         checks["database"] = "unreachable"
         reasons.append("database unreachable")
+    if checks.get("schema") == "ok":
+        from hub.keys import readiness
+
+        problem, warning = readiness(hub.settings, db(), utcnow())
+        checks["keys"] = problem or warning or "ok"
+        if problem:
+            reasons.append(problem)
     for check in hub.services.get("readiness_checks", []):
         name, problem, warning = check(hub)
         checks[name] = problem or warning or "ok"

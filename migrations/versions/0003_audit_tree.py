@@ -1,0 +1,81 @@
+"""Audit tree: stored Merkle nodes, signed audit checkpoints, the signed key sets and the hub's public keys.
+
+`audit_nodes` holds every perfect subtree hash of the audit log keyed by (level, idx), so roots and proofs
+read O(log N) rows; `audit_checkpoints` the signed notes of the audit log; `key_sets` every signed key set
+version (DSSE envelope bytes); `signing_keys` the public half of each online key. Nodes, checkpoints and
+key sets are append-only (a perfect subtree hash never changes; a signed note or envelope is evidence).
+`signing_keys` is not: a key's `valid_until` and `revoked_at` are set when it is rotated or revoked.
+
+Revision ID: 0003_audit_tree
+Revises: 0002_audit_entries
+Create Date: 2026-11-28
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from hub import appendonly
+from hub.db import UTCDateTime
+
+revision = "0003_audit_tree"
+down_revision = "0002_audit_entries"
+branch_labels = None
+depends_on = None
+
+_APPEND_ONLY = ("audit_nodes", "audit_checkpoints", "key_sets")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "audit_nodes",
+        sa.Column("level", sa.SmallInteger(), autoincrement=False, nullable=False),
+        sa.Column("idx", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("hash", sa.LargeBinary(32), nullable=False),
+        sa.PrimaryKeyConstraint("level", "idx", name="pk_audit_nodes"),
+    )
+    op.create_table(
+        "audit_checkpoints",
+        sa.Column("size", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("root", sa.LargeBinary(32), nullable=False),
+        sa.Column("note", sa.Text(), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("size", name="pk_audit_checkpoints"),
+    )
+    op.create_table(
+        "key_sets",
+        sa.Column("version", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("envelope", sa.LargeBinary(), nullable=False),
+        sa.Column("payload_sha256", sa.String(64), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("version", name="pk_key_sets"),
+    )
+    op.create_table(
+        "signing_keys",
+        sa.Column("key_id", sa.String(64), nullable=False),
+        sa.Column("role", sa.String(20), nullable=False),
+        sa.Column("public_key", sa.LargeBinary(32), nullable=False),
+        sa.Column("valid_from", UTCDateTime(), nullable=False),
+        sa.Column("valid_until", UTCDateTime(), nullable=True),
+        sa.Column("revoked_at", UTCDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("key_id", name="pk_signing_keys"),
+        sa.CheckConstraint(
+            "role IN ('batch', 'checkpoint', 'timestamp', 'audit', 'export', 'collection')",
+            name="ck_signing_keys_role",
+        ),
+    )
+    bind = op.get_bind()
+    for table in _APPEND_ONLY:
+        appendonly.install(bind, table)
+
+
+def downgrade() -> None:
+    # Dropping signed checkpoints and key sets destroys evidence; allowed only as an operator's explicit act.
+    bind = op.get_bind()
+    for table in _APPEND_ONLY:
+        appendonly.uninstall(bind, table)
+    op.drop_table("signing_keys")
+    op.drop_table("key_sets")
+    op.drop_table("audit_checkpoints")
+    op.drop_table("audit_nodes")
