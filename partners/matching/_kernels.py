@@ -1,0 +1,251 @@
+# mypy: ignore-errors
+# (numba kernels: numba infers and checks their types when it compiles them; mypy cannot follow @intrinsic)
+"""Numba kernels of the PDQ index: 256-bit popcount distance, multi-index hashing tables and tiled scans.
+
+Measured rules on the target machine, kept here because they are easy to break:
+- no array arguments to helper functions called in a hot loop (numba then emits reference-count atomics per
+  call); helpers take scalars only, arrays are indexed inline;
+- explicit integer casts: ``uint64`` mixed with ``int64`` silently becomes ``float64``;
+- every kernel is ``cache=True`` (compiled once per machine) and ``nogil=True`` (threads can share an index).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, types
+from numba.extending import intrinsic
+
+# Stored hashes per tile of the brute-force scan: 2,048 x 32 bytes = 64 KiB stays in L2 while every query of
+# the batch passes over it.
+SCAN_TILE = 2048
+
+
+@intrinsic
+def _popcnt(typingctx, x):
+    """LLVM ``ctpop`` on a uint64: one POPCNT instruction on the host CPU."""
+    sig = types.uint64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return sig, codegen
+
+
+@njit(cache=True, nogil=True)
+def _chunk(w0, w1, w2, w3, start, bits):
+    """Bits ``start .. start+bits-1`` of the 256-bit hash (bit p = bit p%64 of word p//64), as int64."""
+    word = start >> 6
+    off = start & 63
+    if word == 0:
+        lo = w0
+        hi = w1
+    elif word == 1:
+        lo = w1
+        hi = w2
+    elif word == 2:
+        lo = w2
+        hi = w3
+    else:
+        lo = w3
+        hi = np.uint64(0)
+    v = lo >> np.uint64(off)
+    if off + bits > 64:
+        v = v | (hi << np.uint64(64 - off))
+    mask = (np.uint64(1) << np.uint64(bits)) - np.uint64(1)
+    return np.int64(v & mask)
+
+
+@njit(cache=True, nogil=True)
+def build_tables(hashes, bits, offs, rows, occ):
+    """Fill the CSR bucket tables of ``m`` chunks of ``bits`` bits, m = len(offs) // (2^bits + 1).
+
+    ``offs`` (m x (2^bits + 1)) are bucket starts, ``rows`` (m x n) the row ids bucket after bucket and
+    ``occ`` (m x 2^bits / 64 words) a bitmap of non-empty buckets. A counting sort, O(n) per chunk, so 10M
+    hashes build in seconds without argsort's int64 temporaries; rows in a bucket stay ascending. The caller
+    allocates the outputs (huge pages, see ``memory.py``).
+    """
+    n = hashes.shape[0]
+    nb = np.int64(1) << np.int64(bits)
+    nb1 = nb + np.int64(1)
+    m = offs.shape[0] // nb1
+    words = nb >> np.int64(6)
+    cursor = np.empty(nb1, dtype=np.uint32)
+    for c in range(m):
+        base = np.int64(c) * nb1
+        start = np.int64(c) * np.int64(bits)
+        for k in range(nb1):
+            offs[base + k] = np.uint32(0)
+        for r in range(n):
+            k = _chunk(hashes[r, 0], hashes[r, 1], hashes[r, 2], hashes[r, 3], start, bits)
+            offs[base + k + 1] += np.uint32(1)
+        obase = np.int64(c) * words
+        for w in range(words):
+            occ[obase + w] = np.uint64(0)
+        for k in range(nb):
+            if offs[base + k + 1] != np.uint32(0):
+                occ[obase + (k >> 6)] |= np.uint64(1) << np.uint64(k & 63)
+        for k in range(1, nb1):
+            offs[base + k] += offs[base + k - 1]
+        for k in range(nb1):
+            cursor[k] = offs[base + k]
+        rbase = np.int64(c) * np.int64(n)
+        for r in range(n):
+            k = _chunk(hashes[r, 0], hashes[r, 1], hashes[r, 2], hashes[r, 3], start, bits)
+            rows[rbase + np.int64(cursor[k])] = np.uint32(r)
+            cursor[k] += np.uint32(1)
+
+
+@njit(cache=True, nogil=True)
+def mih_query(queries, hashes, offs, rows, occ, bits, radii, threshold, dead, out_q, out_row, out_dist):
+    """Every stored row within ``threshold`` of each query, by multi-index hashing; returns the match count.
+
+    Chunk c is probed with every key within ``radii[c]`` bits of the query's chunk (-1 = chunk skipped). The
+    radii satisfy sum(radii + 1) > threshold, so by pigeonhole a stored hash within the threshold agrees with
+    the query to within radii[c] on some chunk c: recall is exact. A candidate is verified with the full
+    256-bit distance and reported only from the first chunk that can find it, so no deduplication memory is
+    needed. Each query runs in phases (probe keys, bucket bounds, candidate rows, verification) whose loads
+    are independent, so the CPU overlaps the cache misses. Matches are written while they fit in ``out_*``;
+    the caller retries with room for the returned count.
+    """
+    n = hashes.shape[0]
+    m = radii.shape[0]
+    nb1 = (np.int64(1) << np.int64(bits)) + np.int64(1)
+    cap = out_q.shape[0]
+    cnt = 0
+    pos = np.empty(64, dtype=np.int64)
+    maxp = 0
+    for c in range(m):
+        tot = 1
+        comb = 1
+        for k in range(1, radii[c] + 1):
+            comb = comb * (bits - k + 1) // k
+            tot += comb
+        if radii[c] >= 0:
+            maxp += tot
+    pr = np.empty(maxp, dtype=np.int64)
+    pc = np.empty(maxp, dtype=np.int64)
+    plo = np.empty(maxp, dtype=np.int64)
+    phi = np.empty(maxp, dtype=np.int64)
+    ccap = 4096
+    crow = np.empty(ccap, dtype=np.int64)
+    cchk = np.empty(ccap, dtype=np.int64)
+    for qi in range(queries.shape[0]):
+        q0 = queries[qi, 0]
+        q1 = queries[qi, 1]
+        q2 = queries[qi, 2]
+        q3 = queries[qi, 3]
+        npr = 0
+        for c in range(m):
+            rad = radii[c]
+            if rad < 0:
+                continue
+            key = _chunk(q0, q1, q2, q3, np.int64(c) * np.int64(bits), bits)
+            base = np.int64(c) * nb1
+            for k in range(rad + 1):
+                for j in range(k):
+                    pos[j] = j
+                while True:
+                    mask = np.int64(0)
+                    for j in range(k):
+                        mask |= np.int64(1) << pos[j]
+                    kk = key ^ mask
+                    ob = np.int64(c) * (np.int64(1) << np.int64(bits - 6)) + (kk >> 6)
+                    if (occ[ob] >> np.uint64(kk & 63)) & np.uint64(1):
+                        pr[npr] = base + kk
+                        pc[npr] = c
+                        npr += 1
+                    j = k - 1
+                    while j >= 0 and pos[j] == bits - k + j:
+                        j -= 1
+                    if j < 0:
+                        break
+                    pos[j] += 1
+                    for j2 in range(j + 1, k):
+                        pos[j2] = pos[j2 - 1] + 1
+        total = 0
+        for i in range(npr):
+            lo = np.int64(offs[pr[i]])
+            hi = np.int64(offs[pr[i] + 1])
+            plo[i] = lo
+            phi[i] = hi
+            total += hi - lo
+        if total > ccap:
+            ccap = total * 2
+            crow = np.empty(ccap, dtype=np.int64)
+            cchk = np.empty(ccap, dtype=np.int64)
+        nc = 0
+        for i in range(npr):
+            rbase = pc[i] * np.int64(n)
+            for t in range(rbase + plo[i], rbase + phi[i]):
+                crow[nc] = np.int64(rows[t])
+                cchk[nc] = pc[i]
+                nc += 1
+        for i in range(nc):
+            row = crow[i]
+            d = np.int64(
+                _popcnt(hashes[row, 0] ^ q0)
+                + _popcnt(hashes[row, 1] ^ q1)
+                + _popcnt(hashes[row, 2] ^ q2)
+                + _popcnt(hashes[row, 3] ^ q3)
+            )
+            if d <= threshold and dead[row] == 0:
+                c = cchk[i]
+                first = True
+                for c2 in range(c):
+                    if radii[c2] >= 0:
+                        s2 = np.int64(c2) * np.int64(bits)
+                        x = _chunk(hashes[row, 0], hashes[row, 1], hashes[row, 2], hashes[row, 3], s2, bits)
+                        y = _chunk(q0, q1, q2, q3, s2, bits)
+                        if np.int64(_popcnt(np.uint64(x ^ y))) <= radii[c2]:
+                            first = False
+                            break
+                if first:
+                    if cnt < cap:
+                        out_q[cnt] = qi
+                        out_row[cnt] = row
+                        out_dist[cnt] = d
+                    cnt += 1
+    return cnt
+
+
+@njit(cache=True, nogil=True)
+def scan_query(queries, hashes, threshold, dead, out_q, out_row, out_dist):
+    """Every stored row within ``threshold`` of each query, by a tiled exhaustive scan; returns the count.
+
+    Each tile of stored hashes is reused by all queries of the batch while it is in cache. The first two words
+    decide most pairs: a random pair is within 52 bits on 128 bits about 2% of the time.
+    """
+    n = hashes.shape[0]
+    nq = queries.shape[0]
+    cap = out_q.shape[0]
+    cnt = 0
+    for t0 in range(0, n, SCAN_TILE):
+        t1 = min(n, t0 + SCAN_TILE)
+        for qi in range(nq):
+            q0 = queries[qi, 0]
+            q1 = queries[qi, 1]
+            q2 = queries[qi, 2]
+            q3 = queries[qi, 3]
+            for row in range(t0, t1):
+                d = np.int64(_popcnt(hashes[row, 0] ^ q0) + _popcnt(hashes[row, 1] ^ q1))
+                if d > threshold:
+                    continue
+                d += np.int64(_popcnt(hashes[row, 2] ^ q2) + _popcnt(hashes[row, 3] ^ q3))
+                if d <= threshold and dead[row] == 0:
+                    if cnt < cap:
+                        out_q[cnt] = qi
+                        out_row[cnt] = row
+                        out_dist[cnt] = d
+                    cnt += 1
+    return cnt
+
+
+@njit(cache=True, nogil=True)
+def pairwise_distance(a, b):
+    """Row-wise Hamming distance between two ``(n, 4)`` uint64 arrays."""
+    n = a.shape[0]
+    out = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        d01 = _popcnt(a[i, 0] ^ b[i, 0]) + _popcnt(a[i, 1] ^ b[i, 1])
+        out[i] = np.int64(d01 + _popcnt(a[i, 2] ^ b[i, 2]) + _popcnt(a[i, 3] ^ b[i, 3]))
+    return out
