@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
@@ -133,7 +133,7 @@ def keys_publish(settings: Settings, roots: tuple[Path, ...], new_roots: tuple[P
 def keys_rotate(settings: Settings, role: str, roots: tuple[Path, ...]) -> None:
     """Replace ROLE's online key: the old one stops now, the new one is published. Restart the hub after."""
     signers = _load_root(roots)
-    now = keys.whole_second(utcnow())
+    now = utcnow()
     path = keys.role_key_path(settings.keys_path, role)
     staged = path.with_suffix(".pem.new")
     if staged.exists():
@@ -143,7 +143,9 @@ def keys_rotate(settings: Settings, role: str, roots: tuple[Path, ...]) -> None:
         with unit_of_work(settings) as session:
             old = keys.active_key(session, role)
             if old is not None:
-                old.valid_until = now
+                # Entry times are whole seconds rounded down: end the old key at the next whole second so
+                # checkpoints it signed over entries of this second stay valid.
+                old.valid_until = keys.whole_second(now) + timedelta(seconds=1)
             keys.add_signing_key(session, role, new.public_key, now)
             row = keys.publish_keyset(session, settings.hub_name, signers, now)
             record(session, Actor.operator(), "keys.rotate", f"key/{new.key_id}",

@@ -24,8 +24,10 @@ ACTOR = Actor(type="partner", partner="p1", client="c1")
 
 
 def _fill(session, n, start=T0):
-    return [record(session, ACTOR, "signal.add", f"signal/{i}", {"n": i}, now=start + timedelta(seconds=i))
-            for i in range(n)]
+    return [
+        record(session, ACTOR, "signal.add", f"signal/{i}", {"n": i}, now=start + timedelta(seconds=i))
+        for i in range(n)
+    ]
 
 
 def test_entries_are_canonical_and_parse_as_audit_entries(session):
@@ -94,8 +96,15 @@ def test_integration_signs_checkpoints_and_proofs_verify(session, session_factor
         (lambda s: auditlog.entries(s, -1), BadRequestError),
         (lambda s: auditlog.entries(s, 0, limit=5000), BadRequestError),
     ],
-    ids=["seq not below size", "size not integrated", "consistency from 0", "from > to", "root beyond",
-         "negative start", "page too large"],
+    ids=[
+        "seq not below size",
+        "size not integrated",
+        "consistency from 0",
+        "from > to",
+        "root beyond",
+        "negative start",
+        "page too large",
+    ],
 )
 def test_bad_proof_requests_are_refused(session, call, error):
     with pytest.raises(error):
@@ -110,6 +119,7 @@ def test_node_store_reads_in_one_query(session, session_factory, settings):
     session.commit()
     integrate_audit_log(session_factory, T0, keys=hub_keys)
     statements: list[str] = []
+
     def seen(*args):
         statements.append(args[2])
 
@@ -141,8 +151,9 @@ def _forbidden(backend):
 
 
 def _rows_in_every_table(conn, backend):
-    conn.execute(text("INSERT INTO audit_entries VALUES (0, :e, :h, :t)"),
-                 {"e": b"{}", "h": b"\x00" * 32, "t": T0})
+    conn.execute(
+        text("INSERT INTO audit_entries VALUES (0, :e, :h, :t)"), {"e": b"{}", "h": b"\x00" * 32, "t": T0}
+    )
     conn.execute(text("INSERT INTO audit_nodes VALUES (0, 0, :h)"), {"h": b"\x00" * 32})
     conn.execute(text("INSERT INTO audit_checkpoints VALUES (1, :h, 'n', :t)"), {"h": b"\x00" * 32, "t": T0})
     conn.execute(text("INSERT INTO key_sets VALUES (1, :e, :d, :t)"), {"e": b"{}", "d": "0" * 64, "t": T0})
@@ -150,7 +161,7 @@ def _rows_in_every_table(conn, backend):
 
 def _refusals(conn, backend):
     out = {}
-    for table, statement in _forbidden(backend):
+    for _table, statement in _forbidden(backend):
         nested = conn.begin_nested()
         try:
             conn.execute(text(statement))

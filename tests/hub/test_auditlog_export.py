@@ -57,7 +57,9 @@ def _build(fresh_database, tmp_path, n=12):
         with factory.begin() as s:
             for i in range(n // 3):
                 seq_time = T0 + timedelta(minutes=batch, seconds=i)
-                record(s, Actor(type="partner", partner="p1"), "signal.add", f"signal/{batch}-{i}", now=seq_time)
+                record(
+                    s, Actor(type="partner", partner="p1"), "signal.add", f"signal/{batch}-{i}", now=seq_time
+                )
         integrate_audit_log(factory, T0 + timedelta(minutes=batch, seconds=30), keys=hub_keys)
     return settings, factory
 
@@ -117,16 +119,26 @@ def _change_row_behind_the_hubs_back(database, seq):
     engine = make_engine(database.url)
     try:
         with engine.begin() as conn:
-            original = conn.execute(text("SELECT entry FROM audit_entries WHERE seq = :s"), {"s": seq}).scalar_one()
+            original = conn.execute(
+                text("SELECT entry FROM audit_entries WHERE seq = :s"), {"s": seq}
+            ).scalar_one()
             body = EntryPayload.from_bytes(bytes(original))
-            forged = EntryPayload(body.seq, body.time, body.actor, "nothing.happened", body.subject, {}).to_bytes()
+            forged = EntryPayload(
+                body.seq, body.time, body.actor, "nothing.happened", body.subject, {}
+            ).to_bytes()
             if database.backend == "postgresql":
                 conn.execute(text("ALTER TABLE audit_entries DISABLE TRIGGER audit_entries_no_update_delete"))
-                conn.execute(text("UPDATE audit_entries SET entry = :e WHERE seq = :s"), {"e": forged, "s": seq})
-                conn.execute(text("ALTER TABLE audit_entries ENABLE ALWAYS TRIGGER audit_entries_no_update_delete"))
+                conn.execute(
+                    text("UPDATE audit_entries SET entry = :e WHERE seq = :s"), {"e": forged, "s": seq}
+                )
+                conn.execute(
+                    text("ALTER TABLE audit_entries ENABLE ALWAYS TRIGGER audit_entries_no_update_delete")
+                )
             else:
                 appendonly.uninstall(conn, "audit_entries")
-                conn.execute(text("UPDATE audit_entries SET entry = :e WHERE seq = :s"), {"e": forged, "s": seq})
+                conn.execute(
+                    text("UPDATE audit_entries SET entry = :e WHERE seq = :s"), {"e": forged, "s": seq}
+                )
                 appendonly.install(conn, "audit_entries")
             assert appendonly.missing_triggers(conn) == []
     finally:
