@@ -1,0 +1,488 @@
+"""The sync orchestrator: fetch with the `Transport`, verify with `partners.verify`, apply to the `Mirror`.
+
+One collection at a time: key sets (walked forward from the pin), descriptor, checkpoint, then a snapshot
+for a new partner, then pages of batches by `since_size`, each page applied in one transaction with the new
+seq, frontier and checkpoint; then the ack. A refusal stops that collection, leaves its mirror state as it
+was, and is journaled (fork evidence in `alerts`, a mass removal in `held`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from audit.canonical import parse_json
+from audit.dsse import Envelope
+from audit.errors import VerificationError
+from audit.keyset import TrustedKeySet
+from audit.merkle import b64decode, b64encode
+from partners.errors import (
+    ForkError,
+    HaltedError,
+    HeldBatchError,
+    HubStatusError,
+    KeySetRefusedError,
+    MalformedResponseError,
+    PartnerError,
+    SnapshotError,
+)
+from partners.mirror import Mirror
+from partners.transport import Caps, Response, Transport, check_status
+from partners.verify import (
+    ChunkSignal,
+    CollectionState,
+    KeptCheckpoint,
+    Policy,
+    advance_keyset,
+    check_latest_keyset,
+    expected_origin,
+    keyset_version,
+    open_keysets,
+    removal_held,
+    sha256_hex,
+    state_from_snapshot,
+    verify_checkpoint,
+    verify_chunk,
+    verify_descriptor,
+    verify_page,
+    verify_snapshot,
+    with_checkpoint,
+)
+
+log = logging.getLogger("hashfed.partner.sync")
+
+Clock = Callable[[], datetime]
+ProgressFactory = Callable[[int, str], Any]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class CollectionResult:
+    """What one collection's sync did: seq before and after, batches and signals applied, or the error."""
+
+    collection: str
+    seq_before: int = 0
+    seq_after: int = 0
+    batches: int = 0
+    snapshot_signals: int = 0
+    error: PartnerError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class SyncReport:
+    """Results per collection; `ok` when every collection synced."""
+
+    results: list[CollectionResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    def errors(self) -> list[PartnerError]:
+        return [r.error for r in self.results if r.error is not None]
+
+
+# Response shapes (docs/protocol.md) ----------------------------------------------------------------------
+
+
+def _json(response: Response) -> Any:
+    try:
+        return parse_json(response.body)
+    except VerificationError as e:
+        raise MalformedResponseError(str(e)) from e
+
+
+def _envelope_bytes(data: Any, what: str) -> bytes:
+    """The envelope of a response that is either the envelope itself or wraps it under `what`."""
+    if isinstance(data, dict) and "payloadType" not in data and isinstance(data.get(what), dict):
+        data = data[what]
+    try:
+        return Envelope.from_dict(data).to_json()
+    except VerificationError as e:
+        raise MalformedResponseError(f"{what}: {e}") from e
+
+
+def _proof(data: Any) -> list[bytes]:
+    raw = data.get("consistency", data.get("proof", []))
+    if isinstance(raw, dict):
+        raw = raw.get("hashes", raw.get("proof", []))
+    if not isinstance(raw, list):
+        raise MalformedResponseError("the consistency proof is a list of base64 hashes")
+    try:
+        return [b64decode(h, "proof hash") for h in raw]
+    except VerificationError as e:
+        raise MalformedResponseError(str(e)) from e
+
+
+def _note(data: Any) -> str:
+    note = data.get("checkpoint") if isinstance(data, dict) else None
+    if isinstance(note, dict):
+        note = note.get("note")
+    if not isinstance(note, str):
+        raise MalformedResponseError("the response carries no checkpoint note")
+    return note
+
+
+def parse_collection_ids(data: Any) -> list[str]:
+    """Collection ids from `GET /v1/collections` (a list, or {"collections": [...]}, of ids or objects)."""
+    items = data.get("collections", data.get("items")) if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise MalformedResponseError("the collection list is not a list")
+    out = []
+    for item in items:
+        cid = item.get("id") if isinstance(item, dict) else item
+        if not isinstance(cid, str) or not cid or "/" in cid:
+            raise MalformedResponseError("a collection id is a non-empty string without '/'")
+        out.append(cid)
+    return out
+
+
+def parse_chunk(data: bytes) -> list[ChunkSignal]:
+    """A snapshot chunk: JSON (a list, or {"signals": [...]}) or JSON lines of signal objects."""
+    try:
+        text = data.decode("utf-8")
+        stripped = text.lstrip()
+        if stripped.startswith(("[", "{")) and not (stripped.startswith("{") and "\n{" in text.strip()):
+            obj = json.loads(text)
+            items = obj.get("signals") if isinstance(obj, dict) else obj
+        else:
+            items = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except (UnicodeDecodeError, ValueError) as e:
+        raise SnapshotError(f"a chunk is not JSON: {e}") from e
+    if not isinstance(items, list):
+        raise SnapshotError("a chunk holds a list of signals")
+    out = []
+    for s in items:
+        if not isinstance(s, dict) or not all(
+            isinstance(s.get(k), str) and s.get(k) for k in ("id", "type", "value")
+        ):
+            raise SnapshotError("a chunk signal has string id, type and value")
+        quality = s.get("quality")
+        tags = s.get("tags")
+        if (quality is not None and type(quality) is not int) or (
+            tags is not None and not isinstance(tags, list)
+        ):
+            raise SnapshotError("a chunk signal's quality is an integer and its tags a list")
+        out.append(
+            ChunkSignal(s["id"], s["type"], s["value"], quality, tuple(tags) if tags is not None else None)
+        )
+    return out
+
+
+# The orchestrator ----------------------------------------------------------------------------------------
+
+
+class Syncer:
+    """Syncs the collections a partner may read into its mirror, verifying everything first."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        mirror: Mirror,
+        pin: str,
+        policy: Policy | None = None,
+        *,
+        caps: Caps | None = None,
+        clock: Clock = utcnow,
+        only: Sequence[str] = (),
+        progress: ProgressFactory | None = None,
+        ack: bool = True,
+    ) -> None:
+        self.transport = transport
+        self.mirror = mirror
+        self.pin = pin.lower()
+        self.policy = policy or Policy()
+        self.caps = caps or Caps()
+        self.clock = clock
+        self.only = tuple(only)
+        self.progress = progress
+        self.ack = ack
+        self._pending_keysets: list[tuple[int, str, bytes]] = []
+
+    # HTTP helpers
+
+    def _get(self, path: str, what: str, cap: int, params: dict[str, Any] | None = None) -> Response:
+        return check_status(self.transport.request("GET", path, params=params, max_bytes=cap), what)
+
+    # 1. key sets
+
+    def refresh_keys(self) -> TrustedKeySet:
+        """Re-verify stored key sets from the pin, walk forward one version at a time, check the latest."""
+        stored = self.mirror.keyset_envelopes()
+        latest = self._get("/v1/keys", "key set", self.caps.small).body
+        pending: list[tuple[int, str, bytes]] = []
+        if not stored:
+            first = self._find_pinned(latest)
+            trusted = open_keysets([first], self.pin)
+            pending.append((trusted.keyset.version, trusted.keyset.sha256, first))
+        else:
+            trusted = open_keysets(stored, self.pin)
+        while True:
+            version = trusted.keyset.version + 1
+            r = self.transport.request("GET", f"/v1/keys/{version}", max_bytes=self.caps.small)
+            if r.status == 404:
+                break
+            body = check_status(r, f"key set v{version}").body
+            advance_keyset(trusted, body)
+            pending.append((version, trusted.keyset.sha256, body))
+            log.info("key set advanced", extra={"event": "keyset", "version": version})
+        check_latest_keyset(trusted, latest, self.clock())
+        self._pending_keysets = pending
+        return trusted
+
+    def _find_pinned(self, latest: bytes) -> bytes:
+        """The key set version whose payload digest is the pin (v1, or a later one got out of band)."""
+        if sha256_hex(Envelope.from_json(latest).payload) == self.pin:
+            return latest
+        for version in range(1, keyset_version(latest) + 1):
+            body = self._get(f"/v1/keys/{version}", f"key set v{version}", self.caps.small).body
+            try:
+                if sha256_hex(Envelope.from_json(body).payload) == self.pin:
+                    return body
+            except VerificationError as e:
+                raise KeySetRefusedError(f"key set v{version}: {e}") from e
+        raise KeySetRefusedError("no key set served by the hub matches the pinned digest")
+
+    # 2.. per collection
+
+    def collection_ids(self) -> list[str]:
+        """Collections to sync: the configured ones, else every collection the hub lets this partner read."""
+        if self.only:
+            return list(self.only)
+        return parse_collection_ids(_json(self._get("/v1/collections", "collections", self.caps.small)))
+
+    def sync(self, collections: Sequence[str] | None = None) -> SyncReport:
+        """Sync every collection (or the given ones); errors are per collection and journaled."""
+        report = SyncReport()
+        try:
+            trusted = self.refresh_keys()
+            ids = list(collections) if collections else self.collection_ids()
+        except PartnerError as e:
+            log.error("sync refused", extra={"event": "sync-error", "check": e.check, "error": str(e)})
+            for c in list(collections or ()) or self.mirror.collection_ids() or ["*"]:
+                self.mirror.record_attempt(c, f"{e.check}: {e}")
+                report.results.append(CollectionResult(c, error=e))
+            return report
+        for c in ids:
+            result = CollectionResult(c)
+            try:
+                self.sync_collection(trusted, c, result)
+                self.mirror.record_attempt(c, None)
+            except PartnerError as e:
+                result.error = e
+                self.mirror.record_attempt(c, f"{e.check}: {e}")
+                level = logging.WARNING if isinstance(e, HeldBatchError) else logging.ERROR
+                log.log(
+                    level,
+                    "collection not synced",
+                    extra={"event": "sync-error", "collection": c, "check": e.check, "error": str(e)},
+                )
+            report.results.append(result)
+        return report
+
+    def sync_collection(self, trusted: TrustedKeySet, c: str, result: CollectionResult | None = None) -> None:
+        """Sync one collection up to the hub's latest checkpoint, or raise the check that failed."""
+        result = result or CollectionResult(c)
+        if self.mirror.open_alerts(c):
+            raise HaltedError(f"{c}: halted by an unresolved fork alert (see `hashfed-partner status`)")
+        state, active = self.mirror.state(c)
+        result.seq_before = result.seq_after = state.size
+        hub = trusted.keyset.hub
+        origin = expected_origin(hub, c)
+        now = self.clock()
+
+        desc_body = _envelope_bytes(
+            _json(self._get(f"/v1/collections/{c}", "descriptor", self.caps.small)), "descriptor"
+        )
+        verify_descriptor(trusted, desc_body, c, now)
+
+        note = self._get(f"/v1/collections/{c}/checkpoint", "checkpoint", self.caps.small).body
+        cp = self._checkpoint(trusted, note, origin, state, state.checkpoint)
+
+        applied_any = False
+        if state.size == 0 and cp.size > 0:
+            snap = self._snapshot(trusted, c, origin, state, cp, desc_body)
+            if snap is not None:
+                state, active, cp = snap
+                result.snapshot_signals = active
+                applied_any = True
+
+        held = self.mirror.held(c)
+        if held is not None and held.confirmed_at is None and held.seq == state.size + 1:
+            raise HeldBatchError(
+                f"{c}: batch {held.seq} is held; run `hashfed-partner confirm {c}` to apply it"
+            )
+        confirmed = held.payload_sha256 if held is not None and held.confirmed_at else None
+        bar = self.progress(cp.size - state.size, c) if self.progress and cp.size > state.size else None
+        try:
+            while state.size < cp.size:
+                data = _json(
+                    self._get(
+                        f"/v1/collections/{c}/batches",
+                        "batches",
+                        self.caps.page,
+                        {"since_size": state.size, "limit": self.policy.page_limit},
+                    )
+                )
+                if not isinstance(data, dict):
+                    raise MalformedResponseError("a batches page is an object")
+                page_cp = self._checkpoint(trusted, _note(data), origin, state, cp)
+                envelopes = data.get("batches", data.get("envelopes"))
+                if not isinstance(envelopes, list) or len(envelopes) > self.policy.page_limit:
+                    raise MalformedResponseError("a page holds a list of at most `limit` envelopes")
+                page = verify_page(trusted, state, page_cp, envelopes, _proof(data), self.policy)
+                stop = removal_held(page, active, self.policy.max_removal_share, confirmed)
+                count = len(page.batches) if stop is None else stop
+                new = page.state_after(count)
+                if count or new.checkpoint != state.checkpoint:
+                    self.mirror.apply_batches(
+                        state,
+                        page.batches[:count],
+                        new,
+                        desc_body,
+                        self._pending_keysets,
+                        confirmed is not None,
+                    )
+                    self._pending_keysets = []
+                applied_any = applied_any or count > 0
+                active += sum(len(b.payload.adds) - len(b.payload.removes) for b in page.batches[:count])
+                result.batches += count
+                state, cp = new, page_cp
+                result.seq_after = state.size
+                if bar is not None:
+                    bar.update(count)
+                if stop is not None:
+                    b = page.batches[stop]
+                    self.mirror.hold(c, b.payload.seq, b.sha256, len(b.payload.removes), active)
+                    log.warning(
+                        "batch held",
+                        extra={
+                            "event": "held",
+                            "collection": c,
+                            "seq": b.payload.seq,
+                            "removes": len(b.payload.removes),
+                            "active": active,
+                        },
+                    )
+                    raise HeldBatchError(
+                        f"{c}: batch {b.payload.seq} removes {len(b.payload.removes)} of {active} signals "
+                        f"(more than {self.policy.max_removal_share:.0%}); run `hashfed-partner confirm {c}`"
+                    )
+        finally:
+            if bar is not None:
+                bar.close()
+
+        if state.checkpoint != cp:  # nothing new to apply, but a fresher cosignature to keep
+            new = with_checkpoint(state, cp)
+            self.mirror.store_checkpoint(state, new, desc_body, self._pending_keysets)
+            self._pending_keysets = []
+            state = new
+        elif self._pending_keysets:
+            self.mirror.store_keysets(self._pending_keysets)
+            self._pending_keysets = []
+        result.seq_after = state.size
+        log.info(
+            "collection synced",
+            extra={
+                "event": "synced",
+                "collection": c,
+                "seq": state.size,
+                "batches": result.batches,
+                "snapshot_signals": result.snapshot_signals,
+            },
+        )
+        if applied_any and self.ack:
+            self._ack(c, state)
+
+    def _checkpoint(
+        self,
+        trusted: TrustedKeySet,
+        note: str | bytes,
+        origin: str,
+        state: CollectionState,
+        kept: KeptCheckpoint | None,
+    ) -> KeptCheckpoint:
+        """Verify a served checkpoint against the newest kept one; keep fork evidence before re-raising."""
+        try:
+            return verify_checkpoint(trusted, note, origin, kept, self.clock(), self.policy)
+        except ForkError as e:
+            self._fork_alert(state.collection, e)
+            raise
+
+    def _fork_alert(self, c: str, e: ForkError) -> None:
+        self.mirror.alert(c, "fork", str(e), e.kept_note, e.served_note)
+        log.critical("fork detected", extra={"event": "fork", "collection": c, "error": str(e)})
+
+    def _snapshot(
+        self,
+        trusted: TrustedKeySet,
+        c: str,
+        origin: str,
+        state: CollectionState,
+        cp: KeptCheckpoint,
+        desc_body: bytes,
+    ) -> tuple[CollectionState, int, KeptCheckpoint] | None:
+        """Start a new collection from the signed snapshot; None when the hub offers none (start at seq 1)."""
+        r = self.transport.request("GET", f"/v1/collections/{c}/snapshot", max_bytes=self.caps.small * 4)
+        if r.status == 404:
+            return None
+        data = _json(check_status(r, "snapshot"))
+        if isinstance(data, dict) and "checkpoint" in data:
+            cp = self._checkpoint(trusted, _note(data), origin, state, cp)
+        envelope = data.get("snapshot", data) if isinstance(data, dict) else data
+        try:
+            snap = verify_snapshot(
+                trusted, envelope, c, cp, _proof(data) if isinstance(data, dict) else [], self.clock()
+            )
+        except ForkError as e:
+            self._fork_alert(c, e)
+            raise
+        total = sum(ch.count for ch in snap.chunks)
+        bar = self.progress(total, f"{c} snapshot") if self.progress else None
+
+        def chunks() -> Iterator[list[ChunkSignal]]:
+            for i in range(len(snap.chunks)):
+                body = self._get(
+                    f"/v1/collections/{c}/snapshot/chunks/{i}", f"snapshot chunk {i}", self.caps.chunk
+                ).body
+                signals = verify_chunk(snap, i, body, parse_chunk)
+                if bar is not None:
+                    bar.update(len(signals))
+                yield signals
+
+        new = state_from_snapshot(snap, cp)
+        try:
+            stored = self.mirror.apply_snapshot(new, chunks(), desc_body, self._pending_keysets)
+        finally:
+            if bar is not None:
+                bar.close()
+        self._pending_keysets = []
+        log.info(
+            "snapshot applied",
+            extra={"event": "snapshot", "collection": c, "seq": snap.seq, "signals": stored},
+        )
+        return new, stored, cp
+
+    def _ack(self, c: str, state: CollectionState) -> None:
+        """Tell the hub what this partner now holds (audited there); a failed ack does not undo the sync."""
+        body = {"size": state.size, "root": b64encode(state.frontier.root())}
+        try:
+            check_status(
+                self.transport.request(
+                    "POST", f"/v1/collections/{c}/ack", json_body=body, max_bytes=self.caps.small
+                ),
+                "ack",
+            )
+        except (HubStatusError, PartnerError) as e:
+            log.warning("ack failed", extra={"event": "ack-error", "collection": c, "error": str(e)})
