@@ -19,7 +19,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 def make_hub_keys(
     session: Session, settings: Settings, now: datetime = T0
 ) -> tuple[keys.HubKeys, Ed25519Signer]:
-    """Role key files under settings.keys_path, their rows, key set v1 signed by a fresh root; the loaded HubKeys."""
+    """Role key files, their rows, key set v1 signed by a fresh root; the loaded HubKeys."""
     keys.ensure_hub_secret(settings.keys_path)
     for role in ROLES:
         signer = keys.create_key_file(keys.role_key_path(settings.keys_path, role))

@@ -1,0 +1,174 @@
+"""Audit log figures on PostgreSQL: append rate, integration time, root and proof latency at 1M entries.
+
+Creates and drops its own database (from HASHFED_BENCH_ADMIN_URL, default postgresql://root@127.0.0.1:5432/postgres).
+Run: .venv/bin/python benchmarks/bench_auditlog.py [--entries 100000] [--big 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from audit.merkle import leaf_hash, verify_consistency, verify_inclusion
+from audit.payloads import AuditEntry as EntryPayload
+from hub import auditlog, migrate
+from hub.config import Settings
+from hub.db import make_engine, make_session_factory
+from hub.jobs import integrate_audit_log
+
+ADMIN = os.environ.get("HASHFED_BENCH_ADMIN_URL", "postgresql://root@127.0.0.1:5432/postgres")
+ROOT = Path(__file__).resolve().parents[1]
+
+WRITER = """
+import sys, time
+from hub.db import make_engine, make_session_factory
+factory = make_session_factory(make_engine(sys.argv[1]))
+n = int(sys.argv[2])
+t = time.perf_counter()
+for i in range(n):
+    with factory.begin() as s:
+        actor = Actor(type="partner", partner="p1", client="c1")
+        record(s, actor, "signal.add", f"signal/{i}", {"collection": "c1"})
+print(time.perf_counter() - t)
+"""
+
+
+def _writers(url: str, total: int, processes: int) -> float:
+    start = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, url, str(total // processes)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    for p in procs:
+        p.communicate()
+        if p.returncode:
+            raise SystemExit("a writer failed")
+    return time.perf_counter() - start
+
+
+def _bulk(engine, n: int) -> None:
+    """Insert n canonical entries with executemany (not through `record`): the 1M-entry scratch log."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    actor = {"type": "partner", "partner": "p1"}
+    step = 20_000
+    with engine.begin() as conn:
+        for start in range(0, n, step):
+            rows = []
+            for seq in range(start, min(n, start + step)):
+                moment = t0 + timedelta(seconds=seq // 100)
+                entry = EntryPayload(seq, moment, actor, "signal.add", f"signal/{seq}", {}).to_bytes()
+                rows.append(
+                    {"seq": seq, "entry": entry, "leaf_hash": leaf_hash(entry), "recorded_at": moment}
+                )
+            conn.execute(auditlog.AuditEntry.__table__.insert(), rows)
+
+
+def _latency(fn, runs: int = 200) -> tuple[float, float]:
+    samples = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t) * 1000)
+    samples.sort()
+    return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--entries", type=int, default=100_000)
+    parser.add_argument("--big", type=int, default=1_000_000)
+    args = parser.parse_args()
+    name = f"hashfed_bench_{secrets.token_hex(4)}"
+    admin = make_engine(ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(ADMIN).set(database=name).render_as_string(hide_password=False)
+    try:
+        migrate.upgrade(url)
+        engine = make_engine(url)
+        factory = make_session_factory(engine)
+        with tempfile.TemporaryDirectory() as tmp:
+            from tests.hub.auditkit import make_hub_keys
+
+            settings = Settings(var_dir=Path(tmp) / "var", database_url=url, hub_name="bench.test")
+            with factory.begin() as s:
+                hub_keys, _root = make_hub_keys(s, settings)
+            n = args.entries
+            print(f"PostgreSQL append through record(), one entry per commit, {n:,} entries")
+            single = _writers(url, n, 1)
+            print(f"  1 writer : {n / single:8.0f} entries/s  ({single:.1f} s)")
+            two = _writers(url, n, 2)
+            print(f"  2 writers: {n / two:8.0f} entries/s  ({two:.1f} s, {n // 2:,} each)")
+            t = time.perf_counter()
+            r = integrate_audit_log(factory, datetime.now(UTC), keys=hub_keys)
+            took = time.perf_counter() - t
+            print(f"integration of {r.size - r.old_size:,} new entries + checkpoint: {took:.2f} s")
+
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            engine.dispose()
+            migrate.upgrade(url)
+            engine = make_engine(url)
+            factory = make_session_factory(engine)
+            settings = Settings(var_dir=Path(tmp) / "var2", database_url=url, hub_name="bench.test")
+            with factory.begin() as s:
+                hub_keys, _root = make_hub_keys(s, settings)
+            big = args.big
+            t = time.perf_counter()
+            _bulk(engine, big)
+            print(f"bulk insert of {big:,} entries (executemany): {time.perf_counter() - t:.1f} s")
+            t = time.perf_counter()
+            r = integrate_audit_log(factory, datetime.now(UTC), keys=hub_keys)
+            print(
+                f"integration of {r.size:,} entries from empty + checkpoint: {time.perf_counter() - t:.1f} s"
+            )
+            with factory() as s:
+                s.execute(text("ANALYZE"))
+                size = big
+                root = auditlog.root(s, size)
+                rng = secrets.SystemRandom()
+                med, p99 = _latency(lambda: auditlog.root(s, rng.randrange(1, size + 1)))
+                print(f"root at a random size <= {size:,}: median {med:.2f} ms, p99 {p99:.2f} ms")
+
+                def inclusion() -> None:
+                    seq = rng.randrange(size)
+                    p = auditlog.inclusion_proof(s, seq, size)
+                    verify_inclusion(seq, size, p.leaf_hash, p.proof, root)
+
+                med, p99 = _latency(inclusion)
+                print(f"inclusion proof at {size:,} (incl. verify): median {med:.2f} ms, p99 {p99:.2f} ms")
+
+                def consistency() -> None:
+                    a = rng.randrange(1, size + 1)
+                    c = auditlog.consistency_proof(s, a, size)
+                    verify_consistency(a, size, c.root1, c.root2, c.proof)
+
+                med, p99 = _latency(consistency)
+                print(f"consistency proof to {size:,} (incl. verify): median {med:.2f} ms, p99 {p99:.2f} ms")
+        engine.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()
