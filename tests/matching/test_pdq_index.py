@@ -1,0 +1,142 @@
+"""PDQ index: exact recall against brute force at every distance around the threshold, removes, deltas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from partners.matching.errors import DuplicateIdError, InvalidThresholdError
+from partners.matching.pdq_index import Layout, PdqIndex, PdqTable
+from tests.matching.conftest import brute_force, flip_bits, random_words
+
+THRESHOLDS = [0, 1, 5, 10, 22, 31, 32, 40, 52, 64]
+
+
+def planted(rng: np.random.Generator, n_random: int, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random stored hashes plus, around each query, one stored neighbour at every distance 0..64."""
+    queries = random_words(rng, n_queries)
+    neighbours = [flip_bits(rng, q, k) for q in queries for k in range(65)]
+    stored = np.concatenate([random_words(rng, n_random), np.array(neighbours)])
+    return stored[rng.permutation(len(stored))], queries
+
+
+def as_dicts(q: np.ndarray, rows: np.ndarray, dist: np.ndarray, n: int) -> list[dict[int, int]]:
+    out: list[dict[int, int]] = [{} for _ in range(n)]
+    for qi, row, d in zip(q.tolist(), rows.tolist(), dist.tolist(), strict=True):
+        assert row not in out[qi], "a row was reported twice"
+        out[qi][row] = d
+    return out
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [Layout(8, 32), Layout(16, 16), Layout(13, 19), Layout(20, 12), Layout(23, 11)],
+    ids=["32x8", "16x16", "19x13", "12x20", "11x23"],
+)
+def test_table_recall_is_exact_at_every_threshold(rng: np.random.Generator, layout: Layout) -> None:
+    stored, queries = planted(rng, 3000, 6)
+    table = PdqTable.build(np.ascontiguousarray(stored), layout)
+    dead = np.zeros(len(stored), dtype=np.uint8)
+    for threshold in THRESHOLDS:
+        expected = brute_force(stored, queries, threshold)
+        for mode in ("mih", "scan"):
+            got = as_dicts(*table.search(queries, threshold, dead, mode), len(queries))  # type: ignore[arg-type]
+            assert got == expected, f"threshold {threshold}, mode {mode}"
+
+
+def test_index_search_sorted_and_exact(rng: np.random.Generator) -> None:
+    stored, queries = planted(rng, 20_000, 10)
+    ids = np.arange(len(stored), dtype=np.int64) * 7 + 3
+    index = PdqIndex.build(stored, ids)
+    for threshold in (31, 52):
+        expected = brute_force(stored, queries, threshold)
+        hits = index.search(queries, threshold)
+        for qi, (got_ids, got_dist) in enumerate(hits.per_query(len(queries))):
+            assert dict(zip(((got_ids - 3) // 7).tolist(), got_dist.tolist(), strict=True)) == expected[qi]
+            assert list(got_dist) == sorted(got_dist)
+            # the planted neighbours give exactly one hit per distance 0..threshold
+            assert sorted(set(got_dist.tolist())) == list(range(threshold + 1))
+
+
+@pytest.mark.parametrize("bad", [-1, 65, 256, 3.5, "31", True], ids=str)
+def test_threshold_out_of_range_is_a_value_error(rng: np.random.Generator, bad: object) -> None:
+    index = PdqIndex.build(random_words(rng, 10), np.arange(10))
+    with pytest.raises(ValueError):
+        index.search(random_words(rng, 1), bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidThresholdError):
+        index.search(random_words(rng, 1), bad)  # type: ignore[arg-type]
+
+
+def test_hex_queries_and_empty_index(rng: np.random.Generator) -> None:
+    index = PdqIndex()
+    assert len(index.search(["0" * 64], 31).ids) == 0
+    index.add(["f" * 64, "0" * 63 + "1"], [1, 2])
+    hits = index.search(["0" * 64], 31)
+    assert hits.ids.tolist() == [2] and hits.distances.tolist() == [1]
+
+
+def test_removed_ids_are_never_returned_and_re_add_works(rng: np.random.Generator) -> None:
+    stored = random_words(rng, 5000)
+    index = PdqIndex.build(stored, np.arange(5000))
+    index.add(random_words(rng, 50), np.arange(10_000, 10_050))  # a side table too
+    assert index.remove([0, 1, 10_000, 999_999]) == 3
+    hits = index.search(np.concatenate([stored[:2], index.live()[0][-50:-49]]), 64)
+    assert not {0, 1, 10_000} & set(hits.ids.tolist())
+    assert not index.contains([0, 1, 10_000]).any()
+    index.add(stored[:1], [0])
+    assert index.search(stored[:1], 0).ids.tolist() == [0]
+    index.merge()
+    assert index.search(stored[:2], 0).ids.tolist() == [0]
+    assert len(index) == 5000 + 50 - 3 + 1
+
+
+def test_add_replaces_a_live_id(rng: np.random.Generator) -> None:
+    a, b = random_words(rng, 2)
+    index = PdqIndex.build(a[None, :], [5])
+    index.add(b[None, :], [5])
+    assert index.search(a[None, :], 31).ids.tolist() == []
+    assert index.search(b[None, :], 0).ids.tolist() == [5]
+    assert len(index) == 1
+    with pytest.raises(DuplicateIdError):
+        index.add(np.stack([a, b]), [6, 6])
+
+
+def test_deltas_then_merge_answer_like_a_fresh_build(rng: np.random.Generator) -> None:
+    stored, queries = planted(rng, 10_000, 8)
+    ids = np.arange(len(stored), dtype=np.int64)
+    index = PdqIndex.build(stored[:6000], ids[:6000], merge_at=10**9)
+    live = dict(zip(ids[:6000].tolist(), range(6000), strict=True))
+    for start in range(6000, len(stored), 1000):  # deltas: 1,000 adds and 300 removes each
+        stop = min(start + 1000, len(stored))
+        gone = rng.choice(list(live), size=300, replace=False)
+        index.apply_delta(stored[start:stop], ids[start:stop], gone)
+        for g in gone.tolist():
+            del live[g]
+        live.update({i: i for i in range(start, stop)})
+
+    def answers(ix: PdqIndex) -> list[list[tuple[int, int]]]:
+        return [
+            list(zip(i.tolist(), d.tolist(), strict=True))
+            for i, d in ix.search(queries, 40).per_query(len(queries))
+        ]
+
+    keep = np.array(sorted(live), dtype=np.int64)
+    fresh = PdqIndex.build(stored[keep], keep)
+    before = answers(index)
+    assert before == answers(fresh)
+    index.merge()
+    assert answers(index) == before
+    assert len(index) == len(keep)
+
+
+def test_background_merge_keeps_answers_correct(rng: np.random.Generator) -> None:
+    stored = random_words(rng, 4000)
+    index = PdqIndex.build(stored[:2000], np.arange(2000), merge_at=500, background_merge=True)
+    for start in range(2000, 4000, 250):
+        index.add(stored[start : start + 250], np.arange(start, start + 250))
+        index.remove([start - 1000])
+        hits = index.search(stored[start - 1000 : start + 250], 0)
+        assert sorted(hits.ids.tolist()) == list(range(start - 999, start + 250))
+    index.wait_for_merge()
+    index.merge()
+    assert index.search(stored, 0).ids.tolist() == [i for i in range(4000) if not 1000 <= i < 3000 or i % 250]
