@@ -29,6 +29,8 @@ class HubApi(Api):  # type: ignore[misc]
         # werkzeug exceptions carry headers such as Allow (405) and WWW-Authenticate (401).
         merged = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
         merged.update(headers or {})
+        # OAuth errors (hub.auth.OAuthHTTPError) keep their RFC 6749 `error` and `error_description` too.
+        payload.update(getattr(error, "oauth_body", {}))
         if "message" not in payload and code != 500:
             payload["message"] = error.description
         elif code == 500:

@@ -1,15 +1,28 @@
-"""Partners: the tenants of the hub. Every partner-owned row elsewhere refers to one."""
+"""Partners (the tenants of the hub) and their OAuth clients, with the operator's services on them.
+
+Every partner-owned row elsewhere refers to a partner. Services here take a Session, write their audit
+entry in the caller's transaction and flush; they never commit.
+"""
 
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
+import json
+import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import CheckConstraint, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import CheckConstraint, ForeignKey, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from hub import auditlog
+from hub.auditlog import Actor
 from hub.db import Base, UTCDateTime, utcnow
+from hub.errors import ConflictError, NotFoundError, ValidationError
 
 
 class PartnerKind(enum.StrEnum):
@@ -42,3 +55,246 @@ class Partner(Base):
     kind: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20), default=PartnerStatus.ACTIVE.value)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# Every scope the hub knows, and which of them a partner of each kind may ever hold.
+SCOPES: tuple[str, ...] = (
+    "feed:read",
+    "hashes:write",
+    "match",
+    "reports:write",
+    "audit:read",
+    "exports:read",
+    "governance",
+)
+KIND_SCOPES: dict[str, frozenset[str]] = {
+    PartnerKind.PLATFORM: frozenset({"feed:read", "hashes:write", "match", "reports:write"}),
+    PartnerKind.INTAKE: frozenset({"feed:read", "hashes:write", "match"}),
+    PartnerKind.GOVERNANCE: frozenset({"feed:read", "audit:read", "exports:read", "governance"}),
+    PartnerKind.REGULATOR: frozenset({"audit:read", "exports:read"}),
+}
+
+AUTH_METHODS = ("private_key_jwt", "client_secret_basic")
+
+
+class OAuthClient(Base):
+    """A partner's machine: authenticates with a registered JWKS (preferred) or a secret."""
+
+    __tablename__ = "oauth_clients"
+    __table_args__ = (
+        CheckConstraint("auth_method IN ('private_key_jwt', 'client_secret_basic')", name="auth_method"),
+    )
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    partner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    auth_method: Mapped[str] = mapped_column(String(32))
+    # Public JWKS (JSON) for private_key_jwt; the hub never holds a client's private key.
+    jwks: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # HMAC-SHA256 of the secret under the hub secret (hex); the plaintext is shown once and never stored.
+    secret_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Space-separated scopes the client may be issued, and those a request without `scope` gets.
+    scopes: Mapped[str] = mapped_column(Text)
+    default_scopes: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # When a failed authentication of this client was last audited: at most one entry a minute.
+    failure_logged_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(self.scopes.split())
+
+
+@dataclass(frozen=True)
+class IssuedClient:
+    """A created or rotated client, with the secret shown once (None for private_key_jwt)."""
+
+    client: OAuthClient
+    secret: str | None
+
+
+def secret_digest(hub_secret: bytes, client_secret: str) -> str:
+    """Keyed digest of a client secret: a leaked table alone does not allow offline guessing."""
+    msg = b"hashfed/client-secret/v1\x00" + client_secret.encode()
+    return hmac.new(hub_secret, msg, hashlib.sha256).hexdigest()
+
+
+def check_secret(hub_secret: bytes, client: OAuthClient, client_secret: str) -> bool:
+    if client.secret_digest is None:
+        return False
+    return hmac.compare_digest(client.secret_digest, secret_digest(hub_secret, client_secret))
+
+
+# --- partners --------------------------------------------------------------------------------------------
+
+
+def get_partner(session: Session, partner_id: str) -> Partner:
+    partner = session.get(Partner, partner_id)
+    if partner is None:
+        partner = session.scalars(select(Partner).where(Partner.name == partner_id)).first()
+    if partner is None:
+        raise NotFoundError(f"no partner {partner_id!r}")
+    return partner
+
+
+def create_partner(session: Session, name: str, kind: str, actor: Actor) -> Partner:
+    """A new active partner; its name is unique."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise ValidationError("a partner name has 1 to 200 characters")
+    if kind not in set(PartnerKind):
+        raise ValidationError(f"kind must be one of {', '.join(PartnerKind)}")
+    if session.scalars(select(Partner.id).where(Partner.name == name)).first() is not None:
+        raise ConflictError(f"a partner named {name!r} exists")
+    partner = Partner(id=new_id(), name=name, kind=kind, status=PartnerStatus.ACTIVE.value)
+    session.add(partner)
+    session.flush()
+    auditlog.record(session, actor, "partner.create", f"partner/{partner.id}", {"name": name, "kind": kind})
+    return partner
+
+
+def list_partners(session: Session) -> list[Partner]:
+    return list(session.scalars(select(Partner).order_by(Partner.name)))
+
+
+def set_partner_status(session: Session, partner_id: str, status: str, actor: Actor) -> Partner:
+    """Suspend or resume a partner: a suspended partner's tokens stop working at once."""
+    partner = get_partner(session, partner_id)
+    if status not in set(PartnerStatus):
+        raise ValidationError(f"status must be one of {', '.join(PartnerStatus)}")
+    if partner.status == status:
+        raise ConflictError(f"partner {partner.name!r} is already {status}")
+    partner.status = status
+    session.flush()
+    action = "partner.suspend" if status == PartnerStatus.SUSPENDED else "partner.resume"
+    auditlog.record(session, actor, action, f"partner/{partner.id}")
+    return partner
+
+
+# --- clients ---------------------------------------------------------------------------------------------
+
+
+def _check_scopes(partner: Partner, scopes: list[str]) -> list[str]:
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown:
+        raise ValidationError(f"unknown scopes: {', '.join(unknown)}")
+    allowed = KIND_SCOPES[PartnerKind(partner.kind)]
+    refused = sorted(set(scopes) - allowed)
+    if refused:
+        raise ValidationError(f"a {partner.kind} partner may not hold: {', '.join(refused)}")
+    return sorted(set(scopes))
+
+
+def parse_jwks(raw: str | dict[str, Any]) -> str:
+    """Check a public JWKS (RFC 7517) and return it as compact JSON; private keys are refused."""
+    from joserfc.errors import JoseError
+    from joserfc.jwk import KeySet
+
+    try:
+        data = json.loads(raw) if isinstance(raw, str) else raw
+        if not isinstance(data, dict) or not isinstance(data.get("keys"), list) or not data["keys"]:
+            raise ValueError("a JWKS is an object with a non-empty 'keys' list")
+        for key in data["keys"]:
+            if not isinstance(key, dict) or any(k in key for k in ("d", "p", "q", "k")):
+                raise ValueError("the JWKS holds private or symmetric keys; register public keys only")
+        KeySet.import_key_set(data)
+    except (ValueError, TypeError, JoseError) as e:
+        raise ValidationError(f"invalid JWKS: {e}") from e
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+def create_client(
+    session: Session,
+    partner_id: str,
+    name: str,
+    scopes: list[str],
+    *,
+    hub_secret: bytes,
+    actor: Actor,
+    jwks: str | dict[str, Any] | None = None,
+    default_scopes: list[str] | None = None,
+) -> IssuedClient:
+    """A new client of a partner: private_key_jwt when a JWKS is given, else a 256-bit secret shown once."""
+    partner = get_partner(session, partner_id)
+    granted = _check_scopes(partner, scopes)
+    if not granted:
+        raise ValidationError("a client needs at least one scope")
+    defaults = granted if default_scopes is None else sorted(set(default_scopes))
+    if not set(defaults) <= set(granted):
+        raise ValidationError("default scopes must be among the client's scopes")
+    client = OAuthClient(
+        client_id=f"hfc_{secrets.token_hex(16)}",
+        partner_id=partner.id,
+        name=name.strip() or "client",
+        scopes=" ".join(granted),
+        default_scopes=" ".join(defaults),
+        created_at=utcnow(),
+    )
+    plaintext: str | None = None
+    if jwks is not None:
+        client.auth_method = "private_key_jwt"
+        client.jwks = parse_jwks(jwks)
+    else:
+        client.auth_method = "client_secret_basic"
+        plaintext = secrets.token_urlsafe(32)  # 256 bits
+        client.secret_digest = secret_digest(hub_secret, plaintext)
+    session.add(client)
+    session.flush()
+    auditlog.record(
+        session,
+        actor,
+        "client.create",
+        f"client/{client.client_id}",
+        {"partner": partner.id, "auth_method": client.auth_method, "scopes": granted},
+    )
+    return IssuedClient(client, plaintext)
+
+
+def get_client(session: Session, client_id: str) -> OAuthClient:
+    client = session.get(OAuthClient, client_id)
+    if client is None:
+        raise NotFoundError(f"no client {client_id!r}")
+    return client
+
+
+def rotate_client(
+    session: Session,
+    client_id: str,
+    *,
+    hub_secret: bytes,
+    actor: Actor,
+    jwks: str | dict[str, Any] | None = None,
+) -> IssuedClient:
+    """Replace a client's secret (or JWKS); the old one stops working when this commits."""
+    client = get_client(session, client_id)
+    if client.revoked_at is not None:
+        raise ConflictError(f"client {client_id} is revoked")
+    plaintext: str | None = None
+    if client.auth_method == "private_key_jwt":
+        if jwks is None:
+            raise ValidationError("a private_key_jwt client is rotated with a new JWKS")
+        client.jwks = parse_jwks(jwks)
+    else:
+        if jwks is not None:
+            raise ValidationError("a client_secret_basic client is rotated without a JWKS")
+        plaintext = secrets.token_urlsafe(32)
+        client.secret_digest = secret_digest(hub_secret, plaintext)
+    client.rotated_at = utcnow()
+    session.flush()
+    subject = f"client/{client.client_id}"
+    auditlog.record(session, actor, "client.rotate", subject, {"partner": client.partner_id})
+    return IssuedClient(client, plaintext)
+
+
+def revoke_client(session: Session, client_id: str, actor: Actor) -> OAuthClient:
+    """Revoke a client: it cannot authenticate, and tokens issued to it stop working at once."""
+    client = get_client(session, client_id)
+    if client.revoked_at is not None:
+        raise ConflictError(f"client {client_id} is already revoked")
+    client.revoked_at = utcnow()
+    session.flush()
+    subject = f"client/{client.client_id}"
+    auditlog.record(session, actor, "client.revoke", subject, {"partner": client.partner_id})
+    return client
