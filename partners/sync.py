@@ -281,6 +281,8 @@ class Syncer:
                 self.mirror.record_attempt(c, None)
             except PartnerError as e:
                 result.error = e
+                if isinstance(e, ForkError):
+                    self._fork_alert(c, e)
                 self.mirror.record_attempt(c, f"{e.check}: {e}")
                 level = logging.WARNING if isinstance(e, HeldBatchError) else logging.ERROR
                 log.log(
@@ -413,12 +415,8 @@ class Syncer:
         state: CollectionState,
         kept: KeptCheckpoint | None,
     ) -> KeptCheckpoint:
-        """Verify a served checkpoint against the newest kept one; keep fork evidence before re-raising."""
-        try:
-            return verify_checkpoint(trusted, note, origin, kept, self.clock(), self.policy)
-        except ForkError as e:
-            self._fork_alert(state.collection, e)
-            raise
+        """Verify a served checkpoint against the newest kept one."""
+        return verify_checkpoint(trusted, note, origin, kept, self.clock(), self.policy)
 
     def _fork_alert(self, c: str, e: ForkError) -> None:
         self.mirror.alert(c, "fork", str(e), e.kept_note, e.served_note)
@@ -441,13 +439,9 @@ class Syncer:
         if isinstance(data, dict) and "checkpoint" in data:
             cp = self._checkpoint(trusted, _note(data), origin, state, cp)
         envelope = data.get("snapshot", data) if isinstance(data, dict) else data
-        try:
-            snap = verify_snapshot(
-                trusted, envelope, c, cp, _proof(data) if isinstance(data, dict) else [], self.clock()
-            )
-        except ForkError as e:
-            self._fork_alert(c, e)
-            raise
+        snap = verify_snapshot(
+            trusted, envelope, c, cp, _proof(data) if isinstance(data, dict) else [], self.clock()
+        )
         total = sum(ch.count for ch in snap.chunks)
         bar = self.progress(total, f"{c} snapshot") if self.progress else None
 
