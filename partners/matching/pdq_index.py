@@ -59,8 +59,10 @@ class Layout:
 
     @classmethod
     def for_size(cls, n: int) -> Layout:
-        """About one hash per bucket: bits ~ log2(n), clamped to 8..23."""
-        bits = min(MAX_CHUNK_BITS, max(MIN_CHUNK_BITS, math.ceil(math.log2(max(n, 2)))))
+        """At most one hash per 8 buckets (bits = log2(n) + 3, clamped to 8..23): most probes then hit an
+        empty bucket, which the occupancy bitmap answers from cache (measured: 11 x 23 bits is twice as fast
+        as 12 x 20 bits at 1M hashes)."""
+        bits = min(MAX_CHUNK_BITS, max(MIN_CHUNK_BITS, math.ceil(math.log2(max(n, 2))) + 3))
         return cls(bits=bits, chunks=PDQ_BITS // bits)
 
     def radii(self, threshold: int) -> I64Array:
@@ -190,13 +192,17 @@ class _State:
     side: _Segment | None = None  # adds since the last merge started
 
 
-def _segment(hashes: U64Array, ids: I64Array, *, sorted_ids: bool) -> _Segment:
-    """A segment over copies of ``hashes``/``ids`` in huge-page memory, rows sorted by id if asked."""
+def _segment(hashes: U64Array, ids: I64Array, *, sorted_ids: bool, copy: bool = True) -> _Segment:
+    """A segment over copies of ``hashes``/``ids`` in huge-page memory, rows sorted by id if asked.
+
+    ``copy=False`` adopts the caller's arrays when they are already sorted by id: a 10M build then holds one
+    copy of the hashes, not two.
+    """
     if sorted_ids and ids.shape[0] > 1 and not bool(np.all(ids[1:] > ids[:-1])):
         order = np.argsort(ids, kind="stable")
-        hashes, ids = hashes[order], ids[order]
-    words: U64Array = memory.copy_of(hashes, np.uint64)  # type: ignore[assignment]
-    id_copy: I64Array = memory.copy_of(ids, np.int64)  # type: ignore[assignment]
+        hashes, ids, copy = hashes[order], ids[order], False
+    words: U64Array = memory.copy_of(hashes, np.uint64) if copy else hashes  # type: ignore[assignment]
+    id_copy: I64Array = memory.copy_of(ids, np.int64) if copy else ids  # type: ignore[assignment]
     return _Segment(PdqTable.build(words), id_copy, np.zeros(len(id_copy), dtype=np.uint8))
 
 
@@ -221,12 +227,18 @@ class PdqIndex:
     # -- construction ---------------------------------------------------------------------------------
 
     @classmethod
-    def build(cls, hashes: npt.ArrayLike, ids: npt.ArrayLike, **kwargs: int | bool) -> PdqIndex:
-        """A new index over ``hashes`` (``(n, 4)`` uint64 words or hex strings) with int64 ``ids``."""
+    def build(
+        cls, hashes: npt.ArrayLike, ids: npt.ArrayLike, *, copy: bool = True, **kwargs: int | bool
+    ) -> PdqIndex:
+        """A new index over ``hashes`` (``(n, 4)`` uint64 words or hex strings) with int64 ``ids``.
+
+        With ``copy=False`` the index takes ownership of C-contiguous uint64 words and int64 ids (the caller
+        must not modify them), which saves a copy of the hashes at build time.
+        """
         index = cls(**kwargs)  # type: ignore[arg-type]
         words, id_arr = as_words(hashes), _as_ids(ids)
         _check_batch(words, id_arr)
-        index._state = _State(main=_segment(words, id_arr, sorted_ids=True))
+        index._state = _State(main=_segment(words, id_arr, sorted_ids=True, copy=copy))
         return index
 
     @classmethod
@@ -427,8 +439,10 @@ def _as_ids(ids: npt.ArrayLike) -> I64Array:
 def _check_batch(words: U64Array, ids: I64Array) -> None:
     if words.shape[0] != ids.shape[0]:
         raise MatchingError(f"{words.shape[0]} hashes but {ids.shape[0]} ids")
-    if len(ids) > 1 and len(np.unique(ids)) != len(ids):
-        raise DuplicateIdError("an id appears twice in one batch of adds")
+    if len(ids) > 1 and not bool(np.all(ids[1:] > ids[:-1])):  # sorted input (the usual case) needs no sort
+        ordered = np.sort(ids)
+        if bool(np.any(ordered[1:] == ordered[:-1])):
+            raise DuplicateIdError("an id appears twice in one batch of adds")
 
 
 def _has_dead(seg: _Segment) -> bool:

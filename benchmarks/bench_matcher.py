@@ -1,0 +1,240 @@
+"""Benchmark of the reference PDQ matcher against numpy brute force and faiss, one thread each.
+
+    .venv/bin/python benchmarks/bench_matcher.py           # 1M and 10M hashes (about 15-20 minutes)
+    .venv/bin/python benchmarks/bench_matcher.py --quick   # 1M only
+
+Stored hashes are uniform random 256-bit values plus planted neighbours: around each of the first 200 queries,
+one stored hash at every distance 0..64 (k random bits of the query flipped). Random 256-bit hashes are never
+within 64 bits of each other in practice (P < 1e-20), so the ground truth is the planted set; the tests check
+recall against a full brute force at small scale. Each competitor runs in its own subprocess (honest peak
+RSS, no shared caches), with NUMBA_NUM_THREADS=OMP_NUM_THREADS=1 and faiss.omp_set_num_threads(1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+THRESHOLDS = (31, 52)
+N_PLANTED_QUERIES = 200
+COMPETITORS = ("ours", "numpy", "faiss-flat", "faiss-mih-16x16", "faiss-mih-11x23")
+Result = tuple[list[np.ndarray], list[np.ndarray]]  # per query: ids, distances
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_data(n: int, n_queries: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray, list[dict[int, int]]]:
+    """Stored words (n, 4) in huge-page memory, queries, and for each query the planted {id: distance}."""
+    from partners.matching import memory
+
+    rng = np.random.default_rng(seed)
+    queries = rng.integers(0, 2**64, size=(n_queries, 4), dtype=np.uint64)
+    stored = memory.empty((n, 4), np.uint64)
+    step = 1 << 20
+    for i in range(0, n, step):
+        stored[i : i + step] = rng.integers(0, 2**64, size=(min(step, n - i), 4), dtype=np.uint64)
+    truth: list[dict[int, int]] = [{} for _ in range(n_queries)]
+    slots = rng.choice(n, size=N_PLANTED_QUERIES * 65, replace=False)
+    for qi in range(N_PLANTED_QUERIES):
+        for k in range(65):
+            row = int(slots[qi * 65 + k])
+            word = queries[qi].copy()
+            for bit in rng.choice(256, size=k, replace=False):
+                word[bit // 64] ^= np.uint64(1) << np.uint64(bit % 64)
+            stored[row] = word
+            truth[qi][row] = k
+    return stored, queries, truth  # type: ignore[return-value]
+
+
+def recall(results: Result, truth: list[dict[int, int]], threshold: int, first: int) -> tuple[float, int]:
+    """Share of planted neighbours within the threshold found (with the right distance), and wrong answers."""
+    expected = found = wrong = 0
+    for qi in range(first):
+        want = {i: d for i, d in truth[qi].items() if d <= threshold}
+        got = dict(zip(results[0][qi].tolist(), results[1][qi].tolist(), strict=True))
+        expected += len(want)
+        found += sum(1 for i, d in want.items() if got.get(i) == d)
+        wrong += sum(1 for i, d in got.items() if d > threshold or (i in truth[qi] and truth[qi][i] != d))
+    return (found / expected if expected else 1.0), wrong
+
+
+def timed(
+    fn: Callable[[np.ndarray], Result], queries: np.ndarray, batch: int, budget_s: float
+) -> tuple[float, Result, int]:
+    """Queries per second of ``fn`` on batches of ``batch`` queries, until the budget or queries run out."""
+    ids: list[np.ndarray] = []
+    dists: list[np.ndarray] = []
+    start = time.perf_counter()
+    done = 0
+    while done < len(queries):
+        r = fn(queries[done : done + batch])
+        ids += r[0]
+        dists += r[1]
+        done += len(r[0])
+        if time.perf_counter() - start > budget_s and done >= min(len(queries), batch):
+            break
+    return done / (time.perf_counter() - start), (ids, dists), done
+
+
+def worker(name: str, n: int, budget: float) -> dict[str, object]:
+    """Build one competitor over n hashes and measure it; returns a JSON-able row set."""
+    stored, queries, truth = make_data(n, 2000)
+    rows: dict[str, object] = {"name": name, "n": n}
+    t0 = time.perf_counter()
+    search: Callable[[np.ndarray, int], Result]
+    single_n = {31: 2000, 52: 200}
+    batch = 1000
+    if name == "ours":
+        from partners.matching.pdq_index import PdqIndex
+
+        PdqIndex().warmup()
+        index = PdqIndex.build(stored, np.arange(n, dtype=np.int64), copy=False, background_merge=False)
+        del stored
+
+        def search(q: np.ndarray, d: int) -> Result:
+            hits = index.search(q, d)
+            per = hits.per_query(len(q))
+            return [p[0] for p in per], [p[1] for p in per]
+
+    elif name == "numpy":
+        single_n = {31: 20, 52: 20}
+        batch = 0
+
+        def search(q: np.ndarray, d: int) -> Result:
+            ids, dists = [], []
+            for one in q:
+                dist = np.bitwise_count(stored ^ one).sum(axis=1, dtype=np.int64)
+                rows_ = np.flatnonzero(dist <= d)
+                ids.append(rows_)
+                dists.append(dist[rows_])
+            return ids, dists
+
+    else:
+        import faiss
+
+        faiss.omp_set_num_threads(1)
+        codes = stored.astype(">u8").view(np.uint8).reshape(n, 32)
+        del stored
+        if name == "faiss-flat":
+            fx = faiss.IndexBinaryFlat(256)
+            single_n, batch = {31: 20, 52: 20}, 100
+        else:
+            nhash, b = (16, 16) if name.endswith("16x16") else (11, 23)
+            fx = faiss.IndexBinaryMultiHash(256, nhash, b)
+            rows["setting"] = f"nhash={nhash} b={b} nflip=d//nhash"
+            single_n, batch = {31: 500, 52: 20}, 100
+        fx.add(codes)
+
+        def search(q: np.ndarray, d: int) -> Result:
+            if name != "faiss-flat":
+                fx.nflip = d // fx.nhash  # pigeonhole: exact recall needs nflip >= floor(d / nhash)
+            qc = q.astype(">u8").view(np.uint8).reshape(len(q), 32)
+            lims, dist, ids = fx.range_search(qc, d + 1)  # faiss range search is strict: distance < radius
+            return (
+                [ids[lims[i] : lims[i + 1]] for i in range(len(q))],
+                [dist[lims[i] : lims[i + 1]].astype(np.int64) for i in range(len(q))],
+            )
+
+    rows["build_s"] = round(time.perf_counter() - t0, 2)
+    for d in THRESHOLDS:
+        qps, res, done = timed(lambda q, d=d: search(q, d), queries[: single_n[d]], 1, budget)
+        rows[f"single_{d}"] = round(qps, 1)
+        rows[f"recall_{d}"], rows[f"wrong_{d}"] = recall(res, truth, d, min(done, N_PLANTED_QUERIES))
+        if batch:
+            qps, res, done = timed(lambda q, d=d: search(q, d), queries, batch, budget)
+            rows[f"batch_{d}"] = round(qps, 1)
+            r, w = recall(res, truth, d, min(done, N_PLANTED_QUERIES))
+            rows[f"recall_{d}"] = min(r, float(rows[f"recall_{d}"]))  # type: ignore[arg-type]
+            rows[f"wrong_{d}"] = int(rows[f"wrong_{d}"]) + w  # type: ignore[call-overload]
+    if name == "ours":
+        rng = np.random.default_rng(2)
+        adds = rng.integers(0, 2**64, size=(10_000, 4), dtype=np.uint64)
+        t = time.perf_counter()
+        index.apply_delta(adds, np.arange(n, n + 10_000), rng.choice(n, size=1_000, replace=False))
+        rows["delta_s"] = round(time.perf_counter() - t, 3)
+        qps, res, done = timed(lambda q: search(q, 31), queries, 1, budget)
+        rows["single_31_after_delta"] = round(qps, 1)
+        found = search(adds[:100], 0)
+        rows["delta_found"] = sum(int(n + i in f[0].tolist()) for i, f in enumerate(zip(*found, strict=True)))
+    rows["peak_rss_mb"] = round(peak_rss_mb())
+    return rows
+
+
+def run(competitor: str, n: int, budget: float) -> dict[str, object]:
+    env = dict(
+        os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1"
+    )
+    cmd = [sys.executable, __file__, "--worker", competitor, "--n", str(n), "--budget", str(budget)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        return {"name": competitor, "n": n, "error": proc.stderr.strip().splitlines()[-1:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def fmt(v: object) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3f}" if v < 10 else f"{v:,.0f}"
+    return str(v)
+
+
+def print_table(rows: list[dict[str, object]]) -> None:
+    cols = [
+        ("n", "n"), ("name", "matcher"), ("build_s", "build s"), ("single_31", "q/s d31"),
+        ("batch_31", "q/s d31 b1000"), ("single_52", "q/s d52"), ("batch_52", "q/s d52 b1000"),
+        ("recall_31", "recall d31"), ("recall_52", "recall d52"), ("wrong_31", "wrong"),
+        ("wrong_52", "wrong"), ("peak_rss_mb", "peak RSS MB"), ("delta_s", "10k delta s"),
+        ("single_31_after_delta", "q/s d31 after"),
+    ]  # fmt: skip
+    table = [[h for _, h in cols]] + [[fmt(r.get(k)) for k, _ in cols] for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(cols))]
+    for i, line in enumerate(table):
+        print(" | ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)))
+        if i == 0:
+            print("-+-".join("-" * w for w in widths))
+    for r in rows:
+        if "error" in r or "setting" in r:
+            print(f"{r['name']} n={r['n']}: {r.get('setting') or ''} {r.get('error') or ''}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1M hashes only")
+    parser.add_argument("--only", nargs="*", choices=COMPETITORS, help="run these competitors only")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--budget", type=float, default=4.0, help="seconds per timed measurement")
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.n, args.budget)))
+        return
+    sizes = [1_000_000] if args.quick else [1_000_000, 10_000_000]
+    rows = []
+    for n in sizes:
+        for competitor in args.only or COMPETITORS:
+            started = time.perf_counter()
+            rows.append(run(competitor, n, args.budget))
+            print(
+                f"# {competitor} n={n:,}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True
+            )
+    print(f"# {os.cpu_count()} CPUs, one thread per matcher; q/s = queries per second on one core")
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
