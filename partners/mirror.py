@@ -621,7 +621,7 @@ class Mirror:
                 ).all()
             )
         out = []
-        for c in sorted(set(rows) | set(stats)):
+        for c in sorted(set(rows) | set(stats) | set(helds)):
             row, st = rows.get(c), stats.get(c)
             out.append(
                 CollectionStatus(
