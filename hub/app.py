@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from hub import auditapi, health
+from hub import auditapi, health, oauth, people
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory
 from hub.errors import HubError
@@ -100,6 +100,8 @@ def create_app(
     app.register_error_handler(HubError, handle_hub_error)
     api.register_blueprint(health.blp)
     api.register_blueprint(auditapi.blp)
+    oauth.init_app(app, api)
+    people.init_app(app, api)
 
     @app.after_request
     def _commit_or_rollback(response: Response) -> Response:

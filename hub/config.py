@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,9 @@ class Settings:
     max_batch_entries: int = 50_000
     # Lifetime of an issued access token, in seconds.
     token_ttl_s: int = 600
+    # Token endpoint rate limits (Flask-Limiter syntax): per claimed client, and per client address.
+    token_rate_limit: str = "30/minute"  # noqa: S105  (a rate, not a password)
+    token_rate_limit_address: str = "120/minute"  # noqa: S105
     # Paths of the online signing keys; empty means `<var_dir>/keys/<role>.pem`.
     keys_dir: str = ""
     # Trust X-Forwarded-* headers from this many proxies (0: none). See docs/operations.md.
@@ -105,6 +109,8 @@ def _str(raw: str) -> str:
     return raw.strip()
 
 
+_RATE = re.compile(r"^\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?\s*$")
+
 _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "HASHFED_VAR_DIR": ("var_dir", lambda raw: Path(raw)),
     "HASHFED_DATABASE_URL": ("database_url", _str),
@@ -117,6 +123,8 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "HASHFED_AUDIT_CHECKPOINT_INTERVAL_S": ("audit_checkpoint_interval_s", _positive_int),
     "HASHFED_MAX_BATCH_ENTRIES": ("max_batch_entries", _positive_int),
     "HASHFED_TOKEN_TTL_S": ("token_ttl_s", _positive_int),
+    "HASHFED_TOKEN_RATE_LIMIT": ("token_rate_limit", _str),
+    "HASHFED_TOKEN_RATE_LIMIT_ADDRESS": ("token_rate_limit_address", _str),
     "HASHFED_KEYS_DIR": ("keys_dir", _str),
     "HASHFED_PROXY_FIX_HOPS": ("proxy_fix_hops", _non_negative_int),
 }
@@ -133,5 +141,8 @@ def _check(s: Settings) -> None:
     if "/" in s.hub_name or not s.hub_name.strip():
         # The hub name is the first element of log origins; a slash would make origins ambiguous.
         raise ConfigError(f"HASHFED_HUB_NAME={s.hub_name!r} must not contain '/'")
+    for name, value in (("", s.token_rate_limit), ("_ADDRESS", s.token_rate_limit_address)):
+        if not _RATE.match(value):
+            raise ConfigError(f"HASHFED_TOKEN_RATE_LIMIT{name}={value!r} must look like '30/minute'")
     if s.redis_url and not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"HASHFED_REDIS_URL={s.redis_url!r} must be a redis:// URL")

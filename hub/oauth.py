@@ -7,15 +7,47 @@ the transport rule (HTTPS, or plain HTTP from a loopback address only) and the a
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import logging
 import secrets
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+from urllib.parse import unquote
 
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Payload, FlaskOAuth2Request
+from authlib.oauth2.rfc6749 import (
+    ClientMixin,
+    InvalidClientError,
+    InvalidScopeError,
+    OAuth2Request,
+    TokenMixin,
+)
+from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
+from authlib.oauth2.rfc6749.util import scope_to_list
+from authlib.oauth2.rfc6750 import BearerTokenGenerator
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from flask import Flask, Request, Response, jsonify
+from flask import request as flask_request
+from flask_smorest import Blueprint
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
 from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from hub import auditlog, rls
+from hub.auditlog import Actor
+from hub.auth import register_security_scheme, require_secure_transport
+from hub.config import Settings
 from hub.db import Base, UTCDateTime, utcnow
+from hub.tenants import AUTH_METHODS, SCOPES, OAuthClient, Partner, PartnerStatus, check_secret
+from hub.web import commit_despite_error, db, settings, state
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +141,412 @@ def sweep(session: Session, now: datetime) -> int:
     from sqlalchemy import delete
 
     cutoff = now - timedelta(days=1)
-    n = session.execute(delete(AccessToken).where(AccessToken.expires_at < cutoff)).rowcount or 0
+    result = session.execute(delete(AccessToken).where(AccessToken.expires_at < cutoff))
+    n = getattr(result, "rowcount", 0) or 0
     session.execute(delete(UsedJti).where(UsedJti.expires_at < now))
     return int(n)
+
+
+# --- the authorization server (authlib) ------------------------------------------------------------------
+
+# Algorithms a client assertion may use: asymmetric only (a JWKS never holds a shared secret).
+ASSERTION_ALGORITHMS = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+]
+# A failed authentication of one client is audited at most this often.
+FAILURE_AUDIT_INTERVAL = timedelta(minutes=1)
+
+
+class _Client(ClientMixin):
+    """authlib's view of an `OAuthClient` row."""
+
+    def __init__(self, row: OAuthClient, hub_secret: bytes) -> None:
+        self.row = row
+        self.hub_secret = hub_secret
+
+    def get_client_id(self) -> str:
+        return self.row.client_id
+
+    def get_default_redirect_uri(self) -> str | None:
+        return None
+
+    def get_allowed_scope(self, scope: str | None) -> str:
+        if not scope:
+            return self.row.default_scopes
+        return " ".join(s for s in scope_to_list(scope) or [] if s in self.row.scope_set)
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return False
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        return check_secret(self.hub_secret, self.row, client_secret)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        return self.row.revoked_at is None and method == self.row.auth_method
+
+    def check_response_type(self, response_type: str) -> bool:
+        return False
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type == "client_credentials"
+
+
+class _Token(TokenMixin):
+    """authlib's view of an `AccessToken` row."""
+
+    def __init__(self, row: AccessToken) -> None:
+        self.row = row
+
+    def check_client(self, client: _Client) -> bool:
+        return self.row.partner_id == client.row.partner_id
+
+    def get_scope(self) -> str:
+        return self.row.scopes
+
+    def get_expires_in(self) -> int:
+        return int((self.row.expires_at - self.row.issued_at).total_seconds())
+
+    def is_expired(self) -> bool:
+        return self.row.expires_at <= utcnow()
+
+    def is_revoked(self) -> bool:
+        return self.row.revoked_at is not None
+
+
+class _HubOAuth2Request(FlaskOAuth2Request):
+    """authlib's request; the transport was checked by `hub.auth.require_secure_transport` already.
+
+    authlib decides "secure" from the URL's host, which the client controls (Host: localhost); the hub
+    decides from the scheme after ProxyFix and the peer address instead, then hands authlib an https URL.
+    """
+
+    def __init__(self, req: Request) -> None:
+        OAuth2Request.__init__(self, method=req.method, uri=_as_https(req.url), headers=req.headers)
+        self._request = req
+        self.payload = FlaskOAuth2Payload(req)
+
+
+def _as_https(url: str) -> str:
+    return "https" + url[4:] if url.startswith("http:") else url
+
+
+class _PrivateKeyJWT(JWTBearerClientAssertion):
+    """RFC 7523 client authentication; seen `jti`s live in the database, so replays fail across processes."""
+
+    CLIENT_AUTH_METHOD = "private_key_jwt"
+
+    def __init__(self, audience: str) -> None:
+        super().__init__(validate_jti=True, leeway=30)
+        self.audience = audience
+
+    def get_audiences(self) -> list[str]:
+        return [self.audience]
+
+    def process_assertion_claims(self, assertion: str, resolve_key: Any) -> Any:
+        try:
+            token = jwt.decode(assertion, resolve_key, algorithms=ASSERTION_ALGORITHMS)
+        except (JoseError, ValueError) as e:
+            raise InvalidClientError(description="the client assertion's signature does not verify") from e
+        self.verify_claims(token.claims)
+        return token.claims
+
+    def verify_claims(self, claims: Any) -> None:
+        exp = claims.get("exp")
+        if isinstance(exp, int) and exp - utcnow().timestamp() > MAX_ASSERTION_LIFETIME_S + self.leeway:
+            limit = MAX_ASSERTION_LIFETIME_S
+            raise InvalidClientError(description=f"a client assertion lives at most {limit}s")
+        super().verify_claims(claims)
+
+    def validate_jti(self, claims: Any, jti: Any) -> bool:
+        if not isinstance(jti, str) or not 0 < len(jti) <= 255:
+            return False
+        session = db()
+        expires = datetime.fromtimestamp(int(claims["exp"]), UTC) + timedelta(seconds=self.leeway)
+        try:
+            with session.begin_nested():
+                session.add(UsedJti(client_id=str(claims["sub"]), jti=jti, expires_at=expires))
+        except IntegrityError:
+            return False
+        return True
+
+    def resolve_client_public_key(self, client: _Client) -> KeySet:
+        return KeySet.import_key_set(json.loads(client.row.jwks or '{"keys": []}'))
+
+
+class _Revocation(RevocationEndpoint):
+    CLIENT_AUTH_METHODS: ClassVar[list[str]] = list(AUTH_METHODS)
+    SUPPORTED_TOKEN_TYPES = ("access_token",)
+
+    def authenticate_token(self, request: Any, client: _Client) -> _Token | None:
+        self.check_params(request, client)
+        return _lookup(request.form["token"], client)
+
+    def revoke_token(self, token: _Token, request: Any) -> None:
+        if token.row.revoked_at is None:
+            token.row.revoked_at = utcnow()
+            db().flush()
+            client: _Client = request.client
+            auditlog.record(
+                db(), _client_actor(client.row), "token.revoke", f"client/{client.row.client_id}",
+                {"token": token.row.digest[:16]},
+            )
+
+
+class _Introspection(IntrospectionEndpoint):
+    CLIENT_AUTH_METHODS: ClassVar[list[str]] = list(AUTH_METHODS)
+    SUPPORTED_TOKEN_TYPES = ("access_token",)
+
+    def authenticate_token(self, request: Any, client: _Client) -> _Token | None:
+        self.check_params(request, client)
+        return _lookup(request.form["token"], client)
+
+    def check_permission(self, token: _Token, client: _Client, request: Any) -> bool:
+        return token.row.partner_id == client.row.partner_id
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> None:
+        raise NotImplementedError  # authenticate_token is overridden
+
+    def introspect_token(self, token: _Token) -> dict[str, Any]:
+        row = token.row
+        return {
+            "active": True,
+            "scope": row.scopes,
+            "client_id": row.client_id,
+            "token_type": "Bearer",
+            "sub": row.client_id or row.user_id,
+            "iat": int(row.issued_at.timestamp()),
+            "exp": int(row.expires_at.timestamp()),
+            "iss": settings().base_url,
+        }
+
+
+def _lookup(token: str, client: _Client) -> _Token | None:
+    """A token of the calling client's partner only; another partner's token looks like no token."""
+    row = find_token(db(), token)
+    if row is None or row.partner_id != client.row.partner_id:
+        return None
+    return _Token(row)
+
+
+def _client_actor(row: OAuthClient) -> Actor:
+    return Actor(type="partner", partner=row.partner_id, client=row.client_id)
+
+
+class _ClientCredentials(ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(AUTH_METHODS)
+
+    def validate_token_request(self) -> None:
+        super().validate_token_request()
+        requested = set(scope_to_list(self.request.payload.scope) or [])
+        client: _Client = self.request.client
+        refused = sorted(requested - client.row.scope_set)
+        if refused:
+            raise InvalidScopeError(description=f"scope not granted to this client: {' '.join(refused)}")
+
+
+class HubAuthorizationServer(AuthorizationServer):
+    """authlib's server wired to the hub's storage and transport rule."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.scopes_supported = list(SCOPES)
+        self._hub_secret: bytes | None = None
+        self.hub_settings = settings
+        self._query_client = self._find_client
+        self._save_token = self._store
+        ttl = settings.token_ttl_s
+        self.register_token_generator(
+            "default", BearerTokenGenerator(lambda **_: new_token_string(), None, lambda client, grant: ttl)
+        )
+        self.register_client_auth_method("private_key_jwt", _PrivateKeyJWT(settings.token_endpoint))
+        self.register_grant(_ClientCredentials)
+        self.register_endpoint(_Revocation)
+        self.register_endpoint(_Introspection)
+
+    @property
+    def hub_secret(self) -> bytes:
+        """The hub secret (hub/keys.py), read on first use and created 0600 if missing."""
+        if self._hub_secret is None:
+            from hub.keys import ensure_hub_secret
+
+            self._hub_secret = ensure_hub_secret(self.hub_settings.keys_path)
+        return self._hub_secret
+
+    def _find_client(self, client_id: str) -> _Client | None:
+        session = db()
+        rls.set_tenant(session, rls.SYSTEM)  # the partner is not known until the client is
+        row = session.get(OAuthClient, client_id) if isinstance(client_id, str) else None
+        if row is None or row.revoked_at is not None:
+            return None
+        partner = session.get(Partner, row.partner_id)
+        if partner is None or partner.status != PartnerStatus.ACTIVE:
+            return None
+        return _Client(row, self.hub_secret)
+
+    def _store(self, token: dict[str, Any], request: Any) -> None:
+        client: _Client = request.client
+        scopes = frozenset(str(token.get("scope", "")).split())
+        store_token(
+            db(), token["access_token"], partner_id=client.row.partner_id, scopes=scopes,
+            ttl_s=int(token["expires_in"]), client_id=client.row.client_id,
+        )
+        auditlog.record(
+            db(), _client_actor(client.row), "token.issue", f"client/{client.row.client_id}",
+            {"scopes": sorted(scopes), "expires_in": int(token["expires_in"])},
+        )
+
+    def create_oauth2_request(self, request: Any) -> OAuth2Request:
+        return _HubOAuth2Request(flask_request)
+
+    def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
+        if name == "after_authenticate_client":
+            client: _Client = kwargs["client"]
+            rls.set_tenant(db(), client.row.partner_id)
+        super().send_signal(name, *args, **kwargs)
+
+    def metadata(self) -> dict[str, Any]:
+        """RFC 8414 metadata: only what this server really supports."""
+        base = self.hub_settings.base_url.rstrip("/")
+        methods = list(AUTH_METHODS)
+        return {
+            "issuer": base,
+            "token_endpoint": self.hub_settings.token_endpoint,
+            "revocation_endpoint": f"{base}/oauth/revoke",
+            "introspection_endpoint": f"{base}/oauth/introspect",
+            "grant_types_supported": ["client_credentials"],
+            "response_types_supported": [],
+            "scopes_supported": list(SCOPES),
+            "token_endpoint_auth_methods_supported": methods,
+            "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
+            "revocation_endpoint_auth_methods_supported": methods,
+            "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
+            "introspection_endpoint_auth_methods_supported": methods,
+            "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
+            "service_documentation": f"{base}/docs",
+        }
+
+
+def claimed_client_id() -> str | None:
+    """The client id a token request claims (Basic user, or the assertion's unverified `sub`); for logs."""
+    auth = flask_request.authorization
+    if auth is not None and auth.type == "basic" and auth.username:
+        return unquote(auth.username)
+    assertion = flask_request.form.get("client_assertion")
+    if assertion:
+        try:
+            payload = assertion.split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            sub = claims.get("sub") if isinstance(claims, dict) else None
+            return sub if isinstance(sub, str) else None
+        except (ValueError, IndexError):
+            return None
+    value = flask_request.form.get("client_id")
+    return value or None
+
+
+def audit_failed_authentication(
+    session: Session, client_id: str | None, endpoint: str, now: datetime
+) -> bool:
+    """Audit a failed client authentication, at most once a minute per known client. True if recorded.
+
+    Unknown client ids are only logged by the application: anyone can invent them, so they would let
+    anyone fill the audit log.
+    """
+    if not client_id or len(client_id) > 64:
+        log.info("failed client authentication at %s for an unknown client", endpoint)
+        return False
+    rls.set_tenant(session, rls.SYSTEM)
+    row = session.get(OAuthClient, client_id, with_for_update=True)
+    if row is None:
+        log.info("failed client authentication at %s for an unknown client", endpoint)
+        return False
+    if row.failure_logged_at is not None and now - row.failure_logged_at < FAILURE_AUDIT_INTERVAL:
+        return False
+    row.failure_logged_at = now
+    session.flush()
+    auditlog.record(
+        session, Actor.system("oauth"), "client.auth_failed", f"client/{client_id}",
+        {"partner": row.partner_id, "endpoint": endpoint}, now=now,
+    )
+    return True
+
+
+# --- routes ----------------------------------------------------------------------------------------------
+
+blp = Blueprint("oauth", __name__, description="OAuth 2.0: client credentials, revocation, introspection")
+
+
+def server() -> HubAuthorizationServer:
+    srv: HubAuthorizationServer = state().services["oauth_server"]
+    return srv
+
+
+def _endpoint(name: str) -> Response:
+    require_secure_transport()
+    srv = server()
+    if name == "token":
+        response = srv.create_token_response()
+    else:
+        response = srv.create_endpoint_response(name)
+    if response.status_code in (400, 401):
+        body = response.get_json(silent=True) or {}
+        if body.get("error") == "invalid_client":
+            if audit_failed_authentication(db(), claimed_client_id(), name, utcnow()):
+                commit_despite_error()
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+_FORM = {"requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}}
+
+
+@blp.route("/oauth/token", methods=["POST"])
+@blp.doc(**_FORM, security=[])
+@blp.response(200, description="an access token (RFC 6749 §5.1)")
+@blp.alt_response(400, description="RFC 6749 error body")
+@blp.alt_response(401, description="invalid_client")
+@blp.alt_response(429, description="rate limited; see Retry-After")
+def token() -> Response:
+    """Client credentials grant; clients authenticate with `private_key_jwt` or `client_secret_basic`."""
+    return _endpoint("token")
+
+
+@blp.route("/oauth/revoke", methods=["POST"])
+@blp.doc(**_FORM, security=[])
+@blp.response(200, description="revoked, or nothing to revoke (RFC 7009)")
+@blp.alt_response(401, description="invalid_client")
+def revoke() -> Response:
+    """RFC 7009 token revocation; a client may revoke its own partner's tokens only."""
+    return _endpoint("revocation")
+
+
+@blp.route("/oauth/introspect", methods=["POST"])
+@blp.doc(**_FORM, security=[])
+@blp.response(200, description="RFC 7662 introspection response")
+@blp.alt_response(401, description="invalid_client")
+def introspect() -> Response:
+    """RFC 7662 introspection; another partner's token is reported as `{"active": false}`."""
+    return _endpoint("introspection")
+
+
+@blp.route("/.well-known/oauth-authorization-server")
+@blp.response(200, description="RFC 8414 authorization server metadata")
+def metadata() -> Response:
+    """What this authorization server supports (RFC 8414)."""
+    response = jsonify(server().metadata())
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+def init_app(app: Flask, api: Any) -> HubAuthorizationServer:
+    """Create the authorization server for `app`, register its routes, rate limits and security scheme."""
+    from hub import ratelimit
+
+    hub = state(app)
+    srv = HubAuthorizationServer(hub.settings)
+    hub.services["oauth_server"] = srv
+    api.register_blueprint(blp)
+    ratelimit.limit_token_endpoint(app, "oauth.token")
+    register_security_scheme(api.spec, hub.settings.token_endpoint)
+    return srv

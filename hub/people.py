@@ -11,11 +11,19 @@ import secrets
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
-from sqlalchemy import CheckConstraint, ForeignKey, String
-from sqlalchemy.orm import Mapped, mapped_column
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import Flask, Response, jsonify, request
+from flask_smorest import Blueprint
+from sqlalchemy import CheckConstraint, ForeignKey, String, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from hub import auditlog, rls
+from hub.auditlog import Actor
 from hub.db import Base, UTCDateTime, utcnow
-from hub.tenants import PartnerKind, new_id
+from hub.errors import BadRequestError, ConflictError, HubError, NotFoundError, ValidationError
+from hub.oauth import AccessToken, new_token_string, store_token, token_digest
+from hub.tenants import KIND_SCOPES, PartnerKind, PartnerStatus, get_partner, new_id
+from hub.web import db
 
 # Partner kinds whose people may have accounts; platforms and intake services are machines.
 PEOPLE_KINDS = (PartnerKind.GOVERNANCE.value, PartnerKind.REGULATOR.value)
@@ -55,3 +63,217 @@ class ConsoleSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+COOKIE = "hashfed_session"
+
+
+class LoginError(HubError):
+    """Wrong email or password, a disabled user or a suspended partner (one message for all)."""
+
+    status = 401
+    default_message = "login failed"
+
+
+def _user_actor(user: User) -> Actor:
+    return Actor(type="user", partner=user.partner_id, user=user.id)
+
+
+def create_user(session: Session, partner_id: str, email: str, password: str, actor: Actor) -> User:
+    """A staff user of a governance or regulator partner; the password is stored as an Argon2id hash."""
+    partner = get_partner(session, partner_id)
+    if partner.kind not in PEOPLE_KINDS:
+        raise ValidationError(f"people belong to governance or regulator partners, not {partner.kind}")
+    email = email.strip().lower()
+    if "@" not in email or len(email) > 320:
+        raise ValidationError("a user needs a valid email address")
+    if len(password) < MIN_PASSWORD:
+        raise ValidationError(f"a password has at least {MIN_PASSWORD} characters")
+    if session.scalars(select(User.id).where(User.email == email)).first() is not None:
+        raise ConflictError(f"a user {email!r} exists")
+    user = User(id=new_id(), partner_id=partner.id, email=email, password_hash=_hasher.hash(password),
+                status="active", created_at=utcnow())
+    session.add(user)
+    session.flush()
+    auditlog.record(session, actor, "user.create", f"user/{user.id}", {"partner": partner.id})
+    return user
+
+
+def get_user(session: Session, user_id_or_email: str) -> User:
+    user = session.get(User, user_id_or_email) or session.scalars(
+        select(User).where(User.email == user_id_or_email.strip().lower())
+    ).first()
+    if user is None:
+        raise NotFoundError(f"no user {user_id_or_email!r}")
+    return user
+
+
+def disable_user(session: Session, user_id_or_email: str, actor: Actor) -> User:
+    """Disable a user: their console sessions and personal tokens stop working at once."""
+    user = get_user(session, user_id_or_email)
+    if user.status == "disabled":
+        raise ConflictError(f"user {user.email!r} is already disabled")
+    now = utcnow()
+    user.status = "disabled"
+    user.disabled_at = now
+    session.execute(
+        update(ConsoleSession).where(ConsoleSession.user_id == user.id, ConsoleSession.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    session.execute(
+        update(AccessToken).where(AccessToken.user_id == user.id, AccessToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    session.flush()
+    auditlog.record(session, actor, "user.disable", f"user/{user.id}", {"partner": user.partner_id})
+    return user
+
+
+def login(session: Session, email: str, password: str, now: datetime) -> tuple[User, str]:
+    """Check a password and open a console session; returns the user and the cookie value (shown once)."""
+    rls.set_tenant(session, rls.SYSTEM)  # who the user is decides the tenant
+    user = session.scalars(select(User).where(User.email == email.strip().lower())).first()
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        user = None if user is None else user
+        rls.set_tenant(session, None)
+        raise LoginError() from None
+    partner = get_partner(session, user.partner_id) if user else None
+    if user is None or user.status != "active" or partner is None or partner.status != PartnerStatus.ACTIVE:
+        rls.set_tenant(session, None)
+        raise LoginError()
+    rls.set_tenant(session, user.partner_id)
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    cookie = new_token_string()
+    session.add(ConsoleSession(digest=token_digest(cookie), user_id=user.id, partner_id=user.partner_id,
+                               created_at=now, expires_at=now + SESSION_TTL))
+    session.flush()
+    auditlog.record(session, _user_actor(user), "user.login", f"user/{user.id}", now=now)
+    return user, cookie
+
+
+def session_user(session: Session, cookie: str | None, now: datetime) -> User | None:
+    """The user of a live console session (and its tenant set), or None."""
+    if not cookie:
+        return None
+    rls.set_tenant(session, rls.SYSTEM)
+    row = session.get(ConsoleSession, token_digest(cookie))
+    user = session.get(User, row.user_id) if row is not None else None
+    partner = get_partner(session, user.partner_id) if user is not None else None
+    if (row is None or row.revoked_at is not None or row.expires_at <= now or user is None
+            or user.status != "active" or partner is None or partner.status != PartnerStatus.ACTIVE):
+        rls.set_tenant(session, None)
+        return None
+    rls.set_tenant(session, user.partner_id)
+    return user
+
+
+def logout(session: Session, cookie: str, now: datetime) -> None:
+    row = session.get(ConsoleSession, token_digest(cookie))
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = now
+        session.flush()
+
+
+def create_personal_token(
+    session: Session, user: User, name: str, scopes: list[str] | None, now: datetime
+) -> tuple[AccessToken, str]:
+    """A bearer token for API use by `user`, within what the user's partner kind allows; shown once."""
+    partner = get_partner(session, user.partner_id)
+    allowed = KIND_SCOPES[PartnerKind(partner.kind)]
+    wanted = set(allowed if scopes is None else scopes)
+    refused = sorted(wanted - allowed)
+    if refused or not wanted:
+        shown = " ".join(refused) or "(none)"
+        raise ValidationError(f"scopes not allowed for a {partner.kind} user: {shown}")
+    token = new_token_string()
+    row = store_token(session, token, partner_id=partner.id, scopes=wanted, user_id=user.id,
+                      ttl_s=int(PERSONAL_TOKEN_TTL.total_seconds()), name=name.strip()[:200] or "personal",
+                      now=now)
+    auditlog.record(session, _user_actor(user), "token.issue", f"user/{user.id}",
+                    {"scopes": sorted(wanted), "personal": True, "token": row.digest[:16]}, now=now)
+    return row, token
+
+
+# --- console routes --------------------------------------------------------------------------------------
+
+blp = Blueprint("console", __name__, description="Staff console: login and personal tokens")
+
+
+def _json_body() -> dict[str, object]:
+    # Requiring JSON is part of the CSRF defence: a cross-site form cannot send application/json.
+    if not request.is_json:
+        raise BadRequestError("send application/json")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequestError("the body is a JSON object")
+    return body
+
+
+def _secure() -> None:
+    from hub.auth import require_secure_transport
+
+    require_secure_transport()
+
+
+@blp.route("/console/login", methods=["POST"])
+@blp.doc(security=[])
+@blp.response(200, description="logged in; the session cookie is set (HttpOnly, Secure, SameSite=Strict)")
+@blp.alt_response(401, description="login failed")
+def console_login() -> Response:
+    """Password login for staff; opens a server-side console session."""
+    _secure()
+    body = _json_body()
+    email, password = body.get("email"), body.get("password")
+    if not isinstance(email, str) or not isinstance(password, str):
+        raise BadRequestError("email and password are strings")
+    user, cookie = login(db(), email, password, utcnow())
+    response = jsonify({"user": user.id, "partner": user.partner_id})
+    response.set_cookie(COOKIE, cookie, max_age=int(SESSION_TTL.total_seconds()), httponly=True, secure=True,
+                        samesite="Strict", path="/")
+    return response
+
+
+@blp.route("/console/logout", methods=["POST"])
+@blp.doc(security=[])
+@blp.response(204)
+def console_logout() -> Response:
+    """Close the console session."""
+    cookie = request.cookies.get(COOKIE)
+    if cookie:
+        rls.set_tenant(db(), rls.SYSTEM)
+        logout(db(), cookie, utcnow())
+    response = Response(status=204)
+    response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
+    return response
+
+
+@blp.route("/console/tokens", methods=["POST"])
+@blp.doc(security=[])
+@blp.response(201, description="a personal token, shown once")
+@blp.alt_response(401, description="no console session")
+@blp.alt_response(422, description="a scope the user's partner kind may not hold")
+def console_create_token() -> tuple[dict[str, object], int]:
+    """A personal bearer token for API use, created by a logged-in user."""
+    _secure()
+    body = _json_body()
+    user = session_user(db(), request.cookies.get(COOKIE), utcnow())
+    if user is None:
+        raise LoginError("log in first")
+    scopes = body.get("scopes")
+    if scopes is not None and (not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes)):
+        raise BadRequestError("scopes is a list of strings")
+    name = body.get("name")
+    row, token = create_personal_token(db(), user, name if isinstance(name, str) else "", scopes, utcnow())
+    return {
+        "access_token": token,
+        "token_type": "Bearer",
+        "scope": row.scopes,
+        "expires_at": row.expires_at.isoformat(),
+    }, 201
+
+
+def init_app(app: Flask, api: object) -> None:
+    api.register_blueprint(blp)  # type: ignore[attr-defined]

@@ -199,7 +199,7 @@ def parse_jwks(raw: str | dict[str, Any]) -> str:
         for key in data["keys"]:
             if not isinstance(key, dict) or any(k in key for k in ("d", "p", "q", "k")):
                 raise ValueError("the JWKS holds private or symmetric keys; register public keys only")
-        KeySet.import_key_set(data)
+        KeySet.import_key_set(data)  # type: ignore[arg-type]
     except (ValueError, TypeError, JoseError) as e:
         raise ValidationError(f"invalid JWKS: {e}") from e
     return json.dumps(data, separators=(",", ":"), sort_keys=True)

@@ -37,12 +37,18 @@ def db() -> Session:
     return g.hashfed_db  # type: ignore[no-any-return]
 
 
+def commit_despite_error() -> None:
+    """Commit this request's unit of work even though it answers with an error (audit of failed logins)."""
+    g.hashfed_commit_on_error = True
+
+
 def finish_session(status_code: int) -> None:
     session: Session | None = g.pop("hashfed_db", None)
+    commit_anyway = g.pop("hashfed_commit_on_error", False)
     if session is None:
         return
     try:
-        if status_code < 400:
+        if status_code < 400 or commit_anyway:
             session.commit()
         else:
             session.rollback()

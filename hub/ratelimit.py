@@ -1,0 +1,56 @@
+"""Rate limits (Flask-Limiter) on the token endpoint: per client and per address.
+
+Counters live in process memory on the embedded default (one process) and in Redis (settings.redis_url)
+when several processes serve; otherwise each replica would count on its own. A refused request is a 429
+with `Retry-After`.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, request
+from flask_limiter import Limiter
+
+from hub.web import state
+
+
+def _address() -> str:
+    # After ProxyFix (settings.proxy_fix_hops) this is the client's address, not the proxy's.
+    return request.remote_addr or "unknown"
+
+
+def _client() -> str:
+    from hub.oauth import claimed_client_id
+
+    claimed = claimed_client_id()
+    # An unauthenticated request without a client id is counted under its address.
+    return f"client:{claimed}" if claimed else f"addr:{_address()}"
+
+
+def limiter(app: Flask) -> Limiter:
+    """The app's Limiter, created on first use with the settings' storage."""
+    hub = state(app)
+    existing = hub.services.get("limiter")
+    if existing is not None:
+        return existing
+    settings = hub.settings
+    created = Limiter(
+        key_func=_address,
+        app=app,
+        storage_uri=settings.redis_url or "memory://",
+        strategy="fixed-window",
+        headers_enabled=True,
+        default_limits=[],
+        # Counting must not become a way to take the token endpoint down with the storage.
+        swallow_errors=True,
+    )
+    hub.services["limiter"] = created
+    return created
+
+
+def limit_token_endpoint(app: Flask, endpoint: str) -> None:
+    """Limit `endpoint` per claimed client and per address (settings.token_rate_limit[_address])."""
+    settings = state(app).settings
+    view = app.view_functions[endpoint]
+    lim = limiter(app)
+    lim.limit(settings.token_rate_limit, key_func=_client, scope="token-client")(view)
+    lim.limit(settings.token_rate_limit_address, key_func=_address, scope="token-address")(view)
