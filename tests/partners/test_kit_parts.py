@@ -1,4 +1,4 @@
-"""The kit's other layers: byte caps over real HTTP, backoff, the webhook receiver, the CLI's config and status."""
+"""Other layers: byte caps over HTTP, backoff, the webhook receiver, the CLI (config, status, confirm)."""
 
 from __future__ import annotations
 
