@@ -1,4 +1,4 @@
-"""A hub built from `audit` primitives alone, served through a `Transport`: for verifier, mirror and sync tests.
+"""A hub built from `audit` primitives alone, served through a `Transport`, for verifier and sync tests.
 
 It signs exactly what the real hub signs (key sets, descriptors, batches, checkpoints with cosignatures,
 snapshots) so attacks can be staged by editing what it serves.
