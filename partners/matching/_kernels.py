@@ -12,12 +12,16 @@ Measured rules on the target machine, kept here because they are easy to break:
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 # Stored hashes per tile of the brute-force scan: 2,048 x 32 bytes = 64 KiB stays in L2 while every query of
 # the batch passes over it.
 SCAN_TILE = 2048
+# How many candidates ahead the MIH loops prefetch: enough to cover a DRAM miss (measured +30% at 10M).
+PREFETCH_AHEAD = 16
 
 
 @intrinsic
@@ -27,6 +31,27 @@ def _popcnt(typingctx, x):
 
     def codegen(context, builder, signature, args):
         return builder.ctpop(args[0])
+
+    return sig, codegen
+
+
+@intrinsic
+def _prefetch(typingctx, arr, idx):
+    """``llvm.prefetch`` of ``arr[idx]`` (row ``idx`` if 2-D), lowered inline: no reference counting."""
+    sig = types.void(arr, idx)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        zero = context.get_constant(types.intp, 0)
+        indices = [args[1]] + [zero] * (aryty.ndim - 1)
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, indices, wraparound=False)
+        i8p = builder.bitcast(ptr, ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p.type, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+        builder.call(fn, [i8p, i32(0), i32(3), i32(1)])  # read, keep in all cache levels, data
+        return context.get_dummy_value()
 
     return sig, codegen
 
@@ -163,7 +188,11 @@ def mih_query(queries, hashes, offs, rows, occ, bits, radii, threshold, dead, ou
                     for j2 in range(j + 1, k):
                         pos[j2] = pos[j2 - 1] + 1
         total = 0
+        for i in range(min(npr, PREFETCH_AHEAD)):
+            _prefetch(offs, pr[i])
         for i in range(npr):
+            if i + PREFETCH_AHEAD < npr:
+                _prefetch(offs, pr[i + PREFETCH_AHEAD])
             lo = np.int64(offs[pr[i]])
             hi = np.int64(offs[pr[i] + 1])
             plo[i] = lo
@@ -175,12 +204,18 @@ def mih_query(queries, hashes, offs, rows, occ, bits, radii, threshold, dead, ou
             cchk = np.empty(ccap, dtype=np.int64)
         nc = 0
         for i in range(npr):
+            if i + PREFETCH_AHEAD < npr:
+                _prefetch(rows, pc[i + PREFETCH_AHEAD] * np.int64(n) + plo[i + PREFETCH_AHEAD])
             rbase = pc[i] * np.int64(n)
             for t in range(rbase + plo[i], rbase + phi[i]):
                 crow[nc] = np.int64(rows[t])
                 cchk[nc] = pc[i]
                 nc += 1
+        for i in range(min(nc, PREFETCH_AHEAD)):
+            _prefetch(hashes, crow[i])
         for i in range(nc):
+            if i + PREFETCH_AHEAD < nc:
+                _prefetch(hashes, crow[i + PREFETCH_AHEAD])
             row = crow[i]
             d = np.int64(
                 _popcnt(hashes[row, 0] ^ q0)
