@@ -221,8 +221,8 @@ def verify_descriptor(
 
 
 def cosigner_names(hub: str, origin: str) -> tuple[str, ...]:
-    """Key names a `timestamp` cosignature may use: the log origin (as the hub signs) or the hub's name."""
-    return (origin, hub)
+    """The key name of the hub's `timestamp` cosignatures: `<hub>/timestamp` (hub/batches.py)."""
+    return (f"{hub}/timestamp",)
 
 
 def verify_checkpoint(

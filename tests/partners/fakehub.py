@@ -191,7 +191,7 @@ class FakeHub:
             Checkpoint(origin, len(leaves), root or cr.root()), signer or self.signers["checkpoint"]
         )
         t = int((cosigned_at or self.now - timedelta(minutes=1)).timestamp())
-        return cosign_note(note, origin, self.signers["timestamp"], t)
+        return cosign_note(note, f"{HUB}/timestamp", self.signers["timestamp"], t)
 
     def proof(self, cid: str, size1: int, size2: int) -> list[str]:
         if size1 == 0:
