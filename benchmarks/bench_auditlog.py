@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 WRITER = """
 import sys, time
+from hub.auditlog import Actor, record
 from hub.db import make_engine, make_session_factory
 factory = make_session_factory(make_engine(sys.argv[1]))
 n = int(sys.argv[2])
