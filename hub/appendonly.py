@@ -11,7 +11,15 @@ from __future__ import annotations
 from sqlalchemy import Connection, text
 
 # Every append-only table. Later migrations add theirs here and call install().
-APPEND_ONLY_TABLES: tuple[str, ...] = ("audit_entries", "audit_nodes", "audit_checkpoints", "key_sets")
+APPEND_ONLY_TABLES: tuple[str, ...] = (
+    "audit_entries",
+    "audit_nodes",
+    "audit_checkpoints",
+    "key_sets",
+    "batches",
+    "collection_nodes",
+    "collection_checkpoints",
+)
 
 _PG_FUNCTION = """
 CREATE OR REPLACE FUNCTION hashfed_append_only() RETURNS trigger LANGUAGE plpgsql AS $$

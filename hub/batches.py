@@ -1,0 +1,488 @@
+"""Sealing: a collection's pending changes become signed, gapless batches appended to its Merkle log.
+
+Batch seq N+1 carries `prev` = SHA-256 of payload N, is signed (DSSE, `batch` key) and stored as immutable
+bytes; leaf seq-1 of the collection's log is SHA-256(0x00 || payload). After a run the log gets a checkpoint
+(C2SP signed note, `checkpoint` key, key name = origin) with a `cosignature/v1` line from the `timestamp`
+key, refreshed by `cosign_stale` so partners can tell a fresh view from a replayed one.
+
+Two sealers never write the same seq: each takes a per-collection advisory lock (PostgreSQL; SQLite
+serializes writers with BEGIN IMMEDIATE), re-reads the head under it, and (collection, seq) is unique.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+    and_,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from audit.canonical import format_time
+from audit.dsse import sign_envelope
+from audit.log import (
+    assemble_consistency,
+    assemble_root,
+    frontier_from_nodes,
+    frontier_keys,
+    nodes_to_store,
+    required_keys_for_consistency,
+    required_keys_for_root,
+)
+from audit.merkle import CompactRange, NodeKey, b64encode, leaf_hash
+from audit.note import Checkpoint, cosign_note, sign_checkpoint
+from audit.payloads import BatchAdd, BatchPayload, BatchRemove
+from audit.signing import Signer
+from hub import auditlog, collections
+from hub.auditlog import Actor
+from hub.db import Base, UTCDateTime
+from hub.errors import HubError, NotFoundError
+from hub.signals import Pending, Signal
+
+# Namespace (first key) of the per-collection advisory locks; the second key is hashtext(collection id).
+SEAL_LOCK = 0x68667364  # "hfsd"
+_NODE_CHUNK = 10_000
+
+
+class Batch(Base):
+    """One sealed batch: the exact payload bytes and their signed envelope. Append-only."""
+
+    __tablename__ = "batches"
+
+    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    # Canonical JSON of the DSSE envelope, exactly as served.
+    envelope: Mapped[bytes] = mapped_column(LargeBinary)
+    # Lowercase hex SHA-256 of the payload: the next batch's `prev` and this batch's ETag.
+    payload_sha256: Mapped[str] = mapped_column(String(64))
+    adds: Mapped[int] = mapped_column(Integer)
+    removes: Mapped[int] = mapped_column(Integer)
+    sealed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The audit entry recording the seal.
+    audit_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class CollectionNode(Base):
+    """A perfect subtree hash of a collection's log, keyed as `audit.log` keys them. Append-only."""
+
+    __tablename__ = "collection_nodes"
+
+    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id"), primary_key=True)
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class CollectionCheckpoint(Base):
+    """Every checkpoint signed for a collection (without cosignatures). Append-only: evidence."""
+
+    __tablename__ = "collection_checkpoints"
+
+    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id"), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root: Mapped[bytes] = mapped_column(LargeBinary(32))
+    note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    audit_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class CollectionHead(Base):
+    """The latest state of a collection's log: what the feed serves and what the sealer extends."""
+
+    __tablename__ = "collection_heads"
+
+    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id"), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    root: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # SHA-256 of the latest payload (the next `prev`), NULL before the first batch.
+    payload_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The latest checkpoint with its newest cosignature, exactly as served.
+    note: Mapped[str] = mapped_column(Text)
+    cosigned_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sealed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class SealError(HubError):
+    """The stored log of a collection is inconsistent (a missing node or batch): an operator must look."""
+
+
+@dataclass(frozen=True)
+class Signers:
+    """The three online keys sealing uses."""
+
+    batch: Signer
+    checkpoint: Signer
+    timestamp: Signer
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """What one sealing run wrote for a collection."""
+
+    collection_id: str
+    seqs: list[int]
+    adds: int
+    removes: int
+    size: int
+    root: bytes
+
+
+def cosigner_name(hub_name: str) -> str:
+    """Key name of the `timestamp` key's cosignatures on every checkpoint of this hub."""
+    return f"{hub_name}/timestamp"
+
+
+# --- canonical bytes, fast ---------------------------------------------------------------------------------
+
+# Strings made only of these characters need no escaping in RFC 8785, so the templates below produce exactly
+# the canonical bytes (tests check them against audit's encoder); anything else falls back to audit's encoder.
+_SAFE = re.compile(r"[A-Za-z0-9_.:/+=\- ]*")
+
+
+def _safe(*values: str) -> bool:
+    return all(_SAFE.fullmatch(v) for v in values)
+
+
+def _add_bytes(a: BatchAdd) -> str | None:
+    if not _safe(a.id, a.type, a.value) or (a.tags is not None and not _safe(*a.tags)):
+        return None
+    out = f'{{"audit_seq":{a.audit_seq},"id":"{a.id}"'
+    if a.quality is not None:
+        out += f',"quality":{a.quality}'
+    if a.tags is not None:
+        out += ',"tags":[' + ",".join(f'"{t}"' for t in a.tags) + "]"
+    return out + f',"type":"{a.type}","value":"{a.value}"}}'
+
+
+def encode_batch(p: BatchPayload) -> bytes:
+    """RFC 8785 bytes of a batch payload; a template for validated data, audit's encoder otherwise."""
+    adds = [_add_bytes(a) for a in p.adds]
+    sealed = format_time(p.sealed_at)
+    if any(a is None for a in adds) or not _safe(
+        p.collection, sealed, *(f"{r.id}{r.reason}" for r in p.removes)
+    ):
+        return p.to_bytes()
+    removes = ",".join(
+        f'{{"audit_seq":{r.audit_seq},"id":"{r.id}","reason":"{r.reason}"}}' for r in p.removes
+    )
+    prev = "null" if p.prev is None else f'"{p.prev}"'
+    return (
+        f'{{"adds":[{",".join(a for a in adds if a is not None)}],"collection":"{p.collection}",'
+        f'"prev":{prev},"removes":[{removes}],"sealed_at":"{sealed}","seq":{p.seq}}}'
+    ).encode()
+
+
+# --- storage -----------------------------------------------------------------------------------------------
+
+
+def _nodes(session: Session, collection_id: str, keys: Sequence[NodeKey]) -> dict[NodeKey, bytes]:
+    if not keys:
+        return {}
+    out: dict[NodeKey, bytes] = {}
+    unique = list(dict.fromkeys(keys))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        rows = session.execute(
+            select(CollectionNode.level, CollectionNode.idx, CollectionNode.hash).where(
+                CollectionNode.collection_id == collection_id,
+                tuple_(CollectionNode.level, CollectionNode.idx).in_([tuple(k) for k in chunk]),
+            )
+        )
+        out.update(((level, idx), bytes(h)) for level, idx, h in rows)
+    if len(out) != len(unique):
+        raise SealError(
+            f"collection {collection_id}: log nodes {sorted(set(unique) - set(out))[:3]} are missing"
+        )
+    return out
+
+
+def _put_nodes(session: Session, collection_id: str, items: Iterable[tuple[NodeKey, bytes]]) -> None:
+    rows = [{"collection_id": collection_id, "level": k[0], "idx": k[1], "hash": h} for k, h in items]
+    for start in range(0, len(rows), _NODE_CHUNK):
+        session.execute(insert(CollectionNode), rows[start : start + _NODE_CHUNK])
+
+
+def lock_collection(session: Session, collection_id: str) -> None:
+    """Hold the collection's seal lock until the transaction ends (PostgreSQL)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:ns, hashtext(:c))"), {"ns": SEAL_LOCK, "c": collection_id}
+        )
+
+
+def head(session: Session, collection_id: str) -> CollectionHead | None:
+    return session.get(CollectionHead, collection_id)
+
+
+def _checkpoint(
+    session: Session,
+    collection_id: str,
+    size: int,
+    root: bytes,
+    *,
+    hub_name: str,
+    signers: Signers,
+    now: datetime,
+) -> tuple[str, int]:
+    """Sign, audit and store a checkpoint; return the cosigned note and the audit seq."""
+    origin = collections.origin(hub_name, collection_id)
+    note = sign_checkpoint(Checkpoint(origin, size, root), signers.checkpoint)
+    rec = auditlog.record(
+        session,
+        Actor.system("seal"),
+        "collection.checkpoint",
+        f"collection/{collection_id}",
+        {"size": size, "root": b64encode(root), "note_sha256": hashlib.sha256(note.encode()).hexdigest()},
+        now=now,
+    )
+    session.add(
+        CollectionCheckpoint(
+            collection_id=collection_id, size=size, root=root, note=note, created_at=now, audit_seq=rec.seq
+        )
+    )
+    cosigned = cosign_note(note, cosigner_name(hub_name), signers.timestamp, int(now.timestamp()))
+    return cosigned, rec.seq
+
+
+def ensure_head(
+    session: Session, collection_id: str, *, hub_name: str, signers: Signers, now: datetime
+) -> CollectionHead:
+    """The collection's head, creating it with a signed size-0 checkpoint if there is none."""
+    current = session.get(CollectionHead, collection_id, with_for_update=True)
+    if current is not None:
+        return current
+    empty = assemble_root(0, {})
+    note, _ = _checkpoint(session, collection_id, 0, empty, hub_name=hub_name, signers=signers, now=now)
+    current = CollectionHead(
+        collection_id=collection_id,
+        size=0,
+        root=empty,
+        payload_sha256=None,
+        note=note,
+        cosigned_at=now,
+        sealed_at=None,
+    )
+    session.add(current)
+    session.flush()
+    return current
+
+
+_PENDING_COLUMNS = (
+    Signal.id,
+    Signal.pending,
+    Signal.type,
+    Signal.value,
+    Signal.quality,
+    Signal.tags,
+    Signal.added_audit_seq,
+    Signal.removed_audit_seq,
+    Signal.removal_reason,
+)
+
+
+def _pending(session: Session, collection_id: str, limit: int) -> list[Any]:
+    return list(
+        session.execute(
+            select(*_PENDING_COLUMNS)
+            .where(Signal.collection_id == collection_id, Signal.pending.is_not(None))
+            .order_by(Signal.id)
+            .limit(limit)
+        )
+    )
+
+
+def _batch_from(
+    collection_id: str, seq: int, prev: str | None, now: datetime, rows: Sequence[Any]
+) -> BatchPayload:
+    adds: list[BatchAdd] = []
+    removes: list[BatchRemove] = []
+    for s in rows:
+        if s.pending == Pending.ADD.value:
+            tags = tuple(json.loads(s.tags)) if s.tags else None
+            adds.append(BatchAdd(s.id, s.type, s.value, s.added_audit_seq, s.quality, tags))
+        else:
+            removes.append(BatchRemove(s.id, s.removal_reason or "withdrawn", int(s.removed_audit_seq or 0)))
+    return BatchPayload(collection_id, seq, prev, now, tuple(adds), tuple(removes))
+
+
+def seal_collection(
+    session: Session,
+    collection_id: str,
+    *,
+    hub_name: str,
+    signers: Signers,
+    max_entries: int,
+    now: datetime,
+) -> Sealed | None:
+    """Seal every pending change of one collection into batches of at most `max_entries`; None if none.
+
+    Runs in the caller's transaction: batches, nodes, signal updates, checkpoint and audit entries
+    commit together or not at all.
+    """
+    now = now.astimezone(UTC).replace(microsecond=0)
+    lock_collection(session, collection_id)
+    # Writers of signals (submissions, retractions) take the audit lock first: holding it, the pending set
+    # cannot change under us, so the range updates below mark exactly the rows that were read.
+    auditlog.next_seq(session)
+    if not session.scalar(
+        select(Signal.id).where(Signal.collection_id == collection_id, Signal.pending.is_not(None)).limit(1)
+    ):
+        return None
+    current = ensure_head(session, collection_id, hub_name=hub_name, signers=signers, now=now)
+    frontier = frontier_from_nodes(current.size, _nodes(session, collection_id, frontier_keys(current.size)))
+    prev = current.payload_sha256
+    seqs: list[int] = []
+    total_adds = total_removes = 0
+    while True:
+        rows = _pending(session, collection_id, max_entries)
+        if not rows:
+            break
+        seq = frontier.size + 1
+        batch = _batch_from(collection_id, seq, prev, now, rows)
+        payload = encode_batch(batch)
+        digest = hashlib.sha256(payload).hexdigest()
+        envelope = sign_envelope(BatchPayload.PAYLOAD_TYPE, payload, [signers.batch]).to_json()
+        rec = auditlog.record(
+            session,
+            Actor.system("seal"),
+            "batch.seal",
+            f"collection/{collection_id}",
+            {"seq": seq, "payload_sha256": digest, "adds": len(batch.adds), "removes": len(batch.removes)},
+            now=now,
+        )
+        session.add(
+            Batch(
+                collection_id=collection_id,
+                seq=seq,
+                payload=payload,
+                envelope=envelope,
+                payload_sha256=digest,
+                adds=len(batch.adds),
+                removes=len(batch.removes),
+                sealed_at=now,
+                audit_seq=rec.seq,
+            )
+        )
+        _put_nodes(session, collection_id, nodes_to_store(frontier, [leaf_hash(payload)]))
+        last = rows[-1].id
+        for kind, column in ((Pending.ADD, Signal.added_seq), (Pending.REMOVE, Signal.removed_seq)):
+            session.execute(
+                update(Signal)
+                .where(
+                    and_(
+                        Signal.collection_id == collection_id, Signal.pending == kind.value, Signal.id <= last
+                    )
+                )
+                .values({column: seq, Signal.pending: None})
+                .execution_options(synchronize_session=False)
+            )
+        seqs.append(seq)
+        total_adds += len(batch.adds)
+        total_removes += len(batch.removes)
+        prev = digest
+        session.flush()
+    if not seqs:
+        return None
+    root = frontier.root()
+    note, _ = _checkpoint(
+        session, collection_id, frontier.size, root, hub_name=hub_name, signers=signers, now=now
+    )
+    current.size = frontier.size
+    current.root = root
+    current.payload_sha256 = prev
+    current.note = note
+    current.cosigned_at = now
+    current.sealed_at = now
+    session.flush()
+    return Sealed(collection_id, seqs, total_adds, total_removes, frontier.size, root)
+
+
+def collections_with_pending(session: Session) -> list[str]:
+    return list(session.scalars(select(Signal.collection_id).where(Signal.pending.is_not(None)).distinct()))
+
+
+def cosign(
+    session: Session, collection_id: str, *, hub_name: str, signers: Signers, now: datetime
+) -> CollectionHead:
+    """Replace the head's cosignature with a fresh one at `now` (the tree may not have grown)."""
+    now = now.astimezone(UTC).replace(microsecond=0)
+    lock_collection(session, collection_id)
+    current = ensure_head(session, collection_id, hub_name=hub_name, signers=signers, now=now)
+    if current.cosigned_at >= now:
+        return current
+    base = session.get(CollectionCheckpoint, (collection_id, current.size))
+    if base is None:
+        raise SealError(f"collection {collection_id}: checkpoint at size {current.size} is missing")
+    current.note = cosign_note(base.note, cosigner_name(hub_name), signers.timestamp, int(now.timestamp()))
+    current.cosigned_at = now
+    session.flush()
+    return current
+
+
+# --- reads -------------------------------------------------------------------------------------------------
+
+
+def root_at(session: Session, collection_id: str, size: int) -> bytes:
+    return assemble_root(size, _nodes(session, collection_id, required_keys_for_root(size)))
+
+
+def frontier_at(session: Session, collection_id: str, size: int) -> CompactRange:
+    return frontier_from_nodes(size, _nodes(session, collection_id, frontier_keys(size)))
+
+
+def consistency(session: Session, collection_id: str, size1: int, size2: int) -> list[bytes]:
+    """Consistency proof from size1 to size2 (empty when equal or when size1 is 0)."""
+    if size1 == 0 or size1 == size2:
+        return []
+    return assemble_consistency(
+        size1, size2, _nodes(session, collection_id, required_keys_for_consistency(size1, size2))
+    )
+
+
+def batch(session: Session, collection_id: str, seq: int) -> Batch:
+    row = session.get(Batch, (collection_id, seq))
+    if row is None:
+        raise NotFoundError(f"no batch {seq} in this collection")
+    return row
+
+
+def envelopes(session: Session, collection_id: str, first: int, last: int) -> Iterable[bytes]:
+    """Envelope bytes of seq first..last, read a few at a time (batches can be megabytes each)."""
+    seq = first
+    while seq <= last:
+        rows = session.execute(
+            select(Batch.seq, Batch.envelope)
+            .where(Batch.collection_id == collection_id, Batch.seq >= seq, Batch.seq <= min(last, seq + 4))
+            .order_by(Batch.seq)
+        ).all()
+        if not rows:
+            raise SealError(f"collection {collection_id}: batch {seq} is missing")
+        for s, env in rows:
+            if s != seq:
+                raise SealError(f"collection {collection_id}: batch {seq} is missing")
+            yield bytes(env)
+            seq += 1
+
+
+def is_checkpoint(session: Session, collection_id: str, size: int, root: bytes) -> bool:
+    row = session.get(CollectionCheckpoint, (collection_id, size))
+    return row is not None and bytes(row.root) == root

@@ -1,0 +1,503 @@
+"""Signals: hash submission (bulk, validated, deduplicated, idempotent), retraction and retirement.
+
+A submission is all or nothing: one bad item refuses the whole request (422 naming each bad item), a
+retired (type, value) refuses it with a 409, and otherwise every new signal is inserted in chunks with one
+audit entry for the request. New signals and retractions wait as `pending` changes until the sealer
+(hub/batches.py) puts them into the collection's next batch.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from audit.canonical import canonical_json
+from hub import auditlog, collections
+from hub.auditlog import Actor
+from hub.db import Base, UTCDateTime, utcnow
+from hub.errors import ConflictError, NotFoundError, PayloadTooLargeError, ValidationError
+
+MAX_SIGNALS_PER_REQUEST = 10_000
+MAX_TAGS = 20
+MAX_TAG_LENGTH = 64
+MAX_CASE_REF_LENGTH = 200
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
+# A bulk audit entry lists the new ids up to this many; beyond it, their count and digest.
+AUDIT_ID_LIST_LIMIT = 100
+_INSERT_CHUNK = 5_000
+_LOOKUP_CHUNK = 2_000
+
+HEX_LENGTHS = {"pdq": 64, "md5": 32, "sha256": 64}
+ZERO_PDQ = "0" * 64  # real feeds have carried it: the hash of a blank image matches everything blank
+_HEX = re.compile(r"[0-9a-fA-F]*")
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]*")
+_ITEM_KEYS = frozenset({"type", "value", "quality", "tags", "case_ref"})
+
+
+class SignalStatus(enum.StrEnum):
+    ACTIVE = "active"
+    RETRACTED = "retracted"
+    RETIRED = "retired"
+
+
+class Pending(enum.StrEnum):
+    """A change waiting for the sealer."""
+
+    ADD = "add"
+    REMOVE = "remove"
+
+
+class Signal(Base):
+    """One hash in one collection, from submission to its removal."""
+
+    __tablename__ = "signals"
+    __table_args__ = (
+        CheckConstraint("type IN ('pdq', 'md5', 'sha256')", name="type"),
+        CheckConstraint("status IN ('active', 'retracted', 'retired')", name="status"),
+        CheckConstraint("pending IS NULL OR pending IN ('add', 'remove')", name="pending"),
+        CheckConstraint("quality IS NULL OR (quality >= 0 AND quality <= 100)", name="quality"),
+        # Deduplication: one active signal per (type, value) in a collection; a retracted one may come back.
+        Index(
+            "uq_signals_active_value",
+            "collection_id",
+            "type",
+            "value",
+            unique=True,
+            postgresql_where=text("status = 'active'"),
+            sqlite_where=text("status = 'active'"),
+        ),
+        # The sealer reads a collection's pending changes in id order.
+        Index(
+            "ix_signals_pending",
+            "collection_id",
+            "id",
+            postgresql_where=text("pending IS NOT NULL"),
+            sqlite_where=text("pending IS NOT NULL"),
+        ),
+        # Snapshots read the signals active at a seq in id order.
+        Index("ix_signals_collection_added", "collection_id", "added_seq", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id"))
+    type: Mapped[str] = mapped_column(String(10))
+    # Normalized: lowercase hex.
+    value: Mapped[str] = mapped_column(String(64))
+    quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Canonical JSON list of tags, or NULL.
+    tags: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The contributor's opaque case reference (never served to other partners, never audited).
+    case_ref: Mapped[str | None] = mapped_column(String(MAX_CASE_REF_LENGTH), nullable=True)
+    contributor_id: Mapped[str] = mapped_column(ForeignKey("partners.id"), index=True)
+    status: Mapped[str] = mapped_column(String(10))
+    pending: Mapped[str | None] = mapped_column(String(6), nullable=True)
+    # Audit entry of the submission; batch seq that published it.
+    added_audit_seq: Mapped[int] = mapped_column(BigInteger)
+    added_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Audit entry of the retraction or retirement; batch seq that published the removal.
+    removed_audit_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    removed_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    removal_reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class RetiredValue(Base):
+    """The deny list: a (type, value) governance retired may never be submitted again (409)."""
+
+    __tablename__ = "retired_values"
+
+    type: Mapped[str] = mapped_column(String(10), primary_key=True)
+    value: Mapped[str] = mapped_column(String(64), primary_key=True)
+    retired_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    audit_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class IdempotencyKey(Base):
+    """A submission's Idempotency-Key, per partner: a replay with the same body gets the stored response."""
+
+    __tablename__ = "idempotency_keys"
+
+    partner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(MAX_IDEMPOTENCY_KEY_LENGTH), primary_key=True)
+    # Lowercase hex SHA-256 of the request (collection and body bytes).
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    response: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+@dataclass(frozen=True)
+class Item:
+    """A validated, normalized submission item."""
+
+    type: str
+    value: str
+    quality: int | None
+    tags: str | None
+    case_ref: str | None
+
+
+@dataclass
+class Submitted:
+    """The outcome of a submission: the response body, and whether it was an idempotent replay."""
+
+    body: dict[str, Any]
+    status: int = 201
+    replayed: bool = False
+    new_ids: list[str] = field(default_factory=list)
+
+
+def _item_problems(raw: Any, types: Sequence[str], min_quality: int) -> tuple[Item | None, list[str]]:
+    if not isinstance(raw, dict):
+        return None, ["an item is an object with type and value"]
+    problems: list[str] = []
+    extra = raw.keys() - _ITEM_KEYS
+    if extra:
+        problems.append(f"unknown fields: {', '.join(sorted(map(str, extra)))}")
+    kind, value = raw.get("type"), raw.get("value")
+    if kind not in HEX_LENGTHS:
+        problems.append(f"type must be one of {', '.join(HEX_LENGTHS)}")
+    elif kind not in types:
+        problems.append(f"this collection does not take {kind} signals")
+    if not isinstance(value, str):
+        problems.append("value must be a string of hex digits")
+    elif kind in HEX_LENGTHS:
+        if len(value) != HEX_LENGTHS[kind]:
+            problems.append(f"a {kind} value is {HEX_LENGTHS[kind]} hex characters, got {len(value)}")
+        elif not _HEX.fullmatch(value):
+            problems.append("value is not hex")
+        elif kind == "pdq" and value == ZERO_PDQ:
+            problems.append("the all-zero PDQ hash is refused")
+    quality = raw.get("quality")
+    if quality is not None:
+        if kind != "pdq":
+            problems.append("quality applies to pdq signals only")
+        elif type(quality) is not int or not 0 <= quality <= 100:
+            problems.append("quality must be an integer from 0 to 100")
+        elif quality < min_quality:
+            problems.append(f"quality {quality} is below this collection's minimum {min_quality}")
+    tags = raw.get("tags")
+    tags_json: str | None = None
+    if tags is not None:
+        if (
+            not isinstance(tags, list)
+            or len(tags) > MAX_TAGS
+            or not all(isinstance(t, str) and len(t) <= MAX_TAG_LENGTH and _TAG.fullmatch(t) for t in tags)
+        ):
+            problems.append(
+                f"tags must be a list of at most {MAX_TAGS} strings of 1-{MAX_TAG_LENGTH} "
+                "letters, digits and _.:/-"
+            )
+        elif tags:
+            tags_json = json.dumps(sorted(set(tags)), separators=(",", ":"))
+    case_ref = raw.get("case_ref")
+    if case_ref is not None and (
+        not isinstance(case_ref, str) or not 0 < len(case_ref) <= MAX_CASE_REF_LENGTH
+    ):
+        problems.append(f"case_ref must be a string of 1-{MAX_CASE_REF_LENGTH} characters")
+    if problems:
+        return None, problems
+    return Item(str(kind), str(value).lower(), quality, tags_json, case_ref), []
+
+
+def validate(items: Any, types: Sequence[str], min_quality: int) -> list[Item]:
+    """Normalize every item or raise: 413 over the limit, 422 naming each bad item by its index."""
+    if not isinstance(items, list) or not items:
+        raise ValidationError("signals must be a non-empty list", errors={"signals": ["a non-empty list"]})
+    if len(items) > MAX_SIGNALS_PER_REQUEST:
+        raise PayloadTooLargeError(f"at most {MAX_SIGNALS_PER_REQUEST} signals per request, got {len(items)}")
+    out: list[Item] = []
+    errors: dict[str, list[str]] = {}
+    for i, raw in enumerate(items):
+        item, problems = _item_problems(raw, types, min_quality)
+        if problems:
+            errors[str(i)] = problems
+        elif item is not None:
+            out.append(item)
+    if errors:
+        raise ValidationError(
+            f"{len(errors)} of {len(items)} signals are invalid", errors={"signals": errors}
+        )
+    return out
+
+
+def _chunks(seq: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(seq), size):
+        yield seq[start : start + size]
+
+
+def _retired(session: Session, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    found: set[tuple[str, str]] = set()
+    for chunk in _chunks(pairs, _LOOKUP_CHUNK):
+        rows = session.execute(
+            select(RetiredValue.type, RetiredValue.value).where(
+                tuple_(RetiredValue.type, RetiredValue.value).in_(list(chunk))
+            )
+        )
+        found.update((t, v) for t, v in rows)
+    return found
+
+
+def _existing(
+    session: Session, collection_id: str, pairs: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    found: dict[tuple[str, str], str] = {}
+    by_type: dict[str, list[str]] = {}
+    for t, v in pairs:
+        by_type.setdefault(t, []).append(v)
+    for kind, values in by_type.items():
+        for chunk in _chunks(values, _LOOKUP_CHUNK):
+            rows = session.execute(
+                select(Signal.value, Signal.id).where(
+                    Signal.collection_id == collection_id,
+                    Signal.type == kind,
+                    Signal.status == SignalStatus.ACTIVE.value,
+                    Signal.value.in_(list(chunk)),
+                )
+            )
+            found.update(((kind, v), i) for v, i in rows)
+    return found
+
+
+def ids_digest(ids: Iterable[str]) -> str:
+    """Lowercase hex SHA-256 of the ids joined by newlines: how a bulk audit entry names its signals."""
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()
+
+
+def _replay(session: Session, partner_id: str, key: str, request_sha256: str) -> Submitted | None:
+    row = session.get(IdempotencyKey, (partner_id, key))
+    if row is None:
+        return None
+    if row.request_sha256 != request_sha256:
+        raise ValidationError(
+            "this Idempotency-Key was used with another request",
+            errors={"Idempotency-Key": ["reused with a different body"]},
+        )
+    return Submitted(json.loads(row.response), row.status, replayed=True)
+
+
+def submit(
+    session: Session,
+    *,
+    collection_id: str,
+    partner_id: str,
+    items: Any,
+    actor: Actor,
+    idempotency_key: str | None = None,
+    request_sha256: str | None = None,
+    now: datetime | None = None,
+) -> Submitted:
+    """Add signals to a collection (contributors only); all or nothing, one audit entry.
+
+    With an idempotency key, a replay with the same request digest returns the first response and
+    writes nothing; the same key with another digest is a 422.
+    """
+    now = now or utcnow()
+    if idempotency_key is not None:
+        if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH or request_sha256 is None:
+            raise ValidationError(
+                "invalid Idempotency-Key",
+                errors={"Idempotency-Key": [f"1-{MAX_IDEMPOTENCY_KEY_LENGTH} characters"]},
+            )
+        replay = _replay(session, partner_id, idempotency_key, request_sha256)
+        if replay is not None:
+            return replay
+    collection = collections.contributable(session, collection_id, partner_id)
+    valid = validate(items, collection.types, collection.min_quality)
+
+    # Serialize with other writers (the audit log's lock) so that deduplication cannot race.
+    auditlog.next_seq(session)
+    if idempotency_key is not None and request_sha256 is not None:
+        replay = _replay(session, partner_id, idempotency_key, request_sha256)
+        if replay is not None:
+            return replay
+    pairs = list(dict.fromkeys((it.type, it.value) for it in valid))
+    denied = _retired(session, pairs)
+    if denied:
+        bad = {
+            str(i): ["this hash was retired and may not be submitted again"]
+            for i, it in enumerate(valid)
+            if (it.type, it.value) in denied
+        }
+        raise ConflictError(f"{len(bad)} signals are on the retired deny list", errors={"signals": bad})
+
+    known = _existing(session, collection.id, pairs)
+    ids: list[str] = []
+    fresh: list[Item] = []
+    fresh_ids: list[str] = []
+    for it in valid:
+        key = (it.type, it.value)
+        sid = known.get(key)
+        if sid is None:
+            sid = str(uuid.uuid4())
+            known[key] = sid
+            fresh.append(it)
+            fresh_ids.append(sid)
+        ids.append(sid)
+
+    details: dict[str, Any] = {
+        "collection": collection.id,
+        "count": len(fresh_ids),
+        "duplicates": len(valid) - len(fresh_ids),
+    }
+    if len(fresh_ids) <= AUDIT_ID_LIST_LIMIT:
+        details["ids"] = fresh_ids
+    else:
+        details["ids_sha256"] = ids_digest(fresh_ids)
+    rec = auditlog.record(session, actor, "signals.submit", f"collection/{collection.id}", details, now=now)
+
+    rows = [
+        {
+            "id": sid,
+            "collection_id": collection.id,
+            "type": it.type,
+            "value": it.value,
+            "quality": it.quality,
+            "tags": it.tags,
+            "case_ref": it.case_ref,
+            "contributor_id": partner_id,
+            "status": SignalStatus.ACTIVE.value,
+            "pending": Pending.ADD.value,
+            "added_audit_seq": rec.seq,
+            "created_at": now,
+        }
+        for sid, it in zip(fresh_ids, fresh, strict=True)
+    ]
+    for chunk in _chunks(rows, _INSERT_CHUNK):
+        session.execute(insert(Signal), list(chunk))
+
+    body = {
+        "collection": collection.id,
+        "audit_seq": rec.seq,
+        "accepted": len(fresh_ids),
+        "duplicates": len(valid) - len(fresh_ids),
+        "ids": ids,
+    }
+    if idempotency_key is not None and request_sha256 is not None:
+        session.add(
+            IdempotencyKey(
+                partner_id=partner_id,
+                key=idempotency_key,
+                request_sha256=request_sha256,
+                status=201,
+                response=canonical_json(body),
+                created_at=now,
+            )
+        )
+    session.flush()
+    return Submitted(body, 201, new_ids=fresh_ids)
+
+
+def _remove(
+    session: Session, signal: Signal, status: SignalStatus, reason: str, audit_seq: int, now: datetime
+) -> None:
+    signal.status = status.value
+    signal.removal_reason = reason
+    signal.removed_audit_seq = audit_seq
+    signal.removed_at = now
+    # A signal never published needs no remove: it simply never appears in a batch.
+    signal.pending = None if signal.pending == Pending.ADD.value else Pending.REMOVE.value
+
+
+def _signal_in(session: Session, collection_id: str, signal_id: str) -> Signal:
+    signal = session.scalars(
+        select(Signal).where(Signal.id == signal_id, Signal.collection_id == collection_id).with_for_update()
+    ).first()
+    if signal is None:
+        raise NotFoundError("no such signal")
+    return signal
+
+
+def retract(
+    session: Session,
+    *,
+    collection_id: str,
+    signal_id: str,
+    partner_id: str | None,
+    actor: Actor,
+    reason: str = "withdrawn",
+    now: datetime | None = None,
+) -> Signal:
+    """Withdraw a signal: by its contributor (`partner_id`) or by governance (`partner_id=None`). Audited.
+
+    Another partner's signal is a 404, an already removed one a 409.
+    """
+    now = now or utcnow()
+    if partner_id is not None:
+        collections.contributable(session, collection_id, partner_id)
+    signal = _signal_in(session, collection_id, signal_id)
+    if partner_id is not None and signal.contributor_id != partner_id:
+        raise NotFoundError("no such signal")
+    if signal.status != SignalStatus.ACTIVE.value:
+        raise ConflictError(f"this signal is already {signal.status}")
+    rec = auditlog.record(
+        session,
+        actor,
+        "signal.retract",
+        f"signal/{signal.id}",
+        {"collection": signal.collection_id, "reason": reason},
+        now=now,
+    )
+    _remove(session, signal, SignalStatus.RETRACTED, reason, rec.seq, now)
+    session.flush()
+    return signal
+
+
+def retire(
+    session: Session, *, collection_id: str, signal_id: str, actor: Actor, now: datetime | None = None
+) -> Signal:
+    """Governance retires a signal: removed from its collection and its (type, value) denied forever."""
+    now = now or utcnow()
+    signal = _signal_in(session, collection_id, signal_id)
+    if signal.status == SignalStatus.RETIRED.value:
+        raise ConflictError("this signal is already retired")
+    rec = auditlog.record(
+        session, actor, "signal.retire", f"signal/{signal.id}", {"collection": signal.collection_id}, now=now
+    )
+    if signal.status == SignalStatus.ACTIVE.value:
+        _remove(session, signal, SignalStatus.RETIRED, "retired", rec.seq, now)
+    else:
+        signal.status = SignalStatus.RETIRED.value
+    if session.get(RetiredValue, (signal.type, signal.value)) is None:
+        session.add(RetiredValue(type=signal.type, value=signal.value, retired_at=now, audit_seq=rec.seq))
+    session.flush()
+    return signal
+
+
+def pending_counts(session: Session) -> dict[str, int]:
+    """Pending changes per collection id (for metrics and the sealer)."""
+    rows = session.execute(
+        select(Signal.collection_id, func.count())
+        .where(Signal.pending.is_not(None))
+        .group_by(Signal.collection_id)
+    )
+    return {c: n for c, n in rows}
+
+
+def status_counts(session: Session) -> dict[str, int]:
+    return {s: n for s, n in session.execute(select(Signal.status, func.count()).group_by(Signal.status))}
