@@ -270,7 +270,9 @@ class _PrivateKeyJWT(JWTBearerClientAssertion):
         return True
 
     def resolve_client_public_key(self, client: _Client) -> KeySet:
-        return KeySet.import_key_set(json.loads(client.row.jwks or '{"keys": []}'))
+        if client.row.auth_method != self.CLIENT_AUTH_METHOD or not client.row.jwks:
+            raise InvalidClientError(description="this client does not authenticate with private_key_jwt")
+        return KeySet.import_key_set(json.loads(client.row.jwks))
 
 
 class _Revocation(RevocationEndpoint):
