@@ -16,13 +16,13 @@ from flask import Flask
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub import auditlog, batches, collections, rls, signals, tenants
+from hub import batches, collections, rls, signals, tenants
 from hub.app import create_app
 from hub.audit_cli import init_keys
 from hub.auditlog import Actor
 from hub.config import Settings
 from hub.db import make_session_factory
-from hub.keys import HubKeys, latest_record, keyset_record
+from hub.keys import HubKeys, keyset_record, latest_record
 from partners.errors import ResponseTooLargeError
 from partners.transport import Response, Transport
 

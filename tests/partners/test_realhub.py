@@ -24,7 +24,6 @@ from partners.verify import (
     Policy,
     expected_origin,
     verify_checkpoint,
-    verify_descriptor,
     verify_page,
 )
 from tests.conftest import Database
