@@ -402,6 +402,10 @@ def seal_collection(
         session.flush()
     if not seqs:
         return None
+    # The range updates bypassed the identity map: loaded signals must be re-read before anyone uses them.
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Signal):
+            session.expire(obj)
     root = frontier.root()
     note, _ = _checkpoint(
         session, collection_id, frontier.size, root, hub_name=hub_name, signers=signers, now=now
@@ -486,3 +490,12 @@ def envelopes(session: Session, collection_id: str, first: int, last: int) -> It
 def is_checkpoint(session: Session, collection_id: str, size: int, root: bytes) -> bool:
     row = session.get(CollectionCheckpoint, (collection_id, size))
     return row is not None and bytes(row.root) == root
+
+
+def heads_due(session: Session, stale_before: datetime) -> list[str]:
+    """Collections whose checkpoint cosignature is older than `stale_before`, or that have no head yet."""
+    from hub.collections import Collection
+
+    stale = select(CollectionHead.collection_id).where(CollectionHead.cosigned_at < stale_before)
+    missing = select(Collection.id).where(~Collection.id.in_(select(CollectionHead.collection_id)))
+    return sorted(set(session.scalars(stale)) | set(session.scalars(missing)))

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import click
 from sqlalchemy.orm import Session
 
-from hub import audit_cli, migrate
+from hub import audit_cli, migrate, rls
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory
 from hub.errors import ConfigError, HubError
@@ -29,6 +29,8 @@ def unit_of_work(settings: Settings) -> Iterator[Session]:
     engine = make_engine(settings.database_url)
     try:
         with make_session_factory(engine).begin() as session:
+            # The operator acts for the hub: every partner's rows (documented in hub/rls.py).
+            rls.set_tenant(session, rls.SYSTEM)
             yield session
     except HubError as e:
         raise click.ClickException(e.message) from e
@@ -137,6 +139,16 @@ def _redact(url: str) -> str:
 main.add_command(audit_cli.keys_group)
 main.add_command(audit_cli.audit_group)
 INIT_STEPS.append(audit_cli.init_keys)
+
+from hub import tenant_cli  # noqa: E402  (imports unit_of_work from this module)
+
+for _command in tenant_cli.COMMANDS:
+    main.add_command(_command)
+
+from hub import feed_cli  # noqa: E402  (imports unit_of_work from this module)
+
+for _command in feed_cli.COMMANDS:
+    main.add_command(_command)
 
 if __name__ == "__main__":
     main()

@@ -6,11 +6,12 @@ advisory lock, so two schedulers never do the same work at once.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub import auditlog
+from hub import auditlog, batches
+from hub.config import Settings
 from hub.keys import HubKeys
 
 
@@ -21,3 +22,47 @@ def integrate_audit_log(
     with session_factory.begin() as session:
         auditlog.lock_integrator(session)
         return auditlog.integrate(session, keys.audit_origin, keys.signer("audit"), now)
+
+
+# --- feed (collections): sealing and checkpoint freshness --------------------------------------------------
+
+
+def _sealing_signers(keys: HubKeys) -> batches.Signers:
+    return batches.Signers(keys.signer("batch"), keys.signer("checkpoint"), keys.signer("timestamp"))
+
+
+def seal_pending(
+    session_factory: sessionmaker[Session], now: datetime, *, keys: HubKeys, settings: Settings
+) -> list[batches.Sealed]:
+    """Seal every collection with pending changes, one transaction per collection."""
+    with session_factory() as session:
+        pending = batches.collections_with_pending(session)
+    out: list[batches.Sealed] = []
+    for collection_id in pending:
+        with session_factory.begin() as session:
+            sealed = batches.seal_collection(
+                session,
+                collection_id,
+                hub_name=keys.hub_name,
+                signers=_sealing_signers(keys),
+                max_entries=settings.max_batch_entries,
+                now=now,
+            )
+        if sealed is not None:
+            out.append(sealed)
+    return out
+
+
+def refresh_cosignatures(
+    session_factory: sessionmaker[Session], now: datetime, *, keys: HubKeys, settings: Settings
+) -> int:
+    """Re-cosign every checkpoint older than half the cosign interval (and sign a first, empty one)."""
+    stale_before = now - timedelta(seconds=settings.cosign_interval_s / 2)
+    with session_factory() as session:
+        due = batches.heads_due(session, stale_before)
+    for collection_id in due:
+        with session_factory.begin() as session:
+            batches.cosign(
+                session, collection_id, hub_name=keys.hub_name, signers=_sealing_signers(keys), now=now
+            )
+    return len(due)

@@ -22,6 +22,15 @@ def serve_embedded(settings: Settings, host: str, port: int, threads: int) -> No
 EMBEDDED_HOOKS: list = []  # type: ignore[type-arg]
 
 
+def _start_scheduler(app: Any, settings: Settings) -> None:
+    from hub.scheduler import start_embedded
+
+    start_embedded(app, settings)
+
+
+EMBEDDED_HOOKS.append(_start_scheduler)
+
+
 def serve_gunicorn(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
     from gunicorn.app.base import BaseApplication
 

@@ -450,6 +450,7 @@ def retract(
     now = now or utcnow()
     if partner_id is not None:
         collections.contributable(session, collection_id, partner_id)
+    auditlog.next_seq(session)  # the audit lock before the row lock: the order the sealer takes them in
     signal = _signal_in(session, collection_id, signal_id)
     if partner_id is not None and signal.contributor_id != partner_id:
         raise NotFoundError("no such signal")
@@ -473,6 +474,7 @@ def retire(
 ) -> Signal:
     """Governance retires a signal: removed from its collection and its (type, value) denied forever."""
     now = now or utcnow()
+    auditlog.next_seq(session)  # the audit lock before the row lock: the order the sealer takes them in
     signal = _signal_in(session, collection_id, signal_id)
     if signal.status == SignalStatus.RETIRED.value:
         raise ConflictError("this signal is already retired")

@@ -170,7 +170,7 @@ def test_a_retired_value_is_a_409_and_writes_nothing(session, world):
 
 
 def test_only_contributors_submit_and_others_do_not_learn_the_collection_exists(session, world):
-    keys, owner, c = world
+    keys, _owner, c = world
     from hub import collections
 
     reader, stranger = kit.partner(session), kit.partner(session)

@@ -1,0 +1,99 @@
+"""The scheduler process: APScheduler running the hub's jobs (`hashfed scheduler`, or in-process embedded).
+
+Every job is a plain function of (session factory, now) in hub/jobs.py; this module only times them. Keys
+are loaded at each run, so a rotation (`hashfed keys rotate`) takes effect without a restart. Two
+schedulers may run: each job takes its own advisory lock on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub import jobs
+from hub.config import Settings
+from hub.db import make_engine, make_session_factory, utcnow
+from hub.errors import HubError
+from hub.keys import HubKeys
+
+log = logging.getLogger(__name__)
+
+
+def _runner(
+    name: str,
+    job: Callable[..., Any],
+    factory: sessionmaker[Session],
+    settings: Settings,
+    *,
+    with_settings: bool,
+) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            with factory() as session:
+                hk = HubKeys.load(settings, session)
+            kwargs: dict[str, Any] = {"keys": hk}
+            if with_settings:
+                kwargs["settings"] = settings
+            result = job(factory, utcnow(), **kwargs)
+            if result:
+                log.info("%s: %s", name, result)
+        except HubError as e:
+            log.error("%s skipped: %s", name, e.message)
+        except Exception:
+            log.exception("%s failed", name)
+
+    run.__name__ = name
+    return run
+
+
+def add_jobs(scheduler: BaseScheduler, factory: sessionmaker[Session], settings: Settings) -> None:
+    """Schedule sealing, cosignature refresh and audit integration at the settings' intervals."""
+    plan: list[tuple[str, Callable[..., Any], int, bool]] = [
+        ("seal_pending", jobs.seal_pending, settings.seal_interval_s, True),
+        ("refresh_cosignatures", jobs.refresh_cosignatures, max(1, settings.cosign_interval_s // 2), True),
+        ("integrate_audit_log", jobs.integrate_audit_log, settings.audit_checkpoint_interval_s, False),
+    ]
+    for name, job, seconds, with_settings in plan:
+        scheduler.add_job(
+            _runner(name, job, factory, settings, with_settings=with_settings),
+            "interval",
+            seconds=seconds,
+            id=name,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=utcnow(),
+        )
+
+
+def run_forever(settings: Settings) -> None:
+    """`hashfed scheduler`: block, running the jobs until interrupted."""
+    engine = make_engine(settings.database_url)
+    scheduler = BlockingScheduler(timezone="UTC")
+    add_jobs(scheduler, make_session_factory(engine), settings)
+    log.info(
+        "scheduler started: seal every %ss, cosign every %ss",
+        settings.seal_interval_s,
+        settings.cosign_interval_s // 2,
+    )
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        engine.dispose()
+
+
+def start_embedded(app: Any, settings: Settings) -> BackgroundScheduler:
+    """EMBEDDED_HOOKS entry: the single embedded process runs the jobs in a background thread."""
+    from hub.web import state
+
+    scheduler = BackgroundScheduler(timezone="UTC", daemon=True)
+    add_jobs(scheduler, state(app).session_factory, settings)
+    scheduler.start()
+    return scheduler

@@ -1,0 +1,160 @@
+"""Sealing: gapless signed batches, the collection's Merkle log, checkpoints, cosignatures, concurrency."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from audit.keyset import TrustedKeySet
+from audit.merkle import leaf_hash, root_of, verify_consistency
+from audit.note import SIG_COSIGNATURE, NoteVerifier, open_checkpoint
+from audit.payloads import BatchAdd, BatchPayload, BatchRemove, open_payload
+from hub import batches, keys, signals
+from hub.batches import Batch
+from hub.config import Settings
+from hub.db import make_session_factory
+from tests.hub import feedkit as kit
+
+
+@pytest.fixture
+def world(session, settings):
+    hk = kit.hub_keys(session, settings)
+    owner = kit.partner(session, "owner")
+    c = kit.collection(session, hk, owner)
+    row = keys.latest_record(session)
+    return hk, owner, c, TrustedKeySet(bytes(row.envelope), row.payload_sha256)
+
+
+def _batches(session, cid):
+    return session.scalars(select(Batch).where(Batch.collection_id == cid).order_by(Batch.seq)).all()
+
+
+def test_seal_writes_a_signed_batch_and_a_cosigned_checkpoint(session, world):
+    hk, owner, c, trusted = world
+    values = sorted(kit.pdq() for _ in range(5))
+    kit.submit(session, c, owner, [{"type": "pdq", "value": v, "quality": 90} for v in values])
+    [sealed] = kit.seal(session, hk)
+    assert sealed.seqs == [1] and sealed.adds == 5
+    [b] = _batches(session, c.id)
+    payload = open_payload(trusted, bytes(b.envelope), BatchPayload)
+    assert payload.seq == 1 and payload.prev is None and sorted(a.value for a in payload.adds) == values
+    assert all(a.audit_seq >= 0 and a.quality == 90 for a in payload.adds)
+    assert b.payload_sha256 == hashlib.sha256(bytes(b.payload)).hexdigest()
+    head = batches.head(session, c.id)
+    origin = f"hub.test/collections/{c.id}"
+    cosigner = NoteVerifier("hub.test/timestamp", hk.signer("timestamp").public_key, SIG_COSIGNATURE)
+    opened = open_checkpoint(head.note, origin, [hk.signer("checkpoint").public_key], [cosigner])
+    assert opened.checkpoint.size == 1 and opened.checkpoint.root == root_of([leaf_hash(bytes(b.payload))])
+    assert opened.cosignature_time == int(kit.T0.timestamp())
+    assert kit.seal(session, hk) == []  # nothing pending: nothing sealed
+
+
+def test_large_pending_sets_split_into_chained_batches(session, world):
+    hk, owner, c, trusted = world
+    kit.submit(session, c, owner, [{"type": "md5", "value": f"{i:032x}"} for i in range(1, 8)])
+    [sealed] = kit.seal(session, hk, max_entries=3)
+    assert sealed.seqs == [1, 2, 3]
+    rows = _batches(session, c.id)
+    assert [r.adds for r in rows] == [3, 3, 1]
+    prev = None
+    for r in rows:
+        p = open_payload(trusted, bytes(r.envelope), BatchPayload)
+        assert p.prev == prev
+        prev = hashlib.sha256(bytes(r.payload)).hexdigest()
+    leaves = [leaf_hash(bytes(r.payload)) for r in rows]
+    assert batches.root_at(session, c.id, 3) == root_of(leaves)
+    verify_consistency(1, 3, root_of(leaves[:1]), root_of(leaves), batches.consistency(session, c.id, 1, 3))
+
+
+def test_a_retraction_after_sealing_is_a_remove_in_the_next_batch(session, world):
+    hk, owner, c, trusted = world
+    sid = kit.submit(session, c, owner, [{"type": "pdq", "value": kit.pdq()}]).new_ids[0]
+    kit.seal(session, hk)
+    retracted = signals.retract(
+        session, collection_id=c.id, signal_id=sid, partner_id=owner.id, actor=kit.actor_of(owner)
+    )
+    kit.seal(session, hk, now=kit.T0 + timedelta(minutes=1))
+    second = open_payload(trusted, bytes(_batches(session, c.id)[1].envelope), BatchPayload)
+    assert second.adds == () and [(r.id, r.reason) for r in second.removes] == [(sid, "withdrawn")]
+    assert second.removes[0].audit_seq == retracted.removed_audit_seq
+    assert session.get(signals.Signal, sid).removed_seq == 2
+
+
+def test_cosignatures_are_refreshed_without_growing_the_tree(session, world):
+    hk, owner, c, _trusted = world
+    kit.submit(session, c, owner, [{"type": "pdq", "value": kit.pdq()}])
+    kit.seal(session, hk)
+    later = kit.T0 + timedelta(minutes=10)
+    head = batches.cosign(session, c.id, hub_name="hub.test", signers=kit.sealing_signers(hk), now=later)
+    cosigner = NoteVerifier("hub.test/timestamp", hk.signer("timestamp").public_key, SIG_COSIGNATURE)
+    opened = open_checkpoint(
+        head.note, f"hub.test/collections/{c.id}", [hk.signer("checkpoint").public_key], [cosigner]
+    )
+    assert opened.checkpoint.size == 1 and opened.cosignature_time == int(later.timestamp())
+    assert head.note.count("\u2014 ") == 2  # one log signature, one (the newest) cosignature
+
+
+@pytest.mark.parametrize(
+    "adds",
+    [
+        (BatchAdd("a-1", "pdq", "ab" * 32, 3, 90, ("ncii", "x:y/z")),),
+        (BatchAdd("a-1", "md5", "ab" * 16, 0),),
+        (BatchAdd("a-1", "pdq", "ab" * 32, 3, None, ("caf\u00e9", 'q"uote')),),
+        (),
+    ],
+    ids=["tags and quality", "plain md5", "non-ascii tags fall back", "no adds"],
+)
+def test_fast_encoding_is_exactly_rfc8785(adds):
+    from datetime import UTC, datetime
+
+    p = BatchPayload(
+        "c-1", 2, "f" * 64, datetime(2026, 1, 1, tzinfo=UTC), adds, (BatchRemove("r-1", "withdrawn", 7),)
+    )
+    assert batches.encode_batch(p) == p.to_bytes()
+
+
+def _seal_in_process(url: str, var_dir: str, rounds: int) -> None:
+    from datetime import UTC, datetime
+
+    from hub import jobs
+    from hub.db import make_engine
+
+    settings = Settings(var_dir=var_dir, database_url=url, hub_name="hub.test", max_batch_entries=7)
+    engine = make_engine(url)
+    factory = make_session_factory(engine)
+    with factory() as s:
+        hk = keys.HubKeys.load(settings, s)
+    for _ in range(rounds):
+        jobs.seal_pending(factory, datetime.now(UTC), keys=hk, settings=settings)
+    engine.dispose()
+
+
+def test_concurrent_sealers_never_duplicate_or_skip_a_seq(fresh_database, tmp_path):
+    settings = Settings(var_dir=tmp_path / "var", database_url=fresh_database.app_url, hub_name="hub.test")
+    factory = make_session_factory(fresh_database.engine)
+    with factory.begin() as s:
+        hk = kit.hub_keys(s, settings)
+        owner = kit.partner(s, "owner")
+        c = kit.collection(s, hk, owner)
+        cid = c.id
+        kit.submit(s, c, owner, [{"type": "md5", "value": f"{i:032x}"} for i in range(1, 101)])
+    ctx = multiprocessing.get_context("fork")
+    procs = [
+        ctx.Process(target=_seal_in_process, args=(fresh_database.app_url, str(settings.var_dir), 3))
+        for _ in range(3)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    with factory() as s:
+        rows = _batches(s, cid)
+        assert [r.seq for r in rows] == list(range(1, 16))  # 100 signals / 7 per batch
+        assert sum(r.adds for r in rows) == 100
+        assert batches.head(s, cid).size == 15
+        assert s.scalar(select(signals.Signal.id).where(signals.Signal.pending.is_not(None))) is None
