@@ -116,7 +116,7 @@ class VerifiedPage:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChunkSignal:
     """One active signal of a snapshot chunk."""
 

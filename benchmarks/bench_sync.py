@@ -1,0 +1,201 @@
+"""Partner kit sync on loopback: a first sync of N PDQ hashes (default 1,000,000), then an incremental one.
+
+Everything the kit does is timed: HTTP over 127.0.0.1 with byte caps, key set walk, descriptor, checkpoint
+and freshness, snapshot (frontier, consistency, every chunk digest) or every batch envelope's signature,
+chaining and the consistency proofs, and the SQLite mirror writes.
+Targets: first sync < 60 s, incremental < 1 s.
+
+    .venv/bin/python benchmarks/bench_sync.py [--count 1000000] [--incremental 1000] [--source hub|audit]
+
+--source hub    the real hub (hub.feed) served by waitress in a thread, PostgreSQL or SQLite scratch database,
+                set up through the hub's services; the kit authenticates with OAuth (client_secret_basic).
+--source audit  a log sealed with `audit` primitives (tests/partners/fakehub.py), served by http.server: for
+                when the hub's feed is not available; the kit's work is the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import requests  # noqa: E402
+
+from partners.mirror import Mirror  # noqa: E402
+from partners.sync import Syncer  # noqa: E402
+from partners.transport import RequestsTransport  # noqa: E402
+from partners.verify import Policy  # noqa: E402
+
+
+@contextmanager
+def audit_server(count: int, batch: int, snapshots: bool = True) -> Iterator[tuple[str, Any, str]]:
+    """A loopback HTTP server over a log sealed with audit primitives; yields (url, fake hub, collection)."""
+    from tests.partners.fakehub import FakeHub, FakeTransport
+
+    hub = FakeHub(now=datetime.now(UTC))
+    hub.add_collection("bench")
+    t0 = time.perf_counter()
+    for start in range(0, count, batch):
+        hub.seal("bench", adds=min(batch, count - start), sealed_at=hub.now - timedelta(minutes=5))
+    print(
+        f"  set-up: sealed {count:,} signals in {len(hub.collections['bench'].payloads)} batches "
+        f"({time.perf_counter() - t0:.1f} s)"
+    )
+    fake = FakeTransport(hub, snapshots=snapshots)
+    snap_env, snap_chunks = hub.snapshot("bench")  # computed once, as a hub would cache it
+    hub.snapshot = lambda cid: (snap_env, snap_chunks)  # type: ignore[method-assign]
+    cache: dict[str, bytes] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _send(self, method: str, body_in: Any) -> None:
+            hub.now = datetime.now(UTC)
+            url = urlsplit(self.path)
+            params = {k: v[0] for k, v in parse_qs(url.query).items()}
+            key = self.path
+            if "/snapshot" in url.path and key in cache:
+                body, status = cache[key], 200
+            else:
+                r = fake.serve(method, url.path, params, body_in)
+                body, status = r.body, r.status
+                if "/snapshot" in url.path:
+                    cache[key] = body
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            self._send("GET", None)
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self._send("POST", json.loads(self.rfile.read(length) or b"null"))
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", hub, "bench"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def hub_server(count: int, batch: int, database: str) -> Iterator[tuple[str, Any, str]]:
+    """The real hub on loopback (waitress in a thread) over a scratch database, set up by its services."""
+    from waitress.server import create_server
+
+    from hub.db import make_engine
+    from tests.conftest import app_url, create_database, drop_database
+    from tests.partners.realhub import RealHub
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-sync-"))
+    url, handle = create_database(database, tmp)
+    engine = make_engine(app_url(database, url))
+    try:
+        hub = RealHub.start(app_url(database, url), engine, tmp / "var")
+        cid = hub.create_collection("bench")
+        t0 = time.perf_counter()
+        hub.submit(cid, count, per_request=50_000)
+        hub.seal(cid, max_entries=batch)
+        print(f"  set-up: submitted and sealed {count:,} signals ({time.perf_counter() - t0:.1f} s)")
+        server = create_server(hub.app, host="127.0.0.1", port=0, threads=4)
+        threading.Thread(target=server.run, daemon=True).start()
+        try:
+            yield f"http://127.0.0.1:{server.effective_port}", hub, cid
+        finally:
+            server.close()
+    finally:
+        engine.dispose()
+        drop_database(database, handle)
+
+
+def session_for(source: str, url: str, hub: Any) -> requests.Session:
+    if source == "audit":
+        return requests.Session()
+    from partners.auth import make_session
+    from partners.config import PartnerConfig
+
+    secret = Path(tempfile.mkdtemp()) / "secret"
+    fd = os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, hub.secret.encode())
+    os.close(fd)
+    config = PartnerConfig(
+        hub_url=url, client_id=hub.client_id, keyset_sha256=hub.pin, secret_path=str(secret)
+    )
+    return make_session(config)  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--count", type=int, default=1_000_000)
+    ap.add_argument("--incremental", type=int, default=1000)
+    ap.add_argument("--batch", type=int, default=50_000, help="signals per sealed batch")
+    ap.add_argument("--source", choices=["hub", "audit"], default=None)
+    ap.add_argument("--database", choices=["sqlite", "postgresql"], default="postgresql")
+    ap.add_argument("--no-snapshot", action="store_true", help="first sync by batches, not the snapshot")
+    args = ap.parse_args()
+    source = args.source or ("hub" if importlib.util.find_spec("hub.feed") else "audit")
+    print(f"bench_sync: source={source} count={args.count:,} incremental={args.incremental:,}")
+
+    server = (
+        audit_server(args.count, args.batch, not args.no_snapshot)
+        if source == "audit"
+        else hub_server(args.count, args.batch, args.database)
+    )
+    with server as (url, hub, cid), tempfile.TemporaryDirectory() as tmp:
+        mirror = Mirror.open(f"sqlite:///{tmp}/mirror.db")
+        transport = RequestsTransport(url, session_for(source, url, hub))
+        syncer = Syncer(transport, mirror, hub.pin, Policy(page_limit=1000))
+
+        t0 = time.perf_counter()
+        report = syncer.sync()
+        first = time.perf_counter() - t0
+        assert report.ok, report.errors()
+        held = sum(1 for _ in mirror.active_signals(cid))
+        r = report.results[0]
+        how = (
+            f"snapshot of {r.snapshot_signals:,} + {r.batches} batches"
+            if r.snapshot_signals
+            else f"{r.batches} batches"
+        )
+        print(f"first sync:       {first:7.2f} s  ({held:,} hashes, {how}; target < 60 s)")
+
+        if source == "audit":
+            hub.seal(cid, adds=args.incremental, sealed_at=datetime.now(UTC) - timedelta(seconds=5))
+        else:
+            hub.submit(cid, args.incremental)
+            hub.seal(cid)
+        t0 = time.perf_counter()
+        report = syncer.sync()
+        incremental = time.perf_counter() - t0
+        assert report.ok, report.errors()
+        held = sum(1 for _ in mirror.active_signals(cid))
+        print(
+            f"incremental sync: {incremental:7.3f} s  (+{args.incremental:,} now {held:,}; target < 1 s)"
+        )
+        mirror.close()
+
+
+if __name__ == "__main__":
+    main()
