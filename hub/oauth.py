@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 # How long a seen client-assertion `jti` is kept: longer than any assertion we accept may live.
 JTI_RETENTION = timedelta(hours=1)
 # Longest lifetime (exp - now) of a client assertion the hub accepts, in seconds.
-MAX_ASSERTION_LIFETIME_S = 300
+MAX_ASSERTION_LIFETIME_S = 3600  # authlib's own client signs for an hour
 
 
 class AccessToken(Base):

@@ -58,8 +58,14 @@ class Client:
         """A private_key_jwt client assertion (RFC 7523); override claims or pass `key=` another key."""
         key = overrides.pop("key", self.key)
         now = int(time.time())
-        claims = {"iss": self.client_id, "sub": self.client_id, "aud": audience, "iat": now,
-                  "exp": now + 60, "jti": secrets.token_hex(16)}
+        claims = {
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "aud": audience,
+            "iat": now,
+            "exp": now + 60,
+            "jti": secrets.token_hex(16),
+        }
         claims.update(overrides)
         claims = {k: v for k, v in claims.items() if v is not None}
         return jwt.encode({"alg": "ES256", "kid": key.kid}, claims, key)
@@ -88,8 +94,14 @@ def client(
     granted = sorted(KIND_SCOPES[PartnerKind(owner.kind)]) if scopes is None else scopes
     key = new_key() if jwks else None
     issued = tenants.create_client(
-        session, owner.id, "test client", granted, hub_secret=hub_secret, actor=Actor.operator(),
-        jwks=json.dumps(public_jwks(key)) if key else None, default_scopes=default_scopes,
+        session,
+        owner.id,
+        "test client",
+        granted,
+        hub_secret=hub_secret,
+        actor=Actor.operator(),
+        jwks=json.dumps(public_jwks(key)) if key else None,
+        default_scopes=default_scopes,
     )
     return Client(issued.client, issued.secret, key)
 
@@ -110,8 +122,9 @@ def token(
             session, owner.id, "token client", granted, hub_secret=HUB_SECRET, actor=Actor.operator()
         ).client
     value = new_token_string()
-    store_token(session, value, partner_id=owner.id, scopes=set(scopes), ttl_s=ttl_s,
-                client_id=client_row.client_id)
+    store_token(
+        session, value, partner_id=owner.id, scopes=set(scopes), ttl_s=ttl_s, client_id=client_row.client_id
+    )
     return value
 
 
@@ -120,6 +133,14 @@ def auth(token_value: str) -> dict[str, str]:
 
 
 __all__ = [
-    "AccessToken", "Client", "as_system", "auth", "client", "hub_secret", "new_key", "partner", "public_jwks",
+    "AccessToken",
+    "Client",
+    "as_system",
+    "auth",
+    "client",
+    "hub_secret",
+    "new_key",
+    "partner",
+    "public_jwks",
     "token",
 ]

@@ -69,7 +69,9 @@ def _audits(session, action):
 def test_client_secret_basic_issues_a_token_that_works(pc, session, settings):
     owner = f.partner(session)
     c = f.client(session, owner, scopes=["feed:read", "match"], hub_secret=f.hub_secret(settings))
-    r = pc.post("/oauth/token", data={"grant_type": "client_credentials"}, headers=_basic(c.client_id, c.secret))
+    r = pc.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, headers=_basic(c.client_id, c.secret)
+    )
     assert r.status_code == 200, r.json
     body = r.json
     assert body["token_type"] == "Bearer" and body["expires_in"] == 600
@@ -78,8 +80,12 @@ def test_client_secret_basic_issues_a_token_that_works(pc, session, settings):
     f.as_system(session)
     stored = session.get(AccessToken, token_digest(body["access_token"]))
     assert stored is not None and stored.partner_id == owner.id
-    assert session.scalar(select(func.count()).select_from(AccessToken).where(
-        AccessToken.digest == body["access_token"])) == 0  # only the digest is stored
+    assert (
+        session.scalar(
+            select(func.count()).select_from(AccessToken).where(AccessToken.digest == body["access_token"])
+        )
+        == 0
+    )  # only the digest is stored
     assert _audits(session, "token.issue")
     r = pc.get("/v1/probe", headers=f.auth(body["access_token"]))
     assert r.status_code == 200
@@ -90,8 +96,9 @@ def test_token_ttl_follows_the_settings(settings, database, session_factory, ses
     app = _probe_app(settings, database, session_factory, token_ttl_s=42)
     owner = f.partner(session)
     c = f.client(session, owner, hub_secret=f.hub_secret(settings))
-    r = app.test_client().post("/oauth/token", data={"grant_type": "client_credentials"},
-                               headers=_basic(c.client_id, c.secret))
+    r = app.test_client().post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, headers=_basic(c.client_id, c.secret)
+    )
     assert r.json["expires_in"] == 42
 
 
@@ -129,14 +136,18 @@ def test_failed_authentication_is_audited_once_a_minute(pc, session, settings):
     owner = f.partner(session)
     c = f.client(session, owner, hub_secret=f.hub_secret(settings))
     for _ in range(3):
-        r = pc.post("/oauth/token", data={"grant_type": "client_credentials"}, headers=_basic(c.client_id, "bad"))
+        r = pc.post(
+            "/oauth/token", data={"grant_type": "client_credentials"}, headers=_basic(c.client_id, "bad")
+        )
         assert r.status_code == 401
     assert len(_audits(session, "client.auth_failed")) == 1
 
 
 def test_private_key_jwt_issues_a_token(pc, session):
     owner = f.partner(session)
-    c = f.client(session, owner, jwks=True, scopes=["feed:read", "reports:write"], default_scopes=["feed:read"])
+    c = f.client(
+        session, owner, jwks=True, scopes=["feed:read", "reports:write"], default_scopes=["feed:read"]
+    )
     r = pc.post("/oauth/token", data=_jwt_form(c))
     assert r.status_code == 200, r.json
     assert r.json["scope"] == "feed:read"  # no scope asked: the client's default scopes
@@ -147,8 +158,16 @@ def test_private_key_jwt_issues_a_token(pc, session):
 
 @pytest.mark.parametrize(
     "case",
-    ["replayed jti", "wrong audience", "wrong key", "expired assertion", "no jti", "issuer differs",
-     "assertion lives too long", "secret client with a jwt"],
+    [
+        "replayed jti",
+        "wrong audience",
+        "wrong key",
+        "expired assertion",
+        "no jti",
+        "issuer differs",
+        "assertion lives too long",
+        "secret client with a jwt",
+    ],
 )
 def test_private_key_jwt_refusals(pc, session, settings, case):
     owner = f.partner(session)
@@ -280,19 +299,32 @@ def test_metadata_lists_what_is_supported(pc):
 def test_plain_http_from_a_remote_address_is_refused(pc, session, settings):
     c = f.client(session, f.partner(session), hub_secret=f.hub_secret(settings))
     remote = {"REMOTE_ADDR": "203.0.113.5"}
-    r = pc.post("/oauth/token", data={"grant_type": "client_credentials"},
-                headers=_basic(c.client_id, c.secret), environ_base=remote)
+    r = pc.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers=_basic(c.client_id, c.secret),
+        environ_base=remote,
+    )
     assert r.status_code == 400
     assert r.json["error"] == "invalid_request" and "HTTPS" in r.json["error_description"]
     # Host: localhost does not help: the peer address decides.
-    r = pc.post("/oauth/token", data={"grant_type": "client_credentials"},
-                headers={**_basic(c.client_id, c.secret), "Host": "localhost"}, environ_base=remote)
+    r = pc.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers={**_basic(c.client_id, c.secret), "Host": "localhost"},
+        environ_base=remote,
+    )
     assert r.status_code == 400
     value = f.token(session, f.partner(session), ["feed:read"])
     assert pc.get("/v1/probe", headers=f.auth(value), environ_base=remote).status_code == 400
     # Over HTTPS the same remote address is served.
-    r = pc.post("/oauth/token", data={"grant_type": "client_credentials"}, headers=_basic(c.client_id, c.secret),
-                environ_base=remote, base_url="https://hub.example.org")
+    r = pc.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers=_basic(c.client_id, c.secret),
+        environ_base=remote,
+        base_url="https://hub.example.org",
+    )
     assert r.status_code == 200, r.json
 
 
@@ -301,12 +333,15 @@ def test_token_endpoint_rate_limit_answers_429_with_retry_after(settings, databa
     c = f.client(session, f.partner(session), hub_secret=f.hub_secret(settings))
     client = app.test_client()
     codes = [
-        client.post("/oauth/token", data={"grant_type": "client_credentials"},
-                    headers=_basic(c.client_id, c.secret)).status_code
+        client.post(
+            "/oauth/token", data={"grant_type": "client_credentials"}, headers=_basic(c.client_id, c.secret)
+        ).status_code
         for _ in range(4)
     ]
     assert codes == [200, 200, 200, 429]
-    r = client.post("/oauth/token", data={"grant_type": "client_credentials"}, headers=_basic(c.client_id, c.secret))
+    r = client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, headers=_basic(c.client_id, c.secret)
+    )
     assert r.status_code == 429
     assert int(r.headers["Retry-After"]) > 0
     assert r.json["code"] == 429

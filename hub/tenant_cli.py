@@ -1,0 +1,151 @@
+"""`hashfed partner|client|user ...`: the operator manages tenants, their clients and their people.
+
+Each command is one transaction with its audit entry (actor: the operator's CLI), run with the RLS tenant
+set to `system` (hub.cli.unit_of_work). Secrets are printed once and never stored in plaintext.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from hub import people, tenants
+from hub.auditlog import Actor
+from hub.cli import unit_of_work
+from hub.config import Settings
+from hub.keys import ensure_hub_secret
+from hub.tenants import SCOPES, PartnerKind, PartnerStatus
+
+
+def _jwks(path: str | None) -> str | None:
+    return Path(path).read_text() if path else None
+
+
+@click.group("partner")
+def partner_group() -> None:
+    """Partners (tenants)."""
+
+
+@partner_group.command("create")
+@click.argument("name")
+@click.option("--kind", type=click.Choice([k.value for k in PartnerKind]), required=True)
+@click.pass_obj
+def partner_create(settings: Settings, name: str, kind: str) -> None:
+    """Create an active partner NAME of KIND."""
+    with unit_of_work(settings) as session:
+        partner = tenants.create_partner(session, name, kind, Actor.operator())
+        click.echo(f"partner {partner.id} {partner.name} ({partner.kind})")
+
+
+@partner_group.command("list")
+@click.pass_obj
+def partner_list(settings: Settings) -> None:
+    """List partners: id, status, kind, name."""
+    with unit_of_work(settings) as session:
+        for p in tenants.list_partners(session):
+            click.echo(f"{p.id}\t{p.status}\t{p.kind}\t{p.name}")
+
+
+@partner_group.command("suspend")
+@click.argument("partner")
+@click.pass_obj
+def partner_suspend(settings: Settings, partner: str) -> None:
+    """Suspend PARTNER (id or name): its tokens stop working at once."""
+    with unit_of_work(settings) as session:
+        p = tenants.set_partner_status(session, partner, PartnerStatus.SUSPENDED, Actor.operator())
+        click.echo(f"partner {p.id} suspended")
+
+
+@partner_group.command("resume")
+@click.argument("partner")
+@click.pass_obj
+def partner_resume(settings: Settings, partner: str) -> None:
+    """Resume a suspended PARTNER."""
+    with unit_of_work(settings) as session:
+        p = tenants.set_partner_status(session, partner, PartnerStatus.ACTIVE, Actor.operator())
+        click.echo(f"partner {p.id} active")
+
+
+@click.group("client")
+def client_group() -> None:
+    """OAuth clients of partners."""
+
+
+@client_group.command("create")
+@click.argument("partner")
+@click.option("--name", default="client", show_default=True)
+@click.option("--scope", "scopes", multiple=True, type=click.Choice(list(SCOPES)), required=True)
+@click.option("--default-scope", "default_scopes", multiple=True, type=click.Choice(list(SCOPES)),
+              help="scopes a token request without `scope` gets (default: all of --scope)")
+@click.option("--jwks", type=click.Path(exists=True, dir_okay=False),
+              help="public JWKS file: the client authenticates with private_key_jwt (preferred)")
+@click.pass_obj
+def client_create(settings: Settings, partner: str, name: str, scopes: tuple[str, ...],
+                  default_scopes: tuple[str, ...], jwks: str | None) -> None:
+    """Create a client of PARTNER; without --jwks a secret is printed once (client_secret_basic)."""
+    with unit_of_work(settings) as session:
+        issued = tenants.create_client(
+            session, partner, name, list(scopes), hub_secret=ensure_hub_secret(settings.keys_path),
+            actor=Actor.operator(), jwks=_jwks(jwks), default_scopes=list(default_scopes) or None,
+        )
+        click.echo(f"client_id: {issued.client.client_id}")
+        click.echo(f"auth_method: {issued.client.auth_method}")
+        if issued.secret:
+            click.echo(f"client_secret: {issued.secret}  (shown once; store it now)")
+
+
+@client_group.command("rotate")
+@click.argument("client_id")
+@click.option("--jwks", type=click.Path(exists=True, dir_okay=False), help="the new JWKS (private_key_jwt)")
+@click.pass_obj
+def client_rotate(settings: Settings, client_id: str, jwks: str | None) -> None:
+    """Replace CLIENT_ID's secret (printed once) or JWKS."""
+    with unit_of_work(settings) as session:
+        issued = tenants.rotate_client(
+            session, client_id, hub_secret=ensure_hub_secret(settings.keys_path), actor=Actor.operator(),
+            jwks=_jwks(jwks),
+        )
+        click.echo(f"client {issued.client.client_id} rotated")
+        if issued.secret:
+            click.echo(f"client_secret: {issued.secret}  (shown once; store it now)")
+
+
+@client_group.command("revoke")
+@click.argument("client_id")
+@click.pass_obj
+def client_revoke(settings: Settings, client_id: str) -> None:
+    """Revoke CLIENT_ID: it cannot authenticate and its tokens stop working."""
+    with unit_of_work(settings) as session:
+        tenants.revoke_client(session, client_id, Actor.operator())
+        click.echo(f"client {client_id} revoked")
+
+
+@click.group("user")
+def user_group() -> None:
+    """Staff users of governance and regulator partners."""
+
+
+@user_group.command("create")
+@click.argument("partner")
+@click.argument("email")
+@click.password_option(help="at least 12 characters; prompted for when not given")
+@click.pass_obj
+def user_create(settings: Settings, partner: str, email: str, password: str) -> None:
+    """Create a user EMAIL of PARTNER (governance or regulator)."""
+    with unit_of_work(settings) as session:
+        user = people.create_user(session, partner, email, password, Actor.operator())
+        click.echo(f"user {user.id} {user.email}")
+
+
+@user_group.command("disable")
+@click.argument("user")
+@click.pass_obj
+def user_disable(settings: Settings, user: str) -> None:
+    """Disable USER (id or email): their sessions and personal tokens stop working."""
+    with unit_of_work(settings) as session:
+        u = people.disable_user(session, user, Actor.operator())
+        click.echo(f"user {u.id} disabled")
+
+
+COMMANDS = (partner_group, client_group, user_group)
