@@ -50,8 +50,8 @@ class RealHub:
     ids: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, database_url: str, engine: Engine, var: Path) -> RealHub:
-        settings = Settings(var_dir=var, database_url=database_url, base_url=BASE_URL, hub_name=HUB_NAME)
+    def start(cls, database_url: str, engine: Engine, var: Path, base_url: str = BASE_URL) -> RealHub:
+        settings = Settings(var_dir=var, database_url=database_url, base_url=base_url, hub_name=HUB_NAME)
         init_keys(settings)
         factory = make_session_factory(engine)
         hub = cls(settings, engine, factory, create_app(settings, engine=engine, session_factory=factory))
@@ -91,6 +91,20 @@ class RealHub:
     def signers(self, s: Session) -> batches.Signers:
         k = self.keys(s)
         return batches.Signers(k.signer("batch"), k.signer("checkpoint"), k.signer("timestamp"))
+
+    def add_jwt_client(self, public_jwk: dict[str, Any]) -> str:
+        """A private_key_jwt client of the same partner; returns its client id."""
+        with self.session() as s:
+            issued = tenants.create_client(
+                s,
+                self.partner_id,
+                "sync-jwt",
+                ["feed:read"],
+                hub_secret=self.keys(s).hub_secret,
+                actor=Actor.operator(),
+                jwks={"keys": [public_jwk]},
+            )
+            return issued.client.client_id
 
     def create_collection(self, slug: str) -> str:
         with self.session() as s:
