@@ -1,4 +1,4 @@
-"""A real OAuth client library against a real server on loopback: authlib's OAuth2Session with PrivateKeyJWT."""
+"""A real OAuth client library against a server on loopback: authlib OAuth2Session with PrivateKeyJWT."""
 
 from __future__ import annotations
 
