@@ -12,10 +12,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from hub import auditapi, health, oauth, people
+from hub import auditapi, feed, health, metrics, oauth, people
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory
 from hub.errors import HubError
+from hub.reports import routes as reports_routes
 from hub.web import HubState, discard_session, finish_session
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,9 @@ def create_app(
     api.register_blueprint(auditapi.blp)
     oauth.init_app(app, api)
     people.init_app(app, api)
+    api.register_blueprint(feed.blp)
+    metrics.init_app(app, app.extensions["hashfed"].session_factory)
+    api.register_blueprint(reports_routes.blp)
 
     @app.after_request
     def _commit_or_rollback(response: Response) -> Response:

@@ -1,0 +1,402 @@
+"""Feed routes: descriptors, checkpoints, batches, snapshots, acks, submission, retraction, governance.
+
+Routes are thin: the partner comes from the token (`current_principal()`), services do the work. A partner
+that may not read a collection gets a 404 for all of it. Batch pages are streamed from stored bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Response, request, stream_with_context
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from audit.errors import VerificationError
+from audit.merkle import b64decode, b64encode
+from hub import auditlog, batches, collections, signals, snapshots
+from hub.auth import current_principal, require_scope
+from hub.errors import NotFoundError, ServiceUnavailableError, ValidationError
+from hub.keys import HubKeys
+from hub.web import db, settings, state
+
+blp = Blueprint("feed", __name__, description="Collections, the signed delta feed, and hash submission")
+
+MAX_PAGE = 100
+DEFAULT_PAGE = 20
+_JSON = "application/json"
+
+
+def _keys() -> HubKeys:
+    cached: HubKeys | None = state().services.get("feed_keys")
+    if cached is None:
+        try:
+            cached = HubKeys.load(settings(), db())
+        except Exception as e:
+            raise ServiceUnavailableError("signing keys are not loaded") from e
+        state().services["feed_keys"] = cached
+    return cached
+
+
+def _readable(c: str) -> collections.Collection:
+    return collections.readable(db(), c, current_principal().partner_id)
+
+
+def _head(c: str) -> batches.CollectionHead:
+    head = batches.head(db(), c)
+    if head is None:
+        raise NotFoundError("this collection has no checkpoint yet; the scheduler signs one shortly")
+    return head
+
+
+# --- schemas -----------------------------------------------------------------------------------------------
+
+
+class SubmitSchema(Schema):
+    # Items are checked by hub.signals.validate (fast, and names each bad item by index).
+    signals = fields.List(fields.Raw(), required=True, metadata={"description": "up to 10,000 items"})
+
+
+class SubmittedSchema(Schema):
+    collection = fields.String()
+    audit_seq = fields.Integer()
+    accepted = fields.Integer()
+    duplicates = fields.Integer()
+    ids = fields.List(fields.String(), metadata={"description": "the signal id of each item, in order"})
+
+
+class PageArgs(Schema):
+    since_size = fields.Integer(required=True, validate=validate.Range(min=0))
+    limit = fields.Integer(load_default=DEFAULT_PAGE, validate=validate.Range(min=1, max=MAX_PAGE))
+
+
+class ChunkArgs(Schema):
+    seq = fields.Integer(validate=validate.Range(min=1))
+
+
+class AckSchema(Schema):
+    size = fields.Integer(required=True, validate=validate.Range(min=0))
+    root = fields.String(required=True, metadata={"description": "base64 root hash at size"})
+
+
+class AckedSchema(Schema):
+    audit_seq = fields.Integer()
+
+
+class CollectionCreateSchema(Schema):
+    slug = fields.String(required=True)
+    owner = fields.String(required=True)
+    category = fields.String(load_default="ncii")
+    signal_types = fields.List(fields.String(), load_default=lambda: ["pdq", "md5", "sha256"])
+    pdq_threshold = fields.Integer(load_default=31)
+    min_quality = fields.Integer(load_default=50)
+
+
+class CollectionSchema(Schema):
+    id = fields.String()
+    slug = fields.String()
+    category = fields.String()
+    signal_types = fields.List(fields.String())
+    pdq_threshold = fields.Integer()
+    min_quality = fields.Integer()
+    descriptor_version = fields.Integer()
+    access = fields.List(fields.String())
+
+
+class RetractSchema(Schema):
+    reason = fields.String(
+        load_default="withdrawn", validate=validate.OneOf(["withdrawn", "error", "policy"])
+    )
+
+
+def _summary(c: collections.Collection, access: list[str]) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "slug": c.slug,
+        "category": c.category,
+        "signal_types": list(c.types),
+        "pdq_threshold": c.pdq_threshold,
+        "min_quality": c.min_quality,
+        "descriptor_version": c.descriptor_version,
+        "access": access,
+    }
+
+
+# --- feed --------------------------------------------------------------------------------------------------
+
+
+@blp.route("/v1/collections")
+@require_scope("feed:read")
+@blp.response(200, CollectionSchema(many=True))
+def list_collections() -> list[dict[str, Any]]:
+    """Collections this partner may read or contribute to."""
+    pid = current_principal().partner_id
+    return [
+        _summary(c, sorted(collections.access_of(db(), c.id, pid))) for c in collections.visible_to(db(), pid)
+    ]
+
+
+@blp.route("/v1/collections/<c>")
+@require_scope("feed:read")
+@blp.response(
+    200, description="the signed descriptor, a DSSE envelope (application/vnd.hashfed.collection.v1+json)"
+)
+@blp.alt_response(404, description="no such collection, or not readable by this partner")
+def descriptor(c: str) -> Response:
+    """The collection's signed descriptor."""
+    col = _readable(c)
+    response = Response(bytes(col.descriptor), mimetype=_JSON)
+    response.headers["Cache-Control"] = "private, no-cache"
+    response.headers["ETag"] = f'"{hashlib.sha256(bytes(col.descriptor)).hexdigest()}"'
+    return response
+
+
+@blp.route("/v1/collections/<c>/checkpoint")
+@require_scope("feed:read")
+@blp.response(200, description="the latest checkpoint, a C2SP signed note with a cosignature (text/plain)")
+@blp.alt_response(404, description="no such collection, or no checkpoint yet")
+def checkpoint(c: str) -> Response:
+    """The latest signed, cosigned checkpoint of the collection's log."""
+    _readable(c)
+    response = Response(_head(c).note, mimetype="text/plain")
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
+
+
+@blp.route("/v1/collections/<c>/batches")
+@require_scope("feed:read")
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, description="{checkpoint, size, since_size, batches: [envelope...], proof: [base64...]}")
+@blp.alt_response(404, description="no such collection")
+@blp.alt_response(422, description="since_size is beyond the latest checkpoint")
+def batch_page(args: dict[str, Any], c: str) -> Response:
+    """Envelopes of seq since_size+1 .. min(since_size+limit, T) and the consistency proof to size T."""
+    _readable(c)
+    head = _head(c)
+    since, size = args["since_size"], head.size
+    if since > size:
+        raise ValidationError(
+            f"since_size {since} is beyond the latest checkpoint ({size})",
+            errors={"since_size": [f"at most {size}"]},
+        )
+    last = min(since + args["limit"], size)
+    proof = [b64encode(h) for h in batches.consistency(db(), c, last, size)]
+    note = head.note
+    # The request's session is finished before a streamed body is read: the body reads with its own.
+    factory = state().session_factory
+
+    def body() -> Iterator[bytes]:
+        yield b'{"checkpoint":' + json.dumps(note).encode()
+        yield b',"size":%d,"since_size":%d,"batches":[' % (size, since)
+        with factory() as session:
+            for i, env in enumerate(batches.envelopes(session, c, since + 1, last)):
+                yield (b"," if i else b"") + env
+        yield b'],"proof":' + json.dumps(proof).encode() + b"}"
+
+    response = Response(stream_with_context(body()), mimetype=_JSON)
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
+
+
+@blp.route("/v1/collections/<c>/batches/<int:seq>")
+@require_scope("feed:read")
+@blp.response(200, description="one immutable DSSE envelope (application/vnd.hashfed.batch.v1+json)")
+@blp.alt_response(304, description="not modified (If-None-Match)")
+@blp.alt_response(404, description="no such collection or batch")
+def one_batch(c: str, seq: int) -> Response:
+    """One batch by seq; ETag = SHA-256 of its payload."""
+    _readable(c)
+    row = batches.batch(db(), c, seq)
+    etag = row.payload_sha256
+    if etag in request.if_none_match:
+        response = Response(status=304)
+    else:
+        response = Response(bytes(row.envelope), mimetype=_JSON)
+    response.headers["ETag"] = f'"{etag}"'
+    response.headers["Cache-Control"] = "private, immutable, max-age=31536000"
+    return response
+
+
+@blp.route("/v1/collections/<c>/snapshot")
+@require_scope("feed:read")
+@blp.response(
+    200, description="a signed snapshot (application/vnd.hashfed.snapshot.v1+json) at the latest seq"
+)
+@blp.alt_response(404, description="no such collection, or nothing sealed yet")
+def snapshot(c: str) -> Response:
+    """The signed snapshot at the latest seq, for a partner starting fresh."""
+    _readable(c)
+    size = _head(c).size
+    cache: dict[tuple[str, int], bytes] = state().services.setdefault("feed_snapshots", {})
+    envelope = cache.get((c, size))
+    if envelope is None:
+        envelope = snapshots.build(db(), c, size, _keys().signer("batch"))
+        cache[(c, size)] = envelope
+    response = Response(envelope, mimetype=_JSON)
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
+
+
+@blp.route("/v1/collections/<c>/snapshot/chunks/<int:index>")
+@require_scope("feed:read")
+@blp.arguments(ChunkArgs, location="query")
+@blp.response(200, description='a chunk: canonical JSON {"collection", "seq", "index", "signals": [add...]}')
+@blp.alt_response(404, description="no such collection, seq or chunk")
+def snapshot_chunk(args: dict[str, Any], c: str, index: int) -> Response:
+    """Chunk `index` of the snapshot at `seq` (default: the latest)."""
+    _readable(c)
+    size = _head(c).size
+    seq = args.get("seq", size)
+    if not 1 <= seq <= size:
+        raise NotFoundError(f"no snapshot at seq {seq}")
+    response = Response(snapshots.chunk(db(), c, seq, index), mimetype=_JSON)
+    response.headers["Cache-Control"] = "private, immutable, max-age=31536000"
+    return response
+
+
+@blp.route("/v1/collections/<c>/ack", methods=["POST"])
+@require_scope("feed:read")
+@blp.arguments(AckSchema)
+@blp.response(200, AckedSchema)
+@blp.alt_response(404, description="no such collection")
+@blp.alt_response(422, description="size and root are not a checkpoint of this collection")
+def ack(args: dict[str, Any], c: str) -> dict[str, int]:
+    """Record (audited) that this partner applied the log up to a checkpoint."""
+    _readable(c)
+    principal = current_principal()
+    try:
+        root = b64decode(args["root"], "root")
+    except VerificationError as e:
+        raise ValidationError("root is not base64", errors={"root": ["base64 of 32 bytes"]}) from e
+    if not batches.is_checkpoint(db(), c, args["size"], root):
+        raise ValidationError(
+            "no checkpoint of this collection has that size and root", errors={"root": ["not a checkpoint"]}
+        )
+    rec = auditlog.record(
+        db(),
+        principal.actor(),
+        "feed.ack",
+        f"collection/{c}",
+        {"partner": principal.partner_id, "size": args["size"], "root": args["root"]},
+    )
+    return {"audit_seq": rec.seq}
+
+
+# --- submission --------------------------------------------------------------------------------------------
+
+
+@blp.route("/v1/collections/<c>/signals", methods=["POST"])
+@require_scope("hashes:write")
+@blp.arguments(SubmitSchema)
+@blp.response(201, SubmittedSchema)
+@blp.alt_response(403, description="this partner may read but not contribute")
+@blp.alt_response(404, description="no such collection")
+@blp.alt_response(409, description="a (type, value) is on the retired deny list")
+@blp.alt_response(413, description="more than 10,000 signals")
+@blp.alt_response(
+    422, description="bad items (each named by index), or an Idempotency-Key reused with another body"
+)
+def submit(args: dict[str, Any], c: str) -> Response:
+    """Submit up to 10,000 signals; all or nothing; `Idempotency-Key` makes a retry safe."""
+    principal = current_principal()
+    digest = hashlib.sha256(c.encode() + b"\n" + request.get_data()).hexdigest()
+    result = signals.submit(
+        db(),
+        collection_id=c,
+        partner_id=principal.partner_id,
+        items=args["signals"],
+        actor=principal.actor(),
+        idempotency_key=request.headers.get("Idempotency-Key"),
+        request_sha256=digest,
+    )
+    response = Response(json.dumps(result.body, separators=(",", ":")), status=result.status, mimetype=_JSON)
+    if result.replayed:
+        response.headers["Idempotency-Replayed"] = "true"
+    return response
+
+
+@blp.route("/v1/collections/<c>/signals/<signal_id>", methods=["DELETE"])
+@require_scope("hashes:write")
+@blp.arguments(RetractSchema, location="query")
+@blp.response(204)
+@blp.alt_response(404, description="no such collection or signal of this partner")
+@blp.alt_response(409, description="already retracted or retired")
+def retract(args: dict[str, Any], c: str, signal_id: str) -> None:
+    """Withdraw one of this partner's signals; the next batch removes it."""
+    principal = current_principal()
+    signals.retract(
+        db(),
+        collection_id=c,
+        signal_id=signal_id,
+        partner_id=principal.partner_id,
+        actor=principal.actor(),
+        reason=args["reason"],
+    )
+
+
+# --- governance --------------------------------------------------------------------------------------------
+
+
+@blp.route("/v1/governance/collections", methods=["POST"])
+@require_scope("governance")
+@blp.arguments(CollectionCreateSchema)
+@blp.response(201, CollectionSchema)
+@blp.alt_response(409, description="slug taken")
+@blp.alt_response(422, description="invalid settings")
+def create_collection(args: dict[str, Any]) -> dict[str, Any]:
+    """Create a collection (audited; its descriptor is signed)."""
+    c = collections.create_collection(
+        db(),
+        slug=args["slug"],
+        owner_id=args["owner"],
+        category=args["category"],
+        signal_types=args["signal_types"],
+        pdq_threshold=args["pdq_threshold"],
+        min_quality=args["min_quality"],
+        actor=current_principal().actor(),
+        hub_name=settings().hub_name,
+        signer=_keys().signer("collection"),
+    )
+    return _summary(c, [])
+
+
+@blp.route("/v1/governance/collections/<c>/members/<partner_id>/<access>", methods=["PUT", "DELETE"])
+@require_scope("governance")
+@blp.response(200, CollectionSchema)
+@blp.alt_response(404, description="no such collection, partner or access")
+def change_access(c: str, partner_id: str, access: str) -> dict[str, Any]:
+    """Grant (PUT) or revoke (DELETE) read or contribute access; audited, descriptor re-signed."""
+    if access not in {a.value for a in collections.Access}:
+        raise NotFoundError("access is reader or contributor")
+    col = collections.set_access(
+        db(),
+        c,
+        partner_id,
+        collections.Access(access),
+        request.method == "PUT",
+        actor=current_principal().actor(),
+        hub_name=settings().hub_name,
+        signer=_keys().signer("collection"),
+    )
+    return _summary(col, [])
+
+
+@blp.route("/v1/governance/collections/<c>/signals/<signal_id>", methods=["DELETE"])
+@require_scope("governance")
+@blp.arguments(RetractSchema, location="query")
+@blp.response(204)
+@blp.alt_response(404, description="no such signal")
+@blp.alt_response(409, description="already removed")
+def governance_retract(args: dict[str, Any], c: str, signal_id: str) -> None:
+    """Governance withdraws a signal (e.g. for a victim who asked the intake service)."""
+    signals.retract(
+        db(),
+        collection_id=c,
+        signal_id=signal_id,
+        partner_id=None,
+        actor=current_principal().actor(),
+        reason=args["reason"],
+    )
