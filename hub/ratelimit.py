@@ -54,4 +54,4 @@ def limit_token_endpoint(app: Flask, endpoint: str) -> None:
     lim = limiter(app)
     per_client = lim.limit(settings.token_rate_limit, key_func=_client, scope="token-client")
     per_address = lim.limit(settings.token_rate_limit_address, key_func=_address, scope="token-address")
-    app.view_functions[endpoint] = per_address(per_client(view))
+    app.view_functions[endpoint] = per_address(per_client(view))  # type: ignore[assignment]

@@ -31,15 +31,18 @@ METHODS = ("get", "post", "put", "patch", "delete")
 def operations(app: Flask) -> list[tuple[str, str, dict]]:
     spec = app.test_client().get("/openapi.json").json
     return [
-        (path, method, op)
+        (path, method, {**op, "parameters": [*item.get("parameters", []), *op.get("parameters", [])]})
         for path, item in sorted(spec["paths"].items())
         for method, op in item.items()
         if method in METHODS
     ]
 
 
-def _fill(path: str, value: str) -> str:
-    return re.sub(r"\{[^}]+\}", value, path)
+def _fill(path: str, op: dict, value: str) -> str:
+    """Path parameters: 1 where the spec says integer (else routing answers 404), the victim's id otherwise."""
+    ints = {p["name"] for p in op.get("parameters", []) if p.get("in") == "path"
+            and p.get("schema", {}).get("type") == "integer"}
+    return re.sub(r"\{([^}]+)\}", lambda m: "1" if m.group(1) in ints else value, path)
 
 
 def walk(app: Flask, session, victim_ids: list[str], stranger_token: str) -> list[str]:
@@ -53,7 +56,7 @@ def walk(app: Flask, session, victim_ids: list[str], stranger_token: str) -> lis
         if not any("oauth2" in req for req in op.get("security", [])):
             problems.append(f"{where}: no oauth2 security requirement in the OpenAPI document")
         for victim in victim_ids:
-            url = _fill(path, victim)
+            url = _fill(path, op, victim)
             body = {"partner_id": victim, "partner": victim, "contributor_id": victim}
             r = client.open(url, method=method.upper(), json=body)
             if r.status_code != 401:
