@@ -19,6 +19,7 @@ APPEND_ONLY_TABLES: tuple[str, ...] = (
     "batches",
     "collection_nodes",
     "collection_checkpoints",
+    "report_outcomes",
 )
 
 _PG_FUNCTION = """

@@ -47,6 +47,8 @@ class Settings:
     keys_dir: str = ""
     # Trust X-Forwarded-* headers from this many proxies (0: none). See docs/operations.md.
     proxy_fix_hops: int = 0
+    # A signal reported `false_positive` by this many different partners is flagged for governance review.
+    false_positive_flag_threshold: int = 3
 
     def __post_init__(self) -> None:
         if not self.hub_name:
@@ -127,6 +129,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "HASHFED_TOKEN_RATE_LIMIT_ADDRESS": ("token_rate_limit_address", _str),
     "HASHFED_KEYS_DIR": ("keys_dir", _str),
     "HASHFED_PROXY_FIX_HOPS": ("proxy_fix_hops", _non_negative_int),
+    "HASHFED_FALSE_POSITIVE_FLAG_THRESHOLD": ("false_positive_flag_threshold", _positive_int),
 }
 
 

@@ -1,0 +1,1 @@
+"""Match and takedown reports: models, service, schemas and routes (`/v1/reports`)."""

@@ -1,0 +1,103 @@
+"""Builders for the report tests: a sealed collection two partners read, tokens, and report bodies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hub import collections
+from hub.auditlog import Actor, AuditEntry
+from hub.collections import Access
+from hub.config import Settings
+from hub.keys import HubKeys
+from hub.reports.models import Report, ReportOutcome, SignalFlag
+from hub.tenants import Partner
+from tests.hub import factories as f
+from tests.hub import feedkit as kit
+
+SCOPE = ["reports:write"]
+
+
+@dataclass
+class World:
+    """A collection sealed twice (signals 0-1 in seq 1, signal 2 in seq 2), one unreadable collection."""
+
+    keys: HubKeys
+    owner: Partner
+    a: Partner
+    b: Partner
+    c: collections.Collection
+    other: collections.Collection  # A and B may not read it
+    signals: list[str]  # ids in c
+    values: list[str]  # their pdq values
+    other_signal: str
+    token_a: str
+    token_b: str
+
+
+def grant(session: Session, keys: HubKeys, c: collections.Collection, p: Partner) -> None:
+    collections.set_access(
+        session, c.id, p.id, Access.READER, True, actor=Actor.operator(), hub_name=keys.hub_name,
+        signer=keys.signer("collection"), now=kit.T0,
+    )
+
+
+def build(session: Session, settings: Settings) -> World:
+    keys = kit.hub_keys(session, settings)
+    owner = kit.partner(session, "owner")
+    a = f.partner(session, name="partner-a")
+    b = f.partner(session, name="partner-b")
+    c = kit.collection(session, keys, owner)
+    other = kit.collection(session, keys, owner)
+    values = [kit.pdq() for _ in range(3)]
+    first = kit.submit(session, c, owner, [{"type": "pdq", "value": v} for v in values[:2]])
+    hidden = kit.submit(session, other, owner, [{"type": "pdq", "value": kit.pdq()}])
+    kit.seal(session, keys)
+    second = kit.submit(session, c, owner, [{"type": "pdq", "value": values[2]}])
+    kit.seal(session, keys, now=kit.T0 + timedelta(minutes=1))
+    for p in (a, b):
+        grant(session, keys, c, p)
+    session.flush()
+    return World(
+        keys, owner, a, b, c, other, first.body["ids"] + second.body["ids"], values, hidden.body["ids"][0],
+        f.token(session, a, SCOPE), f.token(session, b, SCOPE),
+    )
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def t(d: datetime) -> str:
+    return d.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def item(w: World, rid: str, i: int = 0, **overrides: Any) -> dict[str, Any]:
+    """A valid pending_review report of signal i of w.c, matched an hour ago."""
+    body: dict[str, Any] = {
+        "id": rid,
+        "signal": {"id": w.signals[i]},
+        "collection": w.c.id,
+        "seq": 2,
+        "distance": 4,
+        "outcome": "pending_review",
+        "matched_at": t(now() - timedelta(hours=1)),
+        "automated_detection": True,
+        "automated_decision": True,
+        "surface": "upload",
+        "content_ref": f"post-{rid}",
+    }
+    body.update(overrides)
+    return {k: v for k, v in body.items() if v is not ...}
+
+
+def counts(session: Session) -> tuple[int, int, int, int]:
+    f.as_system(session)
+    return tuple(  # type: ignore[return-value]
+        session.scalar(select(func.count()).select_from(table))
+        for table in (Report, ReportOutcome, AuditEntry, SignalFlag)
+    )
