@@ -39,7 +39,7 @@ def operations(app: Flask) -> list[tuple[str, str, dict]]:
 
 
 def _fill(path: str, op: dict, value: str) -> str:
-    """Path parameters: 1 where the spec says integer (else routing answers 404), the victim's id otherwise."""
+    """Path parameters: 1 where the spec says integer (routing 404s otherwise), else the victim's id."""
     ints = {p["name"] for p in op.get("parameters", []) if p.get("in") == "path"
             and p.get("schema", {}).get("type") == "integer"}
     return re.sub(r"\{([^}]+)\}", lambda m: "1" if m.group(1) in ints else value, path)
