@@ -7,6 +7,7 @@ are counted in-process.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,11 +17,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub import auditlog, batches, signals
 from hub.collections import Collection
 from hub.db import utcnow
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -31,7 +35,16 @@ class FeedCollector(Collector):
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self.session_factory = session_factory
 
+    def describe(self) -> list[Any]:
+        return []  # read at scrape time only; registering must not touch the database
+
     def collect(self) -> Iterator[Any]:
+        try:
+            yield from self._collect()
+        except SQLAlchemyError:
+            log.exception("feed metrics unavailable")
+
+    def _collect(self) -> Iterator[Any]:
         now = utcnow()
         with self.session_factory() as s:
             slugs = dict(s.execute(select(Collection.id, Collection.slug)).all())
@@ -81,7 +94,7 @@ class FeedCollector(Collector):
 
 def init_app(app: Flask, session_factory: sessionmaker[Session]) -> CollectorRegistry:
     """Attach a registry, request instrumentation and the `/metrics` route to `app`."""
-    registry = CollectorRegistry(auto_describe=True)
+    registry = CollectorRegistry()
     registry.register(FeedCollector(session_factory))
     requests = Counter(
         "hashfed_http_requests", "HTTP requests", ["route", "method", "status"], registry=registry
