@@ -148,4 +148,4 @@ def user_disable(settings: Settings, user: str) -> None:
         click.echo(f"user {u.id} disabled")
 
 
-COMMANDS: tuple[click.Group, ...] = (partner_group, client_group, user_group)
+COMMANDS: tuple[click.Command, ...] = (partner_group, client_group, user_group)
