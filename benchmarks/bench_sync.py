@@ -166,7 +166,7 @@ def main() -> None:
     with server as (url, hub, cid), tempfile.TemporaryDirectory() as tmp:
         mirror = Mirror.open(f"sqlite:///{tmp}/mirror.db")
         transport = RequestsTransport(url, session_for(source, url, hub))
-        syncer = Syncer(transport, mirror, hub.pin, Policy(page_limit=1000))
+        syncer = Syncer(transport, mirror, hub.pin, Policy(page_limit=100))
 
         t0 = time.perf_counter()
         report = syncer.sync()

@@ -44,7 +44,7 @@ class PartnerConfig:
     max_age_s: int = 86_400  # seconds a checkpoint's newest cosignature may be old
     skew_s: int = 300  # seconds of clock skew allowed
     max_removal_share: float = 0.05  # a batch removing more than this share of a collection is held
-    page_limit: int = 1000  # batches per page
+    page_limit: int = 100  # batches asked for per page (the hub serves at most 100)
     collections: tuple[str, ...] = field(default_factory=tuple)  # empty: every readable collection
 
     def __post_init__(self) -> None:

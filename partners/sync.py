@@ -28,6 +28,7 @@ from partners.errors import (
     KeySetRefusedError,
     MalformedResponseError,
     PartnerError,
+    ResponseTooLargeError,
     SnapshotError,
 )
 from partners.mirror import Mirror
@@ -148,14 +149,33 @@ def parse_collection_ids(data: Any) -> list[str]:
     return out
 
 
-def parse_chunk(data: bytes) -> list[ChunkSignal]:
-    """A snapshot chunk: JSON (a list, or {"signals": [...]}) or JSON lines of signal objects."""
+def _claimed_seq(envelope: Any) -> int | None:
+    """The seq a snapshot envelope claims (unverified: only to pick the checkpoint to compare it with)."""
+    try:
+        data = parse_json(Envelope.from_dict(envelope).payload)
+    except VerificationError:
+        return None
+    seq = data.get("seq") if isinstance(data, dict) else None
+    return seq if type(seq) is int else None
+
+
+def parse_chunk(
+    data: bytes, collection: str | None = None, seq: int | None = None, index: int | None = None
+) -> list[ChunkSignal]:
+    """A snapshot chunk: `{"collection", "seq", "index", "signals": [add...]}` (a bare list is accepted).
+
+    Its digest was checked against the signed snapshot first; the header fields must name this chunk.
+    """
     try:
         text = data.decode("utf-8")
         stripped = text.lstrip()
         if stripped.startswith(("[", "{")) and not (stripped.startswith("{") and "\n{" in text.strip()):
             obj = json.loads(text)
             items = obj.get("signals") if isinstance(obj, dict) else obj
+            if isinstance(obj, dict):
+                for key, want in (("collection", collection), ("seq", seq), ("index", index)):
+                    if want is not None and key in obj and obj[key] != want:
+                        raise SnapshotError(f"chunk says {key} {obj[key]!r}, expected {want!r}")
         else:
             items = [json.loads(line) for line in text.splitlines() if line.strip()]
     except (UnicodeDecodeError, ValueError) as e:
@@ -327,21 +347,28 @@ class Syncer:
             )
         confirmed = held.payload_sha256 if held is not None and held.confirmed_at else None
         bar = self.progress(cp.size - state.size, c) if self.progress and cp.size > state.size else None
+        limit = self.policy.page_limit
         try:
             while state.size < cp.size:
-                data = _json(
-                    self._get(
-                        f"/v1/collections/{c}/batches",
-                        "batches",
-                        self.caps.page,
-                        {"since_size": state.size, "limit": self.policy.page_limit},
+                try:
+                    data = _json(
+                        self._get(
+                            f"/v1/collections/{c}/batches",
+                            "batches",
+                            self.caps.page,
+                            {"since_size": state.size, "limit": limit},
+                        )
                     )
-                )
+                except ResponseTooLargeError:
+                    if limit == 1:
+                        raise  # one batch over the page cap: refused
+                    limit = max(1, limit // 2)  # large batches: ask for fewer per page
+                    continue
                 if not isinstance(data, dict):
                     raise MalformedResponseError("a batches page is an object")
                 page_cp = self._checkpoint(trusted, _note(data), origin, state, cp)
                 envelopes = data.get("batches", data.get("envelopes"))
-                if not isinstance(envelopes, list) or len(envelopes) > self.policy.page_limit:
+                if not isinstance(envelopes, list) or len(envelopes) > limit:
                     raise MalformedResponseError("a page holds a list of at most `limit` envelopes")
                 page = verify_page(trusted, state, page_cp, envelopes, _proof(data), self.policy)
                 stop = removal_held(page, active, self.policy.max_removal_share, confirmed)
@@ -439,6 +466,12 @@ class Syncer:
         if isinstance(data, dict) and "checkpoint" in data:
             cp = self._checkpoint(trusted, _note(data), origin, state, cp)
         envelope = data.get("snapshot", data) if isinstance(data, dict) else data
+        snap_seq = _claimed_seq(envelope)
+        if snap_seq is not None and snap_seq > cp.size:
+            # The hub sealed between the checkpoint and the snapshot: take its newer checkpoint (verified
+            # against the one just taken) so the snapshot's root can be compared with a checkpoint.
+            note = self._get(f"/v1/collections/{c}/checkpoint", "checkpoint", self.caps.small).body
+            cp = self._checkpoint(trusted, note, origin, state, cp)
         snap = verify_snapshot(
             trusted, envelope, c, cp, _proof(data) if isinstance(data, dict) else [], self.clock()
         )
@@ -448,9 +481,12 @@ class Syncer:
         def chunks() -> Iterator[list[ChunkSignal]]:
             for i in range(len(snap.chunks)):
                 body = self._get(
-                    f"/v1/collections/{c}/snapshot/chunks/{i}", f"snapshot chunk {i}", self.caps.chunk
+                    f"/v1/collections/{c}/snapshot/chunks/{i}",
+                    f"snapshot chunk {i}",
+                    self.caps.chunk,
+                    {"seq": snap.seq},
                 ).body
-                signals = verify_chunk(snap, i, body, parse_chunk)
+                signals = verify_chunk(snap, i, body, lambda data, i=i: parse_chunk(data, c, snap.seq, i))
                 if bar is not None:
                     bar.update(len(signals))
                 yield signals

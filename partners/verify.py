@@ -50,7 +50,7 @@ class Policy:
     max_age_s: int = 86_400  # seconds: a checkpoint's newest cosignature may be at most this old
     skew_s: int = 300  # seconds: how far in the future a cosignature or a batch time may be
     max_removal_share: float = 0.05  # a batch removing more than this share of a collection is held
-    page_limit: int = 1000  # batches asked for per page
+    page_limit: int = 100  # batches asked for per page; halved while a page is over its byte cap
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,14 @@ class RealHub:
         k = self.keys(s)
         return batches.Signers(k.signer("batch"), k.signer("checkpoint"), k.signer("timestamp"))
 
+    def publish_keyset(self) -> None:
+        """Sign the next key set version with the local root key (the embedded default keeps one)."""
+        from hub import keys
+
+        root = keys.load_signer(keys.default_root_path(self.settings.keys_path))
+        with self.session() as s:
+            keys.publish_keyset(s, HUB_NAME, [root], datetime.now(UTC))
+
     def add_jwt_client(self, public_jwk: dict[str, Any]) -> str:
         """A private_key_jwt client of the same partner; returns its client id."""
         with self.session() as s:

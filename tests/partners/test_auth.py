@@ -28,15 +28,16 @@ def _free_port() -> int:
 
 @pytest.fixture
 def served(fresh_database: Database, tmp_path: Path) -> Iterator[tuple[RealHub, str]]:
-    from waitress.server import create_server
+    from werkzeug.serving import make_server
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     hub = RealHub.start(fresh_database.app_url, fresh_database.engine, tmp_path / "var", base_url=url)
-    server = create_server(hub.app, host="127.0.0.1", port=port, threads=2)
-    threading.Thread(target=server.run, daemon=True).start()
+    server = make_server("127.0.0.1", port, hub.app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     yield hub, url
-    server.close()
+    server.shutdown()
+    server.server_close()
 
 
 def _write(path: Path, text: str) -> str:
