@@ -1,0 +1,169 @@
+"""Feed benchmark on PostgreSQL: ingest N PDQ hashes in requests of 10,000, seal them, fetch the feed.
+
+    .venv/bin/python benchmarks/bench_feed.py [--count 1000000] [--verify]
+
+Creates its own scratch database (from HASHFED_BENCH_POSTGRES_URL, default postgresql://root@127.0.0.1:5432/
+postgres) and drops it afterwards. Requests go through the Flask test client (the whole app: auth, parsing,
+validation, the service, the commit); sealing runs the scheduler's job function; the new partner pages through
+`/batches` with `limit=20`. Prints rates and bytes on the wire per hash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from hub import jobs, keys, migrate
+from hub.app import create_app
+from hub.config import Settings
+from hub.db import make_engine, make_session_factory
+from hub.keys import HubKeys
+from tests.hub import factories
+from tests.hub import feedkit as kit
+
+ADMIN = os.environ.get("HASHFED_BENCH_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--count", type=int, default=1_000_000)
+    ap.add_argument("--per-request", type=int, default=10_000)
+    ap.add_argument(
+        "--verify", action="store_true", help="also verify every envelope with audit (client cost)"
+    )
+    args = ap.parse_args()
+
+    name = f"hashfed_bench_{secrets.token_hex(4)}"
+    admin = make_engine(ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(ADMIN).set(database=name).render_as_string(hide_password=False)
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        migrate.upgrade(url)
+        settings = Settings(var_dir=tmp / "var", database_url=url, hub_name="bench.test")
+        engine = make_engine(url)
+        factory = make_session_factory(engine)
+        with factory.begin() as s:
+            hk, _root = __import__("tests.hub.auditkit", fromlist=["make_hub_keys"]).make_hub_keys(
+                s, settings
+            )
+            owner = kit.partner(s, "contributor")
+            reader = kit.partner(s, "new-partner")
+            c = kit.collection(s, hk, owner)
+            from hub import collections
+
+            collections.set_access(
+                s,
+                c.id,
+                reader.id,
+                collections.Access.READER,
+                True,
+                actor=__import__("hub.auditlog", fromlist=["Actor"]).Actor.operator(),
+                hub_name="bench.test",
+                signer=hk.signer("collection"),
+            )
+            write = factories.auth(factories.token(s, owner, ["hashes:write"], ttl_s=86400))
+            read = factories.auth(factories.token(s, reader, ["feed:read"], ttl_s=86400))
+            cid = c.id
+            pinned = keys.latest_record(s).payload_sha256
+        app = create_app(settings, engine=engine)
+        client = app.test_client()
+
+        # ingest
+        sent = 0
+        t0 = time.perf_counter()
+        while sent < args.count:
+            n = min(args.per_request, args.count - sent)
+            body = json.dumps(
+                {
+                    "signals": [
+                        {"type": "pdq", "value": secrets.token_hex(32), "quality": 90} for _ in range(n)
+                    ]
+                }
+            )
+            r = client.post(
+                f"/v1/collections/{cid}/signals",
+                data=body,
+                headers={**write, "Content-Type": "application/json"},
+            )
+            if r.status_code != 201:
+                raise SystemExit(f"submit failed: {r.status_code} {r.get_data()[:300]!r}")
+            sent += n
+        ingest = time.perf_counter() - t0
+        print(
+            f"ingest : {sent:,} hashes in {ingest:.1f} s = {sent / ingest:,.0f} hashes/s "
+            f"({args.per_request:,} per request)"
+        )
+
+        # seal
+        with factory() as s:
+            hk = HubKeys.load(settings, s)
+        t0 = time.perf_counter()
+        sealed = jobs.seal_pending(factory, datetime.now(UTC), keys=hk, settings=settings)
+        seal = time.perf_counter() - t0
+        size = sealed[0].size
+        print(
+            f"seal   : {sealed[0].adds:,} hashes into {size} batches in {seal:.1f} s = "
+            f"{sealed[0].adds / seal:,.0f} hashes/s"
+        )
+
+        # fetch as a new partner
+        wire = 0
+        since = 0
+        t0 = time.perf_counter()
+        pages = []
+        while since < size:
+            r = client.get(f"/v1/collections/{cid}/batches?since_size={since}&limit=20", headers=read)
+            data = r.get_data()
+            wire += len(data)
+            page = json.loads(data)
+            since += len(page["batches"])
+            if args.verify:
+                pages.append(page)
+        fetch = time.perf_counter() - t0
+        print(
+            f"fetch  : {sent:,} hashes in {fetch:.1f} s = {sent / fetch:,.0f} hashes/s, "
+            f"{wire / sent:.1f} bytes on the wire per hash (uncompressed)"
+        )
+        import gzip
+
+        r = client.get(f"/v1/collections/{cid}/batches/1", headers=read)
+        one = r.get_data()
+        zipped = len(gzip.compress(one, 6))
+        per = min(sent, settings.max_batch_entries)
+        print(f"gzip   : batch 1 {len(one):,} B -> {zipped:,} B gzip = {zipped / per:.1f} B/hash")
+        if args.verify:
+            from tests.hub.protocol_client import FeedClient, Mirror
+
+            feed = FeedClient(client, read["Authorization"].split()[1], pinned)
+            now = datetime.now(UTC)
+            feed.load_keys(now)
+            t0 = time.perf_counter()
+            mirror = feed.sync(cid, Mirror(), "bench.test", now, limit=20)
+            verify = time.perf_counter() - t0
+            print(
+                f"verify : fetch + verify + apply {len(mirror.signals):,} in {verify:.1f} s = "
+                f"{len(mirror.signals) / verify:,.0f} hashes/s (client side, audit primitives)"
+            )
+        engine.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
