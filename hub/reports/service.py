@@ -159,7 +159,7 @@ def _whole_second(t: datetime) -> datetime:
 
 def parse_time(value: Any) -> datetime:
     """An RFC 3339 time with a zone (`Z` or an offset), to whole UTC seconds; ValueError otherwise."""
-    if not isinstance(value, str) or not 20 <= len(value) <= 35 or "T" not in value:
+    if not isinstance(value, str) or not 19 <= len(value) <= 35 or "T" not in value:
         raise ValueError("an RFC 3339 time such as 2026-01-31T12:00:00Z")
     t = datetime.fromisoformat(value)
     if t.tzinfo is None:
@@ -220,8 +220,6 @@ def _outcome_fields(raw: dict[str, Any], problems: list[str]) -> tuple[Any, date
 
 
 def _signal_ref(raw: Any, problems: list[str]) -> tuple[str | None, str | None, str | None]:
-    if isinstance(raw, str):
-        raw = {"id": raw}
     if not isinstance(raw, dict) or not (set(raw) == {"id"} or set(raw) == {"type", "value"}):
         problems.append('signal is {"id": ...} (as the mirror holds it) or {"type": ..., "value": ...}')
         return None, None, None

@@ -101,3 +101,27 @@ def counts(session: Session) -> tuple[int, int, int, int]:
         session.scalar(select(func.count()).select_from(table))
         for table in (Report, ReportOutcome, AuditEntry, SignalFlag)
     )
+
+
+def victim_report(session: Session, settings: Settings, victim: Partner) -> str:
+    """A report of `victim` (for the isolation walk): its id, which no other partner may see or change."""
+    from hub.reports import service
+
+    keys = kit.hub_keys(session, settings)
+    owner = kit.partner(session, f"owner-{victim.id[:8]}")
+    c = kit.collection(session, keys, owner)
+    ids = kit.submit(session, c, owner, [{"type": "pdq", "value": kit.pdq()}]).body["ids"]
+    kit.seal(session, keys)
+    grant(session, keys, c, victim)
+    rid = f"victim-report-{victim.id[:8]}"
+    body = {
+        "id": rid, "signal": {"id": ids[0]}, "collection": c.id, "seq": 1, "distance": 0,
+        "outcome": "pending_review", "matched_at": t(now()), "automated_detection": True,
+        "automated_decision": True, "surface": "upload", "content_ref": "victim-post",
+    }
+    service.submit(
+        session, partner_id=victim.id, items=[body], actor=Actor(type="partner", partner=victim.id),
+        hub_secret=f.hub_secret(settings), flag_threshold=3,
+    )
+    session.flush()
+    return rid

@@ -22,6 +22,7 @@ from hub.auditlog import AuditEntry
 from hub.oauth import AccessToken
 from hub.tenants import SCOPES, OAuthClient, PartnerKind
 from tests.hub import factories as f
+from tests.hub import reportkit
 
 # Routes that are public on purpose (DESIGN.md): the signed key sets and the audit log's checkpoint.
 PUBLIC = re.compile(r"^/v1/(keys(/.*)?|audit/checkpoint)$")
@@ -83,7 +84,9 @@ def victim_and_stranger(session, settings):
     stranger = f.partner(session, kind=PartnerKind.GOVERNANCE, name="stranger")
     # Every scope there is, so a 403 for a missing scope never hides a leak.
     stranger_token = f.token(session, stranger, list(SCOPES))
-    return [victim.id, c.client_id], stranger_token
+    # Data of the victim behind the routes that take an id of their own (reports).
+    report_id = reportkit.victim_report(session, settings, victim)
+    return [victim.id, c.client_id, report_id], stranger_token
 
 
 def test_every_v1_route_is_protected_and_isolated(app, session, victim_and_stranger):
