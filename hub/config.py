@@ -43,6 +43,9 @@ class Settings:
     # Token endpoint rate limits (Flask-Limiter syntax): per claimed client, and per client address.
     token_rate_limit: str = "30/minute"  # noqa: S105  (a rate, not a password)
     token_rate_limit_address: str = "120/minute"  # noqa: S105
+    # Console login rate limits: per login name, and per client address.
+    login_rate_limit: str = "5/minute"
+    login_rate_limit_address: str = "30/minute"
     # Paths of the online signing keys; empty means `<var_dir>/keys/<role>.pem`.
     keys_dir: str = ""
     # Trust X-Forwarded-* headers from this many proxies (0: none). See docs/operations.md.
@@ -127,6 +130,8 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "HASHFED_TOKEN_TTL_S": ("token_ttl_s", _positive_int),
     "HASHFED_TOKEN_RATE_LIMIT": ("token_rate_limit", _str),
     "HASHFED_TOKEN_RATE_LIMIT_ADDRESS": ("token_rate_limit_address", _str),
+    "HASHFED_LOGIN_RATE_LIMIT": ("login_rate_limit", _str),
+    "HASHFED_LOGIN_RATE_LIMIT_ADDRESS": ("login_rate_limit_address", _str),
     "HASHFED_KEYS_DIR": ("keys_dir", _str),
     "HASHFED_PROXY_FIX_HOPS": ("proxy_fix_hops", _non_negative_int),
     "HASHFED_FALSE_POSITIVE_FLAG_THRESHOLD": ("false_positive_flag_threshold", _positive_int),
@@ -144,8 +149,13 @@ def _check(s: Settings) -> None:
     if "/" in s.hub_name or not s.hub_name.strip():
         # The hub name is the first element of log origins; a slash would make origins ambiguous.
         raise ConfigError(f"HASHFED_HUB_NAME={s.hub_name!r} must not contain '/'")
-    for name, value in (("", s.token_rate_limit), ("_ADDRESS", s.token_rate_limit_address)):
+    for name, value in (
+        ("TOKEN_RATE_LIMIT", s.token_rate_limit),
+        ("TOKEN_RATE_LIMIT_ADDRESS", s.token_rate_limit_address),
+        ("LOGIN_RATE_LIMIT", s.login_rate_limit),
+        ("LOGIN_RATE_LIMIT_ADDRESS", s.login_rate_limit_address),
+    ):
         if not _RATE.match(value):
-            raise ConfigError(f"HASHFED_TOKEN_RATE_LIMIT{name}={value!r} must look like '30/minute'")
+            raise ConfigError(f"HASHFED_{name}={value!r} must look like '30/minute'")
     if s.redis_url and not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"HASHFED_REDIS_URL={s.redis_url!r} must be a redis:// URL")

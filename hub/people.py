@@ -23,7 +23,7 @@ from hub.db import Base, UTCDateTime, utcnow
 from hub.errors import BadRequestError, ConflictError, HubError, NotFoundError, ValidationError
 from hub.oauth import AccessToken, new_token_string, store_token, token_digest
 from hub.tenants import KIND_SCOPES, PartnerKind, PartnerStatus, get_partner, new_id
-from hub.web import db
+from hub.web import commit_despite_error, db
 
 # Partner kinds whose people may have accounts; platforms and intake services are machines.
 PEOPLE_KINDS = (PartnerKind.GOVERNANCE.value, PartnerKind.REGULATOR.value)
@@ -50,6 +50,8 @@ class User(Base):
     status: Mapped[str] = mapped_column(String(20), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Failed logins are audited at most once a minute per user, so guessing cannot flood the log.
+    failure_logged_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class ConsoleSession(Base):
@@ -73,6 +75,8 @@ class LoginError(HubError):
 
     status = 401
     default_message = "login failed"
+    # True when the failure was written to the audit log and the request must commit despite the 401.
+    audited = False
 
 
 def _user_actor(user: User) -> Actor:
@@ -136,9 +140,10 @@ def login(session: Session, email: str, password: str, now: datetime) -> tuple[U
     try:
         _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
-        user = None if user is None else user
+        failed = LoginError()
+        failed.audited = user is not None and _audit_failed_login(session, user, now)
         rls.set_tenant(session, None)
-        raise LoginError() from None
+        raise failed from None
     partner = get_partner(session, user.partner_id) if user else None
     if user is None or user.status != "active" or partner is None or partner.status != PartnerStatus.ACTIVE:
         rls.set_tenant(session, None)
@@ -152,6 +157,20 @@ def login(session: Session, email: str, password: str, now: datetime) -> tuple[U
     session.flush()
     auditlog.record(session, _user_actor(user), "user.login", f"user/{user.id}", now=now)
     return user, cookie
+
+
+FAILURE_AUDIT_INTERVAL = timedelta(minutes=1)
+
+
+def _audit_failed_login(session: Session, user: User, now: datetime) -> bool:
+    """Audit a wrong password for a known user, at most once a minute per user. True if recorded."""
+    if user.failure_logged_at is not None and now - user.failure_logged_at < FAILURE_AUDIT_INTERVAL:
+        return False
+    user.failure_logged_at = now
+    session.flush()
+    auditlog.record(session, Actor.system("console"), "user.login_failed", f"user/{user.id}",
+                    {"partner": user.partner_id}, now=now)
+    return True
 
 
 def session_user(session: Session, cookie: str | None, now: datetime) -> User | None:
@@ -229,7 +248,12 @@ def console_login() -> Response:
     email, password = body.get("email"), body.get("password")
     if not isinstance(email, str) or not isinstance(password, str):
         raise BadRequestError("email and password are strings")
-    user, cookie = login(db(), email, password, utcnow())
+    try:
+        user, cookie = login(db(), email, password, utcnow())
+    except LoginError as e:
+        if e.audited:
+            commit_despite_error()
+        raise
     response = jsonify({"user": user.id, "partner": user.partner_id})
     response.set_cookie(COOKIE, cookie, max_age=int(SESSION_TTL.total_seconds()), httponly=True, secure=True,
                         samesite="Strict", path="/")
@@ -276,4 +300,7 @@ def console_create_token() -> tuple[dict[str, object], int]:
 
 
 def init_app(app: Flask, api: object) -> None:
+    from hub import ratelimit
+
     api.register_blueprint(blp)  # type: ignore[attr-defined]
+    ratelimit.limit_login_endpoint(app, "console.console_login")

@@ -55,3 +55,19 @@ def limit_token_endpoint(app: Flask, endpoint: str) -> None:
     per_client = lim.limit(settings.token_rate_limit, key_func=_client, scope="token-client")
     per_address = lim.limit(settings.token_rate_limit_address, key_func=_address, scope="token-address")
     app.view_functions[endpoint] = per_address(per_client(view))  # type: ignore[assignment]
+
+
+def _login_name() -> str:
+    body = request.get_json(silent=True)
+    email = body.get("email") if isinstance(body, dict) else None
+    return f"login:{email.strip().lower()[:320]}" if isinstance(email, str) else f"addr:{_address()}"
+
+
+def limit_login_endpoint(app: Flask, endpoint: str) -> None:
+    """Limit console logins per login name and per address (settings.login_rate_limit): no password guessing."""
+    settings = state(app).settings
+    view = app.view_functions[endpoint]
+    lim = limiter(app)
+    per_name = lim.limit(settings.login_rate_limit, key_func=_login_name, scope="login-name")
+    per_address = lim.limit(settings.login_rate_limit_address, key_func=_address, scope="login-address")
+    app.view_functions[endpoint] = per_address(per_name(view))  # type: ignore[assignment]

@@ -57,6 +57,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(20), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("disabled_at", UTCDateTime(), nullable=True),
+        sa.Column("failure_logged_at", UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_users"),
         sa.UniqueConstraint("email", name="uq_users_email"),
         sa.ForeignKeyConstraint(["partner_id"], ["partners.id"], name="fk_users_partner_id_partners"),

@@ -345,3 +345,31 @@ def test_token_endpoint_rate_limit_answers_429_with_retry_after(settings, databa
     assert r.status_code == 429
     assert int(r.headers["Retry-After"]) > 0
     assert r.json["code"] == 429
+
+
+def test_token_rate_limit_counts_in_redis_across_app_processes(settings, database, session_factory, session):
+    """Two app instances (as two gunicorn workers would be) share one Redis counter."""
+    import secrets as _secrets
+
+    import redis
+
+    url = "redis://127.0.0.1:6379/15"
+    try:
+        redis.Redis.from_url(url).ping()
+    except redis.exceptions.ConnectionError:
+        import os
+
+        import pytest
+
+        if os.environ.get("CI") == "true":
+            pytest.fail("Redis is not running at 127.0.0.1:6379 (.ci/run starts it)")
+        pytest.skip("Redis is not running at 127.0.0.1:6379")
+    # Counters are keyed by client id, and the client is new on every run: earlier runs don't count.
+    limit = "6/minute"
+    first = _probe_app(settings, database, session_factory, token_rate_limit=limit, redis_url=url).test_client()
+    second = _probe_app(settings, database, session_factory, token_rate_limit=limit, redis_url=url).test_client()
+    c = f.client(session, f.partner(session, name=f"redis-{_secrets.token_hex(4)}"), hub_secret=f.hub_secret(settings))
+    body = {"grant_type": "client_credentials"}
+    codes = [app.post("/oauth/token", data=body, headers=_basic(c.client_id, c.secret)).status_code
+             for app in (first, second, first, second, first, second, first)]
+    assert codes == [200] * 6 + [429]

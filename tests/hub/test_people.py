@@ -82,3 +82,24 @@ def test_cli_partner_client_user(fresh_database, tmp_path, monkeypatch):
     r = run(main, ["user", "create", "gov-cli", "bo@example.org", "--password", PASSWORD])
     assert r.exit_code == 0, r.output
     assert run(main, ["user", "disable", "bo@example.org"]).exit_code == 0
+
+
+def test_wrong_passwords_are_audited_once_a_minute_and_throttled(settings, database, session_factory, session):
+    from sqlalchemy import select
+
+    from hub.auditlog import AuditEntry
+
+    gov = f.partner(session, kind="governance")
+    people.create_user(session, gov.id, "bo@example.org", PASSWORD, Actor.operator())
+    app = create_app(settings.replace(login_rate_limit="3/minute"), engine=database.engine,
+                     session_factory=session_factory)
+    c = app.test_client()
+    wrong = {"email": "bo@example.org", "password": "not the password"}
+    codes = [c.post("/console/login", json=wrong).status_code for _ in range(4)]
+    assert codes == [401, 401, 401, 429]
+    f.as_system(session)
+    actions = [e.entry for e in session.scalars(select(AuditEntry)) if b'"user.login_failed"' in e.entry]
+    assert len(actions) == 1  # the first failure is recorded, the next ones in the same minute are not
+    # The limit is per login name: another account from the same address may still log in.
+    people.create_user(session, gov.id, "cy@example.org", PASSWORD, Actor.operator())
+    assert c.post("/console/login", json={"email": "cy@example.org", "password": PASSWORD}).status_code == 200
