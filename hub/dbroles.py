@@ -24,7 +24,10 @@ def grant_app_role(conn: Connection, role: str) -> None:
     tables = [
         row[0]
         for row in conn.execute(
-            text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename <> 'alembic_version'")
+            text(
+                "SELECT tablename FROM pg_tables "
+                "WHERE schemaname = current_schema() AND tablename <> 'alembic_version'"
+            )
         )
     ]
     conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {role}"))
