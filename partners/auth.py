@@ -47,9 +47,7 @@ def read_secret(path: str) -> str:
 class _Session(OAuth2Session):  # authlib ships no type hints: OAuth2Session is Any
     """An OAuth2Session that fetches its first token lazily and turns OAuth failures into `AuthError`."""
 
-    def request(
-        self, method: str, url: str, withhold_token: bool = False, auth: Any = None, **kwargs: Any
-    ) -> Any:
+    def request(self, method: str, url: str, withhold_token: bool = False, auth: Any = None, **kwargs: Any) -> Any:
         if not withhold_token and auth is None and not self.token:
             self.fetch()
         try:

@@ -52,9 +52,7 @@ def _progress_factory() -> Any:
     from tqdm import tqdm
 
     def factory(total: int, label: str) -> Any:
-        return (
-            tqdm(total=total, desc=label, unit="item", leave=False, mininterval=0.5) if total > 1000 else None
-        )
+        return tqdm(total=total, desc=label, unit="item", leave=False, mininterval=0.5) if total > 1000 else None
 
     return factory
 
@@ -110,10 +108,8 @@ def main(ctx: click.Context, home: Path | None, log_json: bool, verbose: bool) -
 @click.option("--keyset-sha256", required=True, help="SHA-256 of the key set payload, got out of band.")
 @click.option("--mirror-url", default=None, help="SQLAlchemy URL of the mirror (default: SQLite in HOME).")
 @click.option("--collection", "collections", multiple=True, help="Only these collections (default: all).")
-@click.option("--max-age", default="24h", show_default=True, help="Oldest acceptable checkpoint cosignature.")
-@click.option(
-    "--removal-share", default=0.05, show_default=True, help="Hold batches removing more than this."
-)
+@click.option("--max-age", default="1h", show_default=True, help="Oldest acceptable checkpoint cosignature.")
+@click.option("--removal-share", default=0.05, show_default=True, help="Hold batches removing more than this.")
 @click.option("--token-url", default=None, help="Token endpoint (default: HUB/oauth/token).")
 @click.pass_obj
 def enroll(
@@ -171,9 +167,7 @@ def sync(ctx: Context, mode: str, every: str | None, jitter: str, only: Sequence
             if not report.ok:
                 sys.exit(1)
             return
-        runner = Runner(
-            lambda cs: syncer.sync(cs or list(only) or None), parse_duration(every), parse_duration(jitter)
-        )
+        runner = Runner(lambda cs: syncer.sync(cs or list(only) or None), parse_duration(every), parse_duration(jitter))
         runner.start()
         runner.wait()
     except ValueError as e:
@@ -188,9 +182,7 @@ def _age(cosigned_at: int | None) -> str:
         return "-"
     seconds = int(datetime.now(UTC).timestamp()) - cosigned_at
     return (
-        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-        if seconds >= 3600
-        else f"{seconds // 60}m{seconds % 60:02d}s"
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
     )
 
 
@@ -227,9 +219,7 @@ def status(ctx: Context, as_json: bool) -> None:
         if r.last_error:
             click.echo(f"  last error ({r.last_error_at}): {r.last_error}")
         if r.held:
-            state = (
-                f"confirmed {r.held.confirmed_at}" if r.held.confirmed_at else "run `hashfed-partner confirm`"
-            )
+            state = f"confirmed {r.held.confirmed_at}" if r.held.confirmed_at else "run `hashfed-partner confirm`"
             click.echo(f"  HELD batch {r.held.seq}: removes {r.held.removes} of {r.held.active} ({state})")
     for a in alerts:
         click.echo(f"ALERT {a['kind']} on {a['collection']} at {a['detected_at']}: {a['detail']}")
@@ -238,9 +228,7 @@ def status(ctx: Context, as_json: bool) -> None:
 @main.command()
 @click.argument("collection")
 @click.option("--seq", type=int, default=None, help="The held batch's seq, to be sure of what you confirm.")
-@click.option(
-    "--clear-fork", is_flag=True, help="Resolve the collection's fork alerts (after investigating)."
-)
+@click.option("--clear-fork", is_flag=True, help="Resolve the collection's fork alerts (after investigating).")
 @click.pass_obj
 def confirm(ctx: Context, collection: str, seq: int | None, clear_fork: bool) -> None:
     """Let the next sync apply a held mass removal (or, with --clear-fork, resume after a fork alert)."""
@@ -255,9 +243,7 @@ def confirm(ctx: Context, collection: str, seq: int | None, clear_fork: bool) ->
         raise click.ClickException(str(e)) from e
     finally:
         mirror.close()
-    click.echo(
-        f"{collection}: batch {held.seq} (removes {held.removes} of {held.active}) will be applied next sync"
-    )
+    click.echo(f"{collection}: batch {held.seq} (removes {held.removes} of {held.active}) will be applied next sync")
 
 
 @main.command()
@@ -293,9 +279,7 @@ def listen(
     verifier = WebhookVerifier(mirror, config.keyset_sha256, window_s=int(parse_duration(window)))
     server = make_server(host, port, verifier, runner.trigger, tls)
     runner.start()
-    click.echo(
-        f"listening on {'https' if tls else 'http'}://{host}:{server.server_address[1]}/hashfed/webhook"
-    )
+    click.echo(f"listening on {'https' if tls else 'http'}://{host}:{server.server_address[1]}/hashfed/webhook")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -41,7 +41,7 @@ class PartnerConfig:
     token_url: str | None = None  # default: <hub_url>/oauth/token
     scope: str = "feed:read"
     mirror_url: str | None = None  # SQLAlchemy URL; default: sqlite:///<home>/mirror.db
-    max_age_s: int = 86_400  # seconds a checkpoint's newest cosignature may be old
+    max_age_s: int = 3600  # seconds a checkpoint's newest cosignature may be old (hub re-cosigns every 5 min)
     skew_s: int = 300  # seconds of clock skew allowed
     max_removal_share: float = 0.05  # a batch removing more than this share of a collection is held
     page_limit: int = 100  # batches asked for per page (the hub serves at most 100)
@@ -53,9 +53,7 @@ class PartnerConfig:
         if not _HEX64.fullmatch(self.keyset_sha256):
             raise ConfigError("--keyset-sha256 must be 64 lowercase hex digits")
         if (self.key_path is None) == (self.secret_path is None):
-            raise ConfigError(
-                "give exactly one of --key (private_key_jwt) or --secret-file (client_secret_basic)"
-            )
+            raise ConfigError("give exactly one of --key (private_key_jwt) or --secret-file (client_secret_basic)")
         if not 0 < self.max_removal_share <= 1:
             raise ConfigError("max_removal_share is in (0, 1]")
 

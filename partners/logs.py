@@ -32,9 +32,7 @@ class TextFormatter(logging.Formatter):
     """`time level message key=value ...`."""
 
     def format(self, record: logging.LogRecord) -> str:
-        extra = " ".join(
-            f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")
-        )
+        extra = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_"))
         t = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return f"{t} {record.levelname:<7} {record.getMessage()}" + (f" {extra}" if extra else "")
 

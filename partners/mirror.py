@@ -362,15 +362,11 @@ class Mirror:
             if old_seq != 0:
                 raise MirrorError(f"{state.collection}: expected seq {old_seq}, the mirror has none")
             conn.execute(
-                insert(collections).values(
-                    id=state.collection, descriptor=descriptor, active=active_delta, **values
-                )
+                insert(collections).values(id=state.collection, descriptor=descriptor, active=active_delta, **values)
             )
             return
         if exists != old_seq:
-            raise MirrorError(
-                f"{state.collection}: the mirror moved to seq {exists} meanwhile (concurrent sync?)"
-            )
+            raise MirrorError(f"{state.collection}: the mirror moved to seq {exists} meanwhile (concurrent sync?)")
         active = active_delta if reset else collections.c.active + active_delta
         conn.execute(
             update(collections)
@@ -473,9 +469,7 @@ class Mirror:
                     if not chunk:
                         continue
                     seq = new.size
-                    _insert_signals(
-                        conn, [(c, s.id, s.type, s.value, s.quality, _tags(s.tags), seq) for s in chunk]
-                    )
+                    _insert_signals(conn, [(c, s.id, s.type, s.value, s.quality, _tags(s.tags), seq) for s in chunk])
                     total += len(chunk)
                 conn.execute(
                     insert(applied).values(
@@ -563,15 +557,11 @@ class Mirror:
         else:
             values.update(last_error=error, last_error_at=now)
         with self.engine.begin() as conn:
-            done = conn.execute(
-                update(sync_status).where(sync_status.c.collection == collection).values(**values)
-            )
+            done = conn.execute(update(sync_status).where(sync_status.c.collection == collection).values(**values))
             if done.rowcount == 0:
                 conn.execute(insert(sync_status).values(collection=collection, **values))
 
-    def alert(
-        self, collection: str, kind: str, detail: str, kept_note: str | None, served_note: str | None
-    ) -> None:
+    def alert(self, collection: str, kind: str, detail: str, kept_note: str | None, served_note: str | None) -> None:
         """Keep evidence of a fork (both notes) or another alert; the collection halts until resolved."""
         with self.engine.begin() as conn:
             conn.execute(
@@ -654,9 +644,7 @@ class Mirror:
         if types is not None:
             q = q.where(signals.c.type.in_(list(types)))
         with self.engine.connect() as conn:
-            result = conn.execution_options(yield_per=10_000).execute(
-                q.order_by(signals.c.collection, signals.c.id)
-            )
+            result = conn.execution_options(yield_per=10_000).execute(q.order_by(signals.c.collection, signals.c.id))
             for r in result:
                 yield ActiveSignal(r[0], r[1], r[2], r[3])
 

@@ -135,6 +135,16 @@ def _note(data: Any) -> str:
     return note
 
 
+def _envelopes(data: dict[str, Any], limit: int, checkpoint: KeptCheckpoint) -> list[Any]:
+    """The page's envelopes: a list of at most `limit`; the page's `size`, if given, is its checkpoint's."""
+    envelopes = data.get("batches", data.get("envelopes"))
+    if not isinstance(envelopes, list) or len(envelopes) > limit:
+        raise MalformedResponseError("a page holds a list of at most `limit` envelopes")
+    if "size" in data and data["size"] != checkpoint.size:
+        raise MalformedResponseError(f"the page says size {data['size']}, its checkpoint {checkpoint.size}")
+    return envelopes
+
+
 def parse_collection_ids(data: Any) -> list[str]:
     """Collection ids from `GET /v1/collections` (a list, or {"collections": [...]}, of ids or objects)."""
     items = data.get("collections", data.get("items")) if isinstance(data, dict) else data
@@ -184,19 +194,13 @@ def parse_chunk(
         raise SnapshotError("a chunk holds a list of signals")
     out = []
     for s in items:
-        if not isinstance(s, dict) or not all(
-            isinstance(s.get(k), str) and s.get(k) for k in ("id", "type", "value")
-        ):
+        if not isinstance(s, dict) or not all(isinstance(s.get(k), str) and s.get(k) for k in ("id", "type", "value")):
             raise SnapshotError("a chunk signal has string id, type and value")
         quality = s.get("quality")
         tags = s.get("tags")
-        if (quality is not None and type(quality) is not int) or (
-            tags is not None and not isinstance(tags, list)
-        ):
+        if (quality is not None and type(quality) is not int) or (tags is not None and not isinstance(tags, list)):
             raise SnapshotError("a chunk signal's quality is an integer and its tags a list")
-        out.append(
-            ChunkSignal(s["id"], s["type"], s["value"], quality, tuple(tags) if tags is not None else None)
-        )
+        out.append(ChunkSignal(s["id"], s["type"], s["value"], quality, tuple(tags) if tags is not None else None))
     return out
 
 
@@ -342,34 +346,21 @@ class Syncer:
 
         held = self.mirror.held(c)
         if held is not None and held.confirmed_at is None and held.seq == state.size + 1:
-            raise HeldBatchError(
-                f"{c}: batch {held.seq} is held; run `hashfed-partner confirm {c}` to apply it"
-            )
+            raise HeldBatchError(f"{c}: batch {held.seq} is held; run `hashfed-partner confirm {c}` to apply it")
         confirmed = held.payload_sha256 if held is not None and held.confirmed_at else None
         bar = self.progress(cp.size - state.size, c) if self.progress and cp.size > state.size else None
         limit = self.policy.page_limit
         try:
             while state.size < cp.size:
                 try:
-                    data = _json(
-                        self._get(
-                            f"/v1/collections/{c}/batches",
-                            "batches",
-                            self.caps.page,
-                            {"since_size": state.size, "limit": limit},
-                        )
-                    )
+                    data = self._page(c, state.size, limit)
                 except ResponseTooLargeError:
                     if limit == 1:
                         raise  # one batch over the page cap: refused
                     limit = max(1, limit // 2)  # large batches: ask for fewer per page
                     continue
-                if not isinstance(data, dict):
-                    raise MalformedResponseError("a batches page is an object")
                 page_cp = self._checkpoint(trusted, _note(data), origin, state, cp)
-                envelopes = data.get("batches", data.get("envelopes"))
-                if not isinstance(envelopes, list) or len(envelopes) > limit:
-                    raise MalformedResponseError("a page holds a list of at most `limit` envelopes")
+                envelopes = _envelopes(data, limit, page_cp)
                 page = verify_page(trusted, state, page_cp, envelopes, _proof(data), self.policy)
                 stop = removal_held(page, active, self.policy.max_removal_share, confirmed)
                 count = len(page.batches) if stop is None else stop
@@ -434,6 +425,14 @@ class Syncer:
         if applied_any and self.ack:
             self._ack(c, state)
 
+    def _page(self, c: str, since: int, limit: int) -> dict[str, Any]:
+        """One page of batches as JSON."""
+        params = {"since_size": since, "limit": limit}
+        data = _json(self._get(f"/v1/collections/{c}/batches", "batches", self.caps.page, params))
+        if not isinstance(data, dict):
+            raise MalformedResponseError("a batches page is an object")
+        return data
+
     def _checkpoint(
         self,
         trusted: TrustedKeySet,
@@ -472,9 +471,14 @@ class Syncer:
             # against the one just taken) so the snapshot's root can be compared with a checkpoint.
             note = self._get(f"/v1/collections/{c}/checkpoint", "checkpoint", self.caps.small).body
             cp = self._checkpoint(trusted, note, origin, state, cp)
-        snap = verify_snapshot(
-            trusted, envelope, c, cp, _proof(data) if isinstance(data, dict) else [], self.clock()
-        )
+        snap = verify_snapshot(trusted, envelope, c, cp, _proof(data) if isinstance(data, dict) else [], self.clock())
+        new = state_from_snapshot(snap, cp)
+        if snap.seq < cp.size:
+            # No proof S -> T came with the snapshot: the next page, verified from the snapshot's frontier
+            # up to the checkpoint, proves S is a prefix of the log before anything is stored.
+            data = self._page(c, snap.seq, 1)
+            page_cp = self._checkpoint(trusted, _note(data), origin, state, cp)
+            verify_page(trusted, new, page_cp, _envelopes(data, 1, page_cp), _proof(data), self.policy)
         total = sum(ch.count for ch in snap.chunks)
         bar = self.progress(total, f"{c} snapshot") if self.progress else None
 
@@ -491,7 +495,6 @@ class Syncer:
                     bar.update(len(signals))
                 yield signals
 
-        new = state_from_snapshot(snap, cp)
         try:
             stored = self.mirror.apply_snapshot(new, chunks(), desc_body, self._pending_keysets)
         finally:
@@ -509,9 +512,7 @@ class Syncer:
         body = {"size": state.size, "root": b64encode(state.frontier.root())}
         try:
             check_status(
-                self.transport.request(
-                    "POST", f"/v1/collections/{c}/ack", json_body=body, max_bytes=self.caps.small
-                ),
+                self.transport.request("POST", f"/v1/collections/{c}/ack", json_body=body, max_bytes=self.caps.small),
                 "ack",
             )
         except (HubStatusError, PartnerError) as e:

@@ -126,6 +126,16 @@ class RequestsTransport(Transport):
         json_body: Any = None,
         max_bytes: int,
     ) -> Response:
+        response = self._once(method, path, params, json_body, max_bytes)
+        fetch = getattr(self.session, "fetch", None)
+        if response.status == 401 and callable(fetch):
+            fetch()  # the token was revoked or the hub restarted: a new token, and the same request once more
+            response = self._once(method, path, params, json_body, max_bytes)
+        return response
+
+    def _once(
+        self, method: str, path: str, params: Mapping[str, Any] | None, json_body: Any, max_bytes: int
+    ) -> Response:
         url = self.base_url + path
         try:
             with self.session.request(
@@ -139,9 +149,7 @@ class RequestsTransport(Transport):
             ) as r:
                 declared = r.headers.get("Content-Length")
                 if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-                    raise ResponseTooLargeError(
-                        f"{method} {path}: {declared} bytes announced, cap {max_bytes}"
-                    )
+                    raise ResponseTooLargeError(f"{method} {path}: {declared} bytes announced, cap {max_bytes}")
                 parts: list[bytes] = []
                 total = 0
                 for part in r.iter_content(chunk_size=1 << 16):

@@ -47,7 +47,7 @@ from partners.errors import (
 class Policy:
     """Limits the kit enforces; none of them comes from the hub."""
 
-    max_age_s: int = 86_400  # seconds: a checkpoint's newest cosignature may be at most this old
+    max_age_s: int = 3600  # seconds: a checkpoint's newest cosignature may be at most this old
     skew_s: int = 300  # seconds: how far in the future a cosignature or a batch time may be
     max_removal_share: float = 0.05  # a batch removing more than this share of a collection is held
     page_limit: int = 100  # batches asked for per page; halved while a page is over its byte cap
@@ -185,9 +185,7 @@ def check_latest_keyset(trusted: TrustedKeySet, latest: bytes, now: datetime) ->
     version = keyset_version(latest)
     held = trusted.keyset
     if version < held.version:
-        raise KeySetRefusedError(
-            f"the hub serves key set v{version}, older than v{held.version} held: rollback"
-        )
+        raise KeySetRefusedError(f"the hub serves key set v{version}, older than v{held.version} held: rollback")
     if version > held.version:
         raise KeySetRefusedError(f"the hub serves key set v{version} but v{held.version + 1} was not found")
     if sha256_hex(Envelope.from_json(latest).payload) != held.sha256:
@@ -201,9 +199,7 @@ def check_latest_keyset(trusted: TrustedKeySet, latest: bytes, now: datetime) ->
 # 2. Collection descriptor --------------------------------------------------------------------------------
 
 
-def verify_descriptor(
-    trusted: TrustedKeySet, envelope: bytes, collection: str, now: datetime
-) -> CollectionDescriptor:
+def verify_descriptor(trusted: TrustedKeySet, envelope: bytes, collection: str, now: datetime) -> CollectionDescriptor:
     """A descriptor signed by `collection` keys usable now, for this collection and its computed origin."""
     try:
         descriptor = open_payload(trusted, envelope, CollectionDescriptor, now)
@@ -254,16 +250,12 @@ def verify_checkpoint(
         and keyset.keys[key_id(s.public_key)].usable_at(_at(s.time))
     }
     if len(cosigned) < keyset.threshold("timestamp"):
-        raise FreshnessError(
-            f"checkpoint of {origin} has no cosignature by a timestamp key valid at its time"
-        )
+        raise FreshnessError(f"checkpoint of {origin} has no cosignature by a timestamp key valid at its time")
     t = max(v for v in cosigned.values() if v is not None)
     signers = {
         key_id(s.public_key)
         for s in signed.note.signatures
-        if s.sig_type == SIG_ED25519
-        and s.name == origin
-        and keyset.keys[key_id(s.public_key)].usable_at(_at(t))
+        if s.sig_type == SIG_ED25519 and s.name == origin and keyset.keys[key_id(s.public_key)].usable_at(_at(t))
     }
     if len(signers) < keyset.threshold("checkpoint"):
         raise CheckpointSignatureError(
@@ -274,9 +266,7 @@ def verify_checkpoint(
     if t > now_s + policy.skew_s:
         raise FreshnessError(f"checkpoint of {origin} is cosigned {t - now_s} s in the future")
     if t < now_s - policy.max_age_s:
-        raise FreshnessError(
-            f"checkpoint of {origin} was cosigned {now_s - t} s ago, more than {policy.max_age_s} s"
-        )
+        raise FreshnessError(f"checkpoint of {origin} was cosigned {now_s - t} s ago, more than {policy.max_age_s} s")
     if kept is not None and t < kept.cosigned_at:
         raise FreshnessError(
             f"checkpoint of {origin} is cosigned at {t}, before the kept one ({kept.cosigned_at}): frozen"
@@ -285,9 +275,7 @@ def verify_checkpoint(
     cp = signed.checkpoint
     if kept is not None:
         if cp.size < kept.size:
-            raise RollbackError(
-                f"checkpoint of {origin} has size {cp.size}, smaller than the kept {kept.size}"
-            )
+            raise RollbackError(f"checkpoint of {origin} has size {cp.size}, smaller than the kept {kept.size}")
         if cp.size == kept.size and cp.root != kept.root:
             raise ForkError(f"checkpoint of {origin} has another root at size {cp.size}", kept.note, text)
     return KeptCheckpoint(text, cp.size, cp.root, t)
@@ -363,9 +351,7 @@ def _check_consistency(
         ) from e
 
 
-def removal_held(
-    page: VerifiedPage, active: int, max_share: float, confirmed_sha256: str | None
-) -> int | None:
+def removal_held(page: VerifiedPage, active: int, max_share: float, confirmed_sha256: str | None) -> int | None:
     """Index of the first batch removing more than `max_share` of the active signals, unless confirmed."""
     for i, b in enumerate(page.batches):
         removes = len(b.payload.removes)
@@ -386,7 +372,8 @@ def verify_snapshot(
     proof: Sequence[bytes],
     now: datetime,
 ) -> Snapshot:
-    """A snapshot signed by a `batch` key, whose frontier rebuilds its root, consistent with `checkpoint`."""
+    """A snapshot signed by a `batch` key whose frontier rebuilds its root; at the checkpoint's size its root
+    must be the checkpoint's, below it `proof` (S -> T) must hold when given."""
     try:
         env = envelope if isinstance(envelope, Envelope) else Envelope.from_dict(envelope)
         snapshot = open_payload(trusted, env, Snapshot, now)
@@ -397,10 +384,11 @@ def verify_snapshot(
     if snapshot.collection != collection:
         raise SnapshotError(f"snapshot of {snapshot.collection!r} served for collection {collection!r}")
     if snapshot.seq > checkpoint.size:
-        raise SnapshotError(
-            f"{collection}: snapshot at seq {snapshot.seq} is past the checkpoint {checkpoint.size}"
-        )
-    _check_consistency(collection, snapshot.frontier, checkpoint, proof, None)
+        raise SnapshotError(f"{collection}: snapshot at seq {snapshot.seq} is past the checkpoint {checkpoint.size}")
+    if snapshot.seq == checkpoint.size or proof:
+        _check_consistency(collection, snapshot.frontier, checkpoint, proof, None)
+    # Otherwise (S < T, no proof served) the caller proves S is a prefix with the next page (verify_page
+    # from `state_from_snapshot`) before it stores anything.
     return snapshot
 
 
@@ -413,17 +401,13 @@ def verify_chunk(snapshot: Snapshot, index: int, data: bytes, parse: Any) -> lis
         raise SnapshotError(f"{snapshot.collection}: chunk {index} does not match its signed digest")
     signals: list[ChunkSignal] = parse(data)
     if len(signals) != chunk.count:
-        raise SnapshotError(
-            f"{snapshot.collection}: chunk {index} holds {len(signals)} signals, not {chunk.count}"
-        )
+        raise SnapshotError(f"{snapshot.collection}: chunk {index} holds {len(signals)} signals, not {chunk.count}")
     return signals
 
 
 def state_from_snapshot(snapshot: Snapshot, checkpoint: KeptCheckpoint) -> CollectionState:
     """The trusted state once every chunk of `snapshot` was verified and stored."""
-    return CollectionState(
-        snapshot.collection, snapshot.frontier.copy(), snapshot.payload_sha256, None, checkpoint
-    )
+    return CollectionState(snapshot.collection, snapshot.frontier.copy(), snapshot.payload_sha256, None, checkpoint)
 
 
 def with_checkpoint(state: CollectionState, checkpoint: KeptCheckpoint) -> CollectionState:

@@ -123,9 +123,7 @@ def make_server(
                 "webhook accepted",
                 extra={"event": "webhook", "delivery": delivery, "collection": collection, "new": is_new},
             )
-            self._reply(
-                202 if is_new else 200, {"collection": collection, "status": "sync" if is_new else "known"}
-            )
+            self._reply(202 if is_new else 200, {"collection": collection, "status": "sync" if is_new else "known"})
 
         def log_message(self, format: str, *args: object) -> None:
             log.debug(format % args)

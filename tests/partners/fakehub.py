@@ -92,15 +92,12 @@ class FakeHub:
             "root": {"keys": {self.root.key_id: b64encode(self.root.public_key)}, "threshold": 1},
             "keys": keys,
             "roles": {
-                r: {"threshold": 1}
-                for r in ("batch", "checkpoint", "timestamp", "audit", "export", "collection")
+                r: {"threshold": 1} for r in ("batch", "checkpoint", "timestamp", "audit", "export", "collection")
             },
         }
 
     def publish_keyset(self, signers: list[Signer] | None = None) -> bytes:
-        env = sign_envelope(
-            KEYS_TYPE, canonical_json(self.keyset_dict(len(self.keysets) + 1)), signers or [self.root]
-        )
+        env = sign_envelope(KEYS_TYPE, canonical_json(self.keyset_dict(len(self.keysets) + 1)), signers or [self.root])
         self.keysets.append(env.to_json())
         return self.keysets[-1]
 
@@ -164,9 +161,7 @@ class FakeHub:
         data = {**payload.to_dict(), **changes}
         raw = canonical_json(data)
         col.payloads.append(raw)
-        col.envelopes.append(
-            sign_envelope(BatchPayload.PAYLOAD_TYPE, raw, [signer or self.signers["batch"]]).to_json()
-        )
+        col.envelopes.append(sign_envelope(BatchPayload.PAYLOAD_TYPE, raw, [signer or self.signers["batch"]]).to_json())
         return payload
 
     def leaves(self, cid: str, size: int | None = None) -> list[bytes]:
@@ -187,9 +182,7 @@ class FakeHub:
         cr = CompactRange()
         cr.extend(leaves)
         origin = origin or f"{HUB}/collections/{cid}"
-        note = sign_checkpoint(
-            Checkpoint(origin, len(leaves), root or cr.root()), signer or self.signers["checkpoint"]
-        )
+        note = sign_checkpoint(Checkpoint(origin, len(leaves), root or cr.root()), signer or self.signers["checkpoint"])
         t = int((cosigned_at or self.now - timedelta(minutes=1)).timestamp())
         return cosign_note(note, f"{HUB}/timestamp", self.signers["timestamp"], t)
 
@@ -216,9 +209,7 @@ class FakeHub:
             cr.root(),
             cr,
             sha256_hex(col.payloads[-1]),
-            tuple(
-                SnapshotChunk(i, sha256_hex(c), len(json.loads(c)["signals"])) for i, c in enumerate(chunks)
-            ),
+            tuple(SnapshotChunk(i, sha256_hex(c), len(json.loads(c)["signals"])) for i, c in enumerate(chunks)),
         )
         env = sign_envelope(Snapshot.PAYLOAD_TYPE, snap.to_bytes(), [self.signers["batch"]]).to_json()
         return env, chunks

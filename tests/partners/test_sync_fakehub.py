@@ -133,6 +133,33 @@ def test_interrupted_sync_resumes_without_loss_or_duplication(hub: FakeHub, mirr
     assert len(list(mirror.changes("c1", 0))) == 62
 
 
+def test_snapshot_behind_the_checkpoint_is_proven_by_the_next_page(hub: FakeHub, mirror: Mirror) -> None:
+    old_snapshot = hub.snapshot("c1")  # at seq 2
+    hub.seal("c1", adds=3)
+    hub.seal("c1", adds=3)
+    t = FakeTransport(hub)
+    hub.snapshot = lambda cid: old_snapshot  # type: ignore[method-assign]
+    report = syncer(hub, mirror, t).sync()
+    assert report.ok, report.errors()
+    assert report.results[0].snapshot_signals == 50 and mirror.heads() == {"c1": 4}
+    assert len(values(mirror)) == 56
+
+
+def test_forked_snapshot_is_refused_before_anything_is_stored(hub: FakeHub, mirror: Mirror) -> None:
+    real = hub.collections["c1"]
+    other = FakeHub()
+    other.add_collection("c1")
+    other.seal("c1", adds=30)
+    other.seal("c1", adds=21)  # another history at seq 2, signed with the same keys
+    forked_snapshot = other.snapshot("c1")
+    hub.seal("c1", adds=1)
+    hub.snapshot = lambda cid: forked_snapshot  # type: ignore[method-assign]
+    before = mirror.dump()
+    report = syncer(hub, mirror).sync()
+    assert isinstance(report.errors()[0], errors.BatchOrderError | errors.ForkError), report.errors()
+    assert mirror.dump() == before and len(real.payloads) == 3
+
+
 # Attacks: each served by a transport in the middle; each refused, the mirror unchanged --------------------
 
 Attack = Callable[[FakeHub, FakeTransport], None]
