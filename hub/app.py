@@ -22,7 +22,7 @@ from hub.web import HubState, discard_session, finish_session
 log = logging.getLogger(__name__)
 
 
-class HubApi(Api):  # type: ignore[misc]
+class HubApi(Api):
     """flask-smorest's Api with one error body for every error, keeping the headers an exception carries."""
 
     def handle_http_exception(self, error: HTTPException) -> tuple[dict[str, Any], int, dict[str, str]]:

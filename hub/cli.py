@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import click
@@ -59,7 +59,7 @@ def init(settings: Settings) -> None:
 
 
 # Later subsystems (keys, ...) append their idempotent set-up steps here.
-INIT_STEPS: list = []  # type: ignore[type-arg]
+INIT_STEPS: list[Callable[[Settings], None]] = []
 
 
 @main.group()

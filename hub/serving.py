@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+from flask import Flask
 
 from hub.app import create_app
 from hub.config import Settings
@@ -19,7 +22,7 @@ def serve_embedded(settings: Settings, host: str, port: int, threads: int) -> No
 
 
 # Things the single embedded process also runs (the scheduler, once it exists): f(app, settings).
-EMBEDDED_HOOKS: list = []  # type: ignore[type-arg]
+EMBEDDED_HOOKS: list[Callable[[Flask, Settings], None]] = []
 
 
 def _start_scheduler(app: Any, settings: Settings) -> None:
@@ -34,7 +37,7 @@ EMBEDDED_HOOKS.append(_start_scheduler)
 def serve_gunicorn(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
     from gunicorn.app.base import BaseApplication
 
-    class _App(BaseApplication):  # type: ignore[misc]
+    class _App(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)

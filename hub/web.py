@@ -23,7 +23,7 @@ class HubState:
 
 
 def state(app: Flask | None = None) -> HubState:
-    return (app or current_app).extensions["hashfed"]  # type: ignore[no-any-return]
+    return (app or current_app).extensions["hashfed"]
 
 
 def settings() -> Settings:
@@ -34,7 +34,7 @@ def db() -> Session:
     """The request's unit of work: committed after a successful response, rolled back otherwise."""
     if "hashfed_db" not in g:
         g.hashfed_db = state().session_factory()
-    return g.hashfed_db  # type: ignore[no-any-return]
+    return g.hashfed_db
 
 
 def commit_despite_error() -> None:
