@@ -116,7 +116,7 @@ def hub_server(count: int, batch: int, database: str) -> Iterator[tuple[str, Any
         hub = RealHub.start(app_url(database, url), engine, tmp / "var")
         cid = hub.create_collection("bench")
         t0 = time.perf_counter()
-        hub.submit(cid, count, per_request=50_000)
+        hub.submit(cid, count, per_request=10_000)
         hub.seal(cid, max_entries=batch)
         print(f"  set-up: submitted and sealed {count:,} signals ({time.perf_counter() - t0:.1f} s)")
         server = create_server(hub.app, host="127.0.0.1", port=0, threads=4)
