@@ -82,3 +82,40 @@ def test_public_jwk_is_refused(tmp_path: Path) -> None:
     jwk = _write(tmp_path / "pub.jwk", json.dumps(key.as_dict(private=False)))
     with pytest.raises(ConfigError):
         make_session(PartnerConfig("https://hub.test", "c", "ab" * 32, key_path=jwk))
+
+
+def test_cli_enroll_sync_status_against_the_served_hub(served: tuple[RealHub, str], tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from partners.cli import main
+
+    hub, url = served
+    cid = hub.create_collection("ncii-main")
+    hub.submit(cid, 30)
+    hub.seal(cid)
+    secret = _write(tmp_path / "secret", hub.secret)
+    home = str(tmp_path / "kit")
+    runner = CliRunner()
+    enrolled = runner.invoke(
+        main,
+        [
+            "--home",
+            home,
+            "enroll",
+            "--hub",
+            url,
+            "--client-id",
+            hub.client_id,
+            "--secret-file",
+            secret,
+            "--keyset-sha256",
+            hub.pin,
+        ],
+    )
+    assert enrolled.exit_code == 0, enrolled.output
+    synced = runner.invoke(main, ["--home", home, "--log-json", "sync", "--once"])
+    assert synced.exit_code == 0, synced.output
+    assert f"{cid}: seq 0 -> 1" in synced.output
+    status = runner.invoke(main, ["--home", home, "status", "--json"])
+    row = json.loads(status.output)["collections"][0]
+    assert row["collection"] == cid and row["active"] == 30 and row["last_error"] is None
