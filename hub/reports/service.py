@@ -19,9 +19,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Table, and_, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from audit.canonical import canonical_json, format_time
@@ -70,6 +70,8 @@ _ITEM_KEYS = frozenset(
         "content_ref",
     }
 )
+_REPORTS = cast(Table, Report.__table__)
+_OUTCOMES = cast(Table, ReportOutcome.__table__)
 _UPDATE_KEYS = frozenset({"outcome", "actioned_at", "automated_decision"})
 _LOOKUP_CHUNK = 500
 _INSERT_CHUNK = 1000
@@ -117,8 +119,9 @@ class ReportDocument:
         }
 
     def to_bytes(self) -> bytes:
-        """RFC 8785 canonical JSON."""
-        return canonical_json(self.to_dict())
+        """RFC 8785 canonical JSON (a template for plain strings; tests hold it to audit's encoder)."""
+        fast = _template(self)
+        return fast if fast is not None else canonical_json(self.to_dict())
 
     def sha256(self) -> str:
         return hashlib.sha256(self.to_bytes()).hexdigest()
@@ -143,6 +146,30 @@ class ReportDocument:
             actioned_at=current.actioned_at if current else report.actioned_at,
             automated_decision=current.automated_decision if current else report.automated_decision,
         )
+
+
+# Strings made only of these characters need no escaping in RFC 8785, so the template below writes exactly
+# the canonical bytes (keys in sorted order); anything else goes through audit's encoder.
+_SAFE = re.compile(r"[A-Za-z0-9_.:+\- ]*")
+
+
+def _template(d: ReportDocument) -> bytes | None:
+    matched = format_time(d.matched_at)
+    actioned = "null" if d.actioned_at is None else '"' + format_time(d.actioned_at) + '"'
+    strings = (d.partner, d.id, d.signal, d.collection, d.surface, d.content_ref, d.outcome)
+    if not all(_SAFE.fullmatch(v) for v in strings) or not all(
+        type(n) is int and abs(n) < 2**53 for n in (d.seq, d.distance, d.version)
+    ):
+        return None
+    return (
+        f'{{"actioned_at":{actioned},'
+        f'"automated_decision":{"true" if d.automated_decision else "false"},'
+        f'"automated_detection":{"true" if d.automated_detection else "false"},'
+        f'"collection":"{d.collection}","content_ref":"{d.content_ref}","distance":{d.distance},'
+        f'"id":"{d.id}","matched_at":"{matched}","outcome":"{d.outcome}","partner":"{d.partner}",'
+        f'"seq":{d.seq},"signal":"{d.signal}","surface":"{d.surface}","type":"{DOCUMENT_TYPE}",'
+        f'"version":{d.version}}}'
+    ).encode()
 
 
 def content_ref_digest(hub_secret: bytes, partner_id: str, content_ref: str) -> str:
@@ -669,10 +696,11 @@ def submit(
         }
         for it, _, _, digest in resolved
     ]
+    # Core inserts on the tables, not the ORM bulk path: a third of the request's time otherwise.
     for chunk in _chunks(report_rows, _INSERT_CHUNK):
-        session.execute(insert(Report), list(chunk))
+        session.execute(insert(_REPORTS), list(chunk))
     for chunk in _chunks(outcome_rows, _INSERT_CHUNK):
-        session.execute(insert(ReportOutcome), list(chunk))
+        session.execute(insert(_OUTCOMES), list(chunk))
     for o in out:
         if o is not None and o["created"]:
             o["audit_seq"] = rec.seq
@@ -758,20 +786,12 @@ def update_outcome(
     row.report_sha256 = digest
     row.audit_seq = rec.seq
     session.add(row)
-    session.execute(
-        update(Report)
-        .where(Report.partner_id == partner_id, Report.report_id == report_id)
-        .values(
-            outcome=row.outcome,
-            version=version,
-            actioned_at=actioned,
-            automated_decision=row.automated_decision,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session="fetch")
-    )
+    report.outcome = row.outcome
+    report.version = version
+    report.actioned_at = actioned
+    report.automated_decision = row.automated_decision
+    report.updated_at = now
     session.flush()
-    session.refresh(report)
     flagged = _count_votes(session, votes, flag_threshold, now)
     return Updated(report, True, rec.seq, flagged)
 

@@ -259,3 +259,34 @@ def test_listing_filters_and_pages(client, session, w):
     assert ids("content_ref=post-1")[0] == ["r-1", "r-3"]
     assert client.get("/v1/reports?outcome=gone", headers=f.auth(w.token_a)).status_code == 422
     assert client.get("/v1/reports?cursor=!!", headers=f.auth(w.token_a)).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("report_id", "actioned"), [("r-1", None), ("R.2:x_y", rk.now()), ("weird\"id\\é", rk.now())],
+    ids=["plain", "with actioned_at", "needs escaping (falls back to audit's encoder)"],
+)
+def test_the_fast_document_encoder_writes_rfc8785_bytes(report_id, actioned):
+    from datetime import UTC, datetime
+
+    from hub.reports.service import ReportDocument
+
+    doc = ReportDocument(
+        "p", report_id, "s", "c", 3, 17, "upload", "ab" * 32, datetime(2026, 1, 1, tzinfo=UTC), True, 2,
+        "removed", actioned, False,
+    )
+    assert doc.to_bytes() == canonical_json(doc.to_dict())
+
+
+def test_row_level_security_hides_other_partners_reports(database, client, session, w):
+    if database.backend != "postgresql":
+        pytest.skip("row-level security is PostgreSQL's")
+    from hub import rls
+    from hub.reports.models import Report, ReportOutcome
+
+    post(client, w.token_a, [rk.item(w, "r-a")])
+    post(client, w.token_b, [rk.item(w, "r-b")])
+    rls.set_tenant(session, w.b.id)
+    assert {r.report_id for r in session.scalars(select(Report))} == {"r-b"}
+    assert {o.report_id for o in session.scalars(select(ReportOutcome))} == {"r-b"}
+    rls.set_tenant(session, rls.SYSTEM)
+    assert {r.report_id for r in session.scalars(select(Report))} == {"r-a", "r-b"}
