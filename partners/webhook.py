@@ -64,7 +64,8 @@ class WebhookVerifier:
             raise
         except RefusedError as e:
             raise WebhookError(f"{e.check}: {e}") from e
-        is_new = state.checkpoint is None or cp.cosigned_at > state.checkpoint.cosigned_at
+        kept = state.checkpoint
+        is_new = kept is None or cp.size > kept.size or cp.cosigned_at > kept.cosigned_at
         return collection, is_new
 
 
