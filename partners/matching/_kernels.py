@@ -129,14 +129,16 @@ def mih_query(queries, hashes, offs, rows, occ, bits, radii, threshold, dead, ou
     the query to within radii[c] on some chunk c: recall is exact. A candidate is verified with the full
     256-bit distance and reported only from the first chunk that can find it, so no deduplication memory is
     needed. Each query runs in phases (probe keys, bucket bounds, candidate rows, verification) whose loads
-    are independent, so the CPU overlaps the cache misses. Matches are written while they fit in ``out_*``;
-    the caller retries with room for the returned count.
+    are independent, so the CPU overlaps the cache misses. Returns (queries done, matches written): when the
+    matches of a query do not fit in ``out_*`` it stops after the previous query, and the caller resumes
+    from there with more room, so no query's work is thrown away but the one that overflowed.
     """
     n = hashes.shape[0]
     m = radii.shape[0]
     nb1 = (np.int64(1) << np.int64(bits)) + np.int64(1)
     cap = out_q.shape[0]
     cnt = 0
+    done_cnt = 0
     pos = np.empty(64, dtype=np.int64)
     maxp = 0
     for c in range(m):
@@ -155,6 +157,9 @@ def mih_query(queries, hashes, offs, rows, occ, bits, radii, threshold, dead, ou
     crow = np.empty(ccap, dtype=np.int64)
     cchk = np.empty(ccap, dtype=np.int64)
     for qi in range(queries.shape[0]):
+        if cnt > cap:  # the previous query did not fit: report the queries done and what they wrote
+            return qi - 1, done_cnt
+        done_cnt = cnt
         q0 = queries[qi, 0]
         q1 = queries[qi, 1]
         q2 = queries[qi, 2]
@@ -240,7 +245,9 @@ def mih_query(queries, hashes, offs, rows, occ, bits, radii, threshold, dead, ou
                         out_row[cnt] = row
                         out_dist[cnt] = d
                     cnt += 1
-    return cnt
+    if cnt > cap:
+        return queries.shape[0] - 1, done_cnt
+    return queries.shape[0], cnt
 
 
 @njit(cache=True, nogil=True)

@@ -63,9 +63,7 @@ class Matcher:
         """Compile the PDQ kernels now rather than on the first query."""
         self._pdq.warmup()
 
-    def add(
-        self, collection: str, signal_type: str | SignalType, items: Iterable[tuple[SignalId, str]]
-    ) -> None:
+    def add(self, collection: str, signal_type: str | SignalType, items: Iterable[tuple[SignalId, str]]) -> None:
         """Add (signal id, hash value) pairs to a collection; a signal id already there is replaced."""
         kind = SignalType.parse(signal_type)
         pairs = list(items)

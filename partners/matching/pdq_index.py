@@ -94,8 +94,7 @@ class Hits:
         """(ids, distances) for each query of the batch, in batch order."""
         bounds = np.searchsorted(self.query, np.arange(n_queries + 1))
         return [
-            (self.ids[bounds[i] : bounds[i + 1]], self.distances[bounds[i] : bounds[i + 1]])
-            for i in range(n_queries)
+            (self.ids[bounds[i] : bounds[i + 1]], self.distances[bounds[i] : bounds[i + 1]]) for i in range(n_queries)
         ]
 
 
@@ -114,9 +113,7 @@ def as_words(hashes: npt.ArrayLike) -> U64Array:
 class PdqTable:
     """An immutable MIH table over hashes (row i = ``hashes[i]``), searchable by MIH or by tiled scan."""
 
-    def __init__(
-        self, hashes: U64Array, layout: Layout, offs: U32Array, rows: U32Array, occ: U64Array
-    ) -> None:
+    def __init__(self, hashes: U64Array, layout: Layout, offs: U32Array, rows: U32Array, occ: U64Array) -> None:
         self.hashes = hashes
         self.layout = layout
         self.offs = offs
@@ -152,22 +149,35 @@ class PdqTable:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, empty
         chosen = self.choose_mode(threshold) if mode == "auto" else mode
-        cap = 16 + 4 * nq
-        while True:
-            out_q = np.empty(cap, dtype=np.int64)
-            out_row = np.empty(cap, dtype=np.int64)
-            out_dist = np.empty(cap, dtype=np.int64)
-            if chosen == "mih":
-                lay = self.layout
-                count = _kernels.mih_query(
-                    queries, self.hashes, self.offs, self.rows, self.occ, lay.bits, lay.radii(threshold),
-                    threshold, dead, out_q, out_row, out_dist,
-                )  # fmt: skip
-            else:
+        if chosen == "scan":
+            cap = 1024 + 8 * nq
+            while True:  # the scan visits queries inside tiles, so an overflow reruns it with room for all
+                out_q, out_row, out_dist = (np.empty(cap, dtype=np.int64) for _ in range(3))
                 count = _kernels.scan_query(queries, self.hashes, threshold, dead, out_q, out_row, out_dist)
-            if count <= cap:
-                return out_q[:count], out_row[:count], out_dist[:count]
-            cap = int(count)
+                if count <= cap:
+                    return out_q[:count], out_row[:count], out_dist[:count]
+                cap = int(count)
+        lay = self.layout
+        radii = lay.radii(threshold)
+        cap = 64 + 8 * nq
+        parts: list[tuple[I64Array, I64Array, I64Array]] = []
+        start = 0
+        while True:
+            out_q, out_row, out_dist = (np.empty(cap, dtype=np.int64) for _ in range(3))
+            done, count = _kernels.mih_query(
+                queries[start:], self.hashes, self.offs, self.rows, self.occ, lay.bits, radii,
+                threshold, dead, out_q, out_row, out_dist,
+            )  # fmt: skip
+            if start:
+                out_q[:count] += start
+            parts.append((out_q[:count], out_row[:count], out_dist[:count]))
+            start += int(done)
+            if start >= nq:
+                break
+            cap *= 4
+        if len(parts) == 1:
+            return parts[0]
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -227,9 +237,7 @@ class PdqIndex:
     # -- construction ---------------------------------------------------------------------------------
 
     @classmethod
-    def build(
-        cls, hashes: npt.ArrayLike, ids: npt.ArrayLike, *, copy: bool = True, **kwargs: int | bool
-    ) -> PdqIndex:
+    def build(cls, hashes: npt.ArrayLike, ids: npt.ArrayLike, *, copy: bool = True, **kwargs: int | bool) -> PdqIndex:
         """A new index over ``hashes`` (``(n, 4)`` uint64 words or hex strings) with int64 ``ids``.
 
         With ``copy=False`` the index takes ownership of C-contiguous uint64 words and int64 ids (the caller
@@ -265,9 +273,7 @@ class PdqIndex:
         segments = (s for s in (st.main, st.merging, st.side) if s is not None)
         return sum(len(s.ids) - int(s.dead.sum()) for s in segments)
 
-    def search(
-        self, queries: npt.ArrayLike, threshold: int = DEFAULT_PDQ_THRESHOLD, mode: SearchMode = "auto"
-    ) -> Hits:
+    def search(self, queries: npt.ArrayLike, threshold: int = DEFAULT_PDQ_THRESHOLD, mode: SearchMode = "auto") -> Hits:
         """Every live entry within ``threshold`` (0..64) of each query, with its distance: exact recall."""
         limit = check_threshold(threshold)
         words = as_words(queries)
@@ -336,9 +342,7 @@ class PdqIndex:
         with self._lock:
             return self._remove_locked(id_arr)
 
-    def apply_delta(
-        self, add_hashes: npt.ArrayLike, add_ids: npt.ArrayLike, remove_ids: npt.ArrayLike
-    ) -> None:
+    def apply_delta(self, add_hashes: npt.ArrayLike, add_ids: npt.ArrayLike, remove_ids: npt.ArrayLike) -> None:
         """One batch of a feed: removes first, then adds (an id both removed and added ends up added)."""
         with self._lock:
             self.remove(remove_ids)

@@ -140,3 +140,15 @@ def test_background_merge_keeps_answers_correct(rng: np.random.Generator) -> Non
     index.wait_for_merge()
     index.merge()
     assert index.search(stored, 0).ids.tolist() == [i for i in range(4000) if not 1000 <= i < 3000 or i % 250]
+
+
+@pytest.mark.parametrize("mode", ["mih", "scan"])
+def test_batches_with_more_matches_than_the_first_buffer(rng: np.random.Generator, mode: str) -> None:
+    """Output buffers start small; a batch whose matches overflow them resumes and loses nothing."""
+    queries = random_words(rng, 40)
+    stored = np.concatenate([np.stack([flip_bits(rng, q, k % 20) for k in range(150)]) for q in queries])
+    table = PdqTable.build(np.ascontiguousarray(stored), Layout(16, 16))
+    dead = np.zeros(len(stored), dtype=np.uint8)
+    got = as_dicts(*table.search(queries, 31, dead, mode), len(queries))  # type: ignore[arg-type]
+    assert got == brute_force(stored, queries, 31)
+    assert sum(len(g) for g in got) == 40 * 150
