@@ -30,6 +30,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
     select,
+    text,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
@@ -178,10 +179,18 @@ def _queue(session: Session, now: datetime) -> int:
     return queued
 
 
-def deliver_webhooks(session_factory: sessionmaker[Session], now: datetime, *, post: Post = http_post) -> Delivered:
-    """Queue deliveries for grown checkpoints, then post every due one (one transaction per delivery)."""
+def deliver_webhooks(
+    session_factory: sessionmaker[Session], now: datetime, *, post: Post = http_post, keys: Any = None
+) -> Delivered:
+    """Queue deliveries for grown checkpoints, then post every due one (one transaction per delivery).
+
+    `keys` is accepted (and unused) so hub/scheduler.py's runner can call it like the other jobs; the notes
+    sent are already signed.
+    """
     with session_factory.begin() as session:
         rls.set_tenant(session, rls.SYSTEM)
+        if session.get_bind().dialect.name == "postgresql":  # two schedulers never queue the same delivery
+            session.execute(text("SELECT pg_advisory_xact_lock(hashtext('hashfed.webhooks'))"))
         queued = _queue(session, now)
         due = list(
             session.scalars(
