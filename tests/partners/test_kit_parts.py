@@ -205,3 +205,31 @@ def test_enroll_stores_config_0600_and_status_confirm(tmp_path: Path) -> None:
 
 def test_policy_defaults() -> None:
     assert Policy().max_removal_share == 0.05
+
+
+def test_runner_runs_now_then_on_push_and_stops() -> None:
+    import threading as th
+
+    from partners.sync import CollectionResult
+
+    calls: list[Any] = []
+    done = th.Event()
+
+    def fake_sync(collections: Any) -> SyncReport:
+        calls.append(collections)
+        if len(calls) == 2:
+            done.set()
+        return SyncReport([CollectionResult("c1")])
+
+    runner = Runner(fake_sync, 3600, 0)
+    runner.start()
+    try:
+        for _ in range(50):
+            if calls:
+                break
+            th.Event().wait(0.1)
+        runner.trigger("c1")
+        assert done.wait(5)
+    finally:
+        runner.stop()
+    assert calls == [None, ["c1"]]
