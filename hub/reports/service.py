@@ -423,23 +423,28 @@ class _Existing:
 
 
 def _existing(session: Session, partner_id: str, report_ids: Sequence[str]) -> dict[str, _Existing]:
-    out: dict[str, _Existing] = {}
+    """The partner's reports among `report_ids`, with their first version's digest and audit entry.
+
+    Two primary-key lookups rather than one join: the planner would hash-join the whole outcome table.
+    """
+    found: dict[str, str] = {}
     for chunk in _chunks(sorted(set(report_ids)), _LOOKUP_CHUNK):
         rows = session.execute(
-            select(
-                Report.report_id, Report.request_sha256, ReportOutcome.report_sha256, ReportOutcome.audit_seq
+            select(Report.report_id, Report.request_sha256).where(
+                Report.partner_id == partner_id, Report.report_id.in_(list(chunk))
             )
-            .join(
-                ReportOutcome,
-                and_(
-                    ReportOutcome.partner_id == Report.partner_id,
-                    ReportOutcome.report_id == Report.report_id,
-                    ReportOutcome.version == 1,
-                ),
-            )
-            .where(Report.partner_id == partner_id, Report.report_id.in_(list(chunk)))
         )
-        out.update({rid: _Existing(req, first, int(seq)) for rid, req, first, seq in rows})
+        found.update({rid: req for rid, req in rows})
+    out: dict[str, _Existing] = {}
+    for chunk in _chunks(sorted(found), _LOOKUP_CHUNK):
+        rows = session.execute(
+            select(ReportOutcome.report_id, ReportOutcome.report_sha256, ReportOutcome.audit_seq).where(
+                ReportOutcome.partner_id == partner_id,
+                ReportOutcome.report_id.in_(list(chunk)),
+                ReportOutcome.version == 1,
+            )
+        )
+        out.update({rid: _Existing(found[rid], first, int(seq)) for rid, first, seq in rows})
     return out
 
 
