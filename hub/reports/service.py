@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, func, insert, or_, select
+from sqlalchemy import Table, and_, insert, or_, select
 from sqlalchemy.orm import Session
 
 from audit.canonical import canonical_json, format_time
@@ -437,14 +437,14 @@ def _existing(session: Session, partner_id: str, report_ids: Sequence[str]) -> d
         found.update({rid: req for rid, req in rows})
     out: dict[str, _Existing] = {}
     for chunk in _chunks(sorted(found), _LOOKUP_CHUNK):
-        rows = session.execute(
+        firsts = session.execute(
             select(ReportOutcome.report_id, ReportOutcome.report_sha256, ReportOutcome.audit_seq).where(
                 ReportOutcome.partner_id == partner_id,
                 ReportOutcome.report_id.in_(list(chunk)),
                 ReportOutcome.version == 1,
             )
         )
-        out.update({rid: _Existing(found[rid], first, int(seq)) for rid, first, seq in rows})
+        out.update({rid: _Existing(found[rid], first, int(seq)) for rid, first, seq in firsts})
     return out
 
 
@@ -876,9 +876,4 @@ def list_reports(
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(rows, encode_cursor(rows[-1]) if more and rows else None)
-
-
-def counts(session: Session) -> dict[str, int]:
-    """Reports per current outcome, every partner (metrics; run as the system tenant)."""
-    return {o: n for o, n in session.execute(select(Report.outcome, func.count()).group_by(Report.outcome))}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,6 +37,8 @@ class World:
     other_signal: str
     token_a: str
     token_b: str
+    # One matched_at for every report of a test: a body built twice must be the same body.
+    matched: datetime = field(default_factory=lambda: now() - timedelta(hours=1))
 
 
 def grant(session: Session, keys: HubKeys, c: collections.Collection, p: Partner) -> None:
@@ -85,7 +87,7 @@ def item(w: World, rid: str, i: int = 0, **overrides: Any) -> dict[str, Any]:
         "seq": 2,
         "distance": 4,
         "outcome": "pending_review",
-        "matched_at": t(now() - timedelta(hours=1)),
+        "matched_at": t(w.matched),
         "automated_detection": True,
         "automated_decision": True,
         "surface": "upload",

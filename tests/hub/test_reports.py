@@ -80,7 +80,7 @@ def test_one_id_twice_in_one_request(client, session, w):
 
 def _bad(w):
     later = rk.t(rk.now() + timedelta(days=1))
-    matched = rk.now() - timedelta(hours=1)
+    matched = w.matched
     return [
         (rk.item(w, "b", signal={"id": "00000000-0000-0000-0000-000000000000"}), "unknown signal"),
         (rk.item(w, "b", signal={"type": "pdq", "value": "ab" * 32}), "unknown signal"),
