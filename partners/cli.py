@@ -340,3 +340,31 @@ def report(
         click.echo(f"the hub was not reached ({result.error}); waiting reports are sent on the next run", err=True)
         if send_only:
             sys.exit(1)
+
+
+@main.command()
+@click.argument("url", required=False)
+@click.option("--delete", is_flag=True, help="Stop the hub's webhooks to this partner.")
+@click.pass_obj
+def webhook(ctx: Context, url: str | None, delete: bool) -> None:
+    """Register URL (https://.../hashfed/webhook) as this partner's webhook endpoint at the hub, or show it."""
+    from partners.transport import check_status
+
+    config = ctx.config()
+    mirror = ctx.mirror(config)
+    transport = build_syncer(ctx, config, mirror).transport
+    try:
+        if delete:
+            check_status(transport.request("DELETE", "/v1/webhooks", max_bytes=1 << 16), "webhook")
+            click.echo("webhook removed")
+            return
+        if url:
+            r = transport.request("PUT", "/v1/webhooks", json_body={"url": url}, max_bytes=1 << 16)
+        else:
+            r = transport.request("GET", "/v1/webhooks", max_bytes=1 << 16)
+        click.echo(json.dumps(check_status(r, "webhook").json()))
+    except PartnerError as e:
+        raise click.ClickException(str(e)) from e
+    finally:
+        transport.close()
+        mirror.close()

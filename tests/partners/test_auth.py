@@ -119,3 +119,7 @@ def test_cli_enroll_sync_status_against_the_served_hub(served: tuple[RealHub, st
     status = runner.invoke(main, ["--home", home, "status", "--json"])
     row = json.loads(status.output)["collections"][0]
     assert row["collection"] == cid and row["active"] == 30 and row["last_error"] is None
+    hook = "http://127.0.0.1:9/hashfed/webhook"
+    registered = runner.invoke(main, ["--home", home, "webhook", hook])
+    assert registered.exit_code == 0 and json.loads(registered.output)["url"] == hook, registered.output
+    assert json.loads(runner.invoke(main, ["--home", home, "webhook"]).output)["url"] == hook
