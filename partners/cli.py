@@ -20,6 +20,7 @@ import click
 from partners import config as cfg
 from partners import logs
 from partners.errors import PartnerError
+from partners.indexing import sync_hook as index_sync_hook
 from partners.mirror import Mirror
 from partners.reports import OUTCOMES, ReportQueue
 from partners.reports import QUEUE_FILE as REPORT_QUEUE_FILE
@@ -74,6 +75,7 @@ def build_syncer(ctx: Context, config: cfg.PartnerConfig, mirror: Mirror) -> Syn
         config.policy(),
         only=config.collections,
         progress=_progress_factory(),
+        on_synced=index_sync_hook(ctx.home, mirror),
     )
 
 
@@ -368,3 +370,6 @@ def webhook(ctx: Context, url: str | None, delete: bool) -> None:
     finally:
         transport.close()
         mirror.close()
+
+
+from partners import match_cli  # noqa: E402, F401 - attaches `hash` and `match` to `main`

@@ -222,6 +222,7 @@ class Syncer:
         only: Sequence[str] = (),
         progress: ProgressFactory | None = None,
         ack: bool = True,
+        on_synced: Callable[[SyncReport], None] | None = None,
     ) -> None:
         self.transport = transport
         self.mirror = mirror
@@ -232,6 +233,8 @@ class Syncer:
         self.only = tuple(only)
         self.progress = progress
         self.ack = ack
+        # Called after every sync run (the kit's matcher index catches up with the mirror here).
+        self.on_synced = on_synced
         self._pending_keysets: list[tuple[int, str, bytes]] = []
 
     # HTTP helpers
@@ -315,7 +318,17 @@ class Syncer:
                     extra={"event": "sync-error", "collection": c, "check": e.check, "error": str(e)},
                 )
             report.results.append(result)
+        self._after_sync(report)
         return report
+
+    def _after_sync(self, report: SyncReport) -> None:
+        """Run the `on_synced` hook; its failure is logged and never undoes or fails the sync."""
+        if self.on_synced is None:
+            return
+        try:
+            self.on_synced(report)
+        except Exception as e:  # the mirror is already committed; the hook's owner repairs itself later
+            log.error("after-sync hook failed", extra={"event": "hook-error", "error": f"{e.__class__.__name__}: {e}"})
 
     def sync_collection(self, trusted: TrustedKeySet, c: str, result: CollectionResult | None = None) -> None:
         """Sync one collection up to the hub's latest checkpoint, or raise the check that failed."""

@@ -1,0 +1,217 @@
+"""`hashfed-partner hash` and `hashfed-partner match`: the reference matcher on the partner's own machine.
+
+Media never leaves the machine: files are hashed here (PDQ, MD5, SHA-256) and matched against the index
+kept from the verified mirror (partners/indexing.py). Needs the `[match]` extra (numpy, numba, pdqhash,
+Pillow); without it both commands say so instead of failing on an import.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from partners.cli import Context, main
+
+if TYPE_CHECKING:
+    from partners.indexing import LocalIndex
+    from partners.matching.hashing import HashResult
+
+_HEX = re.compile(r"[0-9a-fA-F]+")
+# A bar only when it helps: several files, and a person watching stderr.
+PROGRESS_MIN_FILES = 2
+
+
+def _require_match_extra() -> None:
+    try:
+        import numpy  # noqa: F401 - probing for the extra
+        import pdqhash  # noqa: F401
+        import PIL  # noqa: F401
+    except ImportError as e:
+        raise click.ClickException(
+            f"the reference matcher needs the [match] extra: pip install 'hashfed[match]' ({e.name} is missing)"
+        ) from e
+
+
+def _files(paths: Sequence[str]) -> Iterator[tuple[str, HashResult]]:
+    """Hash files one by one, with a tqdm bar over many files when stderr is a terminal."""
+    from partners.matching.hashing import hash_file
+
+    bar = None
+    if len(paths) >= PROGRESS_MIN_FILES and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(paths), desc="hashing", unit="file", leave=False, file=sys.stderr)
+    try:
+        for path in paths:
+            yield path, hash_file(path)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+# --- hash ---------------------------------------------------------------------------------------------------
+
+
+@main.command("hash")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file (JSON lines).")
+def hash_command(files: Sequence[str], as_json: bool) -> None:
+    """PDQ (with quality), MD5 and SHA-256 of each FILE; exit status 1 if any file failed."""
+    _require_match_extra()
+    failed = 0
+    if not as_json:
+        click.echo(f"{'pdq':64}  {'qual':>4}  {'md5':32}  {'sha256':64}  file")
+    for path, r in _files(files):
+        if r.error is not None:
+            failed += 1
+        if as_json:
+            row = {"file": path, "pdq": r.pdq, "quality": r.quality, "md5": r.md5, "sha256": r.sha256}
+            if r.error is not None:
+                row["error"] = r.error
+            click.echo(json.dumps(row))
+            continue
+        if r.md5 is None:  # unreadable: no hash at all
+            click.echo(f"{path}: error: {r.error}", err=True)
+            continue
+        quality = "-" if r.quality is None else str(r.quality)
+        click.echo(f"{r.pdq or '-':64}  {quality:>4}  {r.md5:32}  {r.sha256:64}  {path}")
+        if r.error is not None:
+            click.echo(f"{path}: error: {r.error}", err=True)
+    if failed:
+        click.echo(f"{failed} of {len(files)} file(s) could not be hashed completely", err=True)
+        sys.exit(1)
+
+
+# --- match --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Query:
+    """One argument: a hash given directly, or a file hashed here (then up to three hashes)."""
+
+    arg: str
+    hashes: list[tuple[str, str]] = field(default_factory=list)  # (type, lowercase hex)
+    quality: int | None = None
+    error: str | None = None
+
+
+def classify(arg: str, hex64_type: str) -> tuple[str, str] | None:
+    """(type, hex) if `arg` looks like a hash: 32 hex = md5, 64 hex = `hex64_type` (pdq or sha256)."""
+    if not _HEX.fullmatch(arg):
+        return None
+    if len(arg) == 32:
+        return "md5", arg.lower()
+    if len(arg) == 64:
+        return hex64_type, arg.lower()
+    return None
+
+
+def _queries(args: Sequence[str], hex64_type: str) -> Iterator[Query]:
+    direct = {a: classify(a, hex64_type) for a in args}
+    files = [a for a in args if direct[a] is None]
+    hashed = _files(files)
+    for a in args:
+        found = direct[a]
+        if found is not None:
+            yield Query(a, [found])
+            continue
+        _, r = next(hashed)
+        q = Query(a, quality=r.quality, error=r.error)
+        q.hashes = [(t, v) for t, v in (("pdq", r.pdq), ("md5", r.md5), ("sha256", r.sha256)) if v is not None]
+        yield q
+
+
+def _effective_threshold(index: LocalIndex, asked: int | None, collections: Sequence[str]) -> int | None:
+    """The query's threshold if it lowers every collection's; a higher one is refused with a message."""
+    if asked is None:
+        return None
+    if not 0 <= asked <= 64:
+        raise click.BadParameter("a PDQ threshold is 0..64", param_hint="--threshold")
+    for c in collections:
+        limit = index.thresholds.get(c)
+        if limit is not None and asked > limit:
+            raise click.BadParameter(
+                f"collection {c} sets PDQ threshold {limit} in its signed descriptor; --threshold may only "
+                f"lower it (use --collection to match only collections that allow {asked})",
+                param_hint="--threshold",
+            )
+    return asked
+
+
+def _open_index(ctx: Context) -> LocalIndex:
+    from partners.errors import PartnerError
+    from partners.indexing import LocalIndex, index_dir
+
+    config = ctx.config()
+    mirror = ctx.mirror(config)
+    try:
+        return LocalIndex.open(mirror, index_dir(ctx.home))
+    except PartnerError as e:
+        raise click.ClickException(str(e)) from e
+
+
+@main.command("match")
+@click.argument("items", nargs=-1, required=True, metavar="FILE_OR_HASH...")
+@click.option(
+    "--type",
+    "hex64_type",
+    type=click.Choice(["pdq", "sha256"]),
+    default="pdq",
+    show_default=True,
+    help="What a 64-hex-digit argument is (32 hex digits are always MD5; anything else is a file).",
+)
+@click.option("--threshold", type=int, default=None, help="A stricter PDQ distance than the collections' own.")
+@click.option("--collection", "only", multiple=True, help="Only these collections (default: every one synced).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per query hash (JSON lines).")
+@click.pass_obj
+def match_command(
+    ctx: Context, items: Sequence[str], hex64_type: str, threshold: int | None, only: Sequence[str], as_json: bool
+) -> None:
+    """Match files (hashed here; PDQ, MD5 and SHA-256) or hashes against the synced collections.
+
+    Thresholds come from each collection's signed descriptor; --threshold may only lower them. Exit status
+    1 if any file could not be hashed (its other hashes are still matched).
+    """
+    _require_match_extra()
+    index = _open_index(ctx)
+    unknown = [c for c in only if c not in index.heads]
+    if unknown:
+        raise click.BadParameter(f"not synced: {', '.join(unknown)}", param_hint="--collection")
+    collections = list(only) or index.collections()
+    asked = _effective_threshold(index, threshold, collections)
+    if not as_json:
+        click.echo(f"{'type':6}  {'collection':36}  {'signal':36}  {'dist':>4}  query")
+    failed = 0
+    for q in _queries(items, hex64_type):
+        if q.error is not None:
+            failed += 1
+            if as_json:
+                click.echo(json.dumps({"query": q.arg, "error": q.error}))
+            else:
+                click.echo(f"{q.arg}: error: {q.error}", err=True)
+        for kind, value in q.hashes:
+            found = index.matcher.match(kind, [value], threshold=asked, collections=collections)[0]
+            if as_json:
+                row: dict[str, Any] = {"query": q.arg, "type": kind, "value": value}
+                if kind == "pdq" and q.quality is not None:
+                    row["quality"] = q.quality
+                row["matches"] = [
+                    {"collection": m.collection, "signal": str(m.signal_id), "distance": m.distance} for m in found
+                ]
+                click.echo(json.dumps(row))
+                continue
+            for m in found:
+                click.echo(f"{kind:6}  {m.collection:36}  {m.signal_id!s:36}  {m.distance:>4}  {q.arg}")
+    if not as_json and not index.heads:
+        click.echo("the mirror holds no collection yet: run `hashfed-partner sync` first", err=True)
+    if failed:
+        click.echo(f"{failed} file(s) could not be hashed completely", err=True)
+        sys.exit(1)
