@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from hub import auditapi, feed, health, metrics, oauth, people, webhooks
+from hub import auditapi, feed, health, match, metrics, oauth, people, webhooks
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory
 from hub.errors import HubError
@@ -107,6 +107,7 @@ def create_app(
     metrics.init_app(app, app.extensions["hashfed"].session_factory)
     api.register_blueprint(reports_routes.blp)
     api.register_blueprint(webhooks.blp)
+    api.register_blueprint(match.blp)
 
     @app.after_request
     def _commit_or_rollback(response: Response) -> Response:
