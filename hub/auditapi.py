@@ -1,18 +1,20 @@
 """Public, read-only trust endpoints: the signed key sets and the audit log's latest checkpoint.
 
-The audit entries and proofs need the `audit:read` scope; they are served when `hub.auth.require_scope`
-exists (see `register_scoped_routes`), and are always available through `hashfed audit ...`.
+The audit entries and proofs need the `audit:read` scope; they are also available to the operator through
+`hashfed audit ...`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, request
+import marshmallow as ma
+from flask import Response
 from flask_smorest import Blueprint
 
 from hub import auditlog, keys
-from hub.errors import BadRequestError, NotFoundError
+from hub.auth import require_scope
+from hub.errors import NotFoundError
 from hub.web import db
 
 blp = Blueprint("trust", __name__, description="Signed key sets and the audit log")
@@ -59,31 +61,43 @@ def audit_checkpoint() -> Response:
     return response
 
 
-def _int_arg(name: str, *, required: bool = True) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        if required:
-            raise BadRequestError(f"query parameter {name!r} is required")
-        return None
-    if not raw.isdigit() or len(raw) > 19:
-        raise BadRequestError(f"query parameter {name!r} must be a non-negative integer")
-    return int(raw)
+class EntriesQuery(ma.Schema):
+    start = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0))
+    end = ma.fields.Integer(load_default=None, validate=ma.validate.Range(min=0))
+    limit = ma.fields.Integer(load_default=auditlog.MAX_PAGE, validate=ma.validate.Range(min=1, max=auditlog.MAX_PAGE))
 
 
-def entries_body() -> dict[str, Any]:
-    """GET /v1/audit/entries?start=&end=&limit=: entries as base64 canonical bytes."""
-    start = _int_arg("start") or 0
-    end = _int_arg("end", required=False)
-    limit = _int_arg("limit", required=False) or auditlog.MAX_PAGE
-    page = auditlog.entries(db(), start, end, limit=limit)
+class InclusionQuery(ma.Schema):
+    seq = ma.fields.Integer(required=True, validate=ma.validate.Range(min=0))
+    size = ma.fields.Integer(required=True, validate=ma.validate.Range(min=1))
+
+
+class ConsistencyQuery(ma.Schema):
+    from_ = ma.fields.Integer(required=True, data_key="from", validate=ma.validate.Range(min=1))
+    to = ma.fields.Integer(required=True, validate=ma.validate.Range(min=1))
+
+
+@blp.route("/v1/audit/entries")
+@require_scope("audit:read")
+@blp.arguments(EntriesQuery, location="query")
+@blp.response(200, description="entries [start, end) as base64 of their exact canonical bytes; `next` pages on")
+def audit_entries(query: dict[str, Any]) -> dict[str, Any]:
+    """Audit log entries by range, oldest first."""
+    page = auditlog.entries(db(), query["start"], query["end"], limit=query["limit"])
     return {
         "entries": [{"seq": seq, "entry": _b64(e)} for seq, e in page.entries],
         "next": page.next_start,
     }
 
 
-def inclusion_body() -> dict[str, Any]:
-    proof = auditlog.inclusion_proof(db(), _int_arg("seq") or 0, _int_arg("size") or 0)
+@blp.route("/v1/audit/proofs/inclusion")
+@require_scope("audit:read")
+@blp.arguments(InclusionQuery, location="query")
+@blp.response(200, description="RFC 9162 inclusion proof of entry `seq` in the tree of `size` entries")
+@blp.alt_response(404, description="`size` is beyond the latest checkpoint or `seq` is not below it")
+def audit_inclusion(query: dict[str, Any]) -> dict[str, Any]:
+    """Prove that entry `seq` is in the audit log at tree size `size`."""
+    proof = auditlog.inclusion_proof(db(), query["seq"], query["size"])
     return {
         "seq": proof.seq,
         "size": proof.size,
@@ -93,8 +107,14 @@ def inclusion_body() -> dict[str, Any]:
     }
 
 
-def consistency_body() -> dict[str, Any]:
-    proof = auditlog.consistency_proof(db(), _int_arg("from") or 0, _int_arg("to") or 0)
+@blp.route("/v1/audit/proofs/consistency")
+@require_scope("audit:read")
+@blp.arguments(ConsistencyQuery, location="query")
+@blp.response(200, description="RFC 9162 consistency proof between tree sizes `from` and `to`")
+@blp.alt_response(404, description="a size is beyond the latest checkpoint")
+def audit_consistency(query: dict[str, Any]) -> dict[str, Any]:
+    """Prove that the audit log at size `from` is a prefix of the log at size `to`."""
+    proof = auditlog.consistency_proof(db(), query["from_"], query["to"])
     return {
         "from": proof.size1,
         "to": proof.size2,
