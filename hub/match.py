@@ -116,14 +116,15 @@ class MatchIndex:
     def update(self, session: Session) -> None:
         """Build at first use, else apply the batches sealed since; refresh collection thresholds."""
         with self._lock:
-            heads = dict(session.execute(select(CollectionHead.collection_id, CollectionHead.size)).tuples().all())
+            rows = session.execute(select(CollectionHead.collection_id, CollectionHead.size))
+            heads = {c: int(size) for c, size in rows}
             if not self._built:
                 self._build(session, heads)
             else:
                 for c, size in heads.items():
                     if size > self.heads.get(c, 0):
                         self._catch_up(session, c, size)
-            for c, threshold in session.execute(select(Collection.id, Collection.pdq_threshold)).tuples():
+            for c, threshold in session.execute(select(Collection.id, Collection.pdq_threshold)):
                 self.matcher.set_threshold(c, min(threshold, MAX_THRESHOLD))
 
     def _build(self, session: Session, heads: dict[str, int]) -> None:
@@ -140,7 +141,7 @@ class MatchIndex:
                 select(Signal.id, Signal.type, Signal.value, Signal.added_seq)
                 .where(published)
                 .execution_options(yield_per=10_000)
-            ).tuples()
+            )
             for sid, kind, value, seq in rows:
                 groups[(c, kind)].append((sid, value))
                 self.added_in[(c, sid)] = int(seq or 0)
@@ -157,7 +158,7 @@ class MatchIndex:
             select(Batch.seq, Batch.payload)
             .where(Batch.collection_id == collection, Batch.seq > after, Batch.seq <= size)
             .order_by(Batch.seq)
-        ).tuples()
+        )
         for seq, raw in rows:
             try:
                 payload = BatchPayload.from_bytes(bytes(raw))
