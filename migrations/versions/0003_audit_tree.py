@@ -65,7 +65,21 @@ def upgrade() -> None:
             name="ck_signing_keys_role",
         ),
     )
+    # The writers' row: the next audit seq and the newest entry time (hub.auditlog.AuditHead).
+    op.create_table(
+        "audit_head",
+        sa.Column("id", sa.SmallInteger(), autoincrement=False, nullable=False),
+        sa.Column("next_seq", sa.BigInteger(), nullable=False),
+        sa.Column("last_time", UTCDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_audit_head"),
+    )
     bind = op.get_bind()
+    bind.execute(
+        sa.text(
+            "INSERT INTO audit_head (id, next_seq, last_time) "
+            "SELECT 1, COALESCE(MAX(seq) + 1, 0), MAX(recorded_at) FROM audit_entries"
+        )
+    )
     for table in _APPEND_ONLY:
         appendonly.install(bind, table)
 
@@ -75,6 +89,7 @@ def downgrade() -> None:
     bind = op.get_bind()
     for table in _APPEND_ONLY:
         appendonly.uninstall(bind, table)
+    op.drop_table("audit_head")
     op.drop_table("signing_keys")
     op.drop_table("key_sets")
     op.drop_table("audit_checkpoints")
