@@ -163,7 +163,7 @@ def _take_seq(session: Session, moment: datetime) -> tuple[int, datetime]:
         .execution_options(synchronize_session=False)
     )
     taken, last_time = session.execute(stmt).one()
-    return int(taken) - 1, last_time
+    return int(taken) - 1, last_time or moment
 
 
 def record(
