@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub import auditlog, batches
+from hub import auditlog, batches, oauth, rls
 from hub.config import Settings
 from hub.keys import HubKeys
 
@@ -66,3 +66,13 @@ def refresh_cosignatures(
                 session, collection_id, hub_name=keys.hub_name, signers=_sealing_signers(keys), now=now
             )
     return len(due)
+
+
+# --- OAuth housekeeping -------------------------------------------------------------------------------------
+
+
+def sweep_tokens(session_factory: sessionmaker[Session], now: datetime) -> int:
+    """Delete access tokens expired for a day and client-assertion jtis past their replay window."""
+    with session_factory.begin() as session:
+        rls.set_tenant(session, rls.SYSTEM)
+        return oauth.sweep(session, now)

@@ -32,12 +32,14 @@ def _runner(
     settings: Settings,
     *,
     with_settings: bool,
+    with_keys: bool = True,
 ) -> Callable[[], None]:
     def run() -> None:
         try:
-            with factory() as session:
-                hk = HubKeys.load(settings, session)
-            kwargs: dict[str, Any] = {"keys": hk}
+            kwargs: dict[str, Any] = {}
+            if with_keys:
+                with factory() as session:
+                    kwargs["keys"] = HubKeys.load(settings, session)
             if with_settings:
                 kwargs["settings"] = settings
             result = job(factory, utcnow(), **kwargs)
@@ -53,15 +55,17 @@ def _runner(
 
 
 def add_jobs(scheduler: BaseScheduler, factory: sessionmaker[Session], settings: Settings) -> None:
-    """Schedule sealing, cosignature refresh and audit integration at the settings' intervals."""
-    plan: list[tuple[str, Callable[..., Any], int, bool]] = [
-        ("seal_pending", jobs.seal_pending, settings.seal_interval_s, True),
-        ("refresh_cosignatures", jobs.refresh_cosignatures, max(1, settings.cosign_interval_s // 2), True),
-        ("integrate_audit_log", jobs.integrate_audit_log, settings.audit_checkpoint_interval_s, False),
+    """Schedule sealing, cosignature refresh, audit integration and token sweeping at the settings' intervals."""
+    # (name, job, interval in seconds, takes settings, takes keys)
+    plan: list[tuple[str, Callable[..., Any], int, bool, bool]] = [
+        ("seal_pending", jobs.seal_pending, settings.seal_interval_s, True, True),
+        ("refresh_cosignatures", jobs.refresh_cosignatures, max(1, settings.cosign_interval_s // 2), True, True),
+        ("integrate_audit_log", jobs.integrate_audit_log, settings.audit_checkpoint_interval_s, False, True),
+        ("sweep_tokens", jobs.sweep_tokens, 3600, False, False),
     ]
-    for name, job, seconds, with_settings in plan:
+    for name, job, seconds, with_settings, with_keys in plan:
         scheduler.add_job(
-            _runner(name, job, factory, settings, with_settings=with_settings),
+            _runner(name, job, factory, settings, with_settings=with_settings, with_keys=with_keys),
             "interval",
             seconds=seconds,
             id=name,
