@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -43,10 +44,12 @@ DEFAULT_MERGE_AT = 100_000  # side-table size that triggers a merge into the mai
 
 # Cost model of one query, in nanoseconds, measured on the reference machine (2-core EPYC, one thread):
 # a probe of an empty bucket costs an L3 hit on the occupancy bitmap, a non-empty one and each candidate
-# about one cache miss; the tiled scan about 1.3 ns per stored hash.
+# about one cache miss. The tiled scan costs per stored hash and query (vectorized XOR + POPCNT), plus the
+# copy of each tile into its word arrays, which the queries of a batch share.
 _NS_PER_PROBE = 2.0
 _NS_PER_MISS = 30.0
-_NS_PER_SCANNED = 1.3
+_NS_PER_SCANNED = 0.35
+_NS_PER_TILED_ROW = 1.5
 
 
 @dataclass(frozen=True)
@@ -110,15 +113,26 @@ def as_words(hashes: npt.ArrayLike) -> U64Array:
     return pdq_hex_to_words(list(hashes))  # type: ignore[arg-type]
 
 
+def _kernel_array(arr: npt.NDArray[np.generic], dtype: npt.DTypeLike) -> npt.NDArray[np.generic]:
+    """``arr`` itself if the kernels can take it as is (C-contiguous, writable, ``dtype``), else a copy."""
+    if arr.dtype == dtype and arr.flags.c_contiguous and arr.flags.writeable:
+        return arr
+    return memory.copy_of(arr, dtype)
+
+
 class PdqTable:
     """An immutable MIH table over hashes (row i = ``hashes[i]``), searchable by MIH or by tiled scan."""
 
     def __init__(self, hashes: U64Array, layout: Layout, offs: U32Array, rows: U32Array, occ: U64Array) -> None:
-        self.hashes = hashes
+        # The kernels take the tables of several segments as tuples, which numba needs to be of one type:
+        # C-contiguous, writable (a read-only memory map is another type) and of these dtypes.
+        self.hashes: U64Array = _kernel_array(hashes, np.uint64)  # type: ignore[assignment]
         self.layout = layout
-        self.offs = offs
-        self.rows = rows
-        self.occ = occ
+        self.offs: U32Array = _kernel_array(offs, np.uint32)  # type: ignore[assignment]
+        self.rows: U32Array = _kernel_array(rows, np.uint32)  # type: ignore[assignment]
+        self.occ: U64Array = _kernel_array(occ, np.uint64)  # type: ignore[assignment]
+        self._radii: dict[int, I64Array] = {}
+        self._mih_ns: dict[int, float] = {}
 
     @classmethod
     def build(cls, hashes: U64Array, layout: Layout | None = None) -> PdqTable:
@@ -135,10 +149,20 @@ class PdqTable:
     def __len__(self) -> int:
         return int(self.hashes.shape[0])
 
-    def choose_mode(self, threshold: int) -> Literal["mih", "scan"]:
-        """MIH unless the cost model says a scan of every row is cheaper (large thresholds)."""
-        mih = self.layout.estimate_ns(threshold, len(self))
-        return "mih" if mih <= _NS_PER_SCANNED * len(self) else "scan"
+    def radii(self, threshold: int) -> I64Array:
+        """``layout.radii(threshold)``, cached: a single query must not pay for it in Python."""
+        found = self._radii.get(threshold)
+        if found is None:
+            found = self._radii[threshold] = self.layout.radii(threshold)
+        return found
+
+    def choose_mode(self, threshold: int, n_queries: int = 1) -> Literal["mih", "scan"]:
+        """MIH unless the cost model says a tiled scan of every row is cheaper (large thresholds, batches)."""
+        mih = self._mih_ns.get(threshold)
+        if mih is None:
+            mih = self._mih_ns[threshold] = self.layout.estimate_ns(threshold, len(self))
+        scan = len(self) * (_NS_PER_SCANNED + _NS_PER_TILED_ROW / max(n_queries, 1))
+        return "mih" if mih <= scan else "scan"
 
     def search(
         self, queries: U64Array, threshold: int, dead: U8Array, mode: SearchMode = "auto"
@@ -148,36 +172,97 @@ class PdqTable:
         if len(self) == 0 or nq == 0:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, empty
-        chosen = self.choose_mode(threshold) if mode == "auto" else mode
+        chosen = self.choose_mode(threshold, nq) if mode == "auto" else mode
+        queries = np.ascontiguousarray(queries, dtype=np.uint64)
+        dead = _kernel_array(dead, np.uint8)  # type: ignore[assignment]
+        seg = (self, dead, _NO_IDS)
         if chosen == "scan":
-            cap = 1024 + 8 * nq
-            while True:  # the scan visits queries inside tiles, so an overflow reruns it with room for all
-                out_q, out_row, out_dist = (np.empty(cap, dtype=np.int64) for _ in range(3))
-                count = _kernels.scan_query(queries, self.hashes, threshold, dead, out_q, out_row, out_dist)
-                if count <= cap:
-                    return out_q[:count], out_row[:count], out_dist[:count]
-                cap = int(count)
-        lay = self.layout
-        radii = lay.radii(threshold)
-        cap = 64 + 8 * nq
-        parts: list[tuple[I64Array, I64Array, I64Array]] = []
-        start = 0
-        while True:
-            out_q, out_row, out_dist = (np.empty(cap, dtype=np.int64) for _ in range(3))
-            done, count = _kernels.mih_query(
-                queries[start:], self.hashes, self.offs, self.rows, self.occ, lay.bits, radii,
-                threshold, dead, out_q, out_row, out_dist,
-            )  # fmt: skip
-            if start:
-                out_q[:count] += start
-            parts.append((out_q[:count], out_row[:count], out_dist[:count]))
-            start += int(done)
-            if start >= nq:
-                break
-            cap *= 4
-        if len(parts) == 1:
-            return parts[0]
-        return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+            return _scan(queries, threshold, seg)
+        return _mih(queries, threshold, _pack([seg], threshold))
+
+
+_NO_IDS = np.zeros(0, dtype=np.int64)  # passed as ids: the kernels then report row numbers
+_EMPTY_TABLE = PdqTable(
+    np.zeros((0, 4), dtype=np.uint64),
+    Layout(bits=8, chunks=1),
+    np.zeros(1, dtype=np.uint32),
+    np.zeros(1, dtype=np.uint32),
+    np.zeros(1, dtype=np.uint64),
+)
+_EMPTY_DEAD = np.zeros(1, dtype=np.uint8)
+_KernelSegment = tuple[PdqTable, U8Array, I64Array]  # table, tombstones, ids (or _NO_IDS)
+
+
+_MihArgs = tuple[object, ...]
+
+
+def _pack(segments: list[_KernelSegment], threshold: int) -> _MihArgs:
+    """The arguments ``mih_search`` takes after the queries and threshold, for up to three segments."""
+    segs = segments + [(_EMPTY_TABLE, _EMPTY_DEAD, _NO_IDS)] * (3 - len(segments))
+    tables = [t for t, _, _ in segs]
+    width = max(t.layout.chunks for t in tables)
+    radii = np.full((3, width), -1, dtype=np.int64)
+    for i, t in enumerate(tables):
+        if len(t):
+            radii[i, : t.layout.chunks] = t.radii(threshold)
+    bits = np.array([t.layout.bits for t in tables], dtype=np.int64)
+    return (
+        (tables[0].hashes, tables[1].hashes, tables[2].hashes),
+        (tables[0].offs, tables[1].offs, tables[2].offs),
+        (tables[0].rows, tables[1].rows, tables[2].rows),
+        (tables[0].occ, tables[1].occ, tables[2].occ),
+        (segs[0][1], segs[1][1], segs[2][1]),
+        (segs[0][2], segs[1][2], segs[2][2]),
+        bits,
+        radii,
+    )
+
+
+def _mih(queries: U64Array, threshold: int, packed: _MihArgs) -> tuple[I64Array, I64Array, I64Array]:
+    """One ``mih_search`` call (resumed if its output overflows): hits grouped by query, each query's sorted
+    by (distance, id)."""
+    nq = int(queries.shape[0])
+    cap = 64 + 8 * nq
+    parts: list[tuple[I64Array, I64Array, I64Array]] = []
+    start = 0
+    while True:
+        out_q, out_id, out_dist = (np.empty(cap, dtype=np.int64) for _ in range(3))
+        # numba's Dispatcher stub types its call as fixed-arity; the packed tuple is unpacked at run time
+        done, count = _kernels.mih_search(queries[start:], threshold, *packed, out_q, out_id, out_dist)  # type: ignore[call-arg]
+        if start:
+            out_q[:count] += start
+        parts.append((out_q[:count], out_id[:count], out_dist[:count]))
+        start += int(done)
+        if start >= nq:
+            break
+        cap *= 4
+    return _concat(parts)
+
+
+def _concat(parts: list[tuple[I64Array, I64Array, I64Array]]) -> tuple[I64Array, I64Array, I64Array]:
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return _NO_IDS, _NO_IDS, _NO_IDS
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+
+
+def _scan(queries: U64Array, threshold: int, seg: _KernelSegment) -> tuple[I64Array, I64Array, I64Array]:
+    """Tiled scan of one segment (unordered hits); resumes where an output buffer overflowed."""
+    table, dead, ids = seg
+    n = len(table)
+    tile = _kernels.SCAN_TILE
+    cap = max(1024 + 8 * int(queries.shape[0]), 2 * tile)
+    parts: list[tuple[I64Array, I64Array, I64Array]] = []
+    row, qi = 0, 0
+    while row < n:
+        out_q, out_id, out_dist = (np.empty(cap, dtype=np.int64) for _ in range(3))
+        row, qi, count = _kernels.scan_search(
+            queries, threshold, table.hashes, dead, ids, tile, row, qi, out_q, out_id, out_dist
+        )
+        parts.append((out_q[:count], out_id[:count], out_dist[:count]))
+        cap *= 4
+    return _concat(parts)
 
 
 @dataclass(frozen=True)
@@ -187,6 +272,10 @@ class _Segment:
     table: PdqTable
     ids: I64Array
     dead: U8Array
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ids", _kernel_array(self.ids, np.int64))
+        object.__setattr__(self, "dead", _kernel_array(self.dead, np.uint8))
 
     def alive(self) -> tuple[U64Array, I64Array]:
         keep = self.dead == 0
@@ -200,6 +289,21 @@ class _State:
     main: _Segment
     merging: _Segment | None = None  # the side table being folded into a new main table
     side: _Segment | None = None  # adds since the last merge started
+    # mih_search arguments per (threshold, segments searched by MIH): built once, not per query
+    packed: dict[tuple[int, tuple[int, ...]], _MihArgs] = field(default_factory=dict, compare=False, repr=False)
+
+    @cached_property
+    def searched(self) -> list[_KernelSegment]:
+        """The non-empty segments, as the kernels take them."""
+        segs = (s for s in (self.main, self.merging, self.side) if s is not None and len(s.ids))
+        return [(s.table, s.dead, s.ids) for s in segs]
+
+    def mih_args(self, threshold: int, which: tuple[int, ...]) -> _MihArgs:
+        key = (threshold, which)
+        found = self.packed.get(key)
+        if found is None:
+            found = self.packed[key] = _pack([self.searched[i] for i in which], threshold)
+        return found
 
 
 def _segment(hashes: U64Array, ids: I64Array, *, sorted_ids: bool, copy: bool = True) -> _Segment:
@@ -274,23 +378,27 @@ class PdqIndex:
         return sum(len(s.ids) - int(s.dead.sum()) for s in segments)
 
     def search(self, queries: npt.ArrayLike, threshold: int = DEFAULT_PDQ_THRESHOLD, mode: SearchMode = "auto") -> Hits:
-        """Every live entry within ``threshold`` (0..64) of each query, with its distance: exact recall."""
+        """Every live entry within ``threshold`` (0..64) of each query, with its distance: exact recall.
+
+        The usual case (every segment searched by MIH) is one kernel call over main, merging and side tables
+        whose output is already sorted; segments the cost model gives to the tiled scan (large thresholds in
+        batches) are scanned separately and the hits sorted here.
+        """
         limit = check_threshold(threshold)
         words = as_words(queries)
         st = self._state
-        parts = []
-        for seg in (st.main, st.merging, st.side):
-            if seg is None or len(seg.ids) == 0:
-                continue
-            q, rows, dist = seg.table.search(words, limit, seg.dead, mode)
-            if len(q):
-                parts.append((q, seg.ids[rows], dist))
-        if not parts:
-            empty = np.zeros(0, dtype=np.int64)
-            return Hits(empty, empty, empty)
-        q = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
-        ids = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
-        dist = np.concatenate([p[2] for p in parts]) if len(parts) > 1 else parts[0][2]
+        segs = st.searched
+        nq = int(words.shape[0])
+        if not segs or nq == 0:
+            return Hits(_NO_IDS, _NO_IDS, _NO_IDS)
+        modes = [t.choose_mode(limit, nq) if mode == "auto" else mode for t, _, _ in segs]
+        by_mih = tuple(i for i, m in enumerate(modes) if m == "mih")
+        if len(by_mih) == len(segs):
+            return Hits(*_mih(words, limit, st.mih_args(limit, by_mih)))
+        parts = [_scan(words, limit, seg) for seg, m in zip(segs, modes, strict=True) if m == "scan"]
+        if by_mih:
+            parts.append(_mih(words, limit, st.mih_args(limit, by_mih)))
+        q, ids, dist = _concat(parts)
         if len(q) > 1:
             order = np.lexsort((ids, dist, q))
             q, ids, dist = q[order], ids[order], dist[order]

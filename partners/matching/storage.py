@@ -103,7 +103,9 @@ def _digest(arr: npt.NDArray[Any]) -> str:
 def _load_array(directory: Path, name: str, meta: dict[str, Any], mmap: bool) -> npt.NDArray[Any]:
     file = directory / f"{name}.npy"
     try:
-        arr = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+        # copy-on-write ("c"), not read-only: pages are still shared with the page cache, and the kernels take
+        # the segments' arrays as tuples of one (writable) array type; nothing writes to them
+        arr = np.load(file, mmap_mode="c" if mmap else None, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise IndexFormatError(f"cannot read {file}: {e}") from e
     if arr.dtype != np.dtype(meta["dtype"]) or list(arr.shape) != list(meta["shape"]):

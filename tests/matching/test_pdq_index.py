@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from partners.matching import _kernels
 from partners.matching.errors import DuplicateIdError, InvalidThresholdError
 from partners.matching.pdq_index import Layout, PdqIndex, PdqTable
 from tests.matching.conftest import brute_force, flip_bits, random_words
@@ -152,3 +153,44 @@ def test_batches_with_more_matches_than_the_first_buffer(rng: np.random.Generato
     got = as_dicts(*table.search(queries, 31, dead, mode), len(queries))  # type: ignore[arg-type]
     assert got == brute_force(stored, queries, 31)
     assert sum(len(g) for g in got) == 40 * 150
+
+
+@pytest.mark.parametrize("mode", ["auto", "mih", "scan"])
+def test_after_a_delta_answers_equal_a_fresh_build(rng: np.random.Generator, mode: str) -> None:
+    """Main table + side table + tombstones are searched together and give exactly a fresh build's hits."""
+    stored, queries = planted(rng, 8000, 12)
+    ids = rng.permutation(len(stored)).astype(np.int64) * 3 + 1
+    index = PdqIndex.build(stored[:7000], ids[:7000], merge_at=10**9)
+    gone = ids[rng.choice(7000, size=500, replace=False)]
+    index.apply_delta(stored[7000:], ids[7000:], gone)
+    index.add(stored[:2], ids[:2])  # re-adding live ids moves them to the side table
+    keep = ~np.isin(ids, gone) | np.isin(ids, ids[:2])
+    fresh = PdqIndex.build(stored[keep], ids[keep])
+    for threshold in (0, 31, 52, 64):
+        for batch in (queries[:1], queries):
+            got, want = index.search(batch, threshold, mode), fresh.search(batch, threshold, "mih")  # type: ignore[arg-type]
+            assert got.query.tolist() == want.query.tolist(), (threshold, len(batch))
+            assert got.ids.tolist() == want.ids.tolist(), (threshold, len(batch))
+            assert got.distances.tolist() == want.distances.tolist(), (threshold, len(batch))
+
+
+def test_scan_resumes_after_an_output_overflow(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With small tiles the scan's output buffer (sized for a few hits) overflows mid-tile; nothing is lost."""
+    monkeypatch.setattr(_kernels, "SCAN_TILE", 64)
+    queries = random_words(rng, 30)
+    stored = np.concatenate([np.stack([flip_bits(rng, q, k % 40) for k in range(100)]) for q in queries])
+    stored = stored[rng.permutation(len(stored))]
+    table = PdqTable.build(np.ascontiguousarray(stored), Layout(16, 16))
+    dead = np.zeros(len(stored), dtype=np.uint8)
+    got = as_dicts(*table.search(queries, 52, dead, "scan"), len(queries))
+    assert got == brute_force(stored, queries, 52)
+    assert sum(len(g) for g in got) == 30 * 100
+
+
+def test_auto_mode_scans_large_thresholds_in_batches_only() -> None:
+    table = PdqTable.build(np.zeros((0, 4), dtype=np.uint64), Layout.for_size(10_000_000))
+    table.hashes = np.zeros((10_000_000, 1), dtype=np.uint64)  # only len() matters to the cost model
+    assert table.choose_mode(31, 1) == "mih"
+    assert table.choose_mode(31, 1000) == "mih"
+    assert table.choose_mode(52, 1000) == "scan"
+    assert table.choose_mode(64, 1) == "scan"
