@@ -21,6 +21,7 @@ from partners.cli import Context, main
 if TYPE_CHECKING:
     from partners.indexing import LocalIndex
     from partners.matching.hashing import HashResult
+    from partners.matching.matcher import Match
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
 # A bar only when it helps: several files, and a person watching stderr.
@@ -171,17 +172,49 @@ def _open_index(ctx: Context) -> LocalIndex:
 @click.option("--threshold", type=int, default=None, help="A stricter PDQ distance than the collections' own.")
 @click.option("--collection", "only", multiple=True, help="Only these collections (default: every one synced).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per query hash (JSON lines).")
+@click.option(
+    "--report",
+    "send_reports",
+    is_flag=True,
+    help="Report every match to the hub as pending_review (queued locally; retried if the hub is down).",
+)
+@click.option(
+    "--ref",
+    "content_ref",
+    default=None,
+    help="Your own reference for the content (with --report and one item; default: the argument itself). "
+    "The hub stores only a keyed digest of it.",
+)
+@click.option(
+    "--surface",
+    type=click.Choice(["upload", "existing_content", "account"]),
+    default="upload",
+    show_default=True,
+    help="Where the content was found (with --report).",
+)
 @click.pass_obj
 def match_command(
-    ctx: Context, items: Sequence[str], hex64_type: str, threshold: int | None, only: Sequence[str], as_json: bool
+    ctx: Context,
+    items: Sequence[str],
+    hex64_type: str,
+    threshold: int | None,
+    only: Sequence[str],
+    as_json: bool,
+    send_reports: bool,
+    content_ref: str | None,
+    surface: str,
 ) -> None:
     """Match files (hashed here; PDQ, MD5 and SHA-256) or hashes against the synced collections.
 
     Thresholds come from each collection's signed descriptor; --threshold may only lower them. Exit status
-    1 if any file could not be hashed (its other hashes are still matched).
+    1 if any file could not be hashed (its other hashes are still matched). With --report, each matched
+    item becomes `pending_review` reports; update them later with `hashfed-partner report --ref ...`.
     """
     _require_match_extra()
+    if content_ref is not None and (not send_reports or len(items) != 1):
+        raise click.UsageError("--ref names one item's content: give it with --report and a single item")
     index = _open_index(ctx)
+    found_per_item: dict[str, list[Match]] = {}
     unknown = [c for c in only if c not in index.heads]
     if unknown:
         raise click.BadParameter(f"not synced: {', '.join(unknown)}", param_hint="--collection")
@@ -199,6 +232,7 @@ def match_command(
                 click.echo(f"{q.arg}: error: {q.error}", err=True)
         for kind, value in q.hashes:
             found = index.matcher.match(kind, [value], threshold=asked, collections=collections)[0]
+            found_per_item.setdefault(q.arg, []).extend(found)
             if as_json:
                 row: dict[str, Any] = {"query": q.arg, "type": kind, "value": value}
                 if kind == "pdq" and q.quality is not None:
@@ -212,6 +246,61 @@ def match_command(
                 click.echo(f"{kind:6}  {m.collection:36}  {m.signal_id!s:36}  {m.distance:>4}  {q.arg}")
     if not as_json and not index.heads:
         click.echo("the mirror holds no collection yet: run `hashfed-partner sync` first", err=True)
+    if send_reports:
+        _report_matches(ctx, index, found_per_item, content_ref, surface)
     if failed:
         click.echo(f"{failed} file(s) could not be hashed completely", err=True)
         sys.exit(1)
+
+
+def _report_matches(
+    ctx: Context, index: LocalIndex, found: dict[str, list[Match]], content_ref: str | None, surface: str
+) -> None:
+    """Queue one pending_review report per (item, matched signal), then try to send the queue."""
+    from dataclasses import replace
+
+    from sqlalchemy import select
+
+    from partners.auth import make_session
+    from partners.errors import PartnerError
+    from partners.mirror import signals as mirror_signals
+    from partners.reports import QUEUE_FILE, MatchedSignal, ReportQueue
+    from partners.transport import RequestsTransport
+
+    queue = ReportQueue.open(ctx.home / QUEUE_FILE)
+    try:
+        queued = 0
+        with index.mirror.engine.connect() as conn:
+            for item, matches in found.items():
+                # One report per signal, at its smallest distance (PDQ and an exact hash may both match).
+                best: dict[tuple[str, str], int] = {}
+                for m in matches:
+                    key = (m.collection, str(m.signal_id))
+                    best[key] = min(m.distance, best.get(key, m.distance))
+                matched = []
+                for (collection, signal_id), distance in sorted(best.items()):
+                    # The seq in which this kit received the signal: the batch that added it.
+                    seq = conn.scalar(
+                        select(mirror_signals.c.added_seq).where(
+                            mirror_signals.c.collection == collection, mirror_signals.c.id == signal_id
+                        )
+                    )
+                    if seq is not None:
+                        matched.append(MatchedSignal(collection, signal_id, int(seq), distance))
+                if matched:
+                    queue.enqueue_matches(matched, content_ref=content_ref or item, surface=surface)
+                    queued += len(matched)
+        click.echo(f"queued {queued} pending_review report(s)", err=True)
+        config = ctx.config()
+        transport = RequestsTransport(config.hub_url, make_session(replace(config, scope="reports:write")))
+        try:
+            result = queue.flush(transport)
+        finally:
+            transport.close()
+    except PartnerError as e:
+        raise click.ClickException(str(e)) from e
+    finally:
+        queue.close()
+    click.echo(f"reports sent {result.sent}, rejected {result.rejected}, waiting {result.waiting}", err=True)
+    if result.error:
+        click.echo(f"the hub was not reached ({result.error}); reports are sent on the next run", err=True)

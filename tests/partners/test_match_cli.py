@@ -134,3 +134,36 @@ def test_match_builds_once_then_loads_the_saved_index(home: Path, files: dict[st
     saved = (home / "index" / "CURRENT").read_text()
     assert run(home, "match", str(files["original"])).exit_code == 0
     assert (home / "index" / "CURRENT").read_text() == saved  # loaded and unchanged: not saved again
+
+
+def test_match_report_queues_one_pending_review_report_per_matched_signal(home: Path, files: dict[str, Path]):
+    """The hub (https://hub.test) is unreachable here: the reports wait in the kit's queue for the next run."""
+    from sqlalchemy import select
+
+    from partners.reports import QUEUE_FILE, ReportQueue, outbox
+
+    r = run(home, "match", str(files["original"]), "--report", "--ref", "post-1", "--surface", "existing_content")
+    assert r.exit_code == 0, r.output
+    assert "queued 2 pending_review report(s)" in r.output  # the PDQ and the MD5 signal
+    assert "waiting 2" in r.output and "the hub was not reached" in r.output
+    queue = ReportQueue.open(home / QUEUE_FILE)
+    try:
+        assert len(queue.reports_for_ref("post-1")) == 2
+        assert queue.waiting() == 2
+        with queue.engine.connect() as conn:
+            bodies = [json.loads(b) for b in conn.scalars(select(outbox.c.body))]
+    finally:
+        queue.close()
+    by_signal = {b["signal"]["id"]: b for b in bodies}
+    assert set(by_signal) == {"sig-pdq", "sig-md5"}
+    for body in bodies:
+        assert body["outcome"] == "pending_review" and body["surface"] == "existing_content"
+        assert body["collection"] == "c1" and body["seq"] == 1 and body["distance"] == 0
+
+    r = run(home, "match", str(files["other"]), "--report")
+    assert "queued 0 pending_review report(s)" in r.output  # no match, no report
+
+
+def test_match_ref_needs_report_and_a_single_item(home: Path, files: dict[str, Path]):
+    r = run(home, "match", str(files["original"]), str(files["small"]), "--report", "--ref", "x")
+    assert r.exit_code != 0 and "single item" in r.output
