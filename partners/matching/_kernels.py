@@ -379,3 +379,35 @@ def pairwise_distance(a, b):
         d01 = _popcnt(a[i, 0] ^ b[i, 0]) + _popcnt(a[i, 1] ^ b[i, 1])
         out[i] = np.int64(d01 + _popcnt(a[i, 2] ^ b[i, 2]) + _popcnt(a[i, 3] ^ b[i, 3]))
     return out
+
+
+@njit(cache=True, nogil=True)
+def lookup_signals(order, coll, kind, form_shift, sid, q_coll, q_form, q_sid, out):
+    """For each target (collection, id form, 128-bit id), the lower-bound position in ``order`` (keys sorted
+    by those four fields, compared through the per-key arrays; a key's form is ``kind >> form_shift``) into
+    ``out``; returns nothing.
+
+    The caller checks whether the key at that position is the target. One binary search per target over
+    int32 keys: the matcher keeps no Python dict of its 10M signals.
+    """
+    n = order.shape[0]
+    for i in range(q_coll.shape[0]):
+        c = q_coll[i]
+        f = q_form[i]
+        s0 = q_sid[i, 0]
+        s1 = q_sid[i, 1]
+        lo = 0
+        hi = n
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            k = np.int64(order[mid])
+            kc = coll[k]
+            kf = kind[k] >> form_shift
+            k0 = sid[k, 0]
+            k1 = sid[k, 1]
+            less = kc < c or (kc == c and (kf < f or (kf == f and (k0 < s0 or (k0 == s0 and k1 < s1)))))
+            if less:
+                lo = mid + 1
+            else:
+                hi = mid
+        out[i] = lo

@@ -1,23 +1,41 @@
 """The facade the hub's ``POST /v1/match`` and the partner kit call: collections of signals, one query API.
 
 One index per signal type holds every collection's signals; each entry's int64 key maps to (collection,
-signal id). A query runs once per type and filters hits by collection and by each collection's threshold,
-so asking many collections costs one search, not one per collection.
+signal id) through a :class:`~partners.matching.signal_table.SignalTable` (numpy arrays, 25 bytes per
+signal, no Python dict). A query runs once per type and filters hits by collection and by each collection's
+threshold, so asking many collections costs one search, not one per collection.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
+from partners.matching.errors import DuplicateIdError, IndexFormatError
 from partners.matching.exact_index import ExactIndex
-from partners.matching.pdq_index import DEFAULT_MERGE_AT, PdqIndex
+from partners.matching.pdq_index import DEFAULT_MERGE_AT, PdqIndex, as_words
+from partners.matching.signal_table import (
+    CODE_TYPES,
+    FORM_UUID,
+    TYPE_CODES,
+    SignalId,
+    SignalTable,
+    encode_ids,
+)
 from partners.matching.signals import DEFAULT_PDQ_THRESHOLD, SignalType, check_threshold, pdq_hex_to_words
+from partners.matching.storage import load_pdq, save_pdq
 
-SignalId = int | str
+FORMAT = "hashfed.matcher"
+VERSION = 1
 
 
 @dataclass(frozen=True, order=True)
@@ -43,9 +61,7 @@ class Matcher:
         self._pdq = PdqIndex(merge_at=merge_at, background_merge=background_merge)
         self._exact = {t: ExactIndex(t) for t in (SignalType.MD5, SignalType.SHA256)}
         self._thresholds: dict[str, int] = {}
-        self._entries: dict[int, tuple[str, SignalId]] = {}
-        self._keys: dict[tuple[str, SignalId], tuple[SignalType, int]] = {}
-        self._next_key = 0
+        self._table = SignalTable()
         self._lock = threading.RLock()
 
     def set_threshold(self, collection: str, threshold: int) -> None:
@@ -57,7 +73,7 @@ class Matcher:
         return self._thresholds.get(collection, self.default_threshold)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return self._table.live
 
     def warmup(self) -> None:
         """Compile the PDQ kernels now rather than on the first query."""
@@ -72,37 +88,68 @@ class Matcher:
         if kind is not SignalType.PDQ:  # validate before changing anything
             for v in values:
                 self._exact[kind].parse(v)
+        form, sid, text = encode_ids([s for s, _ in pairs])
+        self._add_encoded(collection, kind, form, sid, text, words, values)
+
+    def add_pdq(self, collection: str, signal_uuids: npt.ArrayLike, words: npt.ArrayLike) -> None:
+        """Bulk add of PDQ signals whose ids are UUIDs: ``signal_uuids`` as (n, 2) uint64 (high, low) words
+        (``signal_table.uuid_words``), ``words`` as (n, 4) uint64. No Python object per signal."""
+        sid = np.ascontiguousarray(signal_uuids, dtype=np.uint64).reshape(-1, 2)
+        form = np.full(len(sid), FORM_UUID, dtype=np.int8)
+        self._add_encoded(collection, SignalType.PDQ, form, sid, {}, as_words(words), [])
+
+    def _add_encoded(
+        self,
+        collection: str,
+        kind: SignalType,
+        form: npt.NDArray[np.int8],
+        sid: npt.NDArray[np.uint64],
+        text: dict[int, str],
+        words: npt.NDArray[np.uint64] | None,
+        values: list[str],
+    ) -> None:
+        if len(form) > 1:
+            packed = np.concatenate([form.astype(np.uint64)[:, None], sid], axis=1)
+            if len(np.unique(packed, axis=0)) != len(form):
+                raise DuplicateIdError("a signal id appears twice in one batch of adds")
+        if len(form) == 0:
+            return
         with self._lock:
-            self.remove(collection, [sid for sid, _ in pairs])
-            keys = np.arange(self._next_key, self._next_key + len(pairs), dtype=np.int64)
-            self._next_key += len(pairs)
+            table = self._table
+            coll = table.collection_index(collection, create=True)
+            self._remove_encoded(coll, form, sid)
+            keys = table.assign(coll, TYPE_CODES[kind], form, sid, text)
             if words is not None:
                 self._pdq.add(words, keys)
             else:
                 self._exact[kind].add(values, keys.tolist())
-            for (sid, _), key in zip(pairs, keys.tolist(), strict=True):
-                self._entries[key] = (collection, sid)
-                self._keys[(collection, sid)] = (kind, key)
 
     def remove(self, collection: str, ids: Iterable[SignalId]) -> int:
         """Remove signals of a collection by id, whatever their type; returns how many were present."""
+        form, sid, _ = encode_ids(list(ids))
         with self._lock:
-            pdq_keys: list[int] = []
-            removed = 0
-            for sid in ids:
-                found = self._keys.pop((collection, sid), None)
-                if found is None:
-                    continue
-                kind, key = found
-                del self._entries[key]
-                removed += 1
-                if kind is SignalType.PDQ:
-                    pdq_keys.append(key)
-                else:
-                    self._exact[kind].remove([key])
-            if pdq_keys:
-                self._pdq.remove(np.array(pdq_keys, dtype=np.int64))
-            return removed
+            coll = self._table.collection_index(collection)
+            if coll < 0 or len(form) == 0:
+                return 0
+            return self._remove_encoded(coll, form, sid)
+
+    def _remove_encoded(self, coll: int, form: npt.NDArray[np.int8], sid: npt.NDArray[np.uint64]) -> int:
+        table = self._table
+        keys = table.find(coll, form, sid)
+        keys = keys[keys >= 0]
+        types = table.live_type(keys)
+        keys, types = keys[types > 0], types[types > 0]
+        if len(keys) == 0:
+            return 0
+        for code in np.unique(types).tolist():
+            of_type = keys[types == code]
+            kind = CODE_TYPES[int(code)]
+            if kind is SignalType.PDQ:
+                self._pdq.remove(of_type)
+            else:
+                self._exact[kind].remove(of_type.tolist())
+        table.free(keys)
+        return len(keys)
 
     def match(
         self,
@@ -122,27 +169,106 @@ class Matcher:
                 limits = [self.default_threshold, *self._thresholds.values()]
             widest = max(limits, default=self.default_threshold)
             hits = self._pdq.search(pdq_hex_to_words(values), widest if asked is None else min(asked, widest))
-            per_query = hits.per_query(len(values))
-            found: list[list[tuple[int, int]]] = [
-                list(zip(ids.tolist(), dist.tolist(), strict=True)) for ids, dist in per_query
-            ]
+            q, keys, dist = hits.query, hits.ids, hits.distances
         else:
-            found = [[(key, 0) for key in keys] for keys in self._exact[kind].search(values)]
-        results: list[list[Match]] = []
-        for hits_of_one in found:
-            out = []
-            for key, distance in hits_of_one:
-                entry = self._entries.get(key)
-                if entry is None:  # removed between the search and this lookup
-                    continue
-                collection, sid = entry
-                if wanted is not None and collection not in wanted:
-                    continue
-                limit = self.threshold(collection)
-                if asked is not None:
-                    limit = min(asked, limit)
-                if distance <= limit:
-                    out.append(Match(distance=distance, collection=collection, signal_id=sid))
+            found = self._exact[kind].search(values)
+            q = np.array([i for i, ks in enumerate(found) for _ in ks], dtype=np.int64)
+            keys = np.array([k for ks in found for k in ks], dtype=np.int64)
+            dist = np.zeros(len(keys), dtype=np.int64)
+        results: list[list[Match]] = [[] for _ in values]
+        if len(keys) == 0:
+            return results
+        with self._lock:
+            table = self._table
+            live = table.live_type(keys) > 0  # a key freed between the search and now is dropped
+            q, keys, dist = q[live], keys[live], dist[live]
+            colls = table.coll[keys].tolist()
+            sids = table.signal_ids(keys)
+        names = table.collections
+        for qi, ci, sid, d in zip(q.tolist(), colls, sids, dist.tolist(), strict=True):
+            collection = names[ci]
+            if wanted is not None and collection not in wanted:
+                continue
+            limit = self.threshold(collection)
+            if asked is not None:
+                limit = min(asked, limit)
+            if d <= limit:
+                results[qi].append(Match(distance=d, collection=collection, signal_id=sid))
+        for out in results:
             out.sort(key=lambda m: (m.distance, m.collection, str(m.signal_id)))
-            results.append(out)
         return results
+
+    # -- persistence ----------------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the matcher to the directory ``path``: ``pdq/`` (:func:`save_pdq`), ``md5/`` and ``sha256/``
+        (:meth:`ExactIndex.save`), the signal table as ``.npy`` files and, last and atomically,
+        ``manifest.json`` with the collections, thresholds, string ids and every file's SHA-256. No pickle."""
+        directory = Path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            save_pdq(self._pdq, directory / "pdq")
+            for kind, index in self._exact.items():
+                index.save(directory / str(kind))
+            files: dict[str, Any] = {}
+            for name, arr in self._table.arrays().items():
+                data = np.ascontiguousarray(arr)
+                np.save(directory / f"{name}.npy", data, allow_pickle=False)
+                files[f"{name}.npy"] = {"dtype": data.dtype.str, "shape": list(data.shape), "sha256": _digest(data)}
+            manifest = {
+                "format": FORMAT,
+                "version": VERSION,
+                "default_threshold": self.default_threshold,
+                "thresholds": self._thresholds,
+                "collections": self._table.collections,
+                "text_ids": {str(k): v for k, v in self._table.text.items()},
+                "files": files,
+            }
+        tmp = directory / "manifest.json.tmp"
+        tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, directory / "manifest.json")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, mmap: bool = False, **kwargs: int | bool) -> Matcher:
+        """Read a matcher written by :meth:`save`; :class:`IndexFormatError` if anything does not check out."""
+        directory = Path(path)
+        try:
+            manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise IndexFormatError(f"cannot read the matcher manifest in {directory}: {e}") from e
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise IndexFormatError(f"{directory} does not hold a {FORMAT}")
+        if manifest.get("version") != VERSION:
+            raise IndexFormatError(f"matcher format version {manifest.get('version')!r}, this code reads {VERSION}")
+        try:
+            matcher = cls(int(manifest["default_threshold"]), **kwargs)  # type: ignore[arg-type]
+            for name, value in dict(manifest["thresholds"]).items():
+                matcher.set_threshold(str(name), int(value))
+            collections = [str(c) for c in manifest["collections"]]
+            text = {int(k): str(v) for k, v in dict(manifest["text_ids"]).items()}
+            arrays = {}
+            for name in ("coll", "kind", "sid", "order"):
+                meta = manifest["files"][f"{name}.npy"]
+                arr = np.load(directory / f"{name}.npy", allow_pickle=False)
+                if arr.dtype.str != meta["dtype"] or list(arr.shape) != list(meta["shape"]):
+                    raise IndexFormatError(f"{name}.npy: dtype/shape do not match the manifest")
+                if _digest(arr) != meta["sha256"]:
+                    raise IndexFormatError(f"{name}.npy: SHA-256 does not match the manifest")
+                arrays[name] = arr
+        except (OSError, KeyError, TypeError, ValueError) as e:
+            raise IndexFormatError(f"malformed matcher in {directory}: {e}") from e
+        size = len(arrays["coll"])
+        if not (len(arrays["kind"]) == size and arrays["sid"].shape == (size, 2) and len(arrays["order"]) == size):
+            raise IndexFormatError("the signal table's arrays disagree on the number of keys")
+        if size and (int(arrays["order"].min()) < 0 or int(arrays["order"].max()) >= size):
+            raise IndexFormatError("order.npy points outside the signal table")
+        if size and (int(arrays["coll"].min()) < 0 or int(arrays["coll"].max()) >= len(collections)):
+            raise IndexFormatError("coll.npy names an unknown collection")
+        matcher._table = SignalTable.from_arrays(collections, arrays, text)
+        matcher._pdq = load_pdq(directory / "pdq", mmap=mmap, **kwargs)
+        matcher._exact = {t: ExactIndex.load(directory / str(t)) for t in (SignalType.MD5, SignalType.SHA256)}
+        return matcher
+
+
+def _digest(arr: npt.NDArray[Any]) -> str:
+    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from partners.matching.errors import InvalidHashError, UnknownSignalTypeError
+from partners.matching.errors import DuplicateIdError, IndexFormatError, InvalidHashError, UnknownSignalTypeError
 from partners.matching.matcher import Match, Matcher
+from partners.matching.signal_table import SignalId, uuid_words
 from partners.matching.signals import pdq_words_to_hex
 from tests.matching.conftest import flip_bits, random_words
 
@@ -69,3 +73,52 @@ def test_bad_input_is_refused_before_any_change(hashes: list[str]) -> None:
     with pytest.raises(UnknownSignalTypeError):
         matcher.add("c", "vpdq", [])
     assert len(matcher) == 0
+
+
+def test_uuid_int_and_text_ids_round_trip_and_keys_are_reused(hashes: list[str]) -> None:
+    matcher = Matcher()
+    ids: list[SignalId] = [str(uuid.UUID(int=0xABC)), -5, "Not-A-UUID", str(uuid.UUID(int=0xABC)).upper()]
+    matcher.add("c", "pdq", [(sid, hashes[1]) for sid in ids])
+    [found] = matcher.match("pdq", [hashes[0]])
+    assert sorted(str(m.signal_id) for m in found) == sorted(str(s) for s in ids)
+    assert {type(m.signal_id) for m in found} == {int, str}
+    size = matcher._table.size
+    assert matcher.remove("c", [-5, "Not-A-UUID"]) == 2
+    matcher.add("c", "pdq", [(-5, hashes[2])])  # the same signal again takes its old key
+    assert matcher._table.size == size
+    assert [m.signal_id for m in matcher.match("pdq", [hashes[0]])[0]] == [ids[3], ids[0], -5]
+    with pytest.raises(DuplicateIdError):
+        matcher.add("c", "pdq", [(1, hashes[0]), (1, hashes[1])])
+
+
+def test_bulk_uuid_add(rng: np.random.Generator) -> None:
+    words = random_words(rng, 1000)
+    sids = [str(uuid.UUID(int=int(i) * 977 + 1)) for i in range(1000)]
+    matcher = Matcher()
+    matcher.add_pdq("big", uuid_words(sids), words)
+    assert len(matcher) == 1000
+    found = matcher.match("pdq", pdq_words_to_hex(words[[3, 500]]), threshold=0)
+    assert found == [[Match(0, "big", sids[3])], [Match(0, "big", sids[500])]]
+    assert matcher.remove("big", sids[:10]) == 10
+    assert matcher.match("pdq", pdq_words_to_hex(words[:1]), threshold=0) == [[]]
+
+
+def test_save_and_load(tmp_path: Path, hashes: list[str]) -> None:
+    matcher = Matcher(default_threshold=20)
+    matcher.set_threshold("loose", 52)
+    matcher.add("loose", "pdq", [("a", hashes[3]), (9, hashes[2])])
+    matcher.add("strict", "pdq", [(str(uuid.UUID(int=1)), hashes[1])])
+    matcher.add("strict", "md5", [("m", "d41d8cd98f00b204e9800998ecf8427e")])
+    matcher.remove("loose", [9])
+    matcher.save(tmp_path / "m")
+    loaded = Matcher.load(tmp_path / "m")
+    assert len(loaded) == len(matcher) == 3
+    for kind, value in (("pdq", hashes[0]), ("md5", "d41d8cd98f00b204e9800998ecf8427e")):
+        assert loaded.match(kind, [value]) == matcher.match(kind, [value])
+    loaded.add("loose", "pdq", [(9, hashes[0])])
+    assert Match(0, "loose", 9) in loaded.match("pdq", [hashes[0]])[0]
+    data = bytearray((tmp_path / "m" / "sid.npy").read_bytes())
+    data[-1] ^= 1
+    (tmp_path / "m" / "sid.npy").write_bytes(bytes(data))
+    with pytest.raises(IndexFormatError, match=r"sid\.npy"):
+        Matcher.load(tmp_path / "m")
