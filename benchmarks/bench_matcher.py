@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 THRESHOLDS = (31, 52)
 N_PLANTED_QUERIES = 200
-COMPETITORS = ("ours", "numpy", "faiss-flat", "faiss-mih-16x16", "faiss-mih-11x23")
+COMPETITORS = ("ours", "matcher", "numpy", "faiss-flat", "faiss-mih-16x16", "faiss-mih-11x23")
 Result = tuple[list[np.ndarray], list[np.ndarray]]  # per query: ids, distances
 
 
@@ -109,6 +109,25 @@ def worker(name: str, n: int, budget: float) -> dict[str, object]:
             hits = index.search(q, d)
             per = hits.per_query(len(q))
             return [p[0] for p in per], [p[1] for p in per]
+
+    elif name == "matcher":  # the Matcher facade with a UUID signal id per hash: its memory and overhead
+        from partners.matching.matcher import Matcher
+        from partners.matching.signals import pdq_words_to_hex
+
+        Matcher().warmup()
+        sids = np.random.default_rng(3).integers(0, 2**64, size=(n, 2), dtype=np.uint64)
+        sids[:, 1] = np.arange(n, dtype=np.uint64)  # unique; row i's signal is recognisable in the results
+        matcher = Matcher(background_merge=False)
+        matcher.set_threshold("bench", 64)  # the query's threshold decides
+        matcher.add_pdq("bench", sids, stored, copy=False)
+        del stored
+        batch = 1000
+
+        def search(q: np.ndarray, d: int) -> Result:
+            found = matcher.match("pdq", pdq_words_to_hex(q), threshold=d)
+            row = [[int(str(m.signal_id).replace("-", ""), 16) & 0xFFFFFFFF for m in f] for f in found]
+            ids_ = [np.array(r, dtype=np.int64) for r in row]
+            return ids_, [np.array([m.distance for m in f], dtype=np.int64) for f in found]
 
     elif name == "numpy":
         single_n = {31: 20, 52: 20}

@@ -91,12 +91,13 @@ class Matcher:
         form, sid, text = encode_ids([s for s, _ in pairs])
         self._add_encoded(collection, kind, form, sid, text, words, values)
 
-    def add_pdq(self, collection: str, signal_uuids: npt.ArrayLike, words: npt.ArrayLike) -> None:
+    def add_pdq(self, collection: str, signal_uuids: npt.ArrayLike, words: npt.ArrayLike, *, copy: bool = True) -> None:
         """Bulk add of PDQ signals whose ids are UUIDs: ``signal_uuids`` as (n, 2) uint64 (high, low) words
-        (``signal_table.uuid_words``), ``words`` as (n, 4) uint64. No Python object per signal."""
+        (``signal_table.uuid_words``), ``words`` as (n, 4) uint64. No Python object per signal. Into an
+        empty matcher this is one index build (``copy=False``: the index adopts ``words``)."""
         sid = np.ascontiguousarray(signal_uuids, dtype=np.uint64).reshape(-1, 2)
         form = np.full(len(sid), FORM_UUID, dtype=np.int8)
-        self._add_encoded(collection, SignalType.PDQ, form, sid, {}, as_words(words), [])
+        self._add_encoded(collection, SignalType.PDQ, form, sid, {}, as_words(words), [], copy=copy)
 
     def _add_encoded(
         self,
@@ -107,6 +108,7 @@ class Matcher:
         text: dict[int, str],
         words: npt.NDArray[np.uint64] | None,
         values: list[str],
+        copy: bool = True,
     ) -> None:
         if len(form) > 1:
             packed = np.concatenate([form.astype(np.uint64)[:, None], sid], axis=1)
@@ -119,7 +121,12 @@ class Matcher:
             coll = table.collection_index(collection, create=True)
             self._remove_encoded(coll, form, sid)
             keys = table.assign(coll, TYPE_CODES[kind], form, sid, text)
-            if words is not None:
+            if words is not None and len(self._pdq) == 0:  # a first load: one build, not a side table + merge
+                pdq = self._pdq
+                self._pdq = PdqIndex.build(
+                    words, keys, copy=copy, merge_at=pdq.merge_at, background_merge=pdq.background_merge
+                )
+            elif words is not None:
                 self._pdq.add(words, keys)
             else:
                 self._exact[kind].add(values, keys.tolist())
