@@ -16,13 +16,16 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub import jobs
+from hub import jobs, webhooks
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory, utcnow
 from hub.errors import HubError
 from hub.keys import HubKeys
 
 log = logging.getLogger(__name__)
+
+# Webhook deliveries are tried this often; each delivery's own backoff decides whether it is due.
+WEBHOOK_INTERVAL_S = 30
 
 
 def _runner(
@@ -55,12 +58,13 @@ def _runner(
 
 
 def add_jobs(scheduler: BaseScheduler, factory: sessionmaker[Session], settings: Settings) -> None:
-    """Schedule sealing, cosignature refresh, audit integration and token sweeping at the settings' intervals."""
+    """Schedule sealing, cosignatures, audit integration, webhook deliveries and token sweeps."""
     # (name, job, interval in seconds, takes settings, takes keys)
     plan: list[tuple[str, Callable[..., Any], int, bool, bool]] = [
         ("seal_pending", jobs.seal_pending, settings.seal_interval_s, True, True),
         ("refresh_cosignatures", jobs.refresh_cosignatures, max(1, settings.cosign_interval_s // 2), True, True),
         ("integrate_audit_log", jobs.integrate_audit_log, settings.audit_checkpoint_interval_s, False, True),
+        ("deliver_webhooks", webhooks.deliver_webhooks, WEBHOOK_INTERVAL_S, False, False),
         ("sweep_tokens", jobs.sweep_tokens, 3600, False, False),
     ]
     for name, job, seconds, with_settings, with_keys in plan:

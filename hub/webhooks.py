@@ -180,12 +180,11 @@ def _queue(session: Session, now: datetime) -> int:
 
 
 def deliver_webhooks(
-    session_factory: sessionmaker[Session], now: datetime, *, post: Post = http_post, keys: Any = None
+    session_factory: sessionmaker[Session], now: datetime, *, post: Post = http_post
 ) -> Delivered:
     """Queue deliveries for grown checkpoints, then post every due one (one transaction per delivery).
 
-    `keys` is accepted (and unused) so hub/scheduler.py's runner can call it like the other jobs; the notes
-    sent are already signed.
+    The notes sent are already signed: this job needs no key.
     """
     with session_factory.begin() as session:
         rls.set_tenant(session, rls.SYSTEM)

@@ -40,5 +40,5 @@ def test_the_scheduler_plans_every_job(settings, session_factory):
     scheduler = BackgroundScheduler(timezone="UTC")
     add_jobs(scheduler, session_factory, settings)
     assert {job.id for job in scheduler.get_jobs()} >= {
-        "seal_pending", "refresh_cosignatures", "integrate_audit_log", "sweep_tokens",
+        "seal_pending", "refresh_cosignatures", "integrate_audit_log", "deliver_webhooks", "sweep_tokens",
     }
