@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/bench_feed.py [--count 1000000] [--verify]
 
 Creates its own scratch database (from HASHFED_BENCH_POSTGRES_URL, default postgresql://root@127.0.0.1:5432/
-postgres) and drops it afterwards. Requests go through the Flask test client (the whole app: auth, parsing,
+postgres) and drops it afterwards. Like the serving hub, it connects as the role `hashfed_app`, which owns no
+table and is subject to row-level security. Requests go through the Flask test client (the whole app: auth, parsing,
 validation, the service, the commit); sealing runs the scheduler's job function; the new partner pages through
 `/batches` with `limit=20`. Prints rates and bytes on the wire per hash.
 """
@@ -25,14 +26,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from hub import jobs, keys, migrate
+from hub import jobs, keys, migrate, rls
 from hub.app import create_app
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory
+from hub.dbroles import ensure_role, grant_app_role
 from hub.keys import HubKeys
 from tests.hub import factories
 from tests.hub import feedkit as kit
 
+APP_ROLE = "hashfed_app"
 ADMIN = os.environ.get("HASHFED_BENCH_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres")
 
 
@@ -53,10 +56,17 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     try:
         migrate.upgrade(url)
+        owner_engine = make_engine(url)
+        with owner_engine.begin() as conn:
+            ensure_role(conn, APP_ROLE)
+            grant_app_role(conn, APP_ROLE)
+        owner_engine.dispose()
+        url = make_url(url).set(username=APP_ROLE, password=None).render_as_string(hide_password=False)
         settings = Settings(var_dir=tmp / "var", database_url=url, hub_name="bench.test")
         engine = make_engine(url)
         factory = make_session_factory(engine)
         with factory.begin() as s:
+            rls.set_tenant(s, rls.SYSTEM)
             hk, _root = __import__("tests.hub.auditkit", fromlist=["make_hub_keys"]).make_hub_keys(
                 s, settings
             )
@@ -110,6 +120,7 @@ def main() -> None:
 
         # seal
         with factory() as s:
+            rls.set_tenant(s, rls.SYSTEM)
             hk = HubKeys.load(settings, s)
         t0 = time.perf_counter()
         sealed = jobs.seal_pending(factory, datetime.now(UTC), keys=hk, settings=settings)

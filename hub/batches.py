@@ -17,7 +17,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from itertools import islice
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -27,13 +28,13 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
-    and_,
+    delete,
     insert,
     select,
     text,
     tuple_,
-    update,
 )
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from audit.canonical import format_time
@@ -51,11 +52,11 @@ from audit.merkle import CompactRange, NodeKey, b64encode, leaf_hash
 from audit.note import Checkpoint, cosign_note, sign_checkpoint
 from audit.payloads import BatchAdd, BatchPayload, BatchRemove
 from audit.signing import Signer
-from hub import auditlog, collections
+from hub import auditlog, collections, rls
 from hub.auditlog import Actor
 from hub.db import Base, UTCDateTime
 from hub.errors import HubError, NotFoundError
-from hub.signals import Pending, Signal
+from hub.signals import Pending, PendingChange, Signal
 
 # Namespace (first key) of the per-collection advisory locks; the second key is hashtext(collection id).
 SEAL_LOCK = 0x68667364  # "hfsd"
@@ -286,28 +287,69 @@ def ensure_head(
     return current
 
 
-_PENDING_COLUMNS = (
-    Signal.id,
-    Signal.pending,
-    Signal.type,
-    Signal.value,
-    Signal.quality,
-    Signal.tags,
-    Signal.added_audit_seq,
-    Signal.removed_audit_seq,
-    Signal.removal_reason,
+_PENDING = (
+    select(
+        PendingChange.signal_id,
+        PendingChange.op,
+        PendingChange.audit_seq,
+        Signal.type,
+        Signal.value,
+        Signal.quality,
+        Signal.tags,
+        Signal.removal_reason,
+    )
+    .join(Signal, Signal.id == PendingChange.signal_id)
+    .order_by(PendingChange.signal_id)
+)
+
+# Batch seq of each pending change: the n-th change in signal id order (the order `_PENDING` reads them in)
+# goes into batch first + (n - 1) // per. One UPDATE per sealing run, not two per batch.
+_MARK_SEALED = text(
+    "UPDATE signals SET"
+    " added_seq = CASE WHEN p.op = 'add' THEN p.seq ELSE signals.added_seq END,"
+    " removed_seq = CASE WHEN p.op = 'remove' THEN p.seq ELSE signals.removed_seq END"
+    " FROM (SELECT signal_id, op, :first + (row_number() OVER (ORDER BY signal_id) - 1) / :per AS seq"
+    " FROM pending_changes WHERE collection_id = :c) AS p"
+    " WHERE signals.id = p.signal_id"
 )
 
 
-def _pending(session: Session, collection_id: str, limit: int) -> list[Any]:
-    return list(
-        session.execute(
-            select(*_PENDING_COLUMNS)
-            .where(Signal.collection_id == collection_id, Signal.pending.is_not(None))
-            .order_by(Signal.id)
-            .limit(limit)
-        )
-    )
+def _encode_rows(
+    collection_id: str, seq: int, prev: str | None, now: datetime, rows: Sequence[Any]
+) -> tuple[bytes, int, int]:
+    """RFC 8785 payload bytes of one batch straight from pending rows, and its add and remove counts.
+
+    The template path writes each entry with one f-string (validated ids, hex values and reasons need no
+    escaping); a row with anything else falls back to building the payload and audit's encoder.
+    """
+    adds: list[str] = []
+    removes: list[str] = []
+    for sid, op, audit_seq, kind, value, quality, tags, reason in rows:
+        if op == Pending.ADD.value:
+            if tags is not None or not _SAFE.fullmatch(f"{sid}{kind}{value}"):
+                return _encode_slow(collection_id, seq, prev, now, rows)
+            q = "" if quality is None else f',"quality":{quality}'
+            adds.append(f'{{"audit_seq":{audit_seq},"id":"{sid}"{q},"type":"{kind}","value":"{value}"}}')
+        else:
+            if not _SAFE.fullmatch(f"{sid}{reason or ''}"):
+                return _encode_slow(collection_id, seq, prev, now, rows)
+            removes.append(f'{{"audit_seq":{audit_seq},"id":"{sid}","reason":"{reason or "withdrawn"}"}}')
+    sealed = format_time(now)
+    if not _safe(collection_id, sealed):
+        return _encode_slow(collection_id, seq, prev, now, rows)
+    prev_json = "null" if prev is None else f'"{prev}"'
+    payload = (
+        f'{{"adds":[{",".join(adds)}],"collection":"{collection_id}","prev":{prev_json},'
+        f'"removes":[{",".join(removes)}],"sealed_at":"{sealed}","seq":{seq}}}'
+    ).encode()
+    return payload, len(adds), len(removes)
+
+
+def _encode_slow(
+    collection_id: str, seq: int, prev: str | None, now: datetime, rows: Sequence[Any]
+) -> tuple[bytes, int, int]:
+    batch = _batch_from(collection_id, seq, prev, now, rows)
+    return encode_batch(batch), len(batch.adds), len(batch.removes)
 
 
 def _batch_from(
@@ -315,12 +357,12 @@ def _batch_from(
 ) -> BatchPayload:
     adds: list[BatchAdd] = []
     removes: list[BatchRemove] = []
-    for s in rows:
-        if s.pending == Pending.ADD.value:
-            tags = tuple(json.loads(s.tags)) if s.tags else None
-            adds.append(BatchAdd(s.id, s.type, s.value, s.added_audit_seq, s.quality, tags))
+    for sid, op, audit_seq, kind, value, quality, tags, reason in rows:
+        if op == Pending.ADD.value:
+            parsed = tuple(json.loads(tags)) if tags else None
+            adds.append(BatchAdd(sid, kind, value, int(audit_seq), quality, parsed))
         else:
-            removes.append(BatchRemove(s.id, s.removal_reason or "withdrawn", int(s.removed_audit_seq or 0)))
+            removes.append(BatchRemove(sid, reason or "withdrawn", int(audit_seq)))
     return BatchPayload(collection_id, seq, prev, now, tuple(adds), tuple(removes))
 
 
@@ -335,30 +377,32 @@ def seal_collection(
 ) -> Sealed | None:
     """Seal every pending change of one collection into batches of at most `max_entries`; None if none.
 
-    Runs in the caller's transaction: batches, nodes, signal updates, checkpoint and audit entries
-    commit together or not at all.
+    Runs in the caller's transaction: batches, nodes, signal seqs, checkpoint and audit entries commit
+    together or not at all.
     """
     now = now.astimezone(UTC).replace(microsecond=0)
+    rls.set_tenant(session, rls.SYSTEM)  # the hub's own work over every contributor's signals
     lock_collection(session, collection_id)
-    # Writers of signals (submissions, retractions) take the audit lock first: holding it, the pending set
-    # cannot change under us, so the range updates below mark exactly the rows that were read.
+    # Writers of pending changes (submissions, retractions) take the audit lock first: holding it, the
+    # pending set cannot change under us, so the seqs marked and the rows deleted below are exactly those read.
     auditlog.next_seq(session)
     if not session.scalar(
-        select(Signal.id).where(Signal.collection_id == collection_id, Signal.pending.is_not(None)).limit(1)
+        select(PendingChange.signal_id).where(PendingChange.collection_id == collection_id).limit(1)
     ):
         return None
     current = ensure_head(session, collection_id, hub_name=hub_name, signers=signers, now=now)
     frontier = frontier_from_nodes(current.size, _nodes(session, collection_id, frontier_keys(current.size)))
+    first = frontier.size + 1
     prev = current.payload_sha256
     seqs: list[int] = []
-    total_adds = total_removes = 0
-    while True:
-        rows = _pending(session, collection_id, max_entries)
-        if not rows:
-            break
+    total = total_adds = total_removes = 0
+    result = session.execute(
+        _PENDING.where(PendingChange.collection_id == collection_id).execution_options(yield_per=max_entries)
+    )
+    rows_iter = iter(result)
+    while rows := list(islice(rows_iter, max_entries)):
         seq = frontier.size + 1
-        batch = _batch_from(collection_id, seq, prev, now, rows)
-        payload = encode_batch(batch)
+        payload, adds, removes = _encode_rows(collection_id, seq, prev, now, rows)
         digest = hashlib.sha256(payload).hexdigest()
         envelope = sign_envelope(BatchPayload.PAYLOAD_TYPE, payload, [signers.batch]).to_json()
         rec = auditlog.record(
@@ -366,43 +410,39 @@ def seal_collection(
             Actor.system("seal"),
             "batch.seal",
             f"collection/{collection_id}",
-            {"seq": seq, "payload_sha256": digest, "adds": len(batch.adds), "removes": len(batch.removes)},
+            {"seq": seq, "payload_sha256": digest, "adds": adds, "removes": removes},
             now=now,
         )
-        session.add(
-            Batch(
+        session.execute(
+            insert(Batch).values(
                 collection_id=collection_id,
                 seq=seq,
                 payload=payload,
                 envelope=envelope,
                 payload_sha256=digest,
-                adds=len(batch.adds),
-                removes=len(batch.removes),
+                adds=adds,
+                removes=removes,
                 sealed_at=now,
                 audit_seq=rec.seq,
             )
         )
         _put_nodes(session, collection_id, nodes_to_store(frontier, [leaf_hash(payload)]))
-        last = rows[-1].id
-        for kind, column in ((Pending.ADD, Signal.added_seq), (Pending.REMOVE, Signal.removed_seq)):
-            session.execute(
-                update(Signal)
-                .where(
-                    and_(
-                        Signal.collection_id == collection_id, Signal.pending == kind.value, Signal.id <= last
-                    )
-                )
-                .values({column: seq, Signal.pending: None})
-                .execution_options(synchronize_session=False)
-            )
         seqs.append(seq)
-        total_adds += len(batch.adds)
-        total_removes += len(batch.removes)
+        total += len(rows)
+        total_adds += adds
+        total_removes += removes
         prev = digest
-        session.flush()
+    result.close()
     if not seqs:
         return None
-    # The range updates bypassed the identity map: loaded signals must be re-read before anyone uses them.
+    marked = cast(
+        "CursorResult[Any]",
+        session.execute(_MARK_SEALED, {"first": first, "per": max_entries, "c": collection_id}),
+    )
+    if marked.rowcount != total:
+        raise SealError(f"collection {collection_id}: {total} pending changes, {marked.rowcount} signals marked")
+    session.execute(delete(PendingChange).where(PendingChange.collection_id == collection_id))
+    # The statements above bypassed the identity map: loaded signals must be re-read before anyone uses them.
     for obj in list(session.identity_map.values()):
         if isinstance(obj, Signal):
             session.expire(obj)
@@ -421,7 +461,8 @@ def seal_collection(
 
 
 def collections_with_pending(session: Session) -> list[str]:
-    return list(session.scalars(select(Signal.collection_id).where(Signal.pending.is_not(None)).distinct()))
+    rls.set_tenant(session, rls.SYSTEM)
+    return list(session.scalars(select(PendingChange.collection_id).distinct()))
 
 
 def cosign(
@@ -429,6 +470,7 @@ def cosign(
 ) -> CollectionHead:
     """Replace the head's cosignature with a fresh one at `now` (the tree may not have grown)."""
     now = now.astimezone(UTC).replace(microsecond=0)
+    rls.set_tenant(session, rls.SYSTEM)
     lock_collection(session, collection_id)
     current = ensure_head(session, collection_id, hub_name=hub_name, signers=signers, now=now)
     if current.cosigned_at >= now:

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -27,6 +27,8 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    bindparam,
+    delete,
     func,
     insert,
     select,
@@ -35,7 +37,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from audit.canonical import canonical_json
 from hub import auditlog, collections
 from hub.auditlog import Actor
 from hub.db import Base, UTCDateTime, utcnow
@@ -54,6 +55,7 @@ _LOOKUP_CHUNK = 2_000
 HEX_LENGTHS = {"pdq": 64, "md5": 32, "sha256": 64}
 ZERO_PDQ = "0" * 64  # real feeds have carried it: the hash of a blank image matches everything blank
 _HEX = re.compile(r"[0-9a-fA-F]*")
+_HEX_OF = {kind: re.compile(f"[0-9a-fA-F]{{{n}}}") for kind, n in HEX_LENGTHS.items()}
 _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]*")
 _ITEM_KEYS = frozenset({"type", "value", "quality", "tags", "case_ref"})
 
@@ -72,13 +74,19 @@ class Pending(enum.StrEnum):
 
 
 class Signal(Base):
-    """One hash in one collection, from submission to its removal."""
+    """One hash in one collection, from submission to its removal.
+
+    Two indexes only, each with a reader: the primary key (retraction, reports, the sealer's join) and the
+    partial unique index of active values (deduplication, the deny list's sweep, the matcher's lookups). No
+    foreign keys: their per-row checks were a third of bulk ingest on PostgreSQL, and the service checks
+    both under the audit lock (the collection is contributable, the contributor is the token's partner);
+    collections and partners are never deleted (partners are suspended).
+    """
 
     __tablename__ = "signals"
     __table_args__ = (
         CheckConstraint("type IN ('pdq', 'md5', 'sha256')", name="type"),
         CheckConstraint("status IN ('active', 'retracted', 'retired')", name="status"),
-        CheckConstraint("pending IS NULL OR pending IN ('add', 'remove')", name="pending"),
         CheckConstraint("quality IS NULL OR (quality >= 0 AND quality <= 100)", name="quality"),
         # Deduplication: one active signal per (type, value) in a collection; a retracted one may come back.
         Index(
@@ -90,20 +98,10 @@ class Signal(Base):
             postgresql_where=text("status = 'active'"),
             sqlite_where=text("status = 'active'"),
         ),
-        # The sealer reads a collection's pending changes in id order.
-        Index(
-            "ix_signals_pending",
-            "collection_id",
-            "id",
-            postgresql_where=text("pending IS NOT NULL"),
-            sqlite_where=text("pending IS NOT NULL"),
-        ),
-        # Snapshots read the signals active at a seq in id order.
-        Index("ix_signals_collection_added", "collection_id", "added_seq", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id"))
+    collection_id: Mapped[str] = mapped_column(String(36))
     type: Mapped[str] = mapped_column(String(10))
     # Normalized: lowercase hex.
     value: Mapped[str] = mapped_column(String(64))
@@ -112,10 +110,9 @@ class Signal(Base):
     tags: Mapped[str | None] = mapped_column(Text, nullable=True)
     # The contributor's opaque case reference (never served to other partners, never audited).
     case_ref: Mapped[str | None] = mapped_column(String(MAX_CASE_REF_LENGTH), nullable=True)
-    contributor_id: Mapped[str] = mapped_column(ForeignKey("partners.id"), index=True)
+    contributor_id: Mapped[str] = mapped_column(String(36))
     status: Mapped[str] = mapped_column(String(10))
-    pending: Mapped[str | None] = mapped_column(String(6), nullable=True)
-    # Audit entry of the submission; batch seq that published it.
+    # Audit entry of the submission; batch seq that published it (NULL until sealed).
     added_audit_seq: Mapped[int] = mapped_column(BigInteger)
     added_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # Audit entry of the retraction or retirement; batch seq that published the removal.
@@ -124,6 +121,24 @@ class Signal(Base):
     removal_reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class PendingChange(Base):
+    """A change waiting for the sealer: a narrow row per add or remove, deleted when its batch is sealed.
+
+    Submission and retraction insert here; the sealer reads a collection's rows in signal id order, so it
+    never scans or rewrites the wide `signals` rows to find its work. A signal has at most one pending
+    change: retracting a never-published add deletes the add instead.
+    """
+
+    __tablename__ = "pending_changes"
+    __table_args__ = (CheckConstraint("op IN ('add', 'remove')", name="op"),)
+
+    collection_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    signal_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    op: Mapped[str] = mapped_column(String(6))
+    # Audit entry of the submission or removal that authorized the change (the batch entry's audit_seq).
+    audit_seq: Mapped[int] = mapped_column(BigInteger)
 
 
 class RetiredValue(Base):
@@ -151,9 +166,8 @@ class IdempotencyKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-@dataclass(frozen=True)
-class Item:
-    """A validated, normalized submission item."""
+class Item(NamedTuple):
+    """A validated, normalized submission item (a tuple: validation makes up to 10,000 per request)."""
 
     type: str
     value: str
@@ -226,19 +240,41 @@ def _item_problems(raw: Any, types: Sequence[str], min_quality: int) -> tuple[It
 
 
 def validate(items: Any, types: Sequence[str], min_quality: int) -> list[Item]:
-    """Normalize every item or raise: 413 over the limit, 422 naming each bad item by its index."""
+    """Normalize every item or raise: 413 over the limit, 422 naming each bad item by its index.
+
+    The common item (a known type, a hex value of the right length, an optional quality, no tags) takes a
+    fast path of a few checks; anything else goes through `_item_problems`, which names every problem.
+    """
     if not isinstance(items, list) or not items:
         raise ValidationError("signals must be a non-empty list", errors={"signals": ["a non-empty list"]})
     if len(items) > MAX_SIGNALS_PER_REQUEST:
         raise PayloadTooLargeError(f"at most {MAX_SIGNALS_PER_REQUEST} signals per request, got {len(items)}")
+    patterns = {kind: _HEX_OF[kind] for kind in types if kind in _HEX_OF}
     out: list[Item] = []
+    append = out.append
     errors: dict[str, list[str]] = {}
+    keys = _ITEM_KEYS
     for i, raw in enumerate(items):
+        if type(raw) is dict and raw.keys() <= keys and "tags" not in raw:
+            kind = raw.get("type")
+            value = raw.get("value")
+            pattern = patterns.get(kind) if type(kind) is str else None
+            if pattern is not None and type(value) is str and pattern.fullmatch(value):
+                value = value.lower()
+                quality = raw.get("quality")
+                case_ref = raw.get("case_ref")
+                if (
+                    value != ZERO_PDQ
+                    and (quality is None or (kind == "pdq" and type(quality) is int and min_quality <= quality <= 100))
+                    and (case_ref is None or (type(case_ref) is str and 0 < len(case_ref) <= MAX_CASE_REF_LENGTH))
+                ):
+                    append(Item(str(kind), value, quality, None, case_ref))
+                    continue
         item, problems = _item_problems(raw, types, min_quality)
         if problems:
             errors[str(i)] = problems
         elif item is not None:
-            out.append(item)
+            append(item)
     if errors:
         raise ValidationError(
             f"{len(errors)} of {len(items)} signals are invalid", errors={"signals": errors}
@@ -251,7 +287,30 @@ def _chunks(seq: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield seq[start : start + size]
 
 
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+# One index probe per item, whatever the planner's (often stale, right after bulk ingest) statistics say: a
+# LATERAL subquery with LIMIT is not flattened into a join, so it cannot become a hash join over the table.
+_LOOKUP_RETIRED = (
+    "SELECT u.type, u.value FROM unnest(CAST(:types AS varchar[]), CAST(:values AS varchar[])) AS u(type, value)"
+    " CROSS JOIN LATERAL (SELECT 1 FROM retired_values r WHERE r.type = u.type AND r.value = u.value LIMIT 1) AS r"
+)
+_LOOKUP_ACTIVE = (
+    "SELECT u.type, u.value, s.id FROM unnest(CAST(:types AS varchar[]), CAST(:values AS varchar[])) AS u(type, value)"
+    " CROSS JOIN LATERAL (SELECT id FROM signals WHERE collection_id = :c AND type = u.type AND value = u.value"
+    " AND status = 'active' LIMIT 1) AS s"
+)
+
+
 def _retired(session: Session, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    if _is_postgres(session):
+        rows = session.execute(
+            text(_LOOKUP_RETIRED),
+            {"types": [t for t, _ in pairs], "values": [v for _, v in pairs]},
+        )
+        return {(t, v) for t, v in rows}
     found: set[tuple[str, str]] = set()
     for chunk in _chunks(pairs, _LOOKUP_CHUNK):
         rows = session.execute(
@@ -266,6 +325,13 @@ def _retired(session: Session, pairs: Sequence[tuple[str, str]]) -> set[tuple[st
 def _existing(
     session: Session, collection_id: str, pairs: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], str]:
+    """Ids of the active signals among `pairs` in the collection (one query on PostgreSQL)."""
+    if _is_postgres(session):
+        rows = session.execute(
+            text(_LOOKUP_ACTIVE),
+            {"c": collection_id, "types": [t for t, _ in pairs], "values": [v for _, v in pairs]},
+        )
+        return {(t, v): i for t, v, i in rows}
     found: dict[tuple[str, str], str] = {}
     by_type: dict[str, list[str]] = {}
     for t, v in pairs:
@@ -282,6 +348,74 @@ def _existing(
             )
             found.update(((kind, v), i) for v, i in rows)
     return found
+
+
+_INSERT_PG = text(
+    # One statement: the new rows from arrays, and their pending adds from what was inserted.
+    "WITH new AS ("
+    " INSERT INTO signals (id, collection_id, type, value, quality, tags, case_ref, contributor_id, status,"
+    " added_audit_seq, created_at)"
+    " SELECT u.id, :c, u.type, u.value, u.quality, u.tags, u.case_ref, :p, 'active', :a, :now"
+    " FROM unnest(CAST(:ids AS varchar[]), CAST(:types AS varchar[]), CAST(:values AS varchar[]),"
+    " CAST(:qualities AS integer[]), CAST(:tags AS text[]), CAST(:refs AS varchar[]))"
+    " AS u(id, type, value, quality, tags, case_ref)"
+    " RETURNING id)"
+    " INSERT INTO pending_changes (collection_id, signal_id, op, audit_seq) SELECT :c, id, 'add', :a FROM new"
+).bindparams(bindparam("now", type_=UTCDateTime()))
+
+
+def _insert(
+    session: Session,
+    collection_id: str,
+    partner_id: str,
+    audit_seq: int,
+    now: datetime,
+    ids: Sequence[str],
+    items: Sequence[Item],
+) -> None:
+    if not ids:
+        return
+    if _is_postgres(session):
+        session.execute(
+            _INSERT_PG,
+            {
+                "c": collection_id,
+                "p": partner_id,
+                "a": audit_seq,
+                "now": now,
+                "ids": list(ids),
+                "types": [it.type for it in items],
+                "values": [it.value for it in items],
+                "qualities": [it.quality for it in items],
+                "tags": [it.tags for it in items],
+                "refs": [it.case_ref for it in items],
+            },
+        )
+        return
+    rows = [
+        {
+            "id": sid,
+            "collection_id": collection_id,
+            "type": it.type,
+            "value": it.value,
+            "quality": it.quality,
+            "tags": it.tags,
+            "case_ref": it.case_ref,
+            "contributor_id": partner_id,
+            "status": SignalStatus.ACTIVE.value,
+            "added_audit_seq": audit_seq,
+            "created_at": now,
+        }
+        for sid, it in zip(ids, items, strict=True)
+    ]
+    pending = [
+        {"collection_id": collection_id, "signal_id": sid, "op": Pending.ADD.value, "audit_seq": audit_seq}
+        for sid in ids
+    ]
+    for chunk in _chunks(rows, _INSERT_CHUNK):
+        session.execute(insert(Signal), list(chunk))
+    for chunk in _chunks(pending, _INSERT_CHUNK):
+        session.execute(insert(PendingChange), list(chunk))
 
 
 def ids_digest(ids: Iterable[str]) -> str:
@@ -370,26 +504,7 @@ def submit(
     else:
         details["ids_sha256"] = ids_digest(fresh_ids)
     rec = auditlog.record(session, actor, "signals.submit", f"collection/{collection.id}", details, now=now)
-
-    rows = [
-        {
-            "id": sid,
-            "collection_id": collection.id,
-            "type": it.type,
-            "value": it.value,
-            "quality": it.quality,
-            "tags": it.tags,
-            "case_ref": it.case_ref,
-            "contributor_id": partner_id,
-            "status": SignalStatus.ACTIVE.value,
-            "pending": Pending.ADD.value,
-            "added_audit_seq": rec.seq,
-            "created_at": now,
-        }
-        for sid, it in zip(fresh_ids, fresh, strict=True)
-    ]
-    for chunk in _chunks(rows, _INSERT_CHUNK):
-        session.execute(insert(Signal), list(chunk))
+    _insert(session, collection.id, partner_id, rec.seq, now, fresh_ids, fresh)
 
     body = {
         "collection": collection.id,
@@ -405,7 +520,7 @@ def submit(
                 key=idempotency_key,
                 request_sha256=request_sha256,
                 status=201,
-                response=canonical_json(body),
+                response=json.dumps(body, separators=(",", ":")).encode(),
                 created_at=now,
             )
         )
@@ -420,8 +535,27 @@ def _remove(
     signal.removal_reason = reason
     signal.removed_audit_seq = audit_seq
     signal.removed_at = now
-    # A signal never published needs no remove: it simply never appears in a batch.
-    signal.pending = None if signal.pending == Pending.ADD.value else Pending.REMOVE.value
+    if signal.added_seq is None:
+        # Never published: drop its pending add, and no batch ever mentions it.
+        session.execute(
+            delete(PendingChange).where(
+                PendingChange.collection_id == signal.collection_id, PendingChange.signal_id == signal.id
+            )
+        )
+    else:
+        session.execute(
+            insert(PendingChange).values(
+                collection_id=signal.collection_id,
+                signal_id=signal.id,
+                op=Pending.REMOVE.value,
+                audit_seq=audit_seq,
+            )
+        )
+
+
+def is_pending(session: Session, signal_id: str) -> bool:
+    """Whether a change of this signal waits for the sealer."""
+    return session.scalar(select(PendingChange.op).where(PendingChange.signal_id == signal_id)) is not None
 
 
 def _signal_in(session: Session, collection_id: str, signal_id: str) -> Signal:
@@ -491,12 +625,68 @@ def retire(
     return signal
 
 
+@dataclass(frozen=True)
+class Retired:
+    """The outcome of retiring a (type, value): its audit entry and the signals the next batches remove."""
+
+    type: str
+    value: str
+    audit_seq: int
+    removed: list[str]
+
+
+def retire_value(
+    session: Session, *, kind: str, value: Any, actor: Actor, now: datetime | None = None
+) -> Retired:
+    """Governance retires a hash everywhere: deny-listed, and every active signal of it removed. Audited.
+
+    Already on the deny list is a 409; a bad type or value a 422. The audit entry names the removed signal
+    ids and the SHA-256 of the value, never the value itself (the log is public to auditors).
+    """
+    now = now or utcnow()
+    if kind not in HEX_LENGTHS or not isinstance(value, str) or not _HEX_OF[kind].fullmatch(value):
+        raise ValidationError(
+            "invalid hash", errors={"value": [f"type is one of {', '.join(HEX_LENGTHS)}, value its hex digest"]}
+        )
+    value = value.lower()
+    auditlog.next_seq(session)  # the audit lock before the row locks: the order the sealer takes them in
+    if session.get(RetiredValue, (kind, value)) is not None:
+        raise ConflictError("this hash is already retired")
+    found: list[Signal] = []
+    for cid in session.scalars(select(collections.Collection.id).order_by(collections.Collection.id)):
+        # Per collection, so the lookup uses the (collection_id, type, value) index of active values.
+        found.extend(
+            session.scalars(
+                select(Signal)
+                .where(
+                    Signal.collection_id == cid,
+                    Signal.type == kind,
+                    Signal.value == value,
+                    Signal.status == SignalStatus.ACTIVE.value,
+                )
+                .with_for_update()
+            )
+        )
+    removed = sorted(s.id for s in found)
+    rec = auditlog.record(
+        session,
+        actor,
+        "signal.retire",
+        f"hash/{kind}/{hashlib.sha256(value.encode()).hexdigest()}",
+        {"type": kind, "removed": removed, "collections": sorted({s.collection_id for s in found})},
+        now=now,
+    )
+    for signal in found:
+        _remove(session, signal, SignalStatus.RETIRED, "retired", rec.seq, now)
+    session.add(RetiredValue(type=kind, value=value, retired_at=now, audit_seq=rec.seq))
+    session.flush()
+    return Retired(kind, value, rec.seq, removed)
+
+
 def pending_counts(session: Session) -> dict[str, int]:
     """Pending changes per collection id (for metrics and the sealer)."""
     rows = session.execute(
-        select(Signal.collection_id, func.count())
-        .where(Signal.pending.is_not(None))
-        .group_by(Signal.collection_id)
+        select(PendingChange.collection_id, func.count()).group_by(PendingChange.collection_id)
     )
     return {c: n for c, n in rows}
 

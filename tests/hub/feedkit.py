@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
-from hub import batches, collections, signals
+from hub import batches, collections, rls, signals
 from hub.auditlog import Actor
 from hub.config import Settings
 from hub.keys import HubKeys
@@ -25,6 +25,8 @@ def partner(session: Session, name: str | None = None, kind: str = "platform") -
 
 
 def hub_keys(session: Session, settings: Settings) -> HubKeys:
+    """The hub's keys; the test's transaction acts as SYSTEM (an operator) from here on (RLS on PostgreSQL)."""
+    rls.set_tenant(session, rls.SYSTEM)
     return make_hub_keys(session, settings, T0)[0]
 
 

@@ -157,4 +157,4 @@ def test_concurrent_sealers_never_duplicate_or_skip_a_seq(fresh_database, tmp_pa
         assert [r.seq for r in rows] == list(range(1, 16))  # 100 signals / 7 per batch
         assert sum(r.adds for r in rows) == 100
         assert batches.head(s, cid).size == 15
-        assert s.scalar(select(signals.Signal.id).where(signals.Signal.pending.is_not(None))) is None
+        assert s.scalar(select(signals.PendingChange.signal_id)) is None
