@@ -199,3 +199,27 @@ def test_every_forbidden_statement_is_refused_for_the_owner_by_trigger(database)
             trans.rollback()
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("actor", "action", "subject", "details"),
+    [
+        (Actor(type="partner", partner="p1", client="c1"), "signal.add", "collection/c", {"ids": ["a", "b"], "n": 2}),
+        (Actor.system("seal"), "batch.seal", "collection/ü", {"nested": {"z": 1, "a": [True, None]}, "é": "\u2028"}),
+        (Actor(type="user", partner="g", user="u"), "user.login", "user/u", {}),
+    ],
+    ids=["partner with list", "unicode and nesting", "empty details"],
+)
+def test_entry_bytes_are_exactly_the_payload_types_canonical_bytes(session, actor, action, subject, details):
+    """record() splices pre-encoded parts around seq and time; the result must be RFC 8785 to the byte."""
+    r = record(session, actor, action, subject, details, now=T0 + timedelta(seconds=7))
+    expected = EntryPayload(r.seq, T0 + timedelta(seconds=7), actor.to_dict(), action, subject, details)
+    assert r.entry == expected.to_bytes()
+
+
+def test_a_refused_entry_takes_no_seq(session):
+    before = auditlog.next_seq(session)
+    with pytest.raises(ValueError):
+        record(session, ACTOR, "x", "s/1", {"ratio": 0.5})
+    assert auditlog.next_seq(session) == before
+    assert record(session, ACTOR, "x", "s/1", {}).seq == before
