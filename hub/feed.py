@@ -17,8 +17,9 @@ from marshmallow import Schema, fields, validate
 
 from audit.errors import VerificationError
 from audit.merkle import b64decode, b64encode
-from hub import auditlog, batches, collections, signals, snapshots
+from hub import auditlog, batches, collections, rls, signals, snapshots
 from hub.auth import current_principal, require_scope
+from hub.db import utcnow
 from hub.errors import NotFoundError, ServiceUnavailableError, ValidationError
 from hub.keys import HubKeys
 from hub.web import db, settings, state
@@ -104,6 +105,18 @@ class CollectionSchema(Schema):
     min_quality = fields.Integer()
     descriptor_version = fields.Integer()
     access = fields.List(fields.String())
+
+
+class RetireSchema(Schema):
+    type = fields.String(required=True, validate=validate.OneOf(list(signals.HEX_LENGTHS)))
+    value = fields.String(required=True, metadata={"description": "the hash, lowercase or uppercase hex"})
+
+
+class RetiredSchema(Schema):
+    type = fields.String()
+    value = fields.String()
+    audit_seq = fields.Integer()
+    removed = fields.List(fields.String(), metadata={"description": "signal ids the next batches remove"})
 
 
 class RetractSchema(Schema):
@@ -340,6 +353,11 @@ def retract(args: dict[str, Any], c: str, signal_id: str) -> None:
 # --- governance --------------------------------------------------------------------------------------------
 
 
+def _as_governance() -> None:
+    """Governance acts across partners: its requests see every partner's feed rows (RLS tenant SYSTEM)."""
+    rls.set_tenant(db(), rls.SYSTEM)
+
+
 @blp.route("/v1/governance/collections", methods=["POST"])
 @require_scope("governance")
 @blp.arguments(CollectionCreateSchema)
@@ -347,7 +365,9 @@ def retract(args: dict[str, Any], c: str, signal_id: str) -> None:
 @blp.alt_response(409, description="slug taken")
 @blp.alt_response(422, description="invalid settings")
 def create_collection(args: dict[str, Any]) -> dict[str, Any]:
-    """Create a collection (audited; its descriptor is signed)."""
+    """Create a collection (audited; its descriptor is signed, its log gets a signed size-0 checkpoint)."""
+    _as_governance()
+    keys = _keys()
     c = collections.create_collection(
         db(),
         slug=args["slug"],
@@ -358,8 +378,11 @@ def create_collection(args: dict[str, Any]) -> dict[str, Any]:
         min_quality=args["min_quality"],
         actor=current_principal().actor(),
         hub_name=settings().hub_name,
-        signer=_keys().signer("collection"),
+        signer=keys.signer("collection"),
     )
+    signers = batches.Signers(keys.signer("batch"), keys.signer("checkpoint"), keys.signer("timestamp"))
+    now = utcnow().replace(microsecond=0)
+    batches.ensure_head(db(), c.id, hub_name=settings().hub_name, signers=signers, now=now)
     return _summary(c, [])
 
 
@@ -371,6 +394,7 @@ def change_access(c: str, partner_id: str, access: str) -> dict[str, Any]:
     """Grant (PUT) or revoke (DELETE) read or contribute access; audited, descriptor re-signed."""
     if access not in {a.value for a in collections.Access}:
         raise NotFoundError("access is reader or contributor")
+    _as_governance()
     col = collections.set_access(
         db(),
         c,
@@ -392,6 +416,7 @@ def change_access(c: str, partner_id: str, access: str) -> dict[str, Any]:
 @blp.alt_response(409, description="already removed")
 def governance_retract(args: dict[str, Any], c: str, signal_id: str) -> None:
     """Governance withdraws a signal (e.g. for a victim who asked the intake service)."""
+    _as_governance()
     signals.retract(
         db(),
         collection_id=c,
@@ -400,3 +425,16 @@ def governance_retract(args: dict[str, Any], c: str, signal_id: str) -> None:
         actor=current_principal().actor(),
         reason=args["reason"],
     )
+
+
+@blp.route("/v1/governance/retired", methods=["POST"])
+@require_scope("governance")
+@blp.arguments(RetireSchema)
+@blp.response(201, RetiredSchema)
+@blp.alt_response(409, description="already retired")
+@blp.alt_response(422, description="not a valid hash of that type")
+def retire(args: dict[str, Any]) -> dict[str, Any]:
+    """Retire a hash: deny-listed for good, and removed from every collection in its next batch (audited)."""
+    _as_governance()
+    done = signals.retire_value(db(), kind=args["type"], value=args["value"], actor=current_principal().actor())
+    return {"type": done.type, "value": done.value, "audit_seq": done.audit_seq, "removed": done.removed}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from sqlalchemy.orm import Session
 
-from hub import collections, jobs, rls
+from hub import batches, collections, jobs, rls
 from hub.auditlog import Actor
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory, utcnow
@@ -100,6 +100,11 @@ def create(
             hub_name=settings.hub_name,
             signer=hk.signer("collection"),
             description=description,
+        )
+        # A readable collection always has a checkpoint: a signed, cosigned one of size 0 from the start.
+        signers = batches.Signers(hk.signer("batch"), hk.signer("checkpoint"), hk.signer("timestamp"))
+        batches.ensure_head(
+            session, c.id, hub_name=settings.hub_name, signers=signers, now=utcnow().replace(microsecond=0)
         )
         click.echo(c.id)
 

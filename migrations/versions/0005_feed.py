@@ -8,9 +8,10 @@ checks dominated bulk ingest; the service checks both under the audit lock, and 
 partners are ever deleted). Pending adds and removes are narrow rows in `pending_changes`, which the sealer
 reads in signal id order and deletes, so sealing never searches the wide signal rows.
 
-Row-level security (PostgreSQL): a signal is visible to its contributor, to the partners that may read or
-contribute to its collection, and to the SYSTEM tenant; only its contributor (or SYSTEM) may write it.
-Idempotency keys belong to their partner. Batch payloads and envelopes are stored uncompressed (hex
+Row-level security (PostgreSQL): idempotency keys belong to their partner. Signals do not have it yet: the
+hub-hosted matcher builds one process-wide index from `signals` inside a partner's request, which a policy
+limited to that partner's collections would silently truncate (docs/protocol.md, Performance and isolation,
+says what lands with it). Batch payloads and envelopes are stored uncompressed (hex
 digests barely compress, and pglz cost more than the write).
 
 Revision ID: 0005_feed
@@ -199,14 +200,12 @@ def upgrade() -> None:
         # Updates set a signal's seqs and status once or twice in its life: room on the page lets them be
         # HOT updates (no index entries written), about three times faster when sealing a million.
         op.execute("ALTER TABLE signals SET (fillfactor = 50)")
+    rls.enable(bind, "idempotency_keys", "partner_id")
 
 
 def downgrade() -> None:
     # Dropping sealed batches and checkpoints destroys what partners verified: an explicit operator act.
     bind = op.get_bind()
-    if bind.dialect.name == "postgresql":
-        op.execute("DROP POLICY IF EXISTS signals_collection_members ON signals")
-    rls.disable(bind, "signals")
     rls.disable(bind, "idempotency_keys")
     for table in _APPEND_ONLY:
         appendonly.uninstall(bind, table)

@@ -1,0 +1,230 @@
+"""The feed's operator side: retiring a hash over HTTP, the size-0 checkpoint of a new collection, the
+`hashfed seal`, `cosign` and `collections ...` commands, the embedded scheduler, and row-level security."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select, text
+
+from hub import batches, collections, rls, signals
+from hub.app import create_app
+from hub.auditlog import Actor, AuditEntry
+from hub.cli import main
+from hub.config import Settings
+from hub.db import make_session_factory
+from hub.scheduler import start_embedded
+from hub.signals import IdempotencyKey, PendingChange, Signal
+from hub.tenants import PartnerKind
+from tests.hub import factories
+from tests.hub import feedkit as kit
+
+
+def _grant(session, keys, c, partner, access=collections.Access.READER):
+    collections.set_access(
+        session, c.id, partner.id, access, True, actor=Actor.operator(), hub_name=keys.hub_name,
+        signer=keys.signer("collection"),
+    )
+
+
+@pytest.fixture
+def gov(session, settings):
+    keys = kit.hub_keys(session, settings)
+    staff = factories.partner(session, kind=PartnerKind.GOVERNANCE, name="governance")
+    return keys, factories.auth(factories.token(session, staff, ["governance"]))
+
+
+# --- retiring a hash ---------------------------------------------------------------------------------------
+
+
+def test_retiring_a_hash_removes_it_from_every_collection_and_denies_it(client, session, gov):
+    keys, auth = gov
+    a, b = kit.partner(session, "a"), kit.partner(session, "b")
+    ca, cb = kit.collection(session, keys, a), kit.collection(session, keys, b)
+    value = kit.pdq()
+    published = kit.submit(session, ca, a, [{"type": "pdq", "value": value}]).new_ids[0]
+    kit.seal(session, keys)
+    unpublished = kit.submit(session, cb, b, [{"type": "pdq", "value": value}]).new_ids[0]
+    r = client.post("/v1/governance/retired", json={"type": "pdq", "value": value.upper()}, headers=auth)
+    assert r.status_code == 201, r.json
+    assert sorted(r.json["removed"]) == sorted([published, unpublished])
+    assert r.json["value"] == value
+    entry = session.scalars(select(AuditEntry.entry).where(AuditEntry.seq == r.json["audit_seq"])).one()
+    assert b'"signal.retire"' in entry and value.encode() not in entry
+    # The published one is a remove in ca's next batch; the never-published one simply never appears.
+    [sealed] = kit.seal(session, keys)
+    assert (sealed.collection_id, sealed.adds, sealed.removes) == (ca.id, 0, 1)
+    assert {s.status for s in session.scalars(select(Signal).where(Signal.value == value))} == {"retired"}
+    assert session.scalar(select(func.count()).select_from(PendingChange)) == 0
+    with pytest.raises(signals.ConflictError):
+        kit.submit(session, cb, b, [{"type": "pdq", "value": value}])
+    again = client.post("/v1/governance/retired", json={"type": "pdq", "value": value}, headers=auth)
+    assert again.status_code == 409
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"type": "pdq", "value": "ab" * 31}, {"type": "vpdq", "value": "ab" * 32}, {"type": "md5"}],
+    ids=["short value", "unknown type", "no value"],
+)
+def test_a_bad_retirement_is_a_422_and_writes_nothing(client, session, gov, body):
+    _keys, auth = gov
+    before = session.scalar(select(func.count()).select_from(AuditEntry))
+    r = client.post("/v1/governance/retired", json=body, headers=auth)
+    assert r.status_code == 422
+    assert session.scalar(select(func.count()).select_from(AuditEntry)) == before
+    assert session.scalar(select(func.count()).select_from(signals.RetiredValue)) == 0
+
+
+def test_retiring_needs_the_governance_scope(client, session, settings):
+    kit.hub_keys(session, settings)
+    p = kit.partner(session)
+    auth = factories.auth(factories.token(session, p, ["feed:read", "hashes:write"]))
+    r = client.post("/v1/governance/retired", json={"type": "md5", "value": "a" * 32}, headers=auth)
+    assert r.status_code == 403
+
+
+# --- a new collection's checkpoint -------------------------------------------------------------------------
+
+
+def test_a_new_collection_has_a_signed_cosigned_checkpoint_of_size_0(client, session, gov):
+    from audit.note import SIG_COSIGNATURE, NoteVerifier, open_checkpoint
+
+    keys, auth = gov
+    owner = kit.partner(session, "owner")
+    r = client.post("/v1/governance/collections", json={"slug": "fresh", "owner": owner.id}, headers=auth)
+    assert r.status_code == 201, r.json
+    cid = r.json["id"]
+    read = factories.auth(factories.token(session, owner, ["feed:read"]))
+    note = client.get(f"/v1/collections/{cid}/checkpoint", headers=read)
+    assert note.status_code == 200
+    cosigner = NoteVerifier("hub.test/timestamp", keys.signer("timestamp").public_key, SIG_COSIGNATURE)
+    opened = open_checkpoint(
+        note.get_data(as_text=True), f"hub.test/collections/{cid}", [keys.signer("checkpoint").public_key],
+        [cosigner],
+    )
+    assert opened.checkpoint.size == 0
+    page = client.get(f"/v1/collections/{cid}/batches?since_size=0", headers=read)
+    assert page.status_code == 200 and page.json["size"] == 0 and page.json["batches"] == []
+
+
+# --- commands ----------------------------------------------------------------------------------------------
+
+
+def test_seal_cosign_and_collections_commands(fresh_database, tmp_path):
+    settings = Settings(var_dir=tmp_path / "var", database_url=fresh_database.app_url, hub_name="hub.test")
+    env = {
+        "HASHFED_VAR_DIR": str(settings.var_dir),
+        "HASHFED_DATABASE_URL": fresh_database.app_url,
+        "HASHFED_HUB_NAME": "hub.test",
+    }
+    factory = make_session_factory(fresh_database.engine)
+    with factory.begin() as s:
+        keys = kit.hub_keys(s, settings)
+        owner, other = kit.partner(s, "owner"), kit.partner(s, "other")
+        headless = kit.collection(s, keys, owner).id  # made without a checkpoint: cosign signs its first
+        owner_id, other_id = owner.id, other.id
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(main, list(args), env=env)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    cid = run("collections", "create", "cli-made", "--owner", owner_id, "--types", "pdq,md5").strip()
+    assert "granted reader on cli-made" in run("collections", "grant", "cli-made", other_id, "--access", "reader")
+    listed = run("collections", "list")
+    assert f"{cid}  cli-made  ncii  types=pdq,md5  readers=2  contributors=1  descriptor v2" in listed
+    assert "revoked reader" in run("collections", "revoke", cid, other_id, "--access", "reader")
+    bad = runner.invoke(main, ["collections", "create", "cli-made", "--owner", owner_id], env=env)
+    assert bad.exit_code == 1 and "exists" in bad.output
+
+    assert run("cosign") == "cosigned 1 checkpoints\n"  # the headless one; cli-made has one from creation
+    with factory() as s:
+        rls.set_tenant(s, rls.SYSTEM)
+        assert {batches.head(s, c).size for c in (cid, headless)} == {0}
+    assert run("seal") == "nothing pending\n"
+    with factory.begin() as s:
+        rls.set_tenant(s, rls.SYSTEM)
+        c = collections.get(s, cid)
+        kit.submit(s, c, s.get(type(owner), owner_id), [{"type": "md5", "value": f"{i:032x}"} for i in (1, 2, 3)])
+    assert run("seal") == f"{cid}: sealed seq 1..1 (+3 -0), size 1\n"
+    assert run("seal") == "nothing pending\n"
+
+
+def test_the_embedded_scheduler_runs_the_jobs_and_stops(fresh_database, tmp_path):
+    settings = Settings(var_dir=tmp_path / "var", database_url=fresh_database.app_url, hub_name="hub.test")
+    factory = make_session_factory(fresh_database.engine)
+    with factory.begin() as s:
+        keys = kit.hub_keys(s, settings)
+        owner = kit.partner(s, "owner")
+        c = kit.collection(s, keys, owner)
+        kit.submit(s, c, owner, [{"type": "md5", "value": "a" * 32}])
+        cid = c.id
+    app = create_app(settings, engine=fresh_database.engine)
+    scheduler = start_embedded(app, settings)
+    try:
+        assert scheduler.running
+        assert {"seal_pending", "refresh_cosignatures", "integrate_audit_log"} <= {
+            j.id for j in scheduler.get_jobs()
+        }
+        deadline = time.monotonic() + 20
+        size = 0
+        while time.monotonic() < deadline and size < 1:
+            time.sleep(0.2)
+            with factory() as s:
+                head = batches.head(s, cid)
+                size = 0 if head is None else head.size
+        assert size == 1  # sealed by the scheduler's first run
+    finally:
+        scheduler.shutdown(wait=True)
+    assert not scheduler.running
+
+
+# --- row-level security ------------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres_only
+def test_row_level_security_isolates_idempotency_keys(database, connection, session, settings):
+    if database.backend != "postgresql":
+        pytest.skip("row-level security is PostgreSQL's")
+    keys = kit.hub_keys(session, settings)
+    a, b = kit.partner(session, "a"), kit.partner(session, "b")
+    ca = kit.collection(session, keys, a)
+    signals.submit(
+        session, collection_id=ca.id, partner_id=a.id, items=[{"type": "pdq", "value": kit.pdq()}],
+        actor=kit.actor_of(a), idempotency_key="k-1", request_sha256="a" * 64, now=kit.T0,
+    )
+    session.flush()
+    assert rls.tables_with_rls(connection).get("idempotency_keys") is True
+
+    def visible() -> int:
+        return session.scalar(select(func.count()).select_from(IdempotencyKey).where(IdempotencyKey.partner_id == a.id))
+
+    rls.set_tenant(session, b.id)
+    assert visible() == 0
+    with session.begin_nested():
+        assert session.execute(text("UPDATE idempotency_keys SET status = 500")).rowcount == 0
+    with pytest.raises(Exception, match="row-level security"), session.begin_nested():
+        session.execute(
+            text(
+                "INSERT INTO idempotency_keys (partner_id, key, request_sha256, status, response, created_at)"
+                " VALUES (:a, 'forged', :d, 201, '\\x7b7d', now())"
+            ),
+            {"a": a.id, "d": "b" * 64},
+        )
+    rls.set_tenant(session, None)
+    assert visible() == 0
+    rls.set_tenant(session, a.id)
+    assert visible() == 1
+    # B replaying A's key is a new request for B, never A's stored response.
+    rls.set_tenant(session, rls.SYSTEM)
+    _grant(session, keys, ca, b, collections.Access.CONTRIBUTOR)
+    rls.set_tenant(session, b.id)
+    replay = signals.submit(
+        session, collection_id=ca.id, partner_id=b.id, items=[{"type": "md5", "value": "c" * 32}],
+        actor=kit.actor_of(b), idempotency_key="k-1", request_sha256="a" * 64, now=kit.T0,
+    )
+    assert not replay.replayed and replay.body["accepted"] == 1
