@@ -22,7 +22,7 @@ from partners import logs
 from partners.errors import PartnerError
 from partners.indexing import sync_hook as index_sync_hook
 from partners.mirror import Mirror
-from partners.reports import OUTCOMES, ReportQueue
+from partners.reports import OUTCOMES, FlushResult, ReportQueue
 from partners.reports import QUEUE_FILE as REPORT_QUEUE_FILE
 from partners.schedule import Runner, parse_duration
 from partners.sync import Syncer, SyncReport
@@ -294,6 +294,19 @@ def listen(
         mirror.close()
 
 
+def send_reports(config: cfg.PartnerConfig, queue: ReportQueue) -> FlushResult:
+    """Send what waits in the report queue with a `reports:write` token (the kit's sync config is untouched)."""
+    from dataclasses import replace
+
+    from partners.auth import make_session
+
+    transport = RequestsTransport(config.hub_url, make_session(replace(config, scope="reports:write")))
+    try:
+        return queue.flush(transport)
+    finally:
+        transport.close()
+
+
 @main.command()
 @click.option("--outcome", type=click.Choice(OUTCOMES), default=None, help="The new outcome.")
 @click.option("--ref", "content_ref", default=None, help="Every report this kit made for this content reference.")
@@ -312,9 +325,7 @@ def report(
     send_only: bool,
 ) -> None:
     """Record a new outcome for reports (queued locally, then sent; retried later if the hub is unreachable)."""
-    from dataclasses import replace
 
-    from partners.auth import make_session
 
     config = ctx.config()
     queue = ReportQueue.open(ctx.home / REPORT_QUEUE_FILE)
@@ -328,11 +339,7 @@ def report(
             for rid in dict.fromkeys(ids):
                 queue.enqueue_outcome(rid, outcome, actioned_at=actioned_at, automated_decision=automated_decision)
             click.echo(f"queued outcome {outcome} for {len(set(ids))} report(s)")
-        transport = RequestsTransport(config.hub_url, make_session(replace(config, scope="reports:write")))
-        try:
-            result = queue.flush(transport)
-        finally:
-            transport.close()
+        result = send_reports(config, queue)
     except PartnerError as e:
         raise click.ClickException(str(e)) from e
     finally:

@@ -257,15 +257,12 @@ def _report_matches(
     ctx: Context, index: LocalIndex, found: dict[str, list[Match]], content_ref: str | None, surface: str
 ) -> None:
     """Queue one pending_review report per (item, matched signal), then try to send the queue."""
-    from dataclasses import replace
-
     from sqlalchemy import select
 
-    from partners.auth import make_session
+    from partners.cli import send_reports
     from partners.errors import PartnerError
     from partners.mirror import signals as mirror_signals
     from partners.reports import QUEUE_FILE, MatchedSignal, ReportQueue
-    from partners.transport import RequestsTransport
 
     queue = ReportQueue.open(ctx.home / QUEUE_FILE)
     try:
@@ -291,12 +288,7 @@ def _report_matches(
                     queue.enqueue_matches(matched, content_ref=content_ref or item, surface=surface)
                     queued += len(matched)
         click.echo(f"queued {queued} pending_review report(s)", err=True)
-        config = ctx.config()
-        transport = RequestsTransport(config.hub_url, make_session(replace(config, scope="reports:write")))
-        try:
-            result = queue.flush(transport)
-        finally:
-            transport.close()
+        result = send_reports(ctx.config(), queue)
     except PartnerError as e:
         raise click.ClickException(str(e)) from e
     finally:
