@@ -94,6 +94,9 @@ def worker(name: str, n: int, budget: float) -> dict[str, object]:
     """Build one competitor over n hashes and measure it; returns a JSON-able row set."""
     stored, queries, truth = make_data(n, 2000)
     rows: dict[str, object] = {"name": name, "n": n}
+    if name == "matcher":  # input data like ``stored``, so not part of "build s": a UUID signal id per hash
+        sids = np.random.default_rng(3).integers(0, 2**64, size=(n, 2), dtype=np.uint64)
+        sids[:, 1] = np.arange(n, dtype=np.uint64)  # unique; row i's signal is recognisable in the results
     t0 = time.perf_counter()
     search: Callable[[np.ndarray, int], Result]
     single_n = {31: 2000, 52: 200}
@@ -115,12 +118,10 @@ def worker(name: str, n: int, budget: float) -> dict[str, object]:
         from partners.matching.signals import pdq_words_to_hex
 
         Matcher().warmup()
-        sids = np.random.default_rng(3).integers(0, 2**64, size=(n, 2), dtype=np.uint64)
-        sids[:, 1] = np.arange(n, dtype=np.uint64)  # unique; row i's signal is recognisable in the results
         matcher = Matcher(background_merge=False)
         matcher.set_threshold("bench", 64)  # the query's threshold decides
-        matcher.add_pdq("bench", sids, stored, copy=False)
-        del stored
+        matcher.add_pdq("bench", sids, stored, copy=False)  # the matcher adopts both arrays
+        del stored, sids
         batch = 1000
 
         def search(q: np.ndarray, d: int) -> Result:

@@ -94,7 +94,6 @@ def build_tables(hashes, bits, offs, rows, occ):
     nb1 = nb + np.int64(1)
     m = offs.shape[0] // nb1
     words = nb >> np.int64(6)
-    cursor = np.empty(nb1, dtype=np.uint32)
     for c in range(m):
         base = np.int64(c) * nb1
         start = np.int64(c) * np.int64(bits)
@@ -102,22 +101,23 @@ def build_tables(hashes, bits, offs, rows, occ):
             offs[base + k] = np.uint32(0)
         for r in range(n):
             k = _chunk(hashes[r, 0], hashes[r, 1], hashes[r, 2], hashes[r, 3], start, bits)
-            offs[base + k + 1] += np.uint32(1)
+            offs[base + k] += np.uint32(1)
         obase = np.int64(c) * words
         for w in range(words):
             occ[obase + w] = np.uint64(0)
         for k in range(nb):
-            if offs[base + k + 1] != np.uint32(0):
+            if offs[base + k] != np.uint32(0):
                 occ[obase + (k >> 6)] |= np.uint64(1) << np.uint64(k & 63)
-        for k in range(1, nb1):
+        # offs[k] = end of bucket k; filling each bucket from its end, rows taken last to first, leaves
+        # offs[k] at the bucket's start with its rows ascending, without a cursor array (32 MiB at 23 bits)
+        for k in range(1, nb):
             offs[base + k] += offs[base + k - 1]
-        for k in range(nb1):
-            cursor[k] = offs[base + k]
+        offs[base + nb] = np.uint32(n)
         rbase = np.int64(c) * np.int64(n)
-        for r in range(n):
+        for r in range(n - 1, -1, -1):
             k = _chunk(hashes[r, 0], hashes[r, 1], hashes[r, 2], hashes[r, 3], start, bits)
-            rows[rbase + np.int64(cursor[k])] = np.uint32(r)
-            cursor[k] += np.uint32(1)
+            offs[base + k] -= np.uint32(1)
+            rows[rbase + np.int64(offs[base + k])] = np.uint32(r)
 
 
 @njit(cache=True, nogil=True)
@@ -411,3 +411,150 @@ def lookup_signals(order, coll, kind, form_shift, sid, q_coll, q_form, q_sid, ou
             else:
                 hi = mid
         out[i] = lo
+
+
+@njit(cache=True, nogil=True)
+def _id_word(form, sid, i, w):
+    """Word ``w`` of the sort key of signal ``i``: (form, sid high, sid low)."""
+    if w == 0:
+        return np.uint64(form[i])
+    return sid[i, w - 1]
+
+
+@njit(cache=True, nogil=True)
+def _id_less(form, sid, a, b):
+    fa = form[a]
+    fb = form[b]
+    if fa != fb:
+        return fa < fb
+    if sid[a, 0] != sid[b, 0]:
+        return sid[a, 0] < sid[b, 0]
+    return sid[a, 1] < sid[b, 1]
+
+
+@njit(cache=True, nogil=True)
+def _id_equal(form, sid, a, b):
+    return form[a] == form[b] and sid[a, 0] == sid[b, 0] and sid[a, 1] == sid[b, 1]
+
+
+@njit(cache=True, nogil=True)
+def _insertion_sort_ids(form, sid, perm, lo, hi):
+    """Insertion sort of ``perm[lo:hi]`` by id; position of a duplicate, or -1. Once per small bucket."""
+    for i in range(lo + 1, hi):
+        v = perm[i]
+        j = i - 1
+        while j >= lo and _id_less(form, sid, v, perm[j]):
+            perm[j + 1] = perm[j]
+            j -= 1
+        perm[j + 1] = v
+    for i in range(lo + 1, hi):
+        if _id_equal(form, sid, perm[i - 1], perm[i]):
+            return i
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _digit_width(size):
+    """Bits of a radix digit for ``size`` keys: about eight keys per bucket, 1..20 bits."""
+    width = 1
+    while width < 20 and (np.int64(1) << np.int64(width + 3)) < size:
+        width += 1
+    return width
+
+
+@njit(cache=True, nogil=True)
+def sort_ids(form, sid, perm, scratch):
+    """Sort ``perm`` (int32 positions into ``form``/``sid``) in place by (form, sid[:, 0], sid[:, 1]); returns
+    the position in ``perm`` of an entry equal to its predecessor (a duplicate id), or -1.
+
+    An MSD radix sort whose digit adapts to the range: it starts at the highest bit in which the range's keys
+    differ (so small ints and random UUIDs both split evenly) and is as wide as gives about eight keys per
+    bucket (at most 20 bits); buckets of up to 32 keys are insertion-sorted at once. Memory: the int32
+    ``scratch`` (len(perm)), a count table of up to 1M entries and a stack of n/32 ranges; no int64 or
+    (n, 3) temporaries.
+    """
+    n = perm.shape[0]
+    if n <= 32:
+        return _insertion_sort_ids(form, sid, perm, 0, n)
+    counts = np.empty((np.int64(1) << _digit_width(n)) + 1, dtype=np.int64)
+    cap = n // 32 + 64
+    st_lo = np.empty(cap, dtype=np.int64)
+    st_hi = np.empty(cap, dtype=np.int64)
+    st_w = np.empty(cap, dtype=np.int64)
+    st_lo[0] = 0
+    st_hi[0] = n
+    st_w[0] = 0
+    top = 1
+    while top > 0:  # every range on the stack holds more than 32 keys
+        top -= 1
+        lo = st_lo[top]
+        hi = st_hi[top]
+        w = st_w[top]
+        size = hi - lo
+        kmin = _id_word(form, sid, perm[lo], w)
+        kmax = kmin
+        for i in range(lo + 1, hi):
+            k = _id_word(form, sid, perm[i], w)
+            kmin = min(kmin, k)
+            kmax = max(kmax, k)
+        if kmin == kmax:  # the range agrees on this word: sort on the next one
+            if w == 2:
+                return lo + 1  # every key of the range is the same
+            st_w[top] = w + 1
+            top += 1
+            continue
+        high = 63
+        diff = kmin ^ kmax
+        while (diff >> np.uint64(high)) == np.uint64(0):
+            high -= 1
+        width = min(_digit_width(size), high + 1)
+        shift = np.uint64(high + 1 - width)
+        nbk = np.int64(1) << np.int64(width)
+        mask = np.uint64(nbk - 1)
+        for b in range(nbk + 1):
+            counts[b] = 0
+        for i in range(lo, hi):
+            b = np.int64((_id_word(form, sid, perm[i], w) >> shift) & mask)
+            counts[b + 1] += 1
+        counts[0] = lo
+        for b in range(1, nbk + 1):
+            counts[b] += counts[b - 1]
+        for i in range(lo, hi):  # counts[b] ends up at the end of bucket b
+            b = np.int64((_id_word(form, sid, perm[i], w) >> shift) & mask)
+            scratch[counts[b]] = perm[i]
+            counts[b] += 1
+        for i in range(lo, hi):
+            perm[i] = scratch[i]
+        start = lo
+        for b in range(nbk):
+            end = counts[b]
+            if end - start > 32:
+                st_lo[top] = start
+                st_hi[top] = end
+                st_w[top] = w
+                top += 1
+            elif end - start > 1:
+                dup = _insertion_sort_ids(form, sid, perm, start, end)
+                if dup >= 0:
+                    return dup
+            start = end
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def insert_sorted(order, pos, new, out):
+    """``out`` = ``order`` with ``new[i]`` inserted before ``order[pos[i]]`` (``pos`` non-decreasing)."""
+    j = 0
+    o = 0
+    for i in range(new.shape[0]):
+        p = pos[i]
+        while j < p:
+            out[o] = order[j]
+            o += 1
+            j += 1
+        out[o] = new[i]
+        o += 1
+    while j < order.shape[0]:
+        out[o] = order[j]
+        o += 1
+        j += 1

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from partners.matching.errors import DuplicateIdError, IndexFormatError
+from partners.matching.errors import IndexFormatError
 from partners.matching.exact_index import ExactIndex
 from partners.matching.pdq_index import DEFAULT_MERGE_AT, PdqIndex, as_words
 from partners.matching.signal_table import (
@@ -30,6 +30,7 @@ from partners.matching.signal_table import (
     SignalId,
     SignalTable,
     encode_ids,
+    sort_batch,
 )
 from partners.matching.signals import DEFAULT_PDQ_THRESHOLD, SignalType, check_threshold, pdq_hex_to_words
 from partners.matching.storage import load_pdq, save_pdq
@@ -94,7 +95,8 @@ class Matcher:
     def add_pdq(self, collection: str, signal_uuids: npt.ArrayLike, words: npt.ArrayLike, *, copy: bool = True) -> None:
         """Bulk add of PDQ signals whose ids are UUIDs: ``signal_uuids`` as (n, 2) uint64 (high, low) words
         (``signal_table.uuid_words``), ``words`` as (n, 4) uint64. No Python object per signal. Into an
-        empty matcher this is one index build (``copy=False``: the index adopts ``words``)."""
+        empty matcher this is one index build whose keys are the rows (``copy=False``: the matcher adopts
+        ``words`` and ``signal_uuids``; the caller must not modify them)."""
         sid = np.ascontiguousarray(signal_uuids, dtype=np.uint64).reshape(-1, 2)
         form = np.full(len(sid), FORM_UUID, dtype=np.int8)
         self._add_encoded(collection, SignalType.PDQ, form, sid, {}, as_words(words), [], copy=copy)
@@ -110,23 +112,25 @@ class Matcher:
         values: list[str],
         copy: bool = True,
     ) -> None:
-        if len(form) > 1:
-            packed = np.concatenate([form.astype(np.uint64)[:, None], sid], axis=1)
-            if len(np.unique(packed, axis=0)) != len(form):
-                raise DuplicateIdError("a signal id appears twice in one batch of adds")
+        perm = sort_batch(form, sid)  # refuses a repeated id before anything changes
         if len(form) == 0:
             return
         with self._lock:
             table = self._table
             coll = table.collection_index(collection, create=True)
-            self._remove_encoded(coll, form, sid)
-            keys = table.assign(coll, TYPE_CODES[kind], form, sid, text)
-            if words is not None and len(self._pdq) == 0:  # a first load: one build, not a side table + merge
+            if words is not None and table.size == 0 and len(self._pdq) == 0 and not text:
+                # a first load: keys 0..n-1 in batch order are the index's rows (no key or id array), the
+                # sorted batch is the table's order, and the index is one build (not a side table + merge)
+                table.assign_all(coll, TYPE_CODES[kind], form, sid, perm, copy=copy)
+                del perm, form, sid
                 pdq = self._pdq
                 self._pdq = PdqIndex.build(
-                    words, keys, copy=copy, merge_at=pdq.merge_at, background_merge=pdq.background_merge
+                    words, None, copy=copy, merge_at=pdq.merge_at, background_merge=pdq.background_merge
                 )
-            elif words is not None:
+                return
+            self._remove_encoded(coll, form, sid)
+            keys = table.assign(coll, TYPE_CODES[kind], form, sid, text, perm)
+            if words is not None:
                 self._pdq.add(words, keys)
             else:
                 self._exact[kind].add(values, keys.tolist())

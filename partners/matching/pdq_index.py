@@ -9,7 +9,8 @@ Layers, smallest first:
 
 Stored entries carry an int64 id (the caller's key; the :class:`~partners.matching.matcher.Matcher` maps it to
 a collection and signal id). Internally the main table's rows are sorted by id, so removing by id is a
-binary search and no id-to-row map is kept in memory.
+binary search and no id-to-row map is kept in memory. When a segment's ids are exactly its row numbers
+(0..n-1, the Matcher's dense keys) no id array is kept at all: the kernels then report rows, which are the ids.
 """
 
 from __future__ import annotations
@@ -267,7 +268,10 @@ def _scan(queries: U64Array, threshold: int, seg: _KernelSegment) -> tuple[I64Ar
 
 @dataclass(frozen=True)
 class _Segment:
-    """A table with the ids of its rows and its tombstones (1 = removed). ``dead`` is written in place."""
+    """A table with the ids of its rows and its tombstones (1 = removed). ``dead`` is written in place.
+
+    ``ids`` is empty when the ids are the row numbers 0..n-1 (no array of 8 bytes per row then; the kernels
+    report row numbers for an empty ids array). :meth:`id_array` materialises them when needed (a save)."""
 
     table: PdqTable
     ids: I64Array
@@ -276,9 +280,24 @@ class _Segment:
     def __post_init__(self) -> None:
         object.__setattr__(self, "ids", _kernel_array(self.ids, np.int64))
         object.__setattr__(self, "dead", _kernel_array(self.dead, np.uint8))
+        if len(self.ids) not in (0, len(self.table)):
+            raise MatchingError(f"{len(self.ids)} ids for {len(self.table)} rows")
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def dense(self) -> bool:
+        """Whether the ids are the row numbers (no id array kept)."""
+        return len(self.ids) == 0
+
+    def id_array(self) -> I64Array:
+        return np.arange(len(self.table), dtype=np.int64) if self.dense else self.ids
 
     def alive(self) -> tuple[U64Array, I64Array]:
         keep = self.dead == 0
+        if self.dense:
+            return self.table.hashes[keep], np.flatnonzero(keep).astype(np.int64)
         return self.table.hashes[keep], self.ids[keep]
 
 
@@ -295,7 +314,7 @@ class _State:
     @cached_property
     def searched(self) -> list[_KernelSegment]:
         """The non-empty segments, as the kernels take them."""
-        segs = (s for s in (self.main, self.merging, self.side) if s is not None and len(s.ids))
+        segs = (s for s in (self.main, self.merging, self.side) if s is not None and len(s))
         return [(s.table, s.dead, s.ids) for s in segs]
 
     def mih_args(self, threshold: int, which: tuple[int, ...]) -> _MihArgs:
@@ -306,18 +325,26 @@ class _State:
         return found
 
 
-def _segment(hashes: U64Array, ids: I64Array, *, sorted_ids: bool, copy: bool = True) -> _Segment:
+def _segment(hashes: U64Array, ids: I64Array | None, *, sorted_ids: bool, copy: bool = True) -> _Segment:
     """A segment over copies of ``hashes``/``ids`` in huge-page memory, rows sorted by id if asked.
 
     ``copy=False`` adopts the caller's arrays when they are already sorted by id: a 10M build then holds one
-    copy of the hashes, not two.
+    copy of the hashes, not two. ``ids=None`` means 0..n-1; ids equal to 0..n-1 are not kept either.
     """
-    if sorted_ids and ids.shape[0] > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+    n = int(hashes.shape[0])
+    if ids is not None and sorted_ids and n > 1 and not bool(np.all(ids[1:] > ids[:-1])):
         order = np.argsort(ids, kind="stable")
         hashes, ids, copy = hashes[order], ids[order], False
+    if ids is not None and (n == 0 or (_is_increasing(ids) and int(ids[0]) == 0 and int(ids[-1]) == n - 1)):
+        ids = None  # strictly increasing from 0 to n-1: the row numbers
     words: U64Array = memory.copy_of(hashes, np.uint64) if copy else hashes  # type: ignore[assignment]
-    id_copy: I64Array = memory.copy_of(ids, np.int64) if copy else ids  # type: ignore[assignment]
-    return _Segment(PdqTable.build(words), id_copy, np.zeros(len(id_copy), dtype=np.uint8))
+    id_copy: I64Array = _NO_IDS if ids is None else memory.copy_of(ids, np.int64) if copy else ids  # type: ignore[assignment]
+    table = PdqTable.build(words)
+    return _Segment(table, id_copy, np.zeros(n, dtype=np.uint8))
+
+
+def _is_increasing(ids: I64Array) -> bool:
+    return ids.shape[0] < 2 or bool(np.all(ids[1:] > ids[:-1]))
 
 
 class PdqIndex:
@@ -341,15 +368,20 @@ class PdqIndex:
     # -- construction ---------------------------------------------------------------------------------
 
     @classmethod
-    def build(cls, hashes: npt.ArrayLike, ids: npt.ArrayLike, *, copy: bool = True, **kwargs: int | bool) -> PdqIndex:
-        """A new index over ``hashes`` (``(n, 4)`` uint64 words or hex strings) with int64 ``ids``.
+    def build(
+        cls, hashes: npt.ArrayLike, ids: npt.ArrayLike | None = None, *, copy: bool = True, **kwargs: int | bool
+    ) -> PdqIndex:
+        """A new index over ``hashes`` (``(n, 4)`` uint64 words or hex strings) with int64 ``ids``
+        (``None``: 0..n-1, kept as row numbers without an id array).
 
         With ``copy=False`` the index takes ownership of C-contiguous uint64 words and int64 ids (the caller
         must not modify them), which saves a copy of the hashes at build time.
         """
         index = cls(**kwargs)  # type: ignore[arg-type]
-        words, id_arr = as_words(hashes), _as_ids(ids)
-        _check_batch(words, id_arr)
+        words = as_words(hashes)
+        id_arr = None if ids is None else _as_ids(ids)
+        if id_arr is not None:
+            _check_batch(words, id_arr)
         index._state = _State(main=_segment(words, id_arr, sorted_ids=True, copy=copy))
         return index
 
@@ -375,7 +407,7 @@ class PdqIndex:
         """Number of live entries."""
         st = self._state
         segments = (s for s in (st.main, st.merging, st.side) if s is not None)
-        return sum(len(s.ids) - int(s.dead.sum()) for s in segments)
+        return sum(len(s) - int(np.count_nonzero(s.dead)) for s in segments)
 
     def search(self, queries: npt.ArrayLike, threshold: int = DEFAULT_PDQ_THRESHOLD, mode: SearchMode = "auto") -> Hits:
         """Every live entry within ``threshold`` (0..64) of each query, with its distance: exact recall.
@@ -440,7 +472,7 @@ class PdqIndex:
                 id_arr = np.concatenate([old_ids, id_arr])
             side = _segment(words, id_arr, sorted_ids=False)
             self._state = _State(main=st.main, merging=st.merging, side=side)
-            big = len(side.ids) >= self.merge_at
+            big = len(side) >= self.merge_at
         if big:
             self.merge(wait=not self.background_merge)
 
@@ -563,9 +595,12 @@ def _has_dead(seg: _Segment) -> bool:
 
 def _live_rows(seg: _Segment, ids: I64Array, *, sorted_ids: bool) -> tuple[I64Array, npt.NDArray[np.bool_]]:
     """Rows of ``seg`` holding each id, and whether that row is live (a missing id gives False)."""
-    n = len(seg.ids)
+    n = len(seg)
     if n == 0 or len(ids) == 0:
         return np.zeros(len(ids), dtype=np.int64), np.zeros(len(ids), dtype=bool)
+    if seg.dense:
+        rows_c = np.clip(ids, 0, n - 1)
+        return rows_c, (ids >= 0) & (ids < n) & (seg.dead[rows_c] == 0)
     if sorted_ids:
         rows = np.searchsorted(seg.ids, ids).astype(np.int64)
         rows_c = np.minimum(rows, n - 1)

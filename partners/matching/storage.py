@@ -39,11 +39,11 @@ def save_pdq(index: PdqIndex, path: str | os.PathLike[str]) -> None:
     live = seg.dead == 0
     if not live.all():  # main_segment merges, so this is only a guard against a concurrent remove
         table = PdqTable.build(np.ascontiguousarray(seg.table.hashes[live]))
-        seg = _Segment(table, seg.ids[live], seg.dead[live])
+        seg = _Segment(table, seg.id_array()[live], seg.dead[live])
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
     table = seg.table
-    arrays: dict[str, npt.NDArray[Any]] = {"hashes": table.hashes, "ids": seg.ids}
+    arrays: dict[str, npt.NDArray[Any]] = {"hashes": table.hashes, "ids": seg.id_array()}
     arrays.update(offs=table.offs, rows=table.rows, occ=table.occ)
     files: dict[str, Any] = {}
     for name, arr in arrays.items():
@@ -53,7 +53,7 @@ def save_pdq(index: PdqIndex, path: str | os.PathLike[str]) -> None:
     manifest = {
         "format": FORMAT,
         "version": VERSION,
-        "count": len(seg.ids),
+        "count": len(seg),
         "bits": table.layout.bits,
         "chunks": table.layout.chunks,
         "files": files,
@@ -87,7 +87,10 @@ def load_pdq(path: str | os.PathLike[str], *, mmap: bool = True, **kwargs: int |
         raise IndexFormatError(f"malformed index manifest in {directory}: {e}") from e
     _check_structure(arrays, count, layout)
     table = PdqTable(arrays["hashes"], layout, arrays["offs"], arrays["rows"], arrays["occ"])
-    seg = _Segment(table, arrays["ids"], np.zeros(count, dtype=np.uint8))
+    ids = arrays["ids"]
+    if count and int(ids[0]) == 0 and int(ids[-1]) == count - 1:  # strictly increasing (checked): 0..n-1
+        ids = ids[:0]  # the row numbers: no id array in memory
+    seg = _Segment(table, ids, np.zeros(count, dtype=np.uint8))
     return PdqIndex.from_state(seg, **kwargs)
 
 

@@ -12,7 +12,7 @@ from partners.matching.errors import DuplicateIdError, IndexFormatError, Invalid
 from partners.matching.matcher import Match, Matcher
 from partners.matching.signal_table import SignalId, uuid_words
 from partners.matching.signals import pdq_words_to_hex
-from tests.matching.conftest import flip_bits, random_words
+from tests.matching.conftest import brute_force, flip_bits, random_words
 
 
 @pytest.fixture
@@ -122,3 +122,67 @@ def test_save_and_load(tmp_path: Path, hashes: list[str]) -> None:
     (tmp_path / "m" / "sid.npy").write_bytes(bytes(data))
     with pytest.raises(IndexFormatError, match=r"sid\.npy"):
         Matcher.load(tmp_path / "m")
+
+
+def test_bulk_build_refuses_duplicates_takes_removes_and_answers_like_brute_force(
+    rng: np.random.Generator, tmp_path: Path
+) -> None:
+    n = 3000
+    stored = random_words(rng, n)
+    queries = np.stack([flip_bits(rng, stored[i * 97], k) for i, k in enumerate((0, 3, 9, 17, 28, 31, 40))])
+    sids = rng.integers(0, 2**64, size=(n, 2), dtype=np.uint64)
+    with pytest.raises(DuplicateIdError):
+        twice = sids.copy()
+        twice[2000] = twice[7]
+        Matcher().add_pdq("c", twice, stored)
+    names = [str(uuid.UUID(int=(int(hi) << 64) | int(lo))) for hi, lo in sids.tolist()]
+    matcher = Matcher(background_merge=False)
+    matcher.set_threshold("c", 64)  # the query's threshold decides
+    matcher.add_pdq("c", sids, stored)
+    with pytest.raises(DuplicateIdError):  # into a non-empty matcher too, and nothing changes
+        matcher.add(
+            "c", "pdq", [(names[5], pdq_words_to_hex(stored[:1])[0]), (names[5], pdq_words_to_hex(stored[:1])[0])]
+        )
+    gone = list(range(0, n, 7))
+    assert matcher.remove("c", [names[i] for i in gone]) == len(gone)
+    back = gone[::2]  # re-added with other hashes: the same keys, new values
+    moved = random_words(rng, len(back))
+    moved[0] = queries[1]
+    matcher.add("c", "pdq", [(names[i], h) for i, h in zip(back, pdq_words_to_hex(moved), strict=True)])
+    assert len(matcher) == n - len(gone) + len(back)
+
+    current = {i: stored[i] for i in range(n) if i not in set(gone)} | dict(zip(back, moved, strict=True))
+    rows = sorted(current)
+    words = np.stack([current[i] for i in rows])
+    for threshold in (0, 17, 31, 52):
+        want = [sorted((d, names[rows[r]]) for r, d in hits.items()) for hits in brute_force(words, queries, threshold)]
+        got = matcher.match("pdq", pdq_words_to_hex(queries), threshold=threshold)
+        assert [[(m.distance, m.signal_id) for m in f] for f in got] == want, threshold
+        assert all(m.collection == "c" for f in got for m in f)
+    matcher.save(tmp_path / "m")
+    loaded = Matcher.load(tmp_path / "m")
+    assert loaded.match("pdq", pdq_words_to_hex(queries), threshold=31) == matcher.match(
+        "pdq", pdq_words_to_hex(queries), threshold=31
+    )
+
+
+@pytest.mark.parametrize("kind", ["uuid", "small ints", "mixed forms"])
+def test_batch_sort_orders_ids_and_finds_repeats(rng: np.random.Generator, kind: str) -> None:
+    from partners.matching.signal_table import sort_batch
+
+    n = 5000
+    sid = np.zeros((n, 2), dtype=np.uint64)
+    form = np.ones(n, dtype=np.int8)
+    if kind == "uuid":
+        sid[:] = rng.integers(0, 2**64, size=(n, 2), dtype=np.uint64)
+    elif kind == "small ints":
+        sid[:, 0] = rng.permutation(n).astype(np.uint64)
+    else:
+        form = rng.integers(1, 4, size=n).astype(np.int8)
+        sid[:, 0] = rng.integers(0, 3, size=n).astype(np.uint64)
+        sid[:, 1] = rng.permutation(n).astype(np.uint64)
+    perm = sort_batch(form, sid)
+    assert perm.tolist() == np.lexsort((sid[:, 1], sid[:, 0], form)).tolist()
+    sid[n - 1], form[n - 1] = sid[11], form[11]
+    with pytest.raises(DuplicateIdError):
+        sort_batch(form, sid)

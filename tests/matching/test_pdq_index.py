@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from partners.matching import _kernels
 from partners.matching.errors import DuplicateIdError, InvalidThresholdError
 from partners.matching.pdq_index import Layout, PdqIndex, PdqTable
+from partners.matching.storage import load_pdq, save_pdq
 from tests.matching.conftest import brute_force, flip_bits, random_words
 
 THRESHOLDS = [0, 1, 5, 10, 22, 31, 32, 40, 52, 64]
@@ -194,3 +197,22 @@ def test_auto_mode_scans_large_thresholds_in_batches_only() -> None:
     assert table.choose_mode(31, 1000) == "mih"
     assert table.choose_mode(52, 1000) == "scan"
     assert table.choose_mode(64, 1) == "scan"
+
+
+def test_ids_equal_to_rows_keep_no_id_array_and_behave_the_same(rng: np.random.Generator, tmp_path: Path) -> None:
+    stored = random_words(rng, 2000)
+    dense = PdqIndex.build(stored, None, background_merge=False)
+    explicit = PdqIndex.build(stored, np.arange(2000) * 3, background_merge=False)
+    assert len(dense._state.main.ids) == 0 and len(explicit._state.main.ids) == 2000
+    dense.remove([5, 1999, 2000, -1])
+    dense.add(stored[:1], [7000])
+    queries = np.stack([flip_bits(rng, stored[i], 12) for i in (0, 5, 1999, 77)])
+    want = brute_force(stored, queries, 31)
+    for w in want:
+        w.pop(5, None), w.pop(1999, None)
+    want[0][7000] = want[0][0]
+    got = [dict(zip(i.tolist(), d.tolist(), strict=True)) for i, d in dense.search(queries, 31).per_query(4)]
+    assert got == want
+    save_pdq(dense, tmp_path / "d")
+    loaded = load_pdq(tmp_path / "d", mmap=False)
+    assert [dict(zip(i.tolist(), d.tolist(), strict=True)) for i, d in loaded.search(queries, 31).per_query(4)] == want
