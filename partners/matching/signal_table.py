@@ -94,6 +94,15 @@ def uuid_words(signal_ids: Sequence[str]) -> U64Array:
     return out
 
 
+def _uuid_strings(sids: U64Array) -> list[str]:
+    """Canonical UUID strings of (n, 2) uint64 words, as ``str(uuid.UUID(int=...))`` prints them."""
+    h = np.ascontiguousarray(sids, dtype=">u8").tobytes().hex()
+    return [
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}"
+        for i in range(0, len(h), 32)
+    ]
+
+
 def _as_uuid(value: str) -> int | None:
     """The 128-bit value of a canonical (lowercase, hyphenated) UUID string, else None: only a string that
     prints back identically may be stored as bits."""
@@ -217,11 +226,15 @@ class SignalTable:
             self.text.pop(k, None)
         self.live -= len(keys)
 
-    def signal_ids(self, keys: I64Array) -> list[SignalId]:
-        """The signal ids of these keys, as the caller gave them."""
+    def signal_ids(self, keys: I64Array) -> Sequence[SignalId]:
+        """The signal ids of these keys, as the caller gave them. UUIDs (the hub's ids) are formatted from
+        one hex string of all their bytes, not one ``uuid.UUID`` per id."""
+        forms = self.kind[keys] >> np.int8(_FORM_SHIFT)
+        sids = self.sid[keys]
+        if bool(np.all(forms == FORM_UUID)):
+            return _uuid_strings(sids)
         out: list[SignalId] = []
-        forms = (self.kind[keys] >> np.int8(_FORM_SHIFT)).tolist()
-        for k, f, (hi, lo) in zip(keys.tolist(), forms, self.sid[keys].tolist(), strict=True):
+        for k, f, (hi, lo) in zip(keys.tolist(), forms.tolist(), sids.tolist(), strict=True):
             if f == FORM_INT:
                 out.append(hi - 2**64 if hi >= 2**63 else hi)
             elif f == FORM_UUID:
