@@ -160,25 +160,24 @@ def next_seq(session: Session) -> int:
     return int(session.execute(query).scalar_one())
 
 
-def _take_seq_statement(dialect: str) -> Any:
-    """UPDATE ... RETURNING that takes the next seq and the entry's time (never before the previous one's)."""
-    greatest = func.greatest if dialect == "postgresql" else func.max
-    at = bindparam("at", type_=UTCDateTime())
-    return (
-        update(AuditHead)
-        .where(AuditHead.id == 1)
-        .values(
-            next_seq=AuditHead.next_seq + 1,
-            last_time=greatest(func.coalesce(AuditHead.last_time, at), at, type_=UTCDateTime()),
-        )
-        .returning(AuditHead.next_seq, AuditHead.last_time)
-        .execution_options(synchronize_session=False)
+# Built once: every entry runs the same statements, and building them costs more than sending them.
+# SQLite: take the next seq and the entry's time (never before the previous one's), then insert.
+_AT = bindparam("at", type_=UTCDateTime())
+_TAKE_SEQ = (
+    update(AuditHead)
+    .where(AuditHead.id == 1)
+    .values(
+        next_seq=AuditHead.next_seq + 1,
+        last_time=func.max(func.coalesce(AuditHead.last_time, _AT), _AT, type_=UTCDateTime()),
     )
-
-
-# Built once: every entry runs the same two statements, and building them costs more than sending them.
-_TAKE_SEQ = {name: _take_seq_statement(name) for name in ("postgresql", "sqlite")}
+    .returning(AuditHead.next_seq, AuditHead.last_time)
+    .execution_options(synchronize_session=False)
+)
 _INSERT_ENTRY = insert(AuditEntry)
+# PostgreSQL: the same in one call to a function of migration 0003.
+_APPEND_PG = text("SELECT seq, entry, leaf_hash FROM hashfed_audit_append(:head, :tail, :at)").bindparams(
+    bindparam("at", type_=UTCDateTime())
+)
 
 
 def record(
@@ -203,9 +202,14 @@ def record(
     # Everything but seq and time is encoded before a seq is taken: a bad entry never leaves a gap.
     head, tail = _entry_parts(actor.to_dict(), action, subject, details)
     moment = (now or utcnow()).astimezone(UTC).replace(microsecond=0)
-    taken, last_time = session.execute(_TAKE_SEQ[session.get_bind().dialect.name], {"at": moment}).one()
+    if session.get_bind().dialect.name == "postgresql":
+        # One round trip: the database function does what the lines below do (migration 0003).
+        row = session.execute(_APPEND_PG, {"head": head, "tail": tail, "at": moment}).one()
+        seq, entry, leaf = int(row.seq), bytes(row.entry), bytes(row.leaf_hash)
+        return Recorded(seq=seq, entry=entry, leaf_hash=leaf, details=details)
+    taken, last_time = session.execute(_TAKE_SEQ, {"at": moment}).one()
     seq, moment = int(taken) - 1, last_time or moment
-    entry = b"".join((head, str(seq).encode(), b',"subject":', tail, canonical_json(format_time(moment)), b"}"))
+    entry = b"".join((head, str(seq).encode(), tail, canonical_json(format_time(moment)), b"}"))
     leaf = leaf_hash(entry)
     # A Core INSERT, not session.add(): the ORM unit of work costs more than the round trip itself.
     session.execute(_INSERT_ENTRY, {"seq": seq, "entry": entry, "leaf_hash": leaf, "recorded_at": moment})
@@ -224,7 +228,7 @@ def _entry_parts(actor: dict[str, str], action: str, subject: str, details: dict
             b'{"action":', canonical_json(action), b',"actor":', canonical_json(actor),
             b',"details":', canonical_json(details), b',"seq":',
         ))
-        tail = canonical_json(subject) + b',"time":'
+        tail = b',"subject":' + canonical_json(subject) + b',"time":'
     except VerificationError as e:
         raise ValueError(f"audit entry is not canonical JSON: {e}") from e
     return head, tail

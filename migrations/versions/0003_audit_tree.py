@@ -82,6 +82,31 @@ def upgrade() -> None:
     )
     for table in _APPEND_ONLY:
         appendonly.install(bind, table)
+    if bind.dialect.name == "postgresql":
+        bind.exec_driver_sql(APPEND_FUNCTION)
+
+
+# One round trip per audit entry on PostgreSQL (hub.auditlog.record): take the seq and the time from the
+# head row, splice them into the entry's pre-encoded RFC 8785 parts, insert. SECURITY INVOKER: the hub's
+# role needs its own UPDATE on audit_head and INSERT on audit_entries. The time format is
+# audit.canonical.format_time's; a test checks the bytes equal audit.payloads.AuditEntry.to_bytes().
+APPEND_FUNCTION = """
+CREATE OR REPLACE FUNCTION hashfed_audit_append(head bytea, tail bytea, at timestamptz)
+RETURNS TABLE (seq bigint, entry bytea, leaf_hash bytea, recorded_at timestamptz)
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+BEGIN
+    UPDATE audit_head h SET next_seq = h.next_seq + 1, last_time = greatest(coalesce(h.last_time, at), at)
+    WHERE h.id = 1
+    RETURNING h.next_seq - 1, h.last_time INTO seq, recorded_at;
+    entry := head || convert_to(seq::text, 'UTF8') || tail
+        || convert_to('"' || to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || '"}', 'UTF8');
+    leaf_hash := sha256(decode('00', 'hex') || entry);
+    INSERT INTO audit_entries (seq, entry, leaf_hash, recorded_at)
+    VALUES (seq, entry, leaf_hash, recorded_at);
+    RETURN NEXT;
+END
+$$
+"""
 
 
 def downgrade() -> None:
@@ -89,6 +114,8 @@ def downgrade() -> None:
     bind = op.get_bind()
     for table in _APPEND_ONLY:
         appendonly.uninstall(bind, table)
+    if bind.dialect.name == "postgresql":
+        bind.execute(sa.text("DROP FUNCTION IF EXISTS hashfed_audit_append(bytea, bytea, timestamptz)"))
     op.drop_table("audit_head")
     op.drop_table("signing_keys")
     op.drop_table("key_sets")
