@@ -233,6 +233,36 @@ def one_batch(c: str, seq: int) -> Response:
     return response
 
 
+# Per process: the latest snapshot of each collection, and chunk boundaries of recent seqs (bounded).
+_CHUNK_STARTS_KEPT = 64
+
+
+def _snapshot(c: str, size: int) -> tuple[bytes, list[str]]:
+    cache: dict[str, tuple[int, bytes, list[str]]] = state().services.setdefault("feed_snapshots", {})
+    held = cache.get(c)
+    if held is None or held[0] != size:
+        envelope, starts = snapshots.build(db(), c, size, _keys().signer("batch"))
+        held = cache[c] = (size, envelope, starts)
+        _remember_starts(c, size, starts)
+    return held[1], held[2]
+
+
+def _remember_starts(c: str, seq: int, starts: list[str]) -> None:
+    kept: dict[tuple[str, int], list[str]] = state().services.setdefault("feed_chunk_starts", {})
+    kept[(c, seq)] = starts
+    while len(kept) > _CHUNK_STARTS_KEPT:
+        kept.pop(next(iter(kept)))
+
+
+def _chunk_starts(c: str, seq: int) -> list[str]:
+    kept: dict[tuple[str, int], list[str]] = state().services.setdefault("feed_chunk_starts", {})
+    starts = kept.get((c, seq))
+    if starts is None:
+        starts = snapshots.chunk_starts(db(), c, seq)
+        _remember_starts(c, seq, starts)
+    return starts
+
+
 @blp.route("/v1/collections/<c>/snapshot")
 @require_scope("feed:read")
 @blp.response(
@@ -243,11 +273,7 @@ def snapshot(c: str) -> Response:
     """The signed snapshot at the latest seq, for a partner starting fresh."""
     _readable(c)
     size = _head(c).size
-    cache: dict[tuple[str, int], bytes] = state().services.setdefault("feed_snapshots", {})
-    envelope = cache.get((c, size))
-    if envelope is None:
-        envelope = snapshots.build(db(), c, size, _keys().signer("batch"))
-        cache[(c, size)] = envelope
+    envelope, _starts = _snapshot(c, size)
     response = Response(envelope, mimetype=_JSON)
     response.headers["Cache-Control"] = "private, no-cache"
     return response
@@ -265,7 +291,8 @@ def snapshot_chunk(args: dict[str, Any], c: str, index: int) -> Response:
     seq = args.get("seq", size)
     if not 1 <= seq <= size:
         raise NotFoundError(f"no snapshot at seq {seq}")
-    response = Response(snapshots.chunk(db(), c, seq, index), mimetype=_JSON)
+    starts = _chunk_starts(c, seq)
+    response = Response(snapshots.chunk(db(), c, seq, index, starts), mimetype=_JSON)
     response.headers["Cache-Control"] = "private, immutable, max-age=31536000"
     return response
 
