@@ -223,3 +223,26 @@ def test_retraction_by_contributor_only_and_once(session, world):
     # the value may come back as a new signal
     again = kit.submit(session, c, owner, [{"type": "pdq", "value": row.value}])
     assert again.new_ids and again.new_ids[0] != sid
+
+
+def test_new_ids_are_distinct_uuid_version_7():
+    import uuid
+
+    ids = signals.new_ids(2_000)
+    parsed = [uuid.UUID(i) for i in ids]
+    assert len(set(ids)) == len(ids)
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 and str(u) == i for u, i in zip(parsed, ids, strict=True))
+
+
+@pytest.mark.parametrize(
+    "case_ref",
+    ['a "quoted", back\\slash {x}', "NULL", " spaced ", "caf\u00e9"],
+    ids=["quotes", "NULL", "spaces", "utf-8"],
+)
+def test_free_text_and_tags_are_stored_exactly(session, world, case_ref):
+    _keys, owner, c = world
+    sid = kit.submit(
+        session, c, owner, [{"type": "pdq", "value": kit.pdq(), "tags": ["b:x/y", "a"], "case_ref": case_ref}]
+    ).new_ids[0]
+    row = session.execute(select(Signal.case_ref, Signal.tags, Signal.quality).where(Signal.id == sid)).one()
+    assert tuple(row) == (case_ref, '["a","b:x/y"]', None)
