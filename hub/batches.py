@@ -15,10 +15,12 @@ import hashlib
 import io
 import json
 import re
+import secrets
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -158,6 +160,10 @@ def cosigner_name(hub_name: str) -> str:
 # Strings made only of these characters need no escaping in RFC 8785, so the templates below produce exactly
 # the canonical bytes (tests check them against audit's encoder); anything else falls back to audit's encoder.
 _SAFE = re.compile(r"[A-Za-z0-9_.:/+=\- ]*")
+
+
+# Tags as signals.py stores them: a JSON list of plain strings, which is already their RFC 8785 form.
+_TAGS_JSON = re.compile(r'\[("[A-Za-z0-9_.:/+=\- ]*")(,"[A-Za-z0-9_.:/+=\- ]*")*\]')
 
 
 def _safe(*values: str) -> bool:
@@ -346,26 +352,36 @@ _PENDING = (
     .order_by(PendingChange.signal_id)
 )
 
-# PostgreSQL: the page of pending rows first (an index range on the primary key, top-N at worst), then one
-# probe per row into signals. A plain join lets stale statistics after a bulk load join every pending row
-# of the collection before the LIMIT, once per batch.
-_PENDING_PAGE_PG = text(
+_PENDING_PG = (
     "SELECT p.signal_id, p.op, p.audit_seq, s.type, s.value, s.quality, s.tags, s.removal_reason"
-    " FROM (SELECT signal_id, op, audit_seq FROM pending_changes"
-    " WHERE collection_id = :c AND signal_id > :lo ORDER BY signal_id LIMIT :n) AS p"
-    " CROSS JOIN LATERAL (SELECT type, value, quality, tags, removal_reason FROM signals"
-    " WHERE id = p.signal_id LIMIT 1) AS s"
-    " ORDER BY p.signal_id"
+    " FROM pending_changes p JOIN signals s ON s.id = p.signal_id"
+    " WHERE p.collection_id = %(c)s ORDER BY p.signal_id"
 )
 
 
-def _pending_page(session: Session, collection_id: str, after: str, limit: int) -> Sequence[Any]:
-    """Up to `limit` pending changes with signal ids after `after`, in id order, with their signals."""
-    if session.get_bind().dialect.name == "postgresql":
-        params = {"c": collection_id, "lo": after, "n": limit}
-        return session.connection().execute(_PENDING_PAGE_PG, params).all()
-    query = _PENDING.where(PendingChange.collection_id == collection_id, PendingChange.signal_id > after)
-    return session.connection().execute(query.limit(limit)).all()
+def _pending_pages(session: Session, collection_id: str, size: int) -> Iterator[Sequence[Any]]:
+    """Every pending change of the collection in signal id order, `size` at a time, read once.
+
+    PostgreSQL: a psycopg2 server-side cursor (planned for a fast start: index order, no sort) fetched
+    `size` rows per round trip as plain tuples; SQLAlchemy's row objects cost more than the query here.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        rows = session.connection().execute(_PENDING.where(PendingChange.collection_id == collection_id))
+        stream = iter(rows.all())
+        while page := list(islice(stream, size)):
+            yield page
+        return
+    dbapi = session.connection().connection.dbapi_connection
+    if dbapi is None:
+        raise SealError("no database connection to read pending changes from")
+    cursor: Any = dbapi.cursor(name=f"pending_{secrets.token_hex(6)}")  # psycopg2: a named cursor
+    try:
+        cursor.itersize = size
+        cursor.execute(_PENDING_PG, {"c": collection_id})
+        while page := cursor.fetchmany(size):
+            yield page
+    finally:
+        cursor.close()
 
 
 # One batch's pending changes are the signal id range (lo, hi] of the collection's pending rows: mark their
@@ -384,23 +400,29 @@ def _encode_rows(
 ) -> tuple[bytes, int, int]:
     """RFC 8785 payload bytes of one batch straight from pending rows, and its add and remove counts.
 
-    The template path writes each entry with one f-string (validated ids, hex values and reasons need no
-    escaping); a row with anything else falls back to building the payload and audit's encoder.
+    The template path writes each entry with one f-string; the strings it copies (ids, types, hex values,
+    reasons, and tags stored as a canonical JSON list of plain strings) are checked once per batch to need
+    no escaping. Anything else falls back to building the payload and audit's encoder.
     """
     adds: list[str] = []
     removes: list[str] = []
+    plain: list[str] = [collection_id]
     for sid, op, audit_seq, kind, value, quality, tags, reason in rows:
         if op == Pending.ADD.value:
-            if tags is not None or not _SAFE.fullmatch(f"{sid}{kind}{value}"):
-                return _encode_slow(collection_id, seq, prev, now, rows)
             q = "" if quality is None else f',"quality":{quality}'
+            if tags is not None:
+                if not _TAGS_JSON.fullmatch(tags):
+                    return _encode_slow(collection_id, seq, prev, now, rows)
+                q += f',"tags":{tags}'
             adds.append(f'{{"audit_seq":{audit_seq},"id":"{sid}"{q},"type":"{kind}","value":"{value}"}}')
+            plain += (sid, kind, value)
         else:
-            if not _SAFE.fullmatch(f"{sid}{reason or ''}"):
-                return _encode_slow(collection_id, seq, prev, now, rows)
-            removes.append(f'{{"audit_seq":{audit_seq},"id":"{sid}","reason":"{reason or "withdrawn"}"}}')
+            reason = reason or "withdrawn"
+            removes.append(f'{{"audit_seq":{audit_seq},"id":"{sid}","reason":"{reason}"}}')
+            plain += (sid, reason)
     sealed = format_time(now)
-    if not _safe(collection_id, sealed):
+    plain.append(sealed)
+    if not _SAFE.fullmatch("".join(plain)):
         return _encode_slow(collection_id, seq, prev, now, rows)
     prev_json = "null" if prev is None else f'"{prev}"'
     payload = (
@@ -461,8 +483,8 @@ def seal_collection(
     seqs: list[int] = []
     total_adds = total_removes = 0
     lo = ""  # every id sorts after the empty string
-    # Core rows, one keyset page per batch: ORM row loading cost more than the query at a million rows.
-    while rows := _pending_page(session, collection_id, lo, max_entries):
+    pages = _pending_pages(session, collection_id, max_entries)
+    for rows in pages:
         seq = frontier.size + 1
         payload, adds, removes = _encode_rows(collection_id, seq, prev, now, rows)
         digest = hashlib.sha256(payload).hexdigest()

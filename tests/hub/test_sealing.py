@@ -158,3 +158,25 @@ def test_concurrent_sealers_never_duplicate_or_skip_a_seq(fresh_database, tmp_pa
         assert sum(r.adds for r in rows) == 100
         assert batches.head(s, cid).size == 15
         assert s.scalar(select(signals.PendingChange.signal_id)) is None
+
+
+_ROWS = [
+    ("s-1", "add", 3, "pdq", "ab" * 32, 90, '["a","ncii:x/y"]', None),
+    ("s-2", "add", 4, "md5", "cd" * 16, None, None, None),
+    ("s-3", "remove", 5, "pdq", "ef" * 32, None, None, "withdrawn"),
+    ("s-4", "remove", 6, "md5", "01" * 16, None, None, None),
+]
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [_ROWS, _ROWS[:2], _ROWS[2:], [("s-\u00e9", "add", 1, "md5", "ab" * 16, None, '["caf\u00e9"]', None)]],
+    ids=["adds with tags and removes", "adds only", "removes only", "non-ascii falls back"],
+)
+def test_batches_encoded_from_rows_are_exactly_rfc8785(rows):
+    from datetime import UTC, datetime
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    payload, adds, removes = batches._encode_rows("c-1", 2, "f" * 64, at, rows)
+    expected = batches._batch_from("c-1", 2, "f" * 64, at, rows)
+    assert payload == expected.to_bytes() and (adds, removes) == (len(expected.adds), len(expected.removes))
