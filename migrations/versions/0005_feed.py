@@ -10,9 +10,9 @@ reads in signal id order and deletes, so sealing never searches the wide signal 
 
 Row-level security (PostgreSQL): idempotency keys belong to their partner. Signals do not have it yet: the
 hub-hosted matcher builds one process-wide index from `signals` inside a partner's request, which a policy
-limited to that partner's collections would silently truncate (docs/protocol.md, Performance and isolation,
-says what lands with it). Batch payloads and envelopes are stored uncompressed (hex
-digests barely compress, and pglz cost more than the write).
+limited to that partner's collections would silently truncate (docs/protocol.md section 10 says what lands
+with it). Batch payloads and envelopes are stored uncompressed (hex digests barely compress, and pglz cost
+more than the write).
 
 Revision ID: 0005_feed
 Revises: 0002_audit_entries
