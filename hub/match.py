@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from audit.errors import VerificationError
 from audit.payloads import BatchPayload
+from hub import rls
 from hub.auth import current_principal, require_scope
 from hub.batches import Batch, CollectionHead
 from hub.collections import Access, Collection, CollectionMember
@@ -275,8 +276,15 @@ def match(args: dict[str, Any]) -> dict[str, Any]:
     """
     queries = parse_queries(args["queries"])
     session = db()
-    collections = readable_ids(session, current_principal().partner_id)
+    partner_id = current_principal().partner_id
+    collections = readable_ids(session, partner_id)
     index = match_index()
-    index.update(session)
+    # The process's index holds every collection (answers are filtered to `collections` below), so it is
+    # built and caught up as the hub itself, not as the caller, whom row-level security would limit.
+    rls.set_tenant(session, rls.SYSTEM)
+    try:
+        index.update(session)
+    finally:
+        rls.set_tenant(session, partner_id)
     results = index.match(queries, collections)
     return {"results": [{"index": i, "matches": m} for i, m in enumerate(results)]}

@@ -228,3 +228,41 @@ def test_row_level_security_isolates_idempotency_keys(database, connection, sess
         actor=kit.actor_of(b), idempotency_key="k-1", request_sha256="a" * 64, now=kit.T0,
     )
     assert not replay.replayed and replay.body["accepted"] == 1
+
+
+@pytest.mark.postgres_only
+def test_row_level_security_on_signals_shows_members_their_collection_and_lets_only_owners_write(
+    database, connection, session, settings
+):
+    if database.backend != "postgresql":
+        pytest.skip("row-level security is PostgreSQL's")
+    keys = kit.hub_keys(session, settings)
+    owner, reader, stranger = kit.partner(session, "owner"), kit.partner(session, "reader"), kit.partner(session, "x")
+    c = kit.collection(session, keys, owner)
+    _grant(session, keys, c, reader, collections.Access.READER)
+    kit.submit(session, c, owner, [{"type": "pdq", "value": kit.pdq()} for _ in range(3)])
+    session.flush()
+    assert rls.tables_with_rls(connection).get("signals") is True
+
+    def visible() -> int:
+        return session.scalar(select(func.count()).select_from(Signal).where(Signal.collection_id == c.id))
+
+    rls.set_tenant(session, stranger.id)
+    assert visible() == 0
+    rls.set_tenant(session, None)
+    assert visible() == 0
+    rls.set_tenant(session, reader.id)
+    assert visible() == 3  # a reader reads the collection's signals ...
+    with session.begin_nested():  # ... but cannot change them
+        assert session.execute(text("UPDATE signals SET status = 'retired'")).rowcount == 0
+    with pytest.raises(Exception, match="row-level security"), session.begin_nested():
+        session.execute(
+            text(
+                "INSERT INTO signals (id, collection_id, type, value, contributor_id, status, created_at) "
+                "VALUES ('forged', :c, 'md5', :v, :p, 'active', now())"
+            ),
+            {"c": c.id, "v": "d" * 32, "p": owner.id},
+        )
+    rls.set_tenant(session, owner.id)
+    with session.begin_nested():
+        assert session.execute(text("UPDATE signals SET status = status")).rowcount == 3

@@ -7,7 +7,7 @@ import secrets
 import pytest
 from sqlalchemy import func, select
 
-from hub import collections, match, signals
+from hub import collections, match, rls, signals
 from hub.auditlog import Actor, AuditEntry
 from hub.collections import Access
 from hub.tenants import PartnerKind
@@ -165,6 +165,7 @@ def test_new_batches_update_the_index_in_place_and_a_sealed_retraction_stops_mat
     assert r.json["results"][0]["matches"][0]["seq"] == 2
 
     # A retraction matches until it is sealed, then no more.
+    rls.set_tenant(session, world["owner"].id)  # as the contributor's own request would
     signals.retract(session, collection_id=world["c"].id, signal_id=world["ids"][1], partner_id=world["owner"].id,
                     actor=fk.actor_of(world["owner"]))
     assert post(client, token, [{"type": "md5", "value": world["md5"]}]).json["results"][0]["matches"]
@@ -176,9 +177,11 @@ def test_new_batches_update_the_index_in_place_and_a_sealed_retraction_stops_mat
 
 def test_the_first_build_reflects_published_state_only(app, client, session, world):
     """Built after a retraction was sealed and while another waits: published state, no pending changes."""
+    rls.set_tenant(session, world["owner"].id)  # as the contributor's own request would
     signals.retract(session, collection_id=world["c"].id, signal_id=world["ids"][2], partner_id=world["owner"].id,
                     actor=fk.actor_of(world["owner"]))
     fk.seal(session, world["keys"])
+    rls.set_tenant(session, world["owner"].id)  # as the contributor's own request would
     signals.retract(session, collection_id=world["c"].id, signal_id=world["ids"][1], partner_id=world["owner"].id,
                     actor=fk.actor_of(world["owner"]))
     r = post(client, world["tokens"]["reader"], [{"type": "sha256", "value": world["sha"]},
