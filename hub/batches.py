@@ -17,7 +17,8 @@ import json
 import re
 import secrets
 import struct
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -352,40 +353,23 @@ _PENDING = (
     .order_by(PendingChange.signal_id)
 )
 
-_PENDING_PG = (
-    "SELECT p.signal_id, p.op, p.audit_seq, s.type, s.value, s.quality, s.tags, s.removal_reason"
-    " FROM pending_changes p JOIN signals s ON s.id = p.signal_id"
-    " WHERE p.collection_id = %(c)s ORDER BY p.signal_id"
+# PostgreSQL: one batch is the pending signal id range (lo, hi]. A cursor over pending_changes' primary key
+# (declared: planned for a fast start, index order, no sort) skips to each `hi` without sending the ids; then
+# one statement marks the range's signals with the batch seq and returns what the payload needs, so the join
+# of pending rows and signals runs once per batch, not once to read and again to mark.
+_BATCH_ENDS_PG = "SELECT signal_id FROM pending_changes WHERE collection_id = %(c)s ORDER BY signal_id"
+_MARK_AND_READ_PG = (
+    "UPDATE signals s SET"
+    " added_seq = CASE WHEN p.op = 'add' THEN %(seq)s ELSE s.added_seq END,"
+    " removed_seq = CASE WHEN p.op = 'remove' THEN %(seq)s ELSE s.removed_seq END"
+    " FROM pending_changes p"
+    " WHERE p.collection_id = %(c)s AND p.signal_id > %(lo)s AND p.signal_id <= %(hi)s AND s.id = p.signal_id"
+    " RETURNING p.signal_id, p.op, p.audit_seq, s.type, s.value, s.quality, s.tags, s.removal_reason"
 )
+_MARK_AND_READ_REST_PG = _MARK_AND_READ_PG.replace(" AND p.signal_id <= %(hi)s", "")
 
 
-def _pending_pages(session: Session, collection_id: str, size: int) -> Iterator[Sequence[Any]]:
-    """Every pending change of the collection in signal id order, `size` at a time, read once.
-
-    PostgreSQL: a psycopg2 server-side cursor (planned for a fast start: index order, no sort) fetched
-    `size` rows per round trip as plain tuples; SQLAlchemy's row objects cost more than the query here.
-    """
-    if session.get_bind().dialect.name != "postgresql":
-        rows = session.connection().execute(_PENDING.where(PendingChange.collection_id == collection_id))
-        stream = iter(rows.all())
-        while page := list(islice(stream, size)):
-            yield page
-        return
-    dbapi = session.connection().connection.dbapi_connection
-    if dbapi is None:
-        raise SealError("no database connection to read pending changes from")
-    cursor: Any = dbapi.cursor(name=f"pending_{secrets.token_hex(6)}")  # psycopg2: a named cursor
-    try:
-        cursor.itersize = size
-        cursor.execute(_PENDING_PG, {"c": collection_id})
-        while page := cursor.fetchmany(size):
-            yield page
-    finally:
-        cursor.close()
-
-
-# One batch's pending changes are the signal id range (lo, hi] of the collection's pending rows: mark their
-# seqs with one UPDATE per batch, no per-row parameters and no sort.
+# SQLite: one batch's pending changes are the signal id range (lo, hi] of the collection's pending rows.
 _MARK_SEALED = text(
     "UPDATE signals SET"
     " added_seq = CASE WHEN p.op = 'add' THEN :seq ELSE signals.added_seq END,"
@@ -393,6 +377,60 @@ _MARK_SEALED = text(
     " FROM pending_changes p"
     " WHERE p.collection_id = :c AND p.signal_id > :lo AND p.signal_id <= :hi AND signals.id = p.signal_id"
 )
+
+
+def _sealed_pages(session: Session, collection_id: str, size: int, first_seq: int) -> Generator[Sequence[Any]]:
+    """Every pending change of the collection in signal id order, `size` at a time, page i's signals already
+    marked with seq `first_seq + i` (added_seq for adds, removed_seq for removes).
+
+    Rows are plain tuples (signal_id, op, audit_seq, type, value, quality, tags, removal_reason): SQLAlchemy's
+    row objects cost more than the queries here.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        yield from _sealed_pages_pg(session, collection_id, size, first_seq)
+        return
+    rows = session.connection().execute(_PENDING.where(PendingChange.collection_id == collection_id))
+    stream = iter(rows.all())
+    seq, lo = first_seq, ""  # every id sorts after the empty string
+    while page := list(islice(stream, size)):
+        hi = page[-1][0]
+        marked = cast(
+            "CursorResult[Any]",
+            session.connection().execute(_MARK_SEALED, {"seq": seq, "c": collection_id, "lo": lo, "hi": hi}),
+        )
+        if marked.rowcount != len(page):
+            raise SealError(f"collection {collection_id}: batch {seq}: {len(page)} changes, {marked.rowcount} marked")
+        yield page
+        seq, lo = seq + 1, hi
+
+
+def _sealed_pages_pg(session: Session, collection_id: str, size: int, first_seq: int) -> Generator[Sequence[Any]]:
+    dbapi = session.connection().connection.dbapi_connection
+    if dbapi is None:
+        raise SealError("no database connection to read pending changes from")
+    ends: Any = dbapi.cursor(name=f"pending_{secrets.token_hex(6)}")  # psycopg2: a named (server-side) cursor
+    cursor: Any = dbapi.cursor()
+    try:
+        ends.itersize = 1
+        ends.execute(_BATCH_ENDS_PG, {"c": collection_id})
+        seq, lo = first_seq, ""  # every id sorts after the empty string
+        while True:
+            if size > 1:
+                ends.scroll(size - 1)  # MOVE on the server: the ids in between are not sent
+            end = ends.fetchone()
+            args = {"seq": seq, "c": collection_id, "lo": lo, "hi": end[0] if end else None}
+            cursor.execute(_MARK_AND_READ_PG if end else _MARK_AND_READ_REST_PG, args)
+            # RETURNING has no order: sort here (ids are unique, so tuples compare by id) rather than spill
+            # 50,000 rows to a sort on disk in the database.
+            page = sorted(cursor.fetchall())
+            if page:
+                yield page
+            if end is None:
+                return
+            seq, lo = seq + 1, end[0]
+    finally:
+        cursor.close()
+        ends.close()
 
 
 def _encode_rows(
@@ -453,6 +491,15 @@ def _batch_from(
     return BatchPayload(collection_id, seq, prev, now, tuple(adds), tuple(removes))
 
 
+def _start(ahead: ThreadPoolExecutor | None, pages: Iterator[Sequence[Any]]) -> Future[Sequence[Any] | None]:
+    """The next page, read on the worker thread if there is one, else now."""
+    if ahead is not None:
+        return ahead.submit(next, pages, None)
+    done: Future[Sequence[Any] | None] = Future()
+    done.set_result(next(pages, None))
+    return done
+
+
 def seal_collection(
     session: Session,
     collection_id: str,
@@ -482,48 +529,53 @@ def seal_collection(
     prev = current.payload_sha256
     seqs: list[int] = []
     total_adds = total_removes = 0
-    lo = ""  # every id sorts after the empty string
-    pages = _pending_pages(session, collection_id, max_entries)
-    for rows in pages:
-        seq = frontier.size + 1
-        payload, adds, removes = _encode_rows(collection_id, seq, prev, now, rows)
-        digest = hashlib.sha256(payload).hexdigest()
-        envelope = sign_envelope(BatchPayload.PAYLOAD_TYPE, payload, [signers.batch]).to_json()
-        rec = auditlog.record(
-            session,
-            Actor.system("seal"),
-            "batch.seal",
-            f"collection/{collection_id}",
-            {"seq": seq, "payload_sha256": digest, "adds": adds, "removes": removes},
-            now=now,
-        )
-        _insert_batch(
-            session,
-            {
-                "collection_id": collection_id,
-                "seq": seq,
-                "payload": payload,
-                "envelope": envelope,
-                "payload_sha256": digest,
-                "adds": adds,
-                "removes": removes,
-                "sealed_at": now,
-                "audit_seq": rec.seq,
-            },
-        )
-        _put_nodes(session, collection_id, nodes_to_store(frontier, [leaf_hash(payload)]))
-        hi = rows[-1][0]
-        marked = cast(
-            "CursorResult[Any]",
-            session.connection().execute(_MARK_SEALED, {"seq": seq, "c": collection_id, "lo": lo, "hi": hi}),
-        )
-        if marked.rowcount != len(rows):
-            raise SealError(f"collection {collection_id}: batch {seq}: {len(rows)} changes, {marked.rowcount} marked")
-        seqs.append(seq)
-        total_adds += adds
-        total_removes += removes
-        prev = digest
-        lo = hi
+    pages = _sealed_pages(session, collection_id, max_entries, frontier.size + 1)
+    # PostgreSQL: a worker thread marks and reads the next batch (psycopg2 releases the GIL while it waits on
+    # the server) while this thread encodes, hashes and signs the current one; the connection is used by one
+    # thread at a time, since the worker has finished before anything else is written. SQLite's connection
+    # stays on its thread.
+    ahead = ThreadPoolExecutor(max_workers=1) if session.get_bind().dialect.name == "postgresql" else None
+    try:
+        rows = next(pages, None)
+        while rows is not None:
+            upcoming = _start(ahead, pages)
+            seq = frontier.size + 1
+            payload, adds, removes = _encode_rows(collection_id, seq, prev, now, rows)
+            digest = hashlib.sha256(payload).hexdigest()
+            envelope = sign_envelope(BatchPayload.PAYLOAD_TYPE, payload, [signers.batch]).to_json()
+            following = upcoming.result()
+            rec = auditlog.record(
+                session,
+                Actor.system("seal"),
+                "batch.seal",
+                f"collection/{collection_id}",
+                {"seq": seq, "payload_sha256": digest, "adds": adds, "removes": removes},
+                now=now,
+            )
+            _insert_batch(
+                session,
+                {
+                    "collection_id": collection_id,
+                    "seq": seq,
+                    "payload": payload,
+                    "envelope": envelope,
+                    "payload_sha256": digest,
+                    "adds": adds,
+                    "removes": removes,
+                    "sealed_at": now,
+                    "audit_seq": rec.seq,
+                },
+            )
+            _put_nodes(session, collection_id, nodes_to_store(frontier, [leaf_hash(payload)]))
+            seqs.append(seq)
+            total_adds += adds
+            total_removes += removes
+            prev = digest
+            rows = following
+    finally:
+        if ahead is not None:
+            ahead.shutdown(wait=True)
+        pages.close()
     if not seqs:
         return None
     session.execute(delete(PendingChange).where(PendingChange.collection_id == collection_id))

@@ -180,3 +180,30 @@ def test_batches_encoded_from_rows_are_exactly_rfc8785(rows):
     payload, adds, removes = batches._encode_rows("c-1", 2, "f" * 64, at, rows)
     expected = batches._batch_from("c-1", 2, "f" * 64, at, rows)
     assert payload == expected.to_bytes() and (adds, removes) == (len(expected.adds), len(expected.removes))
+
+
+@pytest.mark.parametrize("max_entries", [1, 2, 50], ids=["one per batch", "two per batch", "all in one"])
+def test_each_signal_is_marked_with_the_batch_that_carries_it(session, world, max_entries):
+    hk, owner, c, trusted = world
+    old = kit.submit(session, c, owner, [{"type": "md5", "value": f"{i:032x}"} for i in range(1, 4)]).new_ids
+    kit.seal(session, hk)
+    for sid in old[:2]:
+        signals.retract(session, collection_id=c.id, signal_id=sid, partner_id=owner.id, actor=kit.actor_of(owner))
+    new = kit.submit(session, c, owner, [{"type": "md5", "value": f"{i:032x}"} for i in range(4, 7)]).new_ids
+    [sealed] = kit.seal(session, hk, max_entries=max_entries, now=kit.T0 + timedelta(minutes=1))
+    assert (sealed.adds, sealed.removes) == (3, 2)
+    carried: dict[str, tuple[str, int]] = {}
+    ids: list[str] = []
+    for b in _batches(session, c.id)[1:]:
+        p = open_payload(trusted, bytes(b.envelope), BatchPayload)
+        assert len(p.adds) + len(p.removes) <= max_entries
+        carried.update({a.id: ("add", p.seq) for a in p.adds})
+        carried.update({r.id: ("remove", p.seq) for r in p.removes})
+        ids += sorted([a.id for a in p.adds] + [r.id for r in p.removes])
+    assert ids == sorted(old[:2] + new)  # batches follow signal id order
+    for sid in new:
+        assert ("add", session.get(signals.Signal, sid).added_seq) == carried[sid]
+    for sid in old[:2]:
+        row = session.get(signals.Signal, sid)
+        assert row.added_seq == 1 and ("remove", row.removed_seq) == carried[sid]
+    assert session.scalar(select(signals.PendingChange.signal_id)) is None
