@@ -53,7 +53,7 @@ def _runner(
         except Exception:
             log.exception("%s failed", name)
 
-    run.__name__ = name
+    run.__name__ = run.__qualname__ = name  # how APScheduler names the job in its log
     return run
 
 
@@ -73,6 +73,7 @@ def add_jobs(scheduler: BaseScheduler, factory: sessionmaker[Session], settings:
             "interval",
             seconds=seconds,
             id=name,
+            name=name,
             max_instances=1,
             coalesce=True,
             next_run_time=utcnow(),
