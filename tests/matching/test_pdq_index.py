@@ -177,6 +177,29 @@ def test_after_a_delta_answers_equal_a_fresh_build(rng: np.random.Generator, mod
             assert got.distances.tolist() == want.distances.tolist(), (threshold, len(batch))
 
 
+@pytest.mark.parametrize("mode", ["auto", "mih"])
+def test_a_large_side_table_has_its_own_multi_index_and_exact_answers(rng: np.random.Generator, mode: str) -> None:
+    """A delta of thousands of adds gets a 16 x 16-bit side MIH (cheap per query) and answers stay exact."""
+    stored, queries = planted(rng, 6000, 10)  # 6,650 hashes
+    ids = rng.permutation(len(stored)).astype(np.int64) * 2 + 7
+    index = PdqIndex.build(stored[:2000], ids[:2000], merge_at=10**9)
+    gone = np.concatenate([ids[rng.choice(2000, size=300, replace=False)], ids[2000:2100]])
+    index.apply_delta(stored[2000:], ids[2000:], [])
+    index.apply_delta(stored[:0], ids[:0], gone)  # tombstones in the main and the side table
+    side = index._state.side
+    assert side is not None and len(side) >= 4096
+    assert side.table.layout == Layout.for_side(len(side)) == Layout(16, 16)
+    assert Layout.for_side(100) == Layout.for_size(100)
+    keep = ~np.isin(ids, gone)
+    fresh = PdqIndex.build(stored[keep], ids[keep])
+    for threshold in (0, 10, 31, 40, 52):
+        for batch in (queries[:1], queries):
+            got, want = index.search(batch, threshold, mode), fresh.search(batch, threshold, "scan")  # type: ignore[arg-type]
+            assert got.query.tolist() == want.query.tolist(), (threshold, len(batch))
+            assert got.ids.tolist() == want.ids.tolist(), (threshold, len(batch))
+            assert got.distances.tolist() == want.distances.tolist(), (threshold, len(batch))
+
+
 def test_scan_resumes_after_an_output_overflow(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
     """With small tiles the scan's output buffer (sized for a few hits) overflows mid-tile; nothing is lost."""
     monkeypatch.setattr(_kernels, "SCAN_TILE", 64)
