@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import sys
 import tempfile
@@ -22,21 +21,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
-from hub import jobs, keys, migrate, rls
+from scratch import ADMIN, scratch_database
+
+from hub import collections, jobs, keys, rls
 from hub.app import create_app
+from hub.auditlog import Actor
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory
-from hub.dbroles import ensure_role, grant_app_role
 from hub.keys import HubKeys
 from tests.hub import factories
 from tests.hub import feedkit as kit
-
-APP_ROLE = "hashfed_app"
-ADMIN = os.environ.get("HASHFED_BENCH_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres")
+from tests.hub.auditkit import make_hub_keys
 
 
 def _loadavg() -> str:
@@ -56,40 +54,25 @@ def main() -> None:
     args = ap.parse_args()
 
     print(f"loadavg at start: {_loadavg()}")
-    name = f"hashfed_bench_{secrets.token_hex(4)}"
-    admin = make_engine(ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(ADMIN).set(database=name).render_as_string(hide_password=False)
     tmp = Path(tempfile.mkdtemp())
-    try:
-        migrate.upgrade(url)
-        owner_engine = make_engine(url)
-        with owner_engine.begin() as conn:
-            ensure_role(conn, APP_ROLE)
-            grant_app_role(conn, APP_ROLE)
-        owner_engine.dispose()
-        url = make_url(url).set(username=APP_ROLE, password=None).render_as_string(hide_password=False)
+    with scratch_database(ADMIN) as scratch:
+        url = scratch.app_url
         settings = Settings(var_dir=tmp / "var", database_url=url, hub_name="bench.test")
         engine = make_engine(url)
         factory = make_session_factory(engine)
         with factory.begin() as s:
             rls.set_tenant(s, rls.SYSTEM)
-            hk, _root = __import__("tests.hub.auditkit", fromlist=["make_hub_keys"]).make_hub_keys(
-                s, settings
-            )
+            hk, _root = make_hub_keys(s, settings)
             owner = kit.partner(s, "contributor")
             reader = kit.partner(s, "new-partner")
             c = kit.collection(s, hk, owner)
-            from hub import collections
-
             collections.set_access(
                 s,
                 c.id,
                 reader.id,
                 collections.Access.READER,
                 True,
-                actor=__import__("hub.auditlog", fromlist=["Actor"]).Actor.operator(),
+                actor=Actor.operator(),
                 hub_name="bench.test",
                 signer=hk.signer("collection"),
             )
@@ -188,10 +171,6 @@ def main() -> None:
             print(f"| {phase:<6} | {n:>9,} | {secs:>7.1f} | {rate:>9,.0f} | {target:>9,} | {met:<3} |")
         print(f"| wire   | {wire / sent:.1f} B/hash uncompressed, {zipped / per:.1f} B/hash gzip (batch 1) |")
         engine.dispose()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

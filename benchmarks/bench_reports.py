@@ -12,8 +12,6 @@ Then it changes the outcome of 1,000 reports one PATCH each. Prints rates and pe
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
 import statistics
 import sys
 import tempfile
@@ -22,22 +20,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sqlalchemy import func, select, text
-from sqlalchemy.engine import make_url
+from scratch import ADMIN, scratch_database
+from sqlalchemy import func, select
 
-from hub import migrate, rls
+from hub import rls
 from hub.app import create_app
 from hub.auditlog import AuditEntry
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory
-from hub.dbroles import ensure_role, grant_app_role
 from hub.reports.models import Report
 from tests.hub import factories, reportkit
 from tests.hub import feedkit as kit
-
-ADMIN = os.environ.get("HASHFED_BENCH_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres")
-APP_ROLE = "hashfed_app"
 
 
 def _t(d: datetime) -> str:
@@ -52,20 +47,9 @@ def main() -> None:
     ap.add_argument("--patches", type=int, default=1000)
     args = ap.parse_args()
 
-    name = f"hashfed_bench_{secrets.token_hex(4)}"
-    admin = make_engine(ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(ADMIN).set(database=name).render_as_string(hide_password=False)
     tmp = Path(tempfile.mkdtemp())
-    try:
-        migrate.upgrade(url)
-        owner_engine = make_engine(url)
-        with owner_engine.begin() as conn:
-            ensure_role(conn, APP_ROLE)
-            grant_app_role(conn, APP_ROLE)
-        owner_engine.dispose()
-        app_url = make_url(url).set(username=APP_ROLE, password=None).render_as_string(hide_password=False)
+    with scratch_database(ADMIN) as scratch:
+        app_url = scratch.app_url
         settings = Settings(var_dir=tmp / "var", database_url=app_url, hub_name="bench.test")
         engine = make_engine(app_url)
         factory = make_session_factory(engine)
@@ -154,10 +138,6 @@ def main() -> None:
             size = s.scalar(select(func.sum(func.length(AuditEntry.entry))))
         print(f"      {reports:,} reports, {entries:,} audit entries, {int(size or 0) / 1e6:.1f} MB of entries")
         engine.dispose()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":
