@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
@@ -54,12 +54,7 @@ def init(settings: Settings) -> None:
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.database_url)
     click.echo(f"database ready at {_redact(settings.database_url)}")
-    for step in INIT_STEPS:
-        step(settings)
-
-
-# Later subsystems (keys, ...) append their idempotent set-up steps here.
-INIT_STEPS: list[Callable[[Settings], None]] = []
+    audit_cli.init_keys(settings)
 
 
 @main.group()
@@ -138,7 +133,6 @@ def _redact(url: str) -> str:
 
 main.add_command(audit_cli.keys_group)
 main.add_command(audit_cli.audit_group)
-INIT_STEPS.append(audit_cli.init_keys)
 
 from hub import tenant_cli  # noqa: E402  (imports unit_of_work from this module)
 

@@ -48,11 +48,6 @@ def readyz() -> tuple[dict[str, Any], int]:
         checks["keys"] = problem or warning or "ok"
         if problem:
             reasons.append(problem)
-    for check in hub.services.get("readiness_checks", []):
-        name, problem, warning = check(hub)
-        checks[name] = problem or warning or "ok"
-        if problem:
-            reasons.append(problem)
     if reasons:
         return {"status": "unavailable", "reason": "; ".join(reasons), "checks": checks}, 503
     return {"status": "ready", "checks": checks}, 200

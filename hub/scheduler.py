@@ -99,7 +99,7 @@ def run_forever(settings: Settings) -> None:
 
 
 def start_embedded(app: Any, settings: Settings) -> BackgroundScheduler:
-    """EMBEDDED_HOOKS entry: the single embedded process runs the jobs in a background thread."""
+    """For `hashfed serve` on the embedded default: the single embedded process runs the jobs in a background thread."""
     from hub.web import state
 
     scheduler = BackgroundScheduler(timezone="UTC", daemon=True)

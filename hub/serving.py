@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
-
-from flask import Flask
 
 from hub.app import create_app
 from hub.config import Settings
@@ -15,23 +12,12 @@ def serve_embedded(settings: Settings, host: str, port: int, threads: int) -> No
     """One process: SQLite allows one writer, so one process with threads is the right shape."""
     import waitress
 
-    app = create_app(settings)
-    for hook in EMBEDDED_HOOKS:
-        hook(app, settings)
-    waitress.serve(app, host=host, port=port, threads=threads, ident="hashfed")
-
-
-# Things the single embedded process also runs (the scheduler, once it exists): f(app, settings).
-EMBEDDED_HOOKS: list[Callable[[Flask, Settings], None]] = []
-
-
-def _start_scheduler(app: Any, settings: Settings) -> None:
     from hub.scheduler import start_embedded
 
+    app = create_app(settings)
+    # The one embedded process also runs the scheduled jobs (sealing, cosignatures, audit checkpoints...).
     start_embedded(app, settings)
-
-
-EMBEDDED_HOOKS.append(_start_scheduler)
+    waitress.serve(app, host=host, port=port, threads=threads, ident="hashfed")
 
 
 def serve_gunicorn(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
