@@ -12,6 +12,7 @@ import marshmallow as ma
 from flask import Response
 from flask_smorest import Blueprint
 
+from audit.merkle import b64encode
 from hub import auditlog, keys
 from hub.auth import require_scope
 from hub.errors import NotFoundError
@@ -125,6 +126,4 @@ def audit_consistency(query: dict[str, Any]) -> dict[str, Any]:
 
 
 def _b64(value: bytes) -> str:
-    from audit.merkle import b64encode
-
     return b64encode(value)

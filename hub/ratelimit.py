@@ -7,6 +7,8 @@ with `Retry-After`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Flask, request
 from flask_limiter import Limiter
 
@@ -47,14 +49,20 @@ def limiter(app: Flask) -> Limiter:
     return created
 
 
+def _limit_twice(app: Flask, endpoint: str, per_caller: tuple[str, Callable[[], str], str], per_address: str) -> None:
+    """Wrap `endpoint` in two limits: one per caller (client, login name) and one per client address."""
+    view = app.view_functions[endpoint]
+    lim = limiter(app)
+    rate, key_func, scope = per_caller
+    by_caller = lim.limit(rate, key_func=key_func, scope=f"{scope}-caller")
+    by_address = lim.limit(per_address, key_func=_address, scope=f"{scope}-address")
+    app.view_functions[endpoint] = by_address(by_caller(view))  # type: ignore[assignment]
+
+
 def limit_token_endpoint(app: Flask, endpoint: str) -> None:
     """Limit `endpoint` per claimed client and per address (settings.token_rate_limit[_address])."""
     settings = state(app).settings
-    view = app.view_functions[endpoint]
-    lim = limiter(app)
-    per_client = lim.limit(settings.token_rate_limit, key_func=_client, scope="token-client")
-    per_address = lim.limit(settings.token_rate_limit_address, key_func=_address, scope="token-address")
-    app.view_functions[endpoint] = per_address(per_client(view))  # type: ignore[assignment]
+    _limit_twice(app, endpoint, (settings.token_rate_limit, _client, "token"), settings.token_rate_limit_address)
 
 
 def _login_name() -> str:
@@ -66,8 +74,4 @@ def _login_name() -> str:
 def limit_login_endpoint(app: Flask, endpoint: str) -> None:
     """Limit console logins per login name and per address (settings.login_rate_limit): no password guessing."""
     settings = state(app).settings
-    view = app.view_functions[endpoint]
-    lim = limiter(app)
-    per_name = lim.limit(settings.login_rate_limit, key_func=_login_name, scope="login-name")
-    per_address = lim.limit(settings.login_rate_limit_address, key_func=_address, scope="login-address")
-    app.view_functions[endpoint] = per_address(per_name(view))  # type: ignore[assignment]
+    _limit_twice(app, endpoint, (settings.login_rate_limit, _login_name, "login"), settings.login_rate_limit_address)
