@@ -32,8 +32,8 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
-    delete,
     insert,
+    inspect,
     select,
     text,
     tuple_,
@@ -60,7 +60,7 @@ from hub import auditlog, collections, rls
 from hub.auditlog import Actor
 from hub.db import Base, UTCDateTime
 from hub.errors import HubError, NotFoundError
-from hub.signals import Pending, PendingChange, Signal
+from hub.signals import Pending, PendingChange, Signal, SignalSeq
 
 # Namespace (first key) of the per-collection advisory locks; the second key is hashtext(collection id).
 SEAL_LOCK = 0x68667364  # "hfsd"
@@ -355,33 +355,42 @@ _PENDING = (
 
 # PostgreSQL: one batch is the pending signal id range (lo, hi]. A cursor over pending_changes' primary key
 # (declared: planned for a fast start, index order, no sort) skips to each `hi` without sending the ids; then
-# one statement marks the range's signals with the batch seq and returns what the payload needs, so the join
-# of pending rows and signals runs once per batch, not once to read and again to mark.
+# one statement takes the range's pending rows out, records the batch seq of each add in `signal_seqs` (a narrow
+# insert; the wide signal rows are only read) and returns what the payload needs. The cursor keeps its own
+# snapshot: the rows deleted behind it are still there for it to count.
 _BATCH_ENDS_PG = "SELECT signal_id FROM pending_changes WHERE collection_id = %(c)s ORDER BY signal_id"
-_MARK_AND_READ_PG = (
-    "UPDATE signals s SET"
-    " added_seq = CASE WHEN p.op = 'add' THEN %(seq)s ELSE s.added_seq END,"
-    " removed_seq = CASE WHEN p.op = 'remove' THEN %(seq)s ELSE s.removed_seq END"
-    " FROM pending_changes p"
-    " WHERE p.collection_id = %(c)s AND p.signal_id > %(lo)s AND p.signal_id <= %(hi)s AND s.id = p.signal_id"
-    " RETURNING p.signal_id, p.op, p.audit_seq, s.type, s.value, s.quality, s.tags, s.removal_reason"
+_TAKE_AND_READ_PG = (
+    "WITH p AS ("
+    " DELETE FROM pending_changes"
+    " WHERE collection_id = %(c)s AND signal_id > %(lo)s AND signal_id <= %(hi)s"
+    " RETURNING signal_id, op, audit_seq),"
+    " added AS (INSERT INTO signal_seqs (signal_id, added_seq) SELECT signal_id, %(seq)s FROM p WHERE op = 'add')"
+    " SELECT p.signal_id, p.op, p.audit_seq, s.type, s.value, s.quality, s.tags, s.removal_reason"
+    " FROM p LEFT JOIN signals s ON s.id = p.signal_id"
 )
-_MARK_AND_READ_REST_PG = _MARK_AND_READ_PG.replace(" AND p.signal_id <= %(hi)s", "")
-
+_TAKE_AND_READ_REST_PG = _TAKE_AND_READ_PG.replace(" AND signal_id <= %(hi)s", "")
+_MARK_REMOVED_PG = "UPDATE signal_seqs SET removed_seq = %(seq)s WHERE signal_id = ANY(%(ids)s)"
 
 # SQLite: one batch's pending changes are the signal id range (lo, hi] of the collection's pending rows.
-_MARK_SEALED = text(
-    "UPDATE signals SET"
-    " added_seq = CASE WHEN p.op = 'add' THEN :seq ELSE signals.added_seq END,"
-    " removed_seq = CASE WHEN p.op = 'remove' THEN :seq ELSE signals.removed_seq END"
-    " FROM pending_changes p"
-    " WHERE p.collection_id = :c AND p.signal_id > :lo AND p.signal_id <= :hi AND signals.id = p.signal_id"
+_MARK_ADDED = text(
+    "INSERT INTO signal_seqs (signal_id, added_seq) SELECT signal_id, :seq FROM pending_changes"
+    " WHERE collection_id = :c AND signal_id > :lo AND signal_id <= :hi AND op = 'add'"
 )
+_MARK_REMOVED = text(
+    "UPDATE signal_seqs SET removed_seq = :seq WHERE signal_id IN (SELECT signal_id FROM pending_changes"
+    " WHERE collection_id = :c AND signal_id > :lo AND signal_id <= :hi AND op = 'remove')"
+)
+_TAKE = text("DELETE FROM pending_changes WHERE collection_id = :c AND signal_id > :lo AND signal_id <= :hi")
+
+
+def _rowcount(session: Session, statement: Any, args: dict[str, Any]) -> int:
+    return cast("CursorResult[Any]", session.connection().execute(statement, args)).rowcount
 
 
 def _sealed_pages(session: Session, collection_id: str, size: int, first_seq: int) -> Generator[Sequence[Any]]:
-    """Every pending change of the collection in signal id order, `size` at a time, page i's signals already
-    marked with seq `first_seq + i` (added_seq for adds, removed_seq for removes).
+    """Every pending change of the collection in signal id order, `size` at a time; page i's changes are
+    recorded in `signal_seqs` with seq `first_seq + i` (added_seq for adds, removed_seq for removes) and are
+    no longer pending.
 
     Rows are plain tuples (signal_id, op, audit_seq, type, value, quality, tags, removal_reason): SQLAlchemy's
     row objects cost more than the queries here.
@@ -393,15 +402,15 @@ def _sealed_pages(session: Session, collection_id: str, size: int, first_seq: in
     stream = iter(rows.all())
     seq, lo = first_seq, ""  # every id sorts after the empty string
     while page := list(islice(stream, size)):
-        hi = page[-1][0]
-        marked = cast(
-            "CursorResult[Any]",
-            session.connection().execute(_MARK_SEALED, {"seq": seq, "c": collection_id, "lo": lo, "hi": hi}),
-        )
-        if marked.rowcount != len(page):
-            raise SealError(f"collection {collection_id}: batch {seq}: {len(page)} changes, {marked.rowcount} marked")
+        args = {"seq": seq, "c": collection_id, "lo": lo, "hi": page[-1][0]}
+        marked = _rowcount(session, _MARK_ADDED, args) + _rowcount(session, _MARK_REMOVED, args)
+        taken = _rowcount(session, _TAKE, args)
+        if marked != len(page) or taken != len(page):
+            raise SealError(
+                f"collection {collection_id}: batch {seq}: {len(page)} changes, {marked} marked, {taken} taken"
+            )
         yield page
-        seq, lo = seq + 1, hi
+        seq, lo = seq + 1, page[-1][0]
 
 
 def _sealed_pages_pg(session: Session, collection_id: str, size: int, first_seq: int) -> Generator[Sequence[Any]]:
@@ -419,10 +428,20 @@ def _sealed_pages_pg(session: Session, collection_id: str, size: int, first_seq:
                 ends.scroll(size - 1)  # MOVE on the server: the ids in between are not sent
             end = ends.fetchone()
             args = {"seq": seq, "c": collection_id, "lo": lo, "hi": end[0] if end else None}
-            cursor.execute(_MARK_AND_READ_PG if end else _MARK_AND_READ_REST_PG, args)
+            cursor.execute(_TAKE_AND_READ_PG if end else _TAKE_AND_READ_REST_PG, args)
             # RETURNING has no order: sort here (ids are unique, so tuples compare by id) rather than spill
             # 50,000 rows to a sort on disk in the database.
             page = sorted(cursor.fetchall())
+            missing = [row[0] for row in page if row[3] is None]
+            if missing:
+                raise SealError(f"collection {collection_id}: batch {seq}: pending signals {missing[:3]} are missing")
+            removed = [row[0] for row in page if row[1] == Pending.REMOVE.value]
+            if removed:
+                cursor.execute(_MARK_REMOVED_PG, {"seq": seq, "ids": removed})
+                if cursor.rowcount != len(removed):
+                    raise SealError(
+                        f"collection {collection_id}: batch {seq}: {len(removed)} removes, {cursor.rowcount} marked"
+                    )
             if page:
                 yield page
             if end is None:
@@ -518,7 +537,7 @@ def seal_collection(
     rls.set_tenant(session, rls.SYSTEM)  # the hub's own work over every contributor's signals
     lock_collection(session, collection_id)
     # Writers of pending changes (submissions, retractions) take the audit lock first: holding it, the
-    # pending set cannot change under us, so the seqs marked and the rows deleted below are exactly those read.
+    # pending set cannot change under us, so the changes read, marked and taken out below are the same rows.
     auditlog.next_seq(session)
     if not session.scalar(
         select(PendingChange.signal_id).where(PendingChange.collection_id == collection_id).limit(1)
@@ -578,11 +597,12 @@ def seal_collection(
         pages.close()
     if not seqs:
         return None
-    session.execute(delete(PendingChange).where(PendingChange.collection_id == collection_id))
-    # The statements above bypassed the identity map: loaded signals must be re-read before anyone uses them.
+    # The statements above bypassed the identity map: loaded seqs must be re-read, taken pending rows forgotten.
     for obj in list(session.identity_map.values()):
-        if isinstance(obj, Signal):
+        if isinstance(obj, SignalSeq):
             session.expire(obj)
+        elif isinstance(obj, PendingChange) and (inspect(obj).identity or ("",))[0] == collection_id:
+            session.expunge(obj)
     root = frontier.root()
     note, _ = _checkpoint(
         session, collection_id, frontier.size, root, hub_name=hub_name, signers=signers, now=now

@@ -37,7 +37,7 @@ from hub.auth import current_principal, require_scope
 from hub.batches import Batch, CollectionHead
 from hub.collections import Access, Collection, CollectionMember
 from hub.errors import HubError, PayloadTooLargeError, ValidationError
-from hub.signals import HEX_LENGTHS, Signal
+from hub.signals import HEX_LENGTHS, Signal, SignalSeq
 from hub.tenants import Partner, PartnerStatus
 from hub.web import db, state
 from partners.matching.matcher import Matcher
@@ -134,12 +134,12 @@ class MatchIndex:
         for c, size in heads.items():
             published = and_(
                 Signal.collection_id == c,
-                Signal.added_seq.is_not(None),
-                Signal.added_seq <= size,
-                or_(Signal.removed_seq.is_(None), Signal.removed_seq > size),
+                SignalSeq.added_seq <= size,
+                or_(SignalSeq.removed_seq.is_(None), SignalSeq.removed_seq > size),
             )
             rows = session.execute(
-                select(Signal.id, Signal.type, Signal.value, Signal.added_seq)
+                select(Signal.id, Signal.type, Signal.value, SignalSeq.added_seq)
+                .join(SignalSeq, SignalSeq.signal_id == Signal.id)
                 .where(published)
                 .execution_options(yield_per=10_000)
             )

@@ -113,12 +113,10 @@ class Signal(Base):
     case_ref: Mapped[str | None] = mapped_column(String(MAX_CASE_REF_LENGTH), nullable=True)
     contributor_id: Mapped[str] = mapped_column(String(36))
     status: Mapped[str] = mapped_column(String(10))
-    # Audit entry of the submission; batch seq that published it (NULL until sealed).
+    # Audit entry of the submission (the batches that published it are in `signal_seqs`).
     added_audit_seq: Mapped[int] = mapped_column(BigInteger)
-    added_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    # Audit entry of the retraction or retirement; batch seq that published the removal.
+    # Audit entry of the retraction or retirement.
     removed_audit_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    removed_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     removal_reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -140,6 +138,23 @@ class PendingChange(Base):
     op: Mapped[str] = mapped_column(String(6))
     # Audit entry of the submission or removal that authorized the change (the batch entry's audit_seq).
     audit_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class SignalSeq(Base):
+    """The batches that published a signal: the seq of its add, and of its removal once that is sealed.
+
+    A row exists from the seal of the signal's add on (no row: never published). Kept out of `signals` so that
+    sealing inserts one narrow row per add instead of rewriting a wide signal row (a new tuple version, and a
+    full-page image of every signal page it touches for the first time since a checkpoint); readers join it
+    on the primary key. On PostgreSQL a row is visible exactly when its signal is, and only the sealer
+    (SYSTEM) writes.
+    """
+
+    __tablename__ = "signal_seqs"
+
+    signal_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    added_seq: Mapped[int] = mapped_column(BigInteger)
+    removed_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class RetiredValue(Base):
@@ -447,18 +462,21 @@ _VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 
 
 def new_ids(count: int) -> list[str]:
-    """`count` fresh signal ids: UUID version 7 (RFC 9562), 48-bit Unix milliseconds then 74 random bits.
+    """`count` fresh signal ids, in increasing order: UUID version 7 (RFC 9562), 48-bit Unix milliseconds then
+    74 random bits.
 
     Time-ordered ids make the primary key and the pending changes grow at their right edge instead of
-    touching a random index page per row, and the sealer's id order follows submission order.
+    touching a random index page per row, and the sealer's id order follows submission order. Sorted within
+    a request too (they share one millisecond), so rows are stored in id order and the sealer's inserts into
+    `signal_seqs`, which follow it, append to the index's rightmost page.
     """
     stamp = f"{time.time_ns() // 1_000_000:012x}"
     head = f"{stamp[:8]}-{stamp[8:]}-7"
     noise = os.urandom(10 * count).hex()
-    return [
+    return sorted(
         f"{head}{noise[i : i + 3]}-{_VARIANT[noise[i + 3]]}{noise[i + 4 : i + 7]}-{noise[i + 7 : i + 19]}"
         for i in range(0, 20 * count, 20)
-    ]
+    )
 
 
 def ids_digest(ids: Iterable[str]) -> str:
@@ -579,7 +597,7 @@ def _remove(
     signal.removal_reason = reason
     signal.removed_audit_seq = audit_seq
     signal.removed_at = now
-    if signal.added_seq is None:
+    if session.get(SignalSeq, signal.id) is None:
         # Never published: drop its pending add, and no batch ever mentions it.
         session.execute(
             delete(PendingChange).where(

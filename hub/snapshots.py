@@ -24,7 +24,7 @@ from audit.payloads import BatchAdd, Snapshot, SnapshotChunk
 from audit.signing import Signer
 from hub import batches
 from hub.errors import NotFoundError
-from hub.signals import Signal
+from hub.signals import Signal, SignalSeq
 
 CHUNK_SIZE = 50_000
 
@@ -34,11 +34,11 @@ _COLUMNS = (Signal.id, Signal.type, Signal.value, Signal.quality, Signal.tags, S
 def _active_at(collection_id: str, seq: int) -> Any:
     return (
         select(*_COLUMNS)
+        .join(SignalSeq, SignalSeq.signal_id == Signal.id)
         .where(
             Signal.collection_id == collection_id,
-            Signal.added_seq.is_not(None),
-            Signal.added_seq <= seq,
-            or_(Signal.removed_seq.is_(None), Signal.removed_seq > seq),
+            SignalSeq.added_seq <= seq,
+            or_(SignalSeq.removed_seq.is_(None), SignalSeq.removed_seq > seq),
         )
         .order_by(Signal.id)
     )

@@ -40,7 +40,7 @@ from hub.reports.models import (
     ReportOutcome,
     SignalFlag,
 )
-from hub.signals import HEX_LENGTHS, Signal
+from hub.signals import HEX_LENGTHS, Signal, SignalSeq
 
 MAX_REPORTS_PER_REQUEST = 1000
 MAX_CONTENT_REF_LENGTH = 512
@@ -381,13 +381,18 @@ def _readable(session: Session, partner_id: str, collection_ids: set[str]) -> di
     return sizes
 
 
-_SIGNAL_COLUMNS = (Signal.id, Signal.collection_id, Signal.type, Signal.value, Signal.added_seq)
+_SIGNAL_COLUMNS = (Signal.id, Signal.collection_id, Signal.type, Signal.value, SignalSeq.added_seq)
 
 
 def _signals_by_id(session: Session, ids: Sequence[str]) -> dict[str, _SignalRow]:
     out: dict[str, _SignalRow] = {}
     for chunk in _chunks(sorted(set(ids)), _LOOKUP_CHUNK):
-        for row in session.execute(select(*_SIGNAL_COLUMNS).where(Signal.id.in_(list(chunk)))):
+        query = (
+            select(*_SIGNAL_COLUMNS)
+            .outerjoin(SignalSeq, SignalSeq.signal_id == Signal.id)
+            .where(Signal.id.in_(list(chunk)))
+        )
+        for row in session.execute(query):
             out[row.id] = _SignalRow(*row)
     return out
 
@@ -403,12 +408,9 @@ def _signals_by_value(
     for (c, t), values in groups.items():
         for chunk in _chunks(sorted(values), _LOOKUP_CHUNK):
             rows = session.execute(
-                select(*_SIGNAL_COLUMNS).where(
-                    Signal.collection_id == c,
-                    Signal.type == t,
-                    Signal.value.in_(list(chunk)),
-                    Signal.added_seq.is_not(None),
-                )
+                select(*_SIGNAL_COLUMNS)
+                .join(SignalSeq, SignalSeq.signal_id == Signal.id)
+                .where(Signal.collection_id == c, Signal.type == t, Signal.value.in_(list(chunk)))
             )
             for row in rows:
                 out.setdefault((c, t, row.value), []).append(_SignalRow(*row))

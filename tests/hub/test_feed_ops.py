@@ -16,7 +16,7 @@ from hub.cli import main
 from hub.config import Settings
 from hub.db import make_session_factory
 from hub.scheduler import start_embedded
-from hub.signals import IdempotencyKey, PendingChange, Signal
+from hub.signals import IdempotencyKey, PendingChange, Signal, SignalSeq
 from hub.tenants import PartnerKind
 from tests.hub import factories
 from tests.hub import feedkit as kit
@@ -266,3 +266,36 @@ def test_row_level_security_on_signals_shows_members_their_collection_and_lets_o
     rls.set_tenant(session, owner.id)
     with session.begin_nested():
         assert session.execute(text("UPDATE signals SET status = status")).rowcount == 3
+
+
+@pytest.mark.postgres_only
+def test_row_level_security_on_signal_seqs_follows_the_signal_and_lets_only_the_sealer_write(
+    database, connection, session, settings
+):
+    if database.backend != "postgresql":
+        pytest.skip("row-level security is PostgreSQL's")
+    keys = kit.hub_keys(session, settings)
+    owner, reader, stranger = kit.partner(session, "owner"), kit.partner(session, "reader"), kit.partner(session, "x")
+    c = kit.collection(session, keys, owner)
+    _grant(session, keys, c, reader, collections.Access.READER)
+    ids = kit.submit(session, c, owner, [{"type": "pdq", "value": kit.pdq()} for _ in range(3)]).new_ids
+    kit.seal(session, keys)
+    assert rls.tables_with_rls(connection).get("signal_seqs") is True
+
+    def visible() -> int:
+        return session.scalar(select(func.count()).select_from(SignalSeq).where(SignalSeq.signal_id.in_(ids)))
+
+    rls.set_tenant(session, stranger.id)
+    assert visible() == 0
+    rls.set_tenant(session, None)
+    assert visible() == 0
+    for partner in (reader, owner):  # whoever sees the signal sees when it was published ...
+        rls.set_tenant(session, partner.id)
+        assert visible() == 3
+        with session.begin_nested():  # ... and nobody but the sealer changes it
+            assert session.execute(text("UPDATE signal_seqs SET removed_seq = 1")).rowcount == 0
+            assert session.execute(text("DELETE FROM signal_seqs")).rowcount == 0
+        with pytest.raises(Exception, match="row-level security"), session.begin_nested():
+            session.execute(text("INSERT INTO signal_seqs (signal_id, added_seq) VALUES ('forged', 1)"))
+    rls.set_tenant(session, rls.SYSTEM)
+    assert visible() == 3

@@ -57,3 +57,44 @@ def test_the_application_role_cannot_change_the_audit_log_even_without_triggers(
                     text("SELECT has_table_privilege(current_user, :t, :p)"), {"t": table, "p": privilege}
                 ).scalar_one()
                 assert has is allowed, (table, privilege)
+
+
+def test_signal_seqs_move_out_of_signals_and_back(database, tmp_path):
+    """0009 copies each signal's batch seqs into `signal_seqs`; its downgrade puts them back."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import inspect, text
+
+    url, handle = create_database(database.backend, tmp_path, migrate_to="0008_signals_rls")
+    engine = make_engine(url)
+    rows = [("s-new", None, None), ("s-added", 3, None), ("s-removed", 1, 4)]
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    try:
+        with engine.begin() as conn:
+            for sid, added, removed in rows:
+                conn.execute(
+                    text(
+                        "INSERT INTO signals (id, collection_id, type, value, contributor_id, status,"
+                        " added_audit_seq, added_seq, removed_seq, created_at)"
+                        " VALUES (:id, 'c', 'md5', :v, 'p', 'active', 1, :a, :r, :t)"
+                    ),
+                    {"id": sid, "v": sid.ljust(32, "0"), "a": added, "r": removed, "t": t0},
+                )
+        migrate.upgrade(url, "0009_signal_seqs")
+        with engine.connect() as conn:
+            assert "added_seq" not in {c["name"] for c in inspect(conn).get_columns("signals")}
+            moved = conn.execute(text("SELECT signal_id, added_seq, removed_seq FROM signal_seqs ORDER BY signal_id"))
+            assert sorted(tuple(r) for r in moved) == sorted(r for r in rows if r[1] is not None)
+            if database.backend == "postgresql":  # nothing updates signals in bulk any more
+                assert conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'signals'")).scalar() is None
+        migrate.downgrade(url, "0008_signals_rls")
+        with engine.connect() as conn:
+            back = conn.execute(text("SELECT id, added_seq, removed_seq FROM signals"))
+            assert sorted(tuple(r) for r in back) == sorted(rows)
+            assert "signal_seqs" not in inspect(conn).get_table_names()
+            if database.backend == "postgresql":
+                options = conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'signals'")).scalar()
+                assert options == ["fillfactor=50"]
+    finally:
+        engine.dispose()
+        drop_database(database.backend, handle)

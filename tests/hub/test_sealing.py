@@ -81,7 +81,7 @@ def test_a_retraction_after_sealing_is_a_remove_in_the_next_batch(session, world
     second = open_payload(trusted, bytes(_batches(session, c.id)[1].envelope), BatchPayload)
     assert second.adds == () and [(r.id, r.reason) for r in second.removes] == [(sid, "withdrawn")]
     assert second.removes[0].audit_seq == retracted.removed_audit_seq
-    assert session.get(signals.Signal, sid).removed_seq == 2
+    assert session.get(signals.SignalSeq, sid).removed_seq == 2
 
 
 def test_cosignatures_are_refreshed_without_growing_the_tree(session, world):
@@ -202,8 +202,8 @@ def test_each_signal_is_marked_with_the_batch_that_carries_it(session, world, ma
         ids += sorted([a.id for a in p.adds] + [r.id for r in p.removes])
     assert ids == sorted(old[:2] + new)  # batches follow signal id order
     for sid in new:
-        assert ("add", session.get(signals.Signal, sid).added_seq) == carried[sid]
+        assert ("add", session.get(signals.SignalSeq, sid).added_seq) == carried[sid]
     for sid in old[:2]:
-        row = session.get(signals.Signal, sid)
+        row = session.get(signals.SignalSeq, sid)
         assert row.added_seq == 1 and ("remove", row.removed_seq) == carried[sid]
     assert session.scalar(select(signals.PendingChange.signal_id)) is None
