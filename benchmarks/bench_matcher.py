@@ -21,11 +21,15 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+if TYPE_CHECKING:
+    from partners.matching.pdq_index import PdqIndex
 
 THRESHOLDS = (31, 52)
 N_PLANTED_QUERIES = 200
@@ -181,23 +185,59 @@ def worker(name: str, n: int, budget: float) -> dict[str, object]:
             rows[f"recall_{d}"] = min(r, float(rows[f"recall_{d}"]))  # type: ignore[arg-type]
             rows[f"wrong_{d}"] = int(rows[f"wrong_{d}"]) + w  # type: ignore[call-overload]
     if name == "ours":
-        rng = np.random.default_rng(2)
-        adds = rng.integers(0, 2**64, size=(10_000, 4), dtype=np.uint64)
-        t = time.perf_counter()
-        index.apply_delta(adds, np.arange(n, n + 10_000), rng.choice(n, size=1_000, replace=False))
-        rows["delta_s"] = round(time.perf_counter() - t, 3)
-        qps, res, done = timed(lambda q: search(q, 31), queries, 1, budget)
-        rows["single_31_after_delta"] = round(qps, 1)
-        found = search(adds[:100], 0)
-        rows["delta_found"] = sum(int(n + i in f[0].tolist()) for i, f in enumerate(zip(*found, strict=True)))
+        rows.update(delta(index, n, queries, truth, search, budget))
     rows["peak_rss_mb"] = round(peak_rss_mb())
     return rows
 
 
+def delta(
+    index: PdqIndex,
+    n: int,
+    queries: np.ndarray,
+    truth: list[dict[int, int]],
+    search: Callable[..., Result],
+    budget: float,
+) -> dict[str, object]:
+    """A 10,000-hash delta (10,000 adds, 1,000 removes) applied with the merge in the background, and q/s at
+    d <= 31 on single queries (the same ones, in the same order) just before it, right after it (from its
+    return until the merge is done, at least 500 queries: the side table is searched and the merge runs on
+    the other core), and after the merge; the merge's time; recall against the planted truth less the
+    removed rows."""
+    rows: dict[str, object] = {}
+    rng = np.random.default_rng(2)
+    adds = rng.integers(0, 2**64, size=(10_000, 4), dtype=np.uint64)
+    gone = rng.choice(n, size=1_000, replace=False)
+    many = np.concatenate([queries] * 5)  # longer runs: the three figures are compared with each other
+    rows["single_31_before"] = round(timed(lambda q: search(q, 31), many, 1, budget)[0], 1)
+    index.background_merge = True
+    t = time.perf_counter()
+    index.apply_delta(adds, np.arange(n, n + 10_000), gone)
+    rows["delta_s"] = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
+    ids: list[np.ndarray] = []
+    dists: list[np.ndarray] = []
+    while index.merge_running or len(ids) < 500:
+        r = search(queries[len(ids) % len(queries) :][:1], 31)
+        ids += r[0]
+        dists += r[1]
+    rows["single_31_after_delta"] = round(len(ids) / (time.perf_counter() - t), 1)
+    index.wait_for_merge()
+    kind, seconds = index.last_merge or ("none", 0.0)
+    rows["merge"], rows["merge_s"] = kind, round(seconds, 3)
+    qps, res2, done2 = timed(lambda q: search(q, 31), many, 1, budget)
+    rows["single_31_merged"] = round(qps, 1)
+    removed = set(gone.tolist())
+    left = [{i: d for i, d in t.items() if i not in removed} for t in truth]
+    r1, w1 = recall((ids, dists), left, 31, min(len(ids), N_PLANTED_QUERIES))
+    r2, w2 = recall(res2, left, 31, min(done2, N_PLANTED_QUERIES))
+    rows["recall_delta"], rows["wrong_delta"] = min(r1, r2), w1 + w2
+    found = search(adds[:100], 0)
+    rows["delta_found"] = sum(int(n + i in f[0].tolist()) for i, f in enumerate(zip(*found, strict=True)))
+    return rows
+
+
 def run(competitor: str, n: int, budget: float) -> dict[str, object]:
-    env = dict(
-        os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1"
-    )
+    env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     cmd = [sys.executable, __file__, "--worker", competitor, "--n", str(n), "--budget", str(budget)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -219,17 +259,30 @@ def print_table(rows: list[dict[str, object]]) -> None:
         ("batch_31", "q/s d31 b1000"), ("single_52", "q/s d52"), ("batch_52", "q/s d52 b1000"),
         ("recall_31", "recall d31"), ("recall_52", "recall d52"), ("wrong_31", "wrong"),
         ("wrong_52", "wrong"), ("peak_rss_mb", "peak RSS MB"), ("delta_s", "10k delta s"),
-        ("single_31_after_delta", "q/s d31 after"),
     ]  # fmt: skip
+    delta_cols = [
+        ("n", "n"), ("name", "matcher"), ("single_31_before", "q/s d31 before delta"),
+        ("single_31_after_delta", "right after delta"), ("single_31_merged", "after merge"), ("merge", "merge"),
+        ("merge_s", "merge s"), ("recall_delta", "recall d31"),
+        ("wrong_delta", "wrong"), ("delta_found", "adds found /100"),
+    ]  # fmt: skip
+    _table(cols, rows)
+    with_delta = [r for r in rows if "single_31_before" in r]
+    if with_delta:
+        print()
+        _table(delta_cols, with_delta)
+    for r in rows:
+        if "error" in r or "setting" in r:
+            print(f"{r['name']} n={r['n']}: {r.get('setting') or ''} {r.get('error') or ''}")
+
+
+def _table(cols: list[tuple[str, str]], rows: list[dict[str, object]]) -> None:
     table = [[h for _, h in cols]] + [[fmt(r.get(k)) for k, _ in cols] for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(cols))]
     for i, line in enumerate(table):
         print(" | ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)))
         if i == 0:
             print("-+-".join("-" * w for w in widths))
-    for r in rows:
-        if "error" in r or "setting" in r:
-            print(f"{r['name']} n={r['n']}: {r.get('setting') or ''} {r.get('error') or ''}")
 
 
 def main() -> None:
@@ -249,9 +302,7 @@ def main() -> None:
         for competitor in args.only or COMPETITORS:
             started = time.perf_counter()
             rows.append(run(competitor, n, args.budget))
-            print(
-                f"# {competitor} n={n:,}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True
-            )
+            print(f"# {competitor} n={n:,}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     print(f"# {os.cpu_count()} CPUs, one thread per matcher; q/s = queries per second on one core")
     print_table(rows)
 

@@ -20,8 +20,33 @@ from numba.extending import intrinsic
 # Stored hashes per tile of the brute-force scan: 16,384 x 32 bytes = 512 KiB stays in L2 (1 MiB per core
 # here) while every query of the batch passes over it.
 SCAN_TILE = 16384
-# How many candidates ahead the MIH loops prefetch: enough to cover a DRAM miss (measured +30% at 10M).
+# Each pass of an MIH query prefetches, for up to PREFETCH_WINDOW items, what the next pass reads (the
+# lines, 256 KiB, stay in L2 until then); past that, a pass prefetches its own input PREFETCH_AHEAD items
+# ahead (large thresholds probe ~100k keys a query, whose lines would evict each other).
+PREFETCH_WINDOW = 4096
 PREFETCH_AHEAD = 16
+
+# Fields of a segment's row in the descriptor ``mih_search`` takes (int64 each; addresses are of arrays the
+# caller keeps alive). Per chunk c: D_OFFS + c, D_ROWTAB + c, D_OCC + c (addresses of its bucket table),
+# D_RADII + c (probe radius, -1 = not probed) and D_NMASK + c (how many masks of D_MASKS that radius uses).
+MAX_CHUNKS = 32  # 256 bits in chunks of at least 8 bits
+D_ROWS = 0  # rows visible to queries (a merge in progress hides the rows it appended)
+D_BASE = 1  # rows in the base hash array; rows from there on are in the tail array
+D_BITS = 2
+D_CHUNKS = 3
+D_HASHES = 4  # address of the base hashes, (n, 4) uint64
+D_TAIL = 5  # address of the tail hashes
+D_DEAD = 6  # address of the tombstones, one uint8 per row
+D_IDS = 7  # address of the int64 ids of rows D_DENSE ..
+D_DENSE = 8  # rows below this are their own id
+D_MASKS = 9  # address of the probe masks (int64, by weight, then value)
+D_PROBES = 10  # probes per query: sum of D_NMASK
+D_OFFS = 16
+D_ROWTAB = D_OFFS + MAX_CHUNKS
+D_OCC = D_ROWTAB + MAX_CHUNKS
+D_RADII = D_OCC + MAX_CHUNKS
+D_NMASK = D_RADII + MAX_CHUNKS
+D_WIDTH = D_NMASK + MAX_CHUNKS
 
 
 @intrinsic
@@ -35,18 +60,40 @@ def _popcnt(typingctx, x):
     return sig, codegen
 
 
+def _load_at(bits, signed=False):
+    """An intrinsic ``f(address, i)``: the ``bits``-bit integer at ``address + i * bits / 8``, a plain load
+    (no array object, so no reference counting and no bounds check: the caller's arrays are checked)."""
+    result = getattr(types, f"{'int' if signed else 'uint'}{bits}")
+
+    @intrinsic
+    def load(typingctx, address, index):
+        sig = result(types.int64, types.int64)
+
+        def codegen(context, builder, signature, args):
+            base = context.cast(builder, args[0], signature.args[0], types.int64)
+            i = context.cast(builder, args[1], signature.args[1], types.int64)
+            ptr = builder.inttoptr(base, ir.IntType(bits).as_pointer())
+            return builder.load(builder.gep(ptr, [i], inbounds=True))
+
+        return sig, codegen
+
+    return load
+
+
+_u8_at = _load_at(8)
+_u32_at = _load_at(32)
+_u64_at = _load_at(64)
+_i64_at = _load_at(64, signed=True)
+
+
 @intrinsic
-def _prefetch(typingctx, arr, idx):
-    """``llvm.prefetch`` of ``arr[idx]`` (row ``idx`` if 2-D), lowered inline: no reference counting."""
-    sig = types.void(arr, idx)
+def _prefetch_at(typingctx, address):
+    """``llvm.prefetch`` of the cache line at ``address`` (an int64)."""
+    sig = types.void(types.int64)
 
     def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        zero = context.get_constant(types.intp, 0)
-        indices = [args[1]] + [zero] * (aryty.ndim - 1)
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, indices, wraparound=False)
-        i8p = builder.bitcast(ptr, ir.IntType(8).as_pointer())
+        base = context.cast(builder, args[0], signature.args[0], types.int64)
+        i8p = builder.inttoptr(base, ir.IntType(8).as_pointer())
         i32 = ir.IntType(32)
         fnty = ir.FunctionType(ir.VoidType(), [i8p.type, i32, i32, i32])
         fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
@@ -81,43 +128,82 @@ def _chunk(w0, w1, w2, w3, start, bits):
 
 
 @njit(cache=True, nogil=True)
-def build_tables(hashes, bits, offs, rows, occ):
-    """Fill the CSR bucket tables of ``m`` chunks of ``bits`` bits, m = len(offs) // (2^bits + 1).
+def build_chunk(hashes, start, bits, offs, rows, occ):
+    """Fill the CSR bucket table of the chunk of ``bits`` bits at bit ``start``: ``offs`` (2^bits + 1 bucket
+    starts), ``rows`` (the row numbers, bucket after bucket) and ``occ`` (2^bits / 64 words, a bitmap of
+    non-empty buckets).
 
-    ``offs`` (m x (2^bits + 1)) are bucket starts, ``rows`` (m x n) the row ids bucket after bucket and
-    ``occ`` (m x 2^bits / 64 words) a bitmap of non-empty buckets. A counting sort, O(n) per chunk, so 10M
-    hashes build in seconds without argsort's int64 temporaries; rows in a bucket stay ascending. The caller
-    allocates the outputs (huge pages, see ``memory.py``).
+    A counting sort, O(n), so 10M hashes build in seconds without argsort's int64 temporaries; rows in a
+    bucket stay ascending. The caller allocates the outputs (huge pages, see ``memory.py``).
     """
     n = hashes.shape[0]
     nb = np.int64(1) << np.int64(bits)
-    nb1 = nb + np.int64(1)
-    m = offs.shape[0] // nb1
-    words = nb >> np.int64(6)
-    for c in range(m):
-        base = np.int64(c) * nb1
-        start = np.int64(c) * np.int64(bits)
-        for k in range(nb1):
-            offs[base + k] = np.uint32(0)
-        for r in range(n):
-            k = _chunk(hashes[r, 0], hashes[r, 1], hashes[r, 2], hashes[r, 3], start, bits)
-            offs[base + k] += np.uint32(1)
-        obase = np.int64(c) * words
-        for w in range(words):
-            occ[obase + w] = np.uint64(0)
-        for k in range(nb):
-            if offs[base + k] != np.uint32(0):
-                occ[obase + (k >> 6)] |= np.uint64(1) << np.uint64(k & 63)
-        # offs[k] = end of bucket k; filling each bucket from its end, rows taken last to first, leaves
-        # offs[k] at the bucket's start with its rows ascending, without a cursor array (32 MiB at 23 bits)
-        for k in range(1, nb):
-            offs[base + k] += offs[base + k - 1]
-        offs[base + nb] = np.uint32(n)
-        rbase = np.int64(c) * np.int64(n)
-        for r in range(n - 1, -1, -1):
-            k = _chunk(hashes[r, 0], hashes[r, 1], hashes[r, 2], hashes[r, 3], start, bits)
-            offs[base + k] -= np.uint32(1)
-            rows[rbase + np.int64(offs[base + k])] = np.uint32(r)
+    for k in range(nb + 1):
+        offs[k] = np.uint32(0)
+    for r in range(n):
+        k = _chunk(hashes[r, 0], hashes[r, 1], hashes[r, 2], hashes[r, 3], start, bits)
+        offs[k] += np.uint32(1)
+    for w in range(nb >> np.int64(6)):
+        occ[w] = np.uint64(0)
+    for k in range(nb):
+        if offs[k] != np.uint32(0):
+            occ[k >> 6] |= np.uint64(1) << np.uint64(k & 63)
+    # offs[k] = end of bucket k; filling each bucket from its end, rows taken last to first, leaves
+    # offs[k] at the bucket's start with its rows ascending, without a cursor array (32 MiB at 23 bits)
+    for k in range(1, nb):
+        offs[k] += offs[k - 1]
+    offs[nb] = np.uint32(n)
+    for r in range(n - 1, -1, -1):
+        k = _chunk(hashes[r, 0], hashes[r, 1], hashes[r, 2], hashes[r, 3], start, bits)
+        offs[k] -= np.uint32(1)
+        rows[np.int64(offs[k])] = np.uint32(r)
+
+
+@njit(cache=True, nogil=True)
+def chunk_keys(hashes, start, bits, out):
+    """``out[r]`` = the bucket key of row ``r`` in the chunk of ``bits`` bits at bit ``start``."""
+    for r in range(hashes.shape[0]):
+        out[r] = _chunk(hashes[r, 0], hashes[r, 1], hashes[r, 2], hashes[r, 3], start, bits)
+
+
+@njit(cache=True, nogil=True)
+def merge_chunk(old_offs, old_rows, old_occ, keys, new_rows, offs, rows, occ):
+    """One chunk's table with rows added: ``offs``/``rows``/``occ`` = the old table plus ``new_rows``
+    (ascending, all above the old rows) in buckets ``keys`` (sorted, ties in row order).
+
+    Sequential copies of the old arrays with the new rows slotted in (O(buckets + rows), no sort of the
+    old rows): bucket b starts where it did plus the number of new keys below b, and within a bucket the
+    new rows follow the old ones, so rows stay ascending as :func:`build_chunk` leaves them.
+    """
+    nb = offs.shape[0] - 1
+    k = keys.shape[0]
+    # whole-array copies and slice updates: LLVM vectorizes these, not a loop per run of buckets (4x slower)
+    for x in range(nb + 1):
+        offs[x] = old_offs[x]
+    for i in range(1, k + 1):  # buckets keys[i-1]+1 .. keys[i] have i new rows before them
+        start = np.int64(keys[i - 1]) + 1
+        end = np.int64(keys[i]) + 1 if i < k else np.int64(nb) + 1
+        if start < end:
+            part = offs[start:end]
+            part += np.uint32(i)
+    src = np.int64(0)
+    dst = np.int64(0)
+    for i in range(k):
+        end = np.int64(old_offs[np.int64(keys[i]) + 1])
+        if end > src:
+            rows[dst : dst + end - src] = old_rows[src:end]
+        dst += end - src
+        src = end
+        rows[dst] = np.uint32(new_rows[i])
+        dst += 1
+    rest = old_rows.shape[0] - src
+    if rest > 0:
+        rows[dst : dst + rest] = old_rows[src:]
+    for w in range(occ.shape[0]):
+        occ[w] = old_occ[w]
+    for i in range(k):
+        key = np.int64(keys[i])
+        occ[key >> 6] |= np.uint64(1) << np.uint64(key & 63)
 
 
 @njit(cache=True, nogil=True)
@@ -155,48 +241,37 @@ def _sort_query_hits(out_id, out_dist, lo, hi):
 
 
 @njit(cache=True, nogil=True)
-def mih_search(
-    queries, threshold, hashes_t, offs_t, rows_t, occ_t, dead_t, ids_t, bits_a, radii_a, out_q, out_id, out_dist
-):
-    """Every live stored entry within ``threshold`` of each query, over up to three MIH tables in one call.
+def mih_search(queries, threshold, desc, out):
+    """Every live stored entry within ``threshold`` of each query, over the segments described by ``desc``.
 
-    Segment s is table ``(hashes_t[s], offs_t[s], rows_t[s], occ_t[s])`` of ``bits_a[s]``-bit chunks probed
-    with radii ``radii_a[s]`` (-1 = chunk skipped), tombstones ``dead_t[s]`` and ids ``ids_t[s]`` (an empty
-    ids array reports row numbers). Per query the segments are searched in turn (main, merging, side), so an
-    index with a side table costs one call, and the query's hits are sorted by (distance, id) here.
+    Row s of ``desc`` describes segment s (the ``D_*`` fields above): its visible rows, hash storage (a
+    base array and a tail of rows appended by merges), tombstones, ids (rows below ``D_DENSE`` are their
+    own id), and per chunk the addresses of its bucket table and how many probe masks to use. The caller
+    keeps every array alive while the kernel runs. Per query the segments are searched in turn (main,
+    merging, side), and each query's hits are sorted by (distance, id) here.
 
     Exact recall by pigeonhole: the radii satisfy sum(radii + 1) > threshold, so a stored hash within the
-    threshold agrees with the query to within radii[c] on some chunk c. A candidate is verified with the full
-    256-bit distance and reported only from the first chunk that can find it, so no deduplication memory is
-    needed. Each segment runs in phases (probe keys, bucket bounds, candidate rows, verification) whose loads
-    are independent, with software prefetch, so the CPU overlaps the cache misses.
+    threshold agrees with the query to within radii[c] on some chunk c, and the probes of chunk c are the
+    query's key XOR every mask of weight <= radii[c]. A candidate is verified with the full 256-bit distance
+    and reported only from the first chunk that can find it, so no deduplication memory is needed. Each
+    segment runs in passes (probe keys, bucket bounds, candidate rows, verification) whose loads are
+    independent, and each pass prefetches what the next one reads, so the CPU overlaps the cache misses.
 
-    Returns (queries done, matches written): when the matches of a query do not fit in ``out_*`` it stops
-    after the previous query and the caller resumes from there with more room.
+    Matches go to the rows of ``out`` (query index, id, distance). Returns (queries done, matches written):
+    when the matches of a query do not fit in ``out`` it stops after the previous query and the caller
+    resumes from there with more room.
     """
-    nseg = len(hashes_t)
-    cap = out_q.shape[0]
+    out_q = out[0]
+    out_id = out[1]
+    out_dist = out[2]
+    nseg = desc.shape[0]
+    cap = out.shape[1]
     cnt = 0
-    pos = np.empty(64, dtype=np.int64)
     maxp = 1
     for s in range(nseg):
-        if hashes_t[s].shape[0] == 0:
-            continue
-        bits = bits_a[s]
-        tot_s = 0
-        for c in range(radii_a.shape[1]):
-            rad = radii_a[s, c]
-            if rad < 0:
-                continue
-            tot = 1
-            comb = 1
-            for k in range(1, rad + 1):
-                comb = comb * (bits - k + 1) // k
-                tot += comb
-            tot_s += tot
-        maxp = max(maxp, tot_s)
-    pr = np.empty(maxp, dtype=np.int64)
-    pc = np.empty(maxp, dtype=np.int64)
+        maxp = max(maxp, desc[s, D_PROBES])
+    pr = np.empty(maxp, dtype=np.int64)  # bucket key of each non-empty probe
+    pc = np.empty(maxp, dtype=np.int64)  # its chunk
     plo = np.empty(maxp, dtype=np.int64)
     phi = np.empty(maxp, dtype=np.int64)
     ccap = 4096
@@ -209,55 +284,36 @@ def mih_search(
         q3 = queries[qi, 3]
         qstart = cnt
         for s in range(nseg):
-            hashes = hashes_t[s]
-            n = hashes.shape[0]
-            if n == 0:
+            limit = desc[s, D_ROWS]
+            if limit == 0:
                 continue
-            offs = offs_t[s]
-            rows = rows_t[s]
-            occ = occ_t[s]
-            dead = dead_t[s]
-            ids = ids_t[s]
-            map_ids = ids.shape[0] > 0
-            bits = bits_a[s]
-            m = radii_a.shape[1]
-            nb1 = (np.int64(1) << np.int64(bits)) + np.int64(1)
+            bits = desc[s, D_BITS]
+            masks = desc[s, D_MASKS]
             npr = 0
-            for c in range(m):
-                rad = radii_a[s, c]
-                if rad < 0:
-                    continue
-                key = _chunk(q0, q1, q2, q3, np.int64(c) * np.int64(bits), bits)
-                base = np.int64(c) * nb1
-                for k in range(rad + 1):
-                    for j in range(k):
-                        pos[j] = j
-                    while True:
-                        mask = np.int64(0)
-                        for j in range(k):
-                            mask |= np.int64(1) << pos[j]
-                        kk = key ^ mask
-                        ob = np.int64(c) * (np.int64(1) << np.int64(bits - 6)) + (kk >> 6)
-                        if (occ[ob] >> np.uint64(kk & 63)) & np.uint64(1):
-                            pr[npr] = base + kk
-                            pc[npr] = c
-                            npr += 1
-                        j = k - 1
-                        while j >= 0 and pos[j] == bits - k + j:
-                            j -= 1
-                        if j < 0:
-                            break
-                        pos[j] += 1
-                        for j2 in range(j + 1, k):
-                            pos[j2] = pos[j2 - 1] + 1
+            for c in range(desc[s, D_CHUNKS]):
+                nm = desc[s, D_NMASK + c]
+                key = _chunk(q0, q1, q2, q3, np.int64(c) * bits, bits)
+                occ = desc[s, D_OCC + c]
+                offs = desc[s, D_OFFS + c]
+                for j in range(nm):
+                    kk = key ^ _i64_at(masks, j)
+                    if (_u64_at(occ, kk >> 6) >> np.uint64(kk & 63)) & np.uint64(1):
+                        if npr < PREFETCH_WINDOW:
+                            _prefetch_at(offs + kk * 4)
+                        pr[npr] = kk
+                        pc[npr] = c
+                        npr += 1
             total = 0
-            for i in range(min(npr, PREFETCH_AHEAD)):
-                _prefetch(offs, pr[i])
             for i in range(npr):
-                if i + PREFETCH_AHEAD < npr:
-                    _prefetch(offs, pr[i + PREFETCH_AHEAD])
-                lo = np.int64(offs[pr[i]])
-                hi = np.int64(offs[pr[i] + 1])
+                ahead = i + PREFETCH_AHEAD
+                if ahead >= PREFETCH_WINDOW and ahead < npr:
+                    _prefetch_at(desc[s, D_OFFS + pc[ahead]] + pr[ahead] * 4)
+                c = pc[i]
+                offs = desc[s, D_OFFS + c]
+                lo = np.int64(_u32_at(offs, pr[i]))
+                hi = np.int64(_u32_at(offs, pr[i] + 1))
+                if i < PREFETCH_WINDOW:
+                    _prefetch_at(desc[s, D_ROWTAB + c] + lo * 4)
                 plo[i] = lo
                 phi[i] = hi
                 total += hi - lo
@@ -265,42 +321,52 @@ def mih_search(
                 ccap = total * 2
                 crow = np.empty(ccap, dtype=np.int64)
                 cchk = np.empty(ccap, dtype=np.int64)
+            nbase = desc[s, D_BASE]
+            hbase = desc[s, D_HASHES]
+            htail = desc[s, D_TAIL] - nbase * 32  # so that row r of the tail is at htail + 32 r
             nc = 0
             for i in range(npr):
-                if i + PREFETCH_AHEAD < npr:
-                    _prefetch(rows, pc[i + PREFETCH_AHEAD] * np.int64(n) + plo[i + PREFETCH_AHEAD])
-                rbase = pc[i] * np.int64(n)
-                for t in range(rbase + plo[i], rbase + phi[i]):
-                    crow[nc] = np.int64(rows[t])
-                    cchk[nc] = pc[i]
-                    nc += 1
-            for i in range(min(nc, PREFETCH_AHEAD)):
-                _prefetch(hashes, crow[i])
+                ahead = i + PREFETCH_AHEAD
+                if ahead >= PREFETCH_WINDOW and ahead < npr:
+                    _prefetch_at(desc[s, D_ROWTAB + pc[ahead]] + plo[ahead] * 4)
+                rows = desc[s, D_ROWTAB + pc[i]]
+                for t in range(plo[i], phi[i]):
+                    row = np.int64(_u32_at(rows, t))
+                    if row < limit:  # rows a merge in progress appended are still the side table's
+                        if nc < PREFETCH_WINDOW:
+                            _prefetch_at((hbase if row < nbase else htail) + row * 32)
+                        crow[nc] = row
+                        cchk[nc] = pc[i]
+                        nc += 1
+            dead = desc[s, D_DEAD]
             for i in range(nc):
-                if i + PREFETCH_AHEAD < nc:
-                    _prefetch(hashes, crow[i + PREFETCH_AHEAD])
+                ahead = i + PREFETCH_AHEAD
+                if ahead >= PREFETCH_WINDOW and ahead < nc:
+                    _prefetch_at((hbase if crow[ahead] < nbase else htail) + crow[ahead] * 32)
                 row = crow[i]
-                d = np.int64(
-                    _popcnt(hashes[row, 0] ^ q0)
-                    + _popcnt(hashes[row, 1] ^ q1)
-                    + _popcnt(hashes[row, 2] ^ q2)
-                    + _popcnt(hashes[row, 3] ^ q3)
-                )
-                if d <= threshold and dead[row] == 0:
+                at = (hbase if row < nbase else htail) + row * 32
+                h0 = _u64_at(at, 0)
+                h1 = _u64_at(at, 1)
+                h2 = _u64_at(at, 2)
+                h3 = _u64_at(at, 3)
+                d = np.int64(_popcnt(h0 ^ q0) + _popcnt(h1 ^ q1) + _popcnt(h2 ^ q2) + _popcnt(h3 ^ q3))
+                if d <= threshold and _u8_at(dead, row) == 0:
                     c = cchk[i]
                     first = True
                     for c2 in range(c):
-                        if radii_a[s, c2] >= 0:
-                            s2 = np.int64(c2) * np.int64(bits)
-                            x = _chunk(hashes[row, 0], hashes[row, 1], hashes[row, 2], hashes[row, 3], s2, bits)
+                        rad = desc[s, D_RADII + c2]
+                        if rad >= 0:
+                            s2 = np.int64(c2) * bits
+                            x = _chunk(h0, h1, h2, h3, s2, bits)
                             y = _chunk(q0, q1, q2, q3, s2, bits)
-                            if np.int64(_popcnt(np.uint64(x ^ y))) <= radii_a[s, c2]:
+                            if np.int64(_popcnt(np.uint64(x ^ y))) <= rad:
                                 first = False
                                 break
                     if first:
                         if cnt < cap:
+                            dense = desc[s, D_DENSE]
                             out_q[cnt] = qi
-                            out_id[cnt] = ids[row] if map_ids else row
+                            out_id[cnt] = row if row < dense else _i64_at(desc[s, D_IDS], row - dense)
                             out_dist[cnt] = d
                         cnt += 1
         if cnt > cap:  # this query did not fit: report the queries done before it
@@ -310,24 +376,29 @@ def mih_search(
 
 
 @njit(cache=True, nogil=True)
-def scan_search(queries, threshold, hashes, dead, ids, tile, row_start, q_start, out_q, out_id, out_dist):
+def scan_search(
+    queries, threshold, hashes, row0, limit, dead, ids, dense, tile, row_start, q_start, out_q, out_id, out_dist
+):
     """Every live stored row within ``threshold`` of each query, by a tiled exhaustive scan (unordered).
+
+    ``hashes`` holds rows ``row0 ..`` of a segment (its base or its tail); rows from ``limit`` on are not
+    visible, ``dead`` holds the segment's tombstones and a row below ``dense`` is its own id, else its id
+    is ``ids[row - dense]``.
 
     The stored hashes are copied tile by tile into four word arrays (structure of arrays) that stay in L2
     while every query of the batch passes over them. The inner loop over a tile (XOR, POPCNT, a distance
     byte per row, a count within the threshold) has no branch and starts at 0, so LLVM vectorizes it
     (AVX-512 VPOPCNTQ here); measured: splitting it into blocks with a branch each, or a ``range(b0, b1)``
     loop, stopped the vectorization (5x slower). Only a (tile, query) with a hit reads its distance bytes
-    again to collect the rows. An empty ``ids`` reports row numbers.
+    again to collect the rows.
 
     Resumable: starts at tile ``row_start`` (a multiple of ``tile``), query ``q_start`` in it, and returns
     (row_start, q_start, count) of the first (tile, query) pair whose hits did not fit in ``out_*``
     (count = hits written before it), or (n, 0, count) when done.
     """
-    n = hashes.shape[0]
+    n = min(hashes.shape[0], max(limit - row0, 0))
     nq = queries.shape[0]
     cap = out_q.shape[0]
-    map_ids = ids.shape[0] > 0
     thr = np.uint64(threshold)
     w0 = np.empty(tile, dtype=np.uint64)
     w1 = np.empty(tile, dtype=np.uint64)
@@ -357,11 +428,11 @@ def scan_search(queries, threshold, hashes, dead, ids, tile, row_start, q_start,
                 hit += np.uint64(d <= thr)
             if hit != np.uint64(0):
                 for r in range(m):
-                    row = np.int64(t0) + np.int64(r)
+                    row = np.int64(row0) + np.int64(t0) + np.int64(r)
                     if np.uint64(dist[r]) <= thr and dead[row] == 0:
                         if cnt < cap:
                             out_q[cnt] = qi
-                            out_id[cnt] = ids[row] if map_ids else row
+                            out_id[cnt] = row if row < dense else ids[row - dense]
                             out_dist[cnt] = np.int64(dist[r])
                         cnt += 1
             if cnt > cap:

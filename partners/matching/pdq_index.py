@@ -1,25 +1,31 @@
 """The PDQ index: every stored hash within a Hamming distance of each query, with exact recall.
 
 Layers, smallest first:
-- :class:`PdqTable`: an immutable multi-index hash (MIH) over a fixed array of hashes, which can also be
-  scanned exhaustively (the scan wins for large thresholds, where MIH probes too many keys).
+- :class:`PdqTable`: an immutable multi-index hash (MIH) over an array of hashes (plus a tail of rows that
+  merges appended), with one bucket table per chunk; it can also be scanned exhaustively (the scan wins for
+  large thresholds, where MIH probes too many keys).
 - :class:`PdqIndex`: the mutable index. A main table, a small side table of recent adds, tombstones for
-  removes, and a merge (optionally in a background thread) that folds the side table into a new main table.
-  Queries read an immutable snapshot of the segments, so they stay correct while a merge runs.
+  removes, and a merge (optionally in a background thread) that appends the side table's rows to the main
+  table chunk by chunk (or, when it must, rebuilds it). Queries read an immutable snapshot of the segments,
+  so they stay correct while a merge runs.
 
 Stored entries carry an int64 id (the caller's key; the :class:`~partners.matching.matcher.Matcher` maps it to
-a collection and signal id). Internally the main table's rows are sorted by id, so removing by id is a
-binary search and no id-to-row map is kept in memory. When a segment's ids are exactly its row numbers
-(0..n-1, the Matcher's dense keys) no id array is kept at all: the kernels then report rows, which are the ids.
+a collection and signal id). Internally the main table's ids increase with the row, so removing by id is a
+binary search and no id-to-row map is kept in memory. Rows whose ids are their row numbers (0..n-1, the
+Matcher's dense keys) keep no id array at all: the kernels report the row, which is the id.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -41,7 +47,8 @@ SearchMode = Literal["auto", "mih", "scan"]
 
 MIN_CHUNK_BITS = 8
 MAX_CHUNK_BITS = 23  # 2^23 buckets per chunk: 32 MiB of offsets each; 24 bits would cost 11 x 64 MiB at 10M
-DEFAULT_MERGE_AT = 100_000  # side-table size that triggers a merge into the main table
+DEFAULT_MERGE_AT = 4_096  # side-table size that triggers a merge into the main table
+COMPACT_AT = 8  # a merge rebuilds (dropping removed rows) once more than 1/COMPACT_AT of main is removed
 SIDE_BITS = 16  # side tables (recent adds) use 16 chunks of 16 bits: see Layout.for_side
 SIDE_LAYOUT_MIN = 1 << 12  # below this (4 MiB of offsets for a few hashes) a side table uses Layout.for_size
 SIDE_LAYOUT_MAX = 1 << 18  # above this a side table falls back to Layout.for_size
@@ -116,6 +123,8 @@ class Hits:
 
     def per_query(self, n_queries: int) -> list[tuple[I64Array, I64Array]]:
         """(ids, distances) for each query of the batch, in batch order."""
+        if n_queries == 1:  # a single query's hits are all of them (no search over the query column)
+            return [(self.ids, self.distances)]
         bounds = np.searchsorted(self.query, np.arange(n_queries + 1))
         return [
             (self.ids[bounds[i] : bounds[i + 1]], self.distances[bounds[i] : bounds[i + 1]]) for i in range(n_queries)
@@ -134,24 +143,55 @@ def as_words(hashes: npt.ArrayLike) -> U64Array:
     return pdq_hex_to_words(list(hashes))  # type: ignore[arg-type]
 
 
-def _kernel_array(arr: npt.NDArray[np.generic], dtype: npt.DTypeLike) -> npt.NDArray[np.generic]:
-    """``arr`` itself if the kernels can take it as is (C-contiguous, writable, ``dtype``), else a copy."""
-    if arr.dtype == dtype and arr.flags.c_contiguous and arr.flags.writeable:
+def _contiguous(arr: npt.NDArray[np.generic], dtype: npt.DTypeLike) -> npt.NDArray[np.generic]:
+    """``arr`` itself if C-contiguous of ``dtype`` (the kernels read it by address), else a copy."""
+    if arr.dtype == dtype and arr.flags.c_contiguous:
         return arr
     return memory.copy_of(arr, dtype)
 
 
-class PdqTable:
-    """An immutable MIH table over hashes (row i = ``hashes[i]``), searchable by MIH or by tiled scan."""
+def _address(arr: npt.NDArray[np.generic]) -> int:
+    return int(arr.ctypes.data)
 
-    def __init__(self, hashes: U64Array, layout: Layout, offs: U32Array, rows: U32Array, occ: U64Array) -> None:
-        # The kernels take the tables of several segments as tuples, which numba needs to be of one type:
-        # C-contiguous, writable (a read-only memory map is another type) and of these dtypes.
-        self.hashes: U64Array = _kernel_array(hashes, np.uint64)  # type: ignore[assignment]
+
+@functools.cache
+def _probe_masks(bits: int, radius: int) -> I64Array:
+    """Every ``bits``-bit mask of at most ``radius`` set bits, by weight then value: the masks within a
+    smaller radius are a prefix. The arrays stay alive (cached) while kernels read them by address."""
+    masks = [sum(1 << b for b in combo) for k in range(radius + 1) for combo in itertools.combinations(range(bits), k)]
+    by_weight = sorted(masks, key=lambda m: (m.bit_count(), m))
+    return np.array(by_weight, dtype=np.int64)
+
+
+def _masks_within(bits: int, radius: int) -> int:
+    return sum(math.comb(bits, k) for k in range(radius + 1)) if radius >= 0 else 0
+
+
+class PdqTable:
+    """An immutable MIH table over hashes, searchable by MIH or by tiled scan.
+
+    Row i is ``hashes[i]``, or ``tail[i - len(hashes)]`` for rows that merges appended (so a large base array
+    is never copied to grow). Each chunk has its own bucket arrays (``offs[c]``, ``rows[c]``, ``occ[c]``): a
+    merge replaces them one chunk at a time, so it never holds two copies of the whole table.
+    """
+
+    def __init__(
+        self,
+        hashes: U64Array,
+        layout: Layout,
+        offs: Sequence[U32Array],
+        rows: Sequence[U32Array],
+        occ: Sequence[U64Array],
+        tail: U64Array | None = None,
+    ) -> None:
+        if not len(offs) == len(rows) == len(occ) == layout.chunks:
+            raise MatchingError(f"{len(offs)}/{len(rows)}/{len(occ)} chunk tables for {layout.chunks} chunks")
+        self.hashes: U64Array = _contiguous(hashes, np.uint64)  # type: ignore[assignment]
+        self.tail: U64Array = _NO_WORDS if tail is None else _contiguous(tail, np.uint64)  # type: ignore[assignment]
         self.layout = layout
-        self.offs: U32Array = _kernel_array(offs, np.uint32)  # type: ignore[assignment]
-        self.rows: U32Array = _kernel_array(rows, np.uint32)  # type: ignore[assignment]
-        self.occ: U64Array = _kernel_array(occ, np.uint64)  # type: ignore[assignment]
+        self.offs: tuple[U32Array, ...] = tuple(_contiguous(a, np.uint32) for a in offs)  # type: ignore[misc]
+        self.rows: tuple[U32Array, ...] = tuple(_contiguous(a, np.uint32) for a in rows)  # type: ignore[misc]
+        self.occ: tuple[U64Array, ...] = tuple(_contiguous(a, np.uint64) for a in occ)  # type: ignore[misc]
         self._radii: dict[int, I64Array] = {}
         self._mih_ns: dict[int, float] = {}
 
@@ -161,14 +201,24 @@ class PdqTable:
         n = int(hashes.shape[0])
         lay = layout or Layout.for_size(n)
         nb = 1 << lay.bits
-        offs = memory.empty(lay.chunks * (nb + 1), np.uint32)
-        rows = memory.empty(lay.chunks * n, np.uint32)
-        occ = memory.empty(lay.chunks * (nb // 64), np.uint64)
-        _kernels.build_tables(hashes, lay.bits, offs, rows, occ)
-        return cls(hashes, lay, offs, rows, occ)  # type: ignore[arg-type]
+        words = _contiguous(hashes, np.uint64)
+        offs, rows, occ = [], [], []
+        for c in range(lay.chunks):
+            offs.append(memory.empty(nb + 1, np.uint32))
+            rows.append(memory.empty(n, np.uint32))
+            occ.append(memory.empty(nb // 64, np.uint64))
+            _kernels.build_chunk(words, c * lay.bits, lay.bits, offs[c], rows[c], occ[c])
+        return cls(words, lay, offs, rows, occ)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
-        return int(self.hashes.shape[0])
+        return int(self.hashes.shape[0]) + int(self.tail.shape[0])
+
+    def words(self, rows: int) -> U64Array:
+        """The hashes of rows 0 .. ``rows`` - 1 (a view when none are in the tail)."""
+        base = len(self.hashes)
+        if rows <= base:
+            return self.hashes[:rows]
+        return np.concatenate([self.hashes, self.tail[: rows - base]])
 
     def radii(self, threshold: int) -> I64Array:
         """``layout.radii(threshold)``, cached: a single query must not pay for it in Python."""
@@ -195,51 +245,17 @@ class PdqTable:
             return empty, empty, empty
         chosen = self.choose_mode(threshold, nq) if mode == "auto" else mode
         queries = np.ascontiguousarray(queries, dtype=np.uint64)
-        dead = _kernel_array(dead, np.uint8)  # type: ignore[assignment]
-        seg = (self, dead, _NO_IDS)
+        seg = _Segment(self, _NO_IDS, _contiguous(dead, np.uint8), len(self), len(self))  # type: ignore[arg-type]
         if chosen == "scan":
             return _scan(queries, threshold, seg)
-        return _mih(queries, threshold, _pack([seg], threshold))
+        return _mih(queries, threshold, seg.descriptor(threshold)[None, :])
 
 
-_NO_IDS = np.zeros(0, dtype=np.int64)  # passed as ids: the kernels then report row numbers
-_EMPTY_TABLE = PdqTable(
-    np.zeros((0, 4), dtype=np.uint64),
-    Layout(bits=8, chunks=1),
-    np.zeros(1, dtype=np.uint32),
-    np.zeros(1, dtype=np.uint32),
-    np.zeros(1, dtype=np.uint64),
-)
-_EMPTY_DEAD = np.zeros(1, dtype=np.uint8)
-_KernelSegment = tuple[PdqTable, U8Array, I64Array]  # table, tombstones, ids (or _NO_IDS)
+_NO_IDS = np.zeros(0, dtype=np.int64)
+_NO_WORDS = np.zeros((0, 4), dtype=np.uint64)
 
 
-_MihArgs = tuple[object, ...]
-
-
-def _pack(segments: list[_KernelSegment], threshold: int) -> _MihArgs:
-    """The arguments ``mih_search`` takes after the queries and threshold, for up to three segments."""
-    segs = segments + [(_EMPTY_TABLE, _EMPTY_DEAD, _NO_IDS)] * (3 - len(segments))
-    tables = [t for t, _, _ in segs]
-    width = max(t.layout.chunks for t in tables)
-    radii = np.full((3, width), -1, dtype=np.int64)
-    for i, t in enumerate(tables):
-        if len(t):
-            radii[i, : t.layout.chunks] = t.radii(threshold)
-    bits = np.array([t.layout.bits for t in tables], dtype=np.int64)
-    return (
-        (tables[0].hashes, tables[1].hashes, tables[2].hashes),
-        (tables[0].offs, tables[1].offs, tables[2].offs),
-        (tables[0].rows, tables[1].rows, tables[2].rows),
-        (tables[0].occ, tables[1].occ, tables[2].occ),
-        (segs[0][1], segs[1][1], segs[2][1]),
-        (segs[0][2], segs[1][2], segs[2][2]),
-        bits,
-        radii,
-    )
-
-
-def _mih(queries: U64Array, threshold: int, packed: _MihArgs) -> tuple[I64Array, I64Array, I64Array]:
+def _mih(queries: U64Array, threshold: int, desc: I64Array) -> tuple[I64Array, I64Array, I64Array]:
     """One ``mih_search`` call (resumed if its output overflows): hits grouped by query, each query's sorted
     by (distance, id)."""
     nq = int(queries.shape[0])
@@ -247,12 +263,12 @@ def _mih(queries: U64Array, threshold: int, packed: _MihArgs) -> tuple[I64Array,
     parts: list[tuple[I64Array, I64Array, I64Array]] = []
     start = 0
     while True:
-        out_q, out_id, out_dist = (np.empty(cap, dtype=np.int64) for _ in range(3))
-        # numba's Dispatcher stub types its call as fixed-arity; the packed tuple is unpacked at run time
-        done, count = _kernels.mih_search(queries[start:], threshold, *packed, out_q, out_id, out_dist)  # type: ignore[call-arg]
+        out = np.empty((3, cap), dtype=np.int64)  # query, id, distance: one allocation (a single query's
+        done, count = _kernels.mih_search(queries[start:] if start else queries, threshold, desc, out)  # cost)
+        hits = out[:, :count]
         if start:
-            out_q[:count] += start
-        parts.append((out_q[:count], out_id[:count], out_dist[:count]))
+            hits[0] += start
+        parts.append((hits[0], hits[1], hits[2]))
         start += int(done)
         if start >= nq:
             break
@@ -268,21 +284,24 @@ def _concat(parts: list[tuple[I64Array, I64Array, I64Array]]) -> tuple[I64Array,
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
 
 
-def _scan(queries: U64Array, threshold: int, seg: _KernelSegment) -> tuple[I64Array, I64Array, I64Array]:
-    """Tiled scan of one segment (unordered hits); resumes where an output buffer overflowed."""
-    table, dead, ids = seg
-    n = len(table)
+def _scan(queries: U64Array, threshold: int, seg: _Segment) -> tuple[I64Array, I64Array, I64Array]:
+    """Tiled scan of one segment, its base then its tail (unordered hits); resumes where an output buffer
+    overflowed."""
+    table = seg.table
     tile = _kernels.SCAN_TILE
     cap = max(1024 + 8 * int(queries.shape[0]), 2 * tile)
     parts: list[tuple[I64Array, I64Array, I64Array]] = []
-    row, qi = 0, 0
-    while row < n:
-        out_q, out_id, out_dist = (np.empty(cap, dtype=np.int64) for _ in range(3))
-        row, qi, count = _kernels.scan_search(
-            queries, threshold, table.hashes, dead, ids, tile, row, qi, out_q, out_id, out_dist
-        )
-        parts.append((out_q[:count], out_id[:count], out_dist[:count]))
-        cap *= 4
+    for words, row0 in ((table.hashes, 0), (table.tail, len(table.hashes))):
+        n = min(len(words), seg.rows - row0)
+        row, qi = 0, 0
+        while row < n:
+            out_q, out_id, out_dist = (np.empty(cap, dtype=np.int64) for _ in range(3))
+            row, qi, count = _kernels.scan_search(
+                queries, threshold, words, row0, seg.rows, seg.dead, seg.ids, seg.dense, tile, row, qi,
+                out_q, out_id, out_dist,
+            )  # fmt: skip
+            parts.append((out_q[:count], out_id[:count], out_dist[:count]))
+            cap *= 4
     return _concat(parts)
 
 
@@ -290,35 +309,79 @@ def _scan(queries: U64Array, threshold: int, seg: _KernelSegment) -> tuple[I64Ar
 class _Segment:
     """A table with the ids of its rows and its tombstones (1 = removed). ``dead`` is written in place.
 
-    ``ids`` is empty when the ids are the row numbers 0..n-1 (no array of 8 bytes per row then; the kernels
-    report row numbers for an empty ids array). :meth:`id_array` materialises them when needed (a save)."""
+    Rows below ``dense`` are their own id (no array of 8 bytes per row for them: a Matcher's keys are its
+    rows); row r from there on has id ``ids[r - dense]``. In a main segment ids increase with the row, so a
+    remove is a binary search. ``rows`` are visible to queries; ``dead`` and ``ids`` may be longer, with room
+    for the rows a merge appends (which stay hidden until the merge is done).
+    """
 
     table: PdqTable
     ids: I64Array
     dead: U8Array
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "ids", _kernel_array(self.ids, np.int64))
-        object.__setattr__(self, "dead", _kernel_array(self.dead, np.uint8))
-        if len(self.ids) not in (0, len(self.table)):
-            raise MatchingError(f"{len(self.ids)} ids for {len(self.table)} rows")
+    dense: int
+    rows: int
 
     def __len__(self) -> int:
-        return len(self.table)
+        return self.rows
 
     @property
-    def dense(self) -> bool:
-        """Whether the ids are the row numbers (no id array kept)."""
-        return len(self.ids) == 0
+    def all_dense(self) -> bool:
+        """Whether every row is its own id (no id array kept)."""
+        return self.dense >= self.rows
 
     def id_array(self) -> I64Array:
-        return np.arange(len(self.table), dtype=np.int64) if self.dense else self.ids
+        ids = self.ids[: max(self.rows - self.dense, 0)]
+        if self.dense == 0:
+            return ids
+        return np.concatenate([np.arange(min(self.dense, self.rows), dtype=np.int64), ids])
+
+    def ids_of(self, rows: I64Array) -> I64Array:
+        if self.all_dense:
+            return rows.astype(np.int64)
+        return np.where(rows < self.dense, rows, self.ids[np.maximum(rows - self.dense, 0)])
+
+    def max_id(self) -> int:
+        """The id of the last row (the largest in a main segment), -1 if empty."""
+        return int(self.ids_of(np.array([self.rows - 1]))[0]) if self.rows else -1
+
+    def dead_count(self) -> int:
+        return int(np.count_nonzero(self.dead[: self.rows]))
+
+    def live_rows(self) -> I64Array:
+        """The live rows, by id."""
+        live = np.flatnonzero(self.dead[: self.rows] == 0)
+        if self.all_dense:
+            return live
+        return live[np.argsort(self.ids_of(live), kind="stable")]
 
     def alive(self) -> tuple[U64Array, I64Array]:
-        keep = self.dead == 0
-        if self.dense:
-            return self.table.hashes[keep], np.flatnonzero(keep).astype(np.int64)
-        return self.table.hashes[keep], self.ids[keep]
+        """Copies of the live hashes and their ids, by row."""
+        keep = self.dead[: self.rows] == 0
+        base = min(self.rows, len(self.table.hashes))
+        words = self.table.hashes[:base][keep[:base]]
+        if self.rows > base:
+            words = np.concatenate([words, self.table.tail[: self.rows - base][keep[base:]]])
+        return words, self.ids_of(np.flatnonzero(keep))
+
+    def descriptor(self, threshold: int) -> I64Array:
+        """This segment's row of the ``mih_search`` descriptor for ``threshold`` (see ``_kernels.D_*``)."""
+        table, k = self.table, _kernels
+        lay = table.layout
+        radii = table.radii(threshold)
+        masks = _probe_masks(lay.bits, int(radii.max()))
+        desc = np.zeros(k.D_WIDTH, dtype=np.int64)
+        desc[[k.D_ROWS, k.D_BASE, k.D_BITS, k.D_CHUNKS, k.D_DENSE]] = (
+            self.rows, len(table.hashes), lay.bits, lay.chunks, self.dense
+        )  # fmt: skip
+        for at, arr in ((k.D_HASHES, table.hashes), (k.D_TAIL, table.tail), (k.D_DEAD, self.dead)):
+            desc[at] = _address(arr)
+        desc[k.D_IDS], desc[k.D_MASKS] = _address(self.ids), _address(masks)
+        for c in range(lay.chunks):
+            desc[k.D_OFFS + c], desc[k.D_ROWTAB + c] = _address(table.offs[c]), _address(table.rows[c])
+            desc[k.D_OCC + c], desc[k.D_RADII + c] = _address(table.occ[c]), radii[c]
+            desc[k.D_NMASK + c] = _masks_within(lay.bits, int(radii[c]))
+        desc[k.D_PROBES] = desc[k.D_NMASK : k.D_NMASK + lay.chunks].sum()
+        return desc
 
 
 @dataclass(frozen=True)
@@ -326,23 +389,34 @@ class _State:
     """What a query reads: swapped as a whole, so a query never sees half a merge."""
 
     main: _Segment
-    merging: _Segment | None = None  # the side table being folded into a new main table
+    merging: _Segment | None = None  # the side table being folded into the main table
     side: _Segment | None = None  # adds since the last merge started
-    # mih_search arguments per (threshold, segments searched by MIH): built once, not per query
-    packed: dict[tuple[int, tuple[int, ...]], _MihArgs] = field(default_factory=dict, compare=False, repr=False)
+    # per (threshold, batch size, mode): the mih_search descriptor and the segments to scan; built once
+    plans: dict[tuple[int, int, str], _Plan] = field(default_factory=dict, compare=False, repr=False)
 
     @cached_property
-    def searched(self) -> list[_KernelSegment]:
-        """The non-empty segments, as the kernels take them."""
-        segs = (s for s in (self.main, self.merging, self.side) if s is not None and len(s))
-        return [(s.table, s.dead, s.ids) for s in segs]
+    def searched(self) -> list[_Segment]:
+        """The non-empty segments."""
+        return [s for s in (self.main, self.merging, self.side) if s is not None and len(s)]
 
-    def mih_args(self, threshold: int, which: tuple[int, ...]) -> _MihArgs:
-        key = (threshold, which)
-        found = self.packed.get(key)
+    def plan(self, threshold: int, n_queries: int, mode: SearchMode) -> _Plan:
+        key = (threshold, n_queries if n_queries < 16 else 16 + n_queries.bit_length(), mode)
+        found = self.plans.get(key)
         if found is None:
-            found = self.packed[key] = _pack([self.searched[i] for i in which], threshold)
+            segs = self.searched
+            modes = [s.table.choose_mode(threshold, n_queries) if mode == "auto" else mode for s in segs]
+            by_mih = [s.descriptor(threshold) for s, m in zip(segs, modes, strict=True) if m == "mih"]
+            desc = np.stack(by_mih) if by_mih else None
+            found = self.plans[key] = (desc, [s for s, m in zip(segs, modes, strict=True) if m == "scan"])
         return found
+
+
+_Plan = tuple[I64Array | None, list[_Segment]]
+
+
+def _room(rows: int) -> int:
+    """Capacity for ``rows`` rows and the appends of later merges (address space: untouched pages are free)."""
+    return rows + max(rows // 4, 1 << 16)
 
 
 def _segment(
@@ -361,9 +435,14 @@ def _segment(
     if ids is not None and (n == 0 or (_is_increasing(ids) and int(ids[0]) == 0 and int(ids[-1]) == n - 1)):
         ids = None  # strictly increasing from 0 to n-1: the row numbers
     words: U64Array = memory.copy_of(hashes, np.uint64) if copy else hashes  # type: ignore[assignment]
-    id_copy: I64Array = _NO_IDS if ids is None else memory.copy_of(ids, np.int64) if copy else ids  # type: ignore[assignment]
+    cap = n if side else _room(n)  # a main table keeps room for the rows merges append
+    if ids is None:
+        id_arr, dense = _NO_IDS, n
+    else:
+        id_arr, dense = ids if not copy else memory.empty(cap, np.int64), 0  # type: ignore[assignment]
+        id_arr[:n] = ids
     table = PdqTable.build(words, Layout.for_side(n) if side else None)
-    return _Segment(table, id_copy, np.zeros(n, dtype=np.uint8))
+    return _Segment(table, id_arr, memory.zeros(cap, np.uint8), dense, n)  # type: ignore[arg-type]
 
 
 def _is_increasing(ids: I64Array) -> bool:
@@ -379,14 +458,14 @@ class PdqIndex:
     """
 
     def __init__(self, *, merge_at: int = DEFAULT_MERGE_AT, background_merge: bool = True) -> None:
-        empty_words = np.zeros((0, 4), dtype=np.uint64)
-        self._state = _State(main=_segment(empty_words, np.zeros(0, dtype=np.int64), sorted_ids=True))
+        self._state = _State(main=_segment(_NO_WORDS, None, sorted_ids=True))
         self._lock = threading.RLock()
         self._merge_thread: threading.Thread | None = None
         self._merge_error: BaseException | None = None
         self._removed_during_merge: list[I64Array] = []
         self.merge_at = merge_at
         self.background_merge = background_merge
+        self.last_merge: tuple[str, float] | None = None  # ("append" | "rebuild", seconds) of the last merge
 
     # -- construction ---------------------------------------------------------------------------------
 
@@ -418,10 +497,10 @@ class PdqIndex:
     def warmup(self) -> None:
         """Compile (or load from numba's cache) every kernel, so the first real query is not the compile."""
         probe = np.zeros((1, 4), dtype=np.uint64)
-        tiny = PdqTable.build(np.ones((4, 4), dtype=np.uint64))
-        dead = np.zeros(4, dtype=np.uint8)
-        tiny.search(probe, 31, dead, mode="mih")
-        tiny.search(probe, 31, dead, mode="scan")
+        tiny = PdqIndex.build(np.ones((4, 4), dtype=np.uint64), None, background_merge=False)
+        tiny.search(probe, 31, mode="mih")
+        tiny.search(probe, 31, mode="scan")
+        tiny._append(np.ones((1, 4), dtype=np.uint64), np.array([4]), np.array([0]))
         self.search(probe, DEFAULT_PDQ_THRESHOLD)
 
     # -- reads ----------------------------------------------------------------------------------------
@@ -429,8 +508,7 @@ class PdqIndex:
     def __len__(self) -> int:
         """Number of live entries."""
         st = self._state
-        segments = (s for s in (st.main, st.merging, st.side) if s is not None)
-        return sum(len(s) - int(np.count_nonzero(s.dead)) for s in segments)
+        return sum(len(s) - s.dead_count() for s in (st.main, st.merging, st.side) if s is not None)
 
     def search(self, queries: npt.ArrayLike, threshold: int = DEFAULT_PDQ_THRESHOLD, mode: SearchMode = "auto") -> Hits:
         """Every live entry within ``threshold`` (0..64) of each query, with its distance: exact recall.
@@ -442,17 +520,15 @@ class PdqIndex:
         limit = check_threshold(threshold)
         words = as_words(queries)
         st = self._state
-        segs = st.searched
         nq = int(words.shape[0])
-        if not segs or nq == 0:
+        if nq == 0 or not st.searched:
             return Hits(_NO_IDS, _NO_IDS, _NO_IDS)
-        modes = [t.choose_mode(limit, nq) if mode == "auto" else mode for t, _, _ in segs]
-        by_mih = tuple(i for i, m in enumerate(modes) if m == "mih")
-        if len(by_mih) == len(segs):
-            return Hits(*_mih(words, limit, st.mih_args(limit, by_mih)))
-        parts = [_scan(words, limit, seg) for seg, m in zip(segs, modes, strict=True) if m == "scan"]
-        if by_mih:
-            parts.append(_mih(words, limit, st.mih_args(limit, by_mih)))
+        desc, scanned = st.plan(limit, nq, mode)
+        if not scanned:
+            return Hits(*_mih(words, limit, desc))  # type: ignore[arg-type]
+        parts = [_scan(words, limit, seg) for seg in scanned]
+        if desc is not None:
+            parts.append(_mih(words, limit, desc))
         q, ids, dist = _concat(parts)
         if len(q) > 1:
             order = np.lexsort((ids, dist, q))
@@ -482,11 +558,25 @@ class PdqIndex:
 
     def add(self, hashes: npt.ArrayLike, ids: npt.ArrayLike) -> None:
         """Add entries; an id already live is replaced (its old hash removed). May start a merge."""
-        words, id_arr = as_words(hashes), _as_ids(ids)
-        _check_batch(words, id_arr)
-        if len(id_arr) == 0:
-            return
+        self.apply_delta(hashes, ids, _NO_IDS)
+
+    def remove(self, ids: npt.ArrayLike) -> int:
+        """Tombstone the live entries with these ids; returns how many were live. Unknown ids are ignored."""
+        id_arr = _as_ids(ids)
         with self._lock:
+            return self._remove_locked(id_arr)
+
+    def apply_delta(self, add_hashes: npt.ArrayLike, add_ids: npt.ArrayLike, remove_ids: npt.ArrayLike) -> None:
+        """One batch of a feed: removes first, then adds (an id both removed and added ends up added).
+
+        The adds go to the side table; once it holds ``merge_at`` rows a merge starts, after the lock is
+        released (a synchronous merge's worker takes the lock to swap)."""
+        words, id_arr, gone = as_words(add_hashes), _as_ids(add_ids), _as_ids(remove_ids)
+        _check_batch(words, id_arr)
+        with self._lock:
+            self._remove_locked(gone)
+            if len(id_arr) == 0:
+                return
             self._remove_locked(id_arr)
             st = self._state
             if st.side is not None:
@@ -496,52 +586,155 @@ class PdqIndex:
             side = _segment(words, id_arr, sorted_ids=False, side=True)
             self._state = _State(main=st.main, merging=st.merging, side=side)
             big = len(side) >= self.merge_at
+            del st, side
         if big:
             self.merge(wait=not self.background_merge)
 
-    def remove(self, ids: npt.ArrayLike) -> int:
-        """Tombstone the live entries with these ids; returns how many were live. Unknown ids are ignored."""
-        id_arr = _as_ids(ids)
-        with self._lock:
-            return self._remove_locked(id_arr)
+    def merge(self, wait: bool = True, *, compact: bool = False) -> None:
+        """Fold the side table into the main table, then swap it in; queries keep using the old segments
+        until the swap, and adds during the merge go to a fresh side table.
 
-    def apply_delta(self, add_hashes: npt.ArrayLike, add_ids: npt.ArrayLike, remove_ids: npt.ArrayLike) -> None:
-        """One batch of a feed: removes first, then adds (an id both removed and added ends up added)."""
-        with self._lock:
-            self.remove(remove_ids)
-            self.add(add_hashes, add_ids)
-
-    def merge(self, wait: bool = True) -> None:
-        """Fold the side table into a new main table (a full build of the live entries), then swap it in.
-
-        Queries keep using the old segments until the swap. Removes that arrive during the build are logged
-        and applied to the new table before the swap; adds go to a fresh side table.
+        Usually the side table's rows are appended to the main table (``_append``: each chunk's bucket
+        table copied with the new rows slotted in, chunk by chunk, O(n) copying and no sort). A full build
+        of the live entries (``_rebuild``) runs instead when asked (``compact``, which also drops removed
+        rows), when the main table has no side table to take but has removed rows, when more than one row
+        in eight is removed, when the table's layout should change with its size, or when an added id is
+        not above every id of the main table (its rows are sorted by id). Removes during a rebuild are
+        logged and applied to the new table before the swap, under the writer lock.
         """
         with self._lock:
             self._raise_merge_error()
             running = self._merge_thread
             if running is None:
-                st = self._state
-                if st.side is None and not _has_dead(st.main):
-                    return
-                frozen = _State(main=st.main, merging=st.side, side=None)
-                self._state = frozen
-                snapshot = [s.alive() for s in (frozen.main, frozen.merging) if s is not None]
-                self._removed_during_merge = []
-                running = threading.Thread(target=self._merge_worker, args=(snapshot,), daemon=True)
-                self._merge_thread = running
-                running.start()
-        if wait:
+                running = self._start_merge(compact)
+        if running is not None and wait:
             running.join()
+        if wait:
             with self._lock:
                 self._raise_merge_error()
 
-    def _merge_worker(self, snapshot: list[tuple[U64Array, I64Array]]) -> None:
+    def _start_merge(self, compact: bool) -> threading.Thread | None:
+        st = self._state
+        side, main = st.side, st.main
+        if side is not None and side.dead_count() == len(side):  # every add removed again: nothing to fold
+            self._state = _State(main=main, merging=st.merging, side=None)
+            side = None
+        dead = main.dead_count()
+        if side is None and not (dead and (compact or dead * COMPACT_AT > len(main))):
+            return None
+        self._removed_during_merge = []
+        worker: Callable[..., None]
+        args: tuple[object, ...]
+        if side is not None and not compact and self._appendable(main, side):
+            rows = side.live_rows()
+            words, ids = side.table.words(side.rows)[rows], side.ids_of(rows)
+            main = self._with_room(main, ids)
+            self._state = _State(main=main, merging=side, side=None)
+            worker, args = self._append_worker, (words, ids, rows)
+        else:
+            self._state = _State(main=main, merging=side, side=None)
+            worker, args = self._rebuild_worker, ([s.alive() for s in (main, side) if s is not None],)
+        del st, side, main  # the worker must hold no reference to the tables it replaces
+        thread = threading.Thread(target=worker, args=args, daemon=True)
+        self._merge_thread = thread
+        thread.start()
+        return thread
+
+    @staticmethod
+    def _appendable(main: _Segment, side: _Segment) -> bool:
+        n, k = len(main), len(side) - side.dead_count()
+        if n == 0 or k == 0 or main.table.layout != Layout.for_size(n + k):
+            return False
+        if main.dead_count() * COMPACT_AT > n or len(main.table) != n:
+            return False
+        live = side.ids_of(np.flatnonzero(side.dead[: side.rows] == 0))
+        return int(live.min()) > main.max_id()
+
+    @staticmethod
+    def _with_room(main: _Segment, added: I64Array) -> _Segment:
+        """``main`` with tombstones (and ids, unless the added ids continue the rows) that have room for
+        the ``added`` ids. Called under the writer lock: removes go to the new tombstones from then on."""
+        n, k = main.rows, len(added)
+        dead, ids = main.dead, main.ids
+        if len(dead) < n + k:
+            dead = memory.zeros(_room(n + k), np.uint8)  # type: ignore[assignment]
+            dead[:n] = main.dead[:n]
+        if not _continues_rows(main, added) and len(ids) < n + k - main.dense:
+            ids = memory.empty(_room(n + k - main.dense), np.int64)  # type: ignore[assignment]
+            ids[: n - main.dense] = main.ids[: n - main.dense]
+        return _Segment(main.table, ids, dead, main.dense, n)
+
+    def _append_worker(self, words: U64Array, ids: I64Array, src_rows: I64Array) -> None:
+        started = time.perf_counter()
+        try:
+            self._append(words, ids, src_rows)
+            self.last_merge = ("append", time.perf_counter() - started)
+        except BaseException as e:  # surfaced to the next writer; queries stay exact (the merging side
+            with self._lock:  # table still holds the rows main hides), and the side tables become one again
+                self._merge_error = e
+                st = self._state
+                if st.merging is not None:
+                    pieces = [s.alive() for s in (st.merging, st.side) if s is not None]
+                    words_, ids_ = (np.concatenate([p[i] for p in pieces]) for i in range(2))
+                    side = _segment(words_, ids_, sorted_ids=False, side=True)
+                    self._state = _State(main=st.main, merging=None, side=side)
+        finally:
+            with self._lock:
+                self._merge_thread = None
+
+    def _append(self, words: U64Array, ids: I64Array, src_rows: I64Array) -> None:
+        """Append ``words`` (ids ``ids``, above every id of the main table; rows ``src_rows`` of the merging
+        side table) to the main table, publishing a state after each chunk (the appended rows hidden until
+        the last), so a chunk's old arrays are freed as soon as no query reads them: this frame keeps no
+        reference to the old table."""
+        main = self._state.main
+        n, k = main.rows, len(ids)
+        table = main.table
+        lay = table.layout
+        tail = np.concatenate([table.tail[: n - len(table.hashes)], words])
+        dense = main.dense
+        if _continues_rows(main, ids):
+            dense = n + k
+        else:
+            main.ids[n - dense : n + k - dense] = ids
+        main.dead[n : n + k] = 0
+        new_rows = np.arange(n, n + k, dtype=np.uint32)
+        keys = np.empty(k, dtype=np.int64)
+        offs: list[npt.NDArray[Any]] = list(table.offs)
+        rows: list[npt.NDArray[Any]] = list(table.rows)
+        occ: list[npt.NDArray[Any]] = list(table.occ)
+        ids_buf, dead_buf = main.ids, main.dead
+        del main
+        for c in range(lay.chunks):
+            _kernels.chunk_keys(words, c * lay.bits, lay.bits, keys)
+            order = np.argsort(keys, kind="stable")
+            new_offs = memory.empty(len(offs[c]), np.uint32)
+            new_rows_c = memory.empty(n + k, np.uint32)
+            new_occ = memory.empty(len(occ[c]), np.uint64)
+            _kernels.merge_chunk(offs[c], rows[c], occ[c], keys[order], new_rows[order], new_offs, new_rows_c, new_occ)
+            offs[c], rows[c], occ[c] = new_offs, new_rows_c, new_occ
+            del new_offs, new_rows_c, new_occ
+            table = PdqTable(table.hashes, lay, offs, rows, occ, tail)
+            step = _Segment(table, ids_buf, dead_buf, min(dense, n), n)
+            with self._lock:
+                cur = self._state
+                self._state = _State(main=step, merging=cur.merging, side=cur.side)
+                del cur, step
+        with self._lock:
+            cur = self._state
+            if cur.merging is not None:  # removes that reached the side table during the merge
+                dead_buf[n : n + k] |= cur.merging.dead[src_rows]
+            done = _Segment(table, ids_buf, dead_buf, dense, n + k)
+            self._state = _State(main=done, merging=None, side=cur.side)
+
+    def _rebuild_worker(self, snapshot: list[tuple[U64Array, I64Array]]) -> None:
+        started = time.perf_counter()
         try:
             words = np.concatenate([p[0] for p in snapshot])
             ids = np.concatenate([p[1] for p in snapshot])
+            del snapshot
             new_main = _segment(words, ids, sorted_ids=True)
-            del words, ids, snapshot
+            del words, ids
             with self._lock:
                 for removed in self._removed_during_merge:
                     rows, hit = _live_rows(new_main, removed, sorted_ids=True)
@@ -549,13 +742,18 @@ class PdqIndex:
                 st = self._state
                 self._state = _State(main=new_main, merging=None, side=st.side)
                 self._removed_during_merge = []
+            self.last_merge = ("rebuild", time.perf_counter() - started)
         except BaseException as e:  # surfaced to the next writer; a failed merge leaves the old segments
             with self._lock:
-                st = self._state
                 self._merge_error = e
         finally:
             with self._lock:
                 self._merge_thread = None
+
+    @property
+    def merge_running(self) -> bool:
+        """Whether a merge is running (in the background)."""
+        return self._merge_thread is not None
 
     def wait_for_merge(self) -> None:
         """Block until a running background merge has finished."""
@@ -566,12 +764,13 @@ class PdqIndex:
             self._raise_merge_error()
 
     def main_segment(self) -> _Segment:
-        """The main segment after a synchronous merge: what ``storage.save`` writes."""
-        self.merge(wait=True)
+        """The main segment with every entry in it and no removed rows (after a synchronous merge and, if
+        rows were removed, a rebuild): what ``storage.save`` writes."""
         self.wait_for_merge()
+        self.merge(wait=True)
         st = self._state
-        if st.side is not None or st.merging is not None or _has_dead(st.main):
-            self.merge(wait=True)
+        if st.side is not None or st.merging is not None or st.main.dead_count():
+            self.merge(wait=True, compact=True)
         return self._state.main
 
     def _remove_locked(self, ids: I64Array) -> int:
@@ -594,6 +793,12 @@ class PdqIndex:
             raise MatchingError("background merge of the PDQ index failed") from err
 
 
+def _continues_rows(main: _Segment, ids: I64Array) -> bool:
+    """Whether ``ids`` are the next row numbers of a main segment whose rows are their own ids."""
+    n = main.rows
+    return main.all_dense and bool(np.array_equal(ids, np.arange(n, n + len(ids))))
+
+
 def _as_ids(ids: npt.ArrayLike) -> I64Array:
     arr = np.asarray(ids)
     if arr.ndim == 0:
@@ -612,29 +817,28 @@ def _check_batch(words: U64Array, ids: I64Array) -> None:
             raise DuplicateIdError("an id appears twice in one batch of adds")
 
 
-def _has_dead(seg: _Segment) -> bool:
-    return bool(seg.dead.any())
-
-
 def _live_rows(seg: _Segment, ids: I64Array, *, sorted_ids: bool) -> tuple[I64Array, npt.NDArray[np.bool_]]:
     """Rows of ``seg`` holding each id, and whether that row is live (a missing id gives False)."""
     n = len(seg)
     if n == 0 or len(ids) == 0:
         return np.zeros(len(ids), dtype=np.int64), np.zeros(len(ids), dtype=bool)
-    if seg.dense:
+    if seg.all_dense:
         rows_c = np.clip(ids, 0, n - 1)
         return rows_c, (ids >= 0) & (ids < n) & (seg.dead[rows_c] == 0)
-    if sorted_ids:
-        rows = np.searchsorted(seg.ids, ids).astype(np.int64)
-        rows_c = np.minimum(rows, n - 1)
-        hit = (rows < n) & (seg.ids[rows_c] == ids) & (seg.dead[rows_c] == 0)
+    if sorted_ids:  # ids increase with the row: rows below seg.dense are their own id, then seg.ids
+        tail = seg.ids[: n - seg.dense]
+        pos = np.searchsorted(tail, ids)
+        pos_c = np.minimum(pos, len(tail) - 1)
+        own = (ids >= 0) & (ids < seg.dense)
+        rows_c = np.where(own, ids, pos_c + seg.dense).astype(np.int64)
+        hit = (own | ((pos < len(tail)) & (tail[pos_c] == ids))) & (seg.dead[rows_c] == 0)
         return rows_c, hit
     # side tables are small and unsorted; an id may sit on several rows there, at most one of them live
-    live = np.flatnonzero(seg.dead == 0)
-    order = np.argsort(seg.ids[live], kind="stable")
-    sorted_live = seg.ids[live][order]
-    pos = np.minimum(np.searchsorted(sorted_live, ids), max(len(sorted_live) - 1, 0))
-    if len(sorted_live) == 0:
+    live = np.flatnonzero(seg.dead[:n] == 0)
+    if len(live) == 0:
         return np.zeros(len(ids), dtype=np.int64), np.zeros(len(ids), dtype=bool)
-    hit = sorted_live[pos] == ids
-    return live[order][pos].astype(np.int64), hit
+    live_ids = seg.ids_of(live)
+    order = np.argsort(live_ids, kind="stable")
+    sorted_live = live_ids[order]
+    pos = np.minimum(np.searchsorted(sorted_live, ids), len(sorted_live) - 1)
+    return live[order][pos].astype(np.int64), sorted_live[pos] == ids

@@ -6,7 +6,7 @@ Layout of an index directory::
                      "files": {name: {"dtype", "shape", "sha256"}}}
     hashes.npy      (n, 4) uint64, rows sorted by id
     ids.npy         (n,) int64, strictly increasing
-    offs.npy rows.npy occ.npy   the MIH bucket tables (see ``_kernels.build_tables``)
+    offs.npy rows.npy occ.npy   the MIH bucket tables, chunk after chunk (see ``_kernels.build_chunk``)
 
 A save compacts the index first (merge, tombstoned rows dropped), so a load needs no rebuild. A load checks
 the SHA-256 of every file against the manifest and the tables' structure, because a kernel trusts its arrays.
@@ -34,22 +34,31 @@ _ARRAYS = {"hashes": "<u8", "ids": "<i8", "offs": "<u4", "rows": "<u4", "occ": "
 
 
 def save_pdq(index: PdqIndex, path: str | os.PathLike[str]) -> None:
-    """Write ``index`` (compacted) to the directory ``path``; the manifest is written last, atomically."""
+    """Write ``index`` (compacted) to the directory ``path``; the manifest is written last, atomically.
+
+    Each array is written piece by piece (the hashes' base and tail, each chunk's bucket table): no copy of
+    the whole table is made."""
     seg = index.main_segment()
-    live = seg.dead == 0
-    if not live.all():  # main_segment merges, so this is only a guard against a concurrent remove
-        table = PdqTable.build(np.ascontiguousarray(seg.table.hashes[live]))
-        seg = _Segment(table, seg.id_array()[live], seg.dead[live])
+    live = seg.dead[: seg.rows] == 0
+    if not live.all():  # main_segment compacts, so this is only a guard against a concurrent remove
+        words, ids = seg.alive()
+        table = PdqTable.build(np.ascontiguousarray(words))
+        seg = _Segment(table, ids, np.zeros(len(ids), dtype=np.uint8), 0, len(ids))
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
     table = seg.table
-    arrays: dict[str, npt.NDArray[Any]] = {"hashes": table.hashes, "ids": seg.id_array()}
-    arrays.update(offs=table.offs, rows=table.rows, occ=table.occ)
+    base = min(seg.rows, len(table.hashes))
+    parts: dict[str, list[npt.NDArray[Any]]] = {
+        "hashes": [table.hashes[:base], table.tail[: seg.rows - base]],
+        "ids": [seg.id_array()],
+        "offs": list(table.offs),
+        "rows": list(table.rows),
+        "occ": list(table.occ),
+    }
     files: dict[str, Any] = {}
-    for name, arr in arrays.items():
-        data = np.ascontiguousarray(arr, dtype=_ARRAYS[name])
-        np.save(directory / f"{name}.npy", data, allow_pickle=False)
-        files[f"{name}.npy"] = {"dtype": _ARRAYS[name], "shape": list(data.shape), "sha256": _digest(data)}
+    for name, pieces in parts.items():
+        shape = (seg.rows, 4) if name == "hashes" else (sum(len(p) for p in pieces),)
+        files[f"{name}.npy"] = _write_npy(directory / f"{name}.npy", pieces, _ARRAYS[name], shape)
     manifest = {
         "format": FORMAT,
         "version": VERSION,
@@ -61,6 +70,19 @@ def save_pdq(index: PdqIndex, path: str | os.PathLike[str]) -> None:
     tmp = directory / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, directory / MANIFEST)
+
+
+def _write_npy(file: Path, pieces: list[npt.NDArray[Any]], dtype: str, shape: tuple[int, ...]) -> dict[str, Any]:
+    """Write the concatenation of ``pieces`` as one ``.npy`` file; its manifest entry (SHA-256 of the data)."""
+    digest = hashlib.sha256()
+    with open(file, "wb") as f:
+        header = {"descr": dtype, "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_1_0(f, header)
+        for piece in pieces:
+            data = np.ascontiguousarray(piece, dtype=dtype)
+            _update(digest, data)
+            data.tofile(f)
+    return {"dtype": dtype, "shape": list(shape), "sha256": digest.hexdigest()}
 
 
 def load_pdq(path: str | os.PathLike[str], *, mmap: bool = True, **kwargs: int | bool) -> PdqIndex:
@@ -82,41 +104,58 @@ def load_pdq(path: str | os.PathLike[str], *, mmap: bool = True, **kwargs: int |
         count = int(manifest["count"])
         layout = Layout(bits=int(manifest["bits"]), chunks=int(manifest["chunks"]))
         files = manifest["files"]
-        arrays = {name: _load_array(directory, name, files[f"{name}.npy"], mmap) for name in _ARRAYS}
+        arrays = {name: _load_array(directory, name, files[f"{name}.npy"]) for name in _ARRAYS}
     except (KeyError, TypeError, ValueError) as e:
         raise IndexFormatError(f"malformed index manifest in {directory}: {e}") from e
     _check_structure(arrays, count, layout)
-    table = PdqTable(arrays["hashes"], layout, arrays["offs"], arrays["rows"], arrays["occ"])
+    nb = 1 << layout.bits
+    # one array per chunk (a merge replaces them one at a time); copies unless memory-mapped
+    chunks = {
+        "offs": arrays["offs"].reshape(layout.chunks, nb + 1),
+        "rows": arrays["rows"].reshape(layout.chunks, count),
+        "occ": arrays["occ"].reshape(layout.chunks, nb // 64),
+    }
+    tables = {
+        name: [arr[c] if mmap else memory.copy_of(arr[c], arr.dtype) for c in range(layout.chunks)]
+        for name, arr in chunks.items()
+    }
+    del chunks
+    hashes = arrays["hashes"] if mmap else memory.copy_of(arrays["hashes"], np.uint64)
+    table = PdqTable(hashes, layout, tables["offs"], tables["rows"], tables["occ"])  # type: ignore[arg-type]
     ids = arrays["ids"]
     if count and int(ids[0]) == 0 and int(ids[-1]) == count - 1:  # strictly increasing (checked): 0..n-1
-        ids = ids[:0]  # the row numbers: no id array in memory
-    seg = _Segment(table, ids, np.zeros(count, dtype=np.uint8))
+        seg = _Segment(table, ids[:0], memory.zeros(count, np.uint8), count, count)  # type: ignore[arg-type]
+    else:
+        ids = ids if mmap else memory.copy_of(ids, np.int64)
+        seg = _Segment(table, ids, memory.zeros(count, np.uint8), 0, count)  # type: ignore[arg-type]
     return PdqIndex.from_state(seg, **kwargs)
 
 
 def _digest(arr: npt.NDArray[Any]) -> str:
     h = hashlib.sha256()
+    _update(h, arr)
+    return h.hexdigest()
+
+
+def _update(h: Any, arr: npt.NDArray[Any]) -> None:
     flat = arr.reshape(-1).view(np.uint8) if arr.size else np.zeros(0, dtype=np.uint8)
     step = 1 << 26  # 64 MiB at a time, so a memory map is not pulled in whole
     for i in range(0, flat.shape[0], step):
         h.update(np.ascontiguousarray(flat[i : i + step]).tobytes())
-    return h.hexdigest()
 
 
-def _load_array(directory: Path, name: str, meta: dict[str, Any], mmap: bool) -> npt.NDArray[Any]:
+def _load_array(directory: Path, name: str, meta: dict[str, Any]) -> npt.NDArray[Any]:
     file = directory / f"{name}.npy"
     try:
-        # copy-on-write ("c"), not read-only: pages are still shared with the page cache, and the kernels take
-        # the segments' arrays as tuples of one (writable) array type; nothing writes to them
-        arr = np.load(file, mmap_mode="c" if mmap else None, allow_pickle=False)
+        # mapped read-only either way: without ``mmap`` the caller copies it into huge pages piece by piece,
+        # so a load never holds a file's contents twice in anonymous memory
+        arr = np.load(file, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as e:
         raise IndexFormatError(f"cannot read {file}: {e}") from e
     if arr.dtype != np.dtype(meta["dtype"]) or list(arr.shape) != list(meta["shape"]):
         raise IndexFormatError(f"{file}: dtype/shape {arr.dtype}{arr.shape} do not match the manifest")
     if _digest(arr) != meta["sha256"]:
         raise IndexFormatError(f"{file}: SHA-256 does not match the manifest (corrupted or replaced)")
-    if not mmap:
-        arr = memory.copy_of(arr, arr.dtype)
     return arr
 
 

@@ -120,8 +120,7 @@ def test_deltas_then_merge_answer_like_a_fresh_build(rng: np.random.Generator) -
 
     def answers(ix: PdqIndex) -> list[list[tuple[int, int]]]:
         return [
-            list(zip(i.tolist(), d.tolist(), strict=True))
-            for i, d in ix.search(queries, 40).per_query(len(queries))
+            list(zip(i.tolist(), d.tolist(), strict=True)) for i, d in ix.search(queries, 40).per_query(len(queries))
         ]
 
     keep = np.array(sorted(live), dtype=np.int64)
@@ -226,7 +225,8 @@ def test_ids_equal_to_rows_keep_no_id_array_and_behave_the_same(rng: np.random.G
     stored = random_words(rng, 2000)
     dense = PdqIndex.build(stored, None, background_merge=False)
     explicit = PdqIndex.build(stored, np.arange(2000) * 3, background_merge=False)
-    assert len(dense._state.main.ids) == 0 and len(explicit._state.main.ids) == 2000
+    assert dense._state.main.all_dense and len(dense._state.main.ids) == 0
+    assert not explicit._state.main.all_dense and explicit._state.main.id_array().tolist() == list(range(0, 6000, 3))
     dense.remove([5, 1999, 2000, -1])
     dense.add(stored[:1], [7000])
     queries = np.stack([flip_bits(rng, stored[i], 12) for i in (0, 5, 1999, 77)])
@@ -239,3 +239,93 @@ def test_ids_equal_to_rows_keep_no_id_array_and_behave_the_same(rng: np.random.G
     save_pdq(dense, tmp_path / "d")
     loaded = load_pdq(tmp_path / "d", mmap=False)
     assert [dict(zip(i.tolist(), d.tolist(), strict=True)) for i, d in loaded.search(queries, 31).per_query(4)] == want
+
+
+@pytest.mark.parametrize("ids_kind", ["rows", "rows then a gap", "sparse"])
+def test_append_merge_is_exact_at_every_step_and_honours_removes(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch, ids_kind: str
+) -> None:
+    """A merge appends the side table's rows to the main table chunk by chunk; every state queries can see
+    on the way (the appended rows hidden in main, still in the merging side table) answers exactly, and
+    removes that arrive during the merge, of old and of appended rows, are honoured after it."""
+    stored, queries = planted(rng, 6000, 8)  # 6,520 hashes: 5,000 in the main table, 1,520 added
+    n = 5000
+    ids = {
+        "rows": np.arange(len(stored)),
+        "rows then a gap": np.concatenate([np.arange(n), np.arange(n + 7, len(stored) + 7)]),
+        "sparse": np.arange(len(stored)) * 3 + 1,
+    }[ids_kind].astype(np.int64)
+    index = PdqIndex.build(stored[:n], None if ids_kind != "sparse" else ids[:n], background_merge=False)
+    live = np.ones(len(stored), dtype=bool)
+    gone = rng.choice(n, size=100, replace=False)
+    live[gone] = False
+    live[n + 3] = False  # added and removed in the same delta: removes apply first, so it stays
+    index.apply_delta(stored[n:], ids[n:], np.concatenate([ids[gone], ids[n + 3 : n + 4]]))
+    live[n + 3] = True
+    assert index._state.side is not None and len(index._state.side) == len(stored) - n
+
+    def check(label: str) -> None:
+        for threshold in (0, 31, 52, 64):
+            want = brute_force(stored[live], queries, threshold)
+            ids_live = ids[live]
+            want_ids = [{int(ids_live[r]): d for r, d in w.items()} for w in want]
+            for mode in ("mih", "scan"):
+                hits = index.search(queries, threshold, mode)  # type: ignore[arg-type]
+                got = as_dicts(hits.query, hits.ids, hits.distances, len(queries))
+                assert got == want_ids, (label, threshold, mode)
+
+    steps: list[int] = []
+    real_merge_chunk = _kernels.merge_chunk
+
+    def merge_chunk_checked(*args: object) -> None:
+        check(f"before chunk {len(steps)}")  # the state published after the previous chunk
+        if len(steps) == 2:  # removes during the merge: an old row and an appended one
+            index.remove([ids[n + 10], ids[gone[0] + 1 if gone[0] + 1 not in gone else gone[0] - 1]])
+            live[n + 10] = False
+            live[gone[0] + 1 if gone[0] + 1 not in gone else gone[0] - 1] = False
+        steps.append(1)
+        real_merge_chunk(*args)
+
+    monkeypatch.setattr(_kernels, "merge_chunk", merge_chunk_checked)
+    index.merge()
+    assert index.last_merge is not None and index.last_merge[0] == "append"
+    assert len(steps) == index._state.main.table.layout.chunks
+    main = index._state.main
+    assert index._state.side is None and index._state.merging is None
+    assert len(main) == len(stored) and len(main.table.hashes) == n  # the base array was not copied
+    assert main.all_dense == (ids_kind == "rows")
+    check("after the merge")
+    assert len(index) == int(live.sum())
+    assert index.contains(ids).tolist() == live.tolist()
+
+
+def test_append_merge_then_save_and_load(rng: np.random.Generator, tmp_path: Path) -> None:
+    stored, queries = planted(rng, 5000, 6)  # 5,390 hashes: 4,200 built, 1,190 added (same layout)
+    index = PdqIndex.build(stored[:4200], np.arange(4200) * 2, background_merge=False, merge_at=100)
+    index.add(stored[4200:], np.arange(4200, len(stored)) * 2)  # over merge_at: merged now
+    assert index._state.side is None and index.last_merge is not None and index.last_merge[0] == "append"
+    save_pdq(index, tmp_path / "i")
+    for mmap in (True, False):
+        loaded = load_pdq(tmp_path / "i", mmap=mmap)
+        for threshold in (31, 64):
+            a, b = index.search(queries, threshold), loaded.search(queries, threshold)
+            assert (a.query.tolist(), a.ids.tolist(), a.distances.tolist()) == (
+                b.query.tolist(), b.ids.tolist(), b.distances.tolist()
+            )  # fmt: skip
+        want = brute_force(stored, queries, 40)
+        got = [
+            dict(zip((i // 2).tolist(), d.tolist(), strict=True)) for i, d in loaded.search(queries, 40).per_query(6)
+        ]
+        assert got == want
+
+
+def test_an_id_below_the_main_tables_ids_merges_by_rebuild(rng: np.random.Generator) -> None:
+    """Main rows stay sorted by id (removes are binary searches): an add below the largest id is not
+    appended, the merge rebuilds, and the answers are the same."""
+    stored = random_words(rng, 3000)
+    index = PdqIndex.build(stored[:2000], np.arange(2000) * 2 + 10, background_merge=False)
+    index.apply_delta(stored[2000:], np.concatenate([[1], np.arange(2001, 3000) * 2 + 10]), [10, 12])
+    index.merge()
+    assert index.last_merge is not None and index.last_merge[0] == "rebuild"
+    hits = index.search(stored, 0)
+    assert hits.ids.tolist() == [*range(14, 4010, 2), 1, *range(4012, 6010, 2)]
