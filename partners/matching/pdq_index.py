@@ -679,8 +679,7 @@ class PdqIndex:
                     side = _segment(words_, ids_, sorted_ids=False, side=True)
                     self._state = _State(main=st.main, merging=None, side=side)
         finally:
-            with self._lock:
-                self._merge_thread = None
+            self._merge_done()
 
     def _append(self, words: U64Array, ids: I64Array, src_rows: I64Array) -> None:
         """Append ``words`` (ids ``ids``, above every id of the main table; rows ``src_rows`` of the merging
@@ -747,8 +746,16 @@ class PdqIndex:
             with self._lock:
                 self._merge_error = e
         finally:
-            with self._lock:
-                self._merge_thread = None
+            self._merge_done()
+
+    def _merge_done(self) -> None:
+        """The merge thread's last step: adds that filled a new side table while it ran start the next
+        merge (in the background) instead of waiting for the next add."""
+        with self._lock:
+            self._merge_thread = None
+            side = self._state.side
+            if self.background_merge and self._merge_error is None and side is not None and len(side) >= self.merge_at:
+                self._start_merge(compact=False)
 
     @property
     def merge_running(self) -> bool:
@@ -756,9 +763,8 @@ class PdqIndex:
         return self._merge_thread is not None
 
     def wait_for_merge(self) -> None:
-        """Block until a running background merge has finished."""
-        running = self._merge_thread
-        if running is not None:
+        """Block until a running background merge (and any merge it chained) has finished."""
+        while (running := self._merge_thread) is not None:
             running.join()
         with self._lock:
             self._raise_merge_error()
