@@ -174,10 +174,9 @@ _TAKE_SEQ = (
     .execution_options(synchronize_session=False)
 )
 _INSERT_ENTRY = insert(AuditEntry)
-# PostgreSQL: the same in one call to a function of migration 0003.
-_APPEND_PG = text("SELECT seq, entry, leaf_hash FROM hashfed_audit_append(:head, :tail, :at)").bindparams(
-    bindparam("at", type_=UTCDateTime())
-)
+# PostgreSQL: the same in one call to a function of migration 0003, sent on the DBAPI cursor (psycopg2 adapts
+# bytes and aware datetimes itself): SQLAlchemy's statement and result layers cost more than the call.
+_APPEND_PG = "SELECT seq, entry, leaf_hash FROM hashfed_audit_append(%s, %s, %s)"
 
 
 def record(
@@ -204,9 +203,13 @@ def record(
     moment = (now or utcnow()).astimezone(UTC).replace(microsecond=0)
     if session.get_bind().dialect.name == "postgresql":
         # One round trip: the database function does what the lines below do (migration 0003).
-        row = session.execute(_APPEND_PG, {"head": head, "tail": tail, "at": moment}).one()
-        seq, entry, leaf = int(row.seq), bytes(row.entry), bytes(row.leaf_hash)
-        return Recorded(seq=seq, entry=entry, leaf_hash=leaf, details=details)
+        dbapi = session.connection().connection.dbapi_connection
+        if dbapi is None:
+            raise AuditLogError("no database connection to record the audit entry on")
+        with dbapi.cursor() as cursor:
+            cursor.execute(_APPEND_PG, (head, tail, moment))
+            seq, entry, leaf = cursor.fetchone()
+        return Recorded(seq=int(seq), entry=bytes(entry), leaf_hash=bytes(leaf), details=details)
     taken, last_time = session.execute(_TAKE_SEQ, {"at": moment}).one()
     seq, moment = int(taken) - 1, last_time or moment
     entry = b"".join((head, str(seq).encode(), tail, canonical_json(format_time(moment)), b"}"))
