@@ -207,3 +207,36 @@ def test_each_signal_is_marked_with_the_batch_that_carries_it(session, world, ma
         row = session.get(signals.SignalSeq, sid)
         assert row.added_seq == 1 and ("remove", row.removed_seq) == carried[sid]
     assert session.scalar(select(signals.PendingChange.signal_id)) is None
+
+
+def test_a_collection_interleaved_with_another_seals_every_change_with_its_own_values(session, world):
+    """Between one collection's adds lie another's signals: past the sealer's bounded range scan (PostgreSQL),
+    the rest of the batch is read by id; every batch still carries exactly its own changes."""
+    import time
+
+    hk, owner, a, trusted = world
+    b = kit.collection(session, hk, owner)
+    submitted: dict[str, dict[str, str]] = {a.id: {}, b.id: {}}
+    for _ in range(3):
+        for c, n in ((a, 1), (b, 7)):
+            values = [kit.pdq() for _ in range(n)]
+            ids = kit.submit(session, c, owner, [{"type": "pdq", "value": v} for v in values]).new_ids
+            submitted[c.id].update(zip(ids, values, strict=True))
+            time.sleep(0.002)  # the next submission's ids start at a later millisecond
+    retracted = next(iter(submitted[b.id]))
+    kit.seal(session, hk, max_entries=2)
+    signals.retract(session, collection_id=b.id, signal_id=retracted, partner_id=owner.id, actor=kit.actor_of(owner))
+    kit.submit(session, b, owner, [{"type": "pdq", "value": kit.pdq()}])
+    kit.seal(session, hk, max_entries=2, now=kit.T0 + timedelta(minutes=1))
+    for c in (a, b):
+        added: dict[str, str] = {}
+        removed: list[str] = []
+        for row in _batches(session, c.id):
+            p = open_payload(trusted, bytes(row.envelope), BatchPayload)
+            for add in p.adds:
+                added[add.id] = add.value
+                assert session.get(signals.SignalSeq, add.id).added_seq == p.seq
+            removed += [r.id for r in p.removes]
+        assert {k: v for k, v in added.items() if k in submitted[c.id]} == submitted[c.id]
+        assert removed == ([retracted] if c is b else [])
+    assert session.get(signals.SignalSeq, retracted).removed_seq == len(_batches(session, b.id))
