@@ -206,9 +206,12 @@ def record(
         dbapi = session.connection().connection.dbapi_connection
         if dbapi is None:
             raise AuditLogError("no database connection to record the audit entry on")
-        with dbapi.cursor() as cursor:
+        cursor: Any = dbapi.cursor()
+        try:
             cursor.execute(_APPEND_PG, (head, tail, moment))
             seq, entry, leaf = cursor.fetchone()
+        finally:
+            cursor.close()
         return Recorded(seq=int(seq), entry=bytes(entry), leaf_hash=bytes(leaf), details=details)
     taken, last_time = session.execute(_TAKE_SEQ, {"at": moment}).one()
     seq, moment = int(taken) - 1, last_time or moment
