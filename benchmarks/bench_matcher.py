@@ -130,7 +130,7 @@ def worker(name: str, n: int, budget: float) -> dict[str, object]:
 
         def search(q: np.ndarray, d: int) -> Result:
             found = matcher.match("pdq", pdq_words_to_hex(q), threshold=d)
-            row = [[int(str(m.signal_id).replace("-", ""), 16) & 0xFFFFFFFF for m in f] for f in found]
+            row = [[int(str(m.signal_id)[-8:], 16) for m in f] for f in found]  # the row is the low 32 bits
             ids_ = [np.array(r, dtype=np.int64) for r in row]
             return ids_, [np.array([m.distance for m in f], dtype=np.int64) for f in found]
 

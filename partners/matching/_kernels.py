@@ -453,6 +453,27 @@ def pairwise_distance(a, b):
 
 
 @njit(cache=True, nogil=True)
+def gather_hits(keys, dist, coll, kind, sid, limits, type_mask, form_shift, out, out_sid):
+    """Of the hits (``keys``, ``dist``), those to report: the key is live (type code ``kind & type_mask`` not 0)
+    and the distance within its collection's limit (``limits[coll]``, -1 for a collection not asked). Their
+    position in the hits, collection and id form go to the rows of ``out``, their 128-bit id to ``out_sid``;
+    returns how many. One call instead of a dozen numpy operations of ~1 us each on a query's few hits."""
+    n = 0
+    for i in range(keys.shape[0]):
+        k = keys[i]
+        c = np.int64(coll[k])
+        code = np.int64(kind[k])
+        if (code & type_mask) != 0 and dist[i] <= limits[c]:
+            out[0, n] = i
+            out[1, n] = c
+            out[2, n] = code >> form_shift
+            out_sid[n, 0] = sid[k, 0]
+            out_sid[n, 1] = sid[k, 1]
+            n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
 def lookup_signals(order, coll, kind, form_shift, sid, q_coll, q_form, q_sid, out):
     """For each target (collection, id form, 128-bit id), the lower-bound position in ``order`` (keys sorted
     by those four fields, compared through the per-key arrays; a key's form is ``kind >> form_shift``) into

@@ -9,6 +9,7 @@ threshold, so asking many collections costs one search, not one per collection.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import threading
@@ -35,6 +36,7 @@ from partners.matching.signals import DEFAULT_PDQ_THRESHOLD, SignalType, check_t
 from partners.matching.storage import load_pdq, save_pdq
 
 FORMAT = "hashfed.matcher"
+_TYPES: dict[str, SignalType] = {str(t): t for t in SignalType}  # a dict lookup per query, not an enum call
 VERSION = 1
 
 
@@ -176,39 +178,40 @@ class Matcher:
         """For each value, the matching signals, nearest first. A PDQ match counts when its distance is within
         min(``threshold``, the collection's threshold); ``collections`` limits the search.
 
-        Hits are filtered and mapped to (collection, signal id) with numpy over the whole batch; Python
-        objects are made only for the matches returned."""
-        kind = SignalType.parse(signal_type)
+        Hits are filtered and mapped to (collection, signal id) in one numba call over the whole batch
+        (``SignalTable.report``); Python objects are made only for the matches returned. A query without hits
+        costs the hex parse, one kernel call and a few dict lookups (~5 us)."""
+        kind = _TYPES.get(signal_type) or SignalType.parse(signal_type)
         wanted = None if collections is None else frozenset(collections)
         asked = None if threshold is None else check_threshold(threshold)
         search_at, limits = self._plan(asked, wanted)
         if kind is SignalType.PDQ:
-            hits = self._pdq.search(pdq_hex_to_words(values), search_at)
-            q, keys, dist = hits.query, hits.ids, hits.distances
+            q, keys, dist = self._pdq.search_words(pdq_hex_to_words(values), search_at)
         else:
             found = self._exact[kind].search(values)
             q = np.array([i for i, ks in enumerate(found) for _ in ks], dtype=np.int64)
             keys = np.array([k for ks in found for k in ks], dtype=np.int64)
             dist = np.zeros(len(keys), dtype=np.int64)
-        results: list[list[Match]] = [[] for _ in values]
-        if len(keys) == 0:
-            return results
+        if len(keys) == 0:  # most queries: no Python object beyond the empty lists
+            return [[] for _ in values]
+        # a key freed between the search and now is dropped, as is a collection not asked for (limit -1) or a
+        # distance beyond the collection's threshold
         with self._lock:
-            table = self._table
-            coll = table.coll[keys]
-            # a key freed between the search and now is dropped (type code 0), as is a collection not asked
-            # for (limit -1) or a distance beyond the collection's threshold
-            keep = (table.live_type(keys) > 0) & (dist <= limits[coll])
-            if not keep.all():
-                q, keys, dist, coll = q[keep], keys[keep], dist[keep], coll[keep]
-            sids = table.signal_ids(keys)
-        names = table.collections
-        for qi, ci, sid, d in zip(q.tolist(), coll.tolist(), sids, dist.tolist(), strict=True):
-            results[qi].append(Match(d, names[ci], sid))
-        if len(q) > 1:  # hits come sorted by (distance, key); ties are put in (collection, id) order
-            tie = (q[1:] == q[:-1]) & (dist[1:] == dist[:-1])
-            for qi in np.unique(q[1:][tie]).tolist():
-                results[qi].sort(key=_match_order)
+            pos, colls, sids = self._table.report(keys, dist, limits)
+        names = self._table.collections
+        dl = dist.tolist()
+        if len(values) == 1:  # a single query's hits are one list
+            matches = [Match(dl[p], names[c], s) for p, c, s in zip(pos, colls, sids, strict=True)]
+            if any(dl[a] == dl[b] for a, b in itertools.pairwise(pos)):  # ties of (distance, key): by collection, id
+                matches.sort(key=_match_order)
+            return [matches]
+        ql = q.tolist()
+        results: list[list[Match]] = [[] for _ in values]
+        for p, c, s in zip(pos, colls, sids, strict=True):
+            results[ql[p]].append(Match(dl[p], names[c], s))
+        # hits come sorted by (distance, key) per query; ties are put in (collection, id) order
+        for qi in {ql[a] for a, b in itertools.pairwise(pos) if ql[a] == ql[b] and dl[a] == dl[b]}:
+            results[qi].sort(key=_match_order)
         return results
 
     def _plan(self, asked: int | None, wanted: frozenset[str] | None) -> tuple[int, npt.NDArray[np.int64]]:

@@ -265,6 +265,8 @@ def _mih(queries: U64Array, threshold: int, desc: I64Array) -> tuple[I64Array, I
     while True:
         out = np.empty((3, cap), dtype=np.int64)  # query, id, distance: one allocation (a single query's
         done, count = _kernels.mih_search(queries[start:] if start else queries, threshold, desc, out)  # cost)
+        if not start and done >= nq:  # the usual case: all in one call
+            return out[0, :count], out[1, :count], out[2, :count]
         hits = out[:, :count]
         if start:
             hits[0] += start
@@ -517,23 +519,29 @@ class PdqIndex:
         whose output is already sorted; segments the cost model gives to the tiled scan (large thresholds in
         batches) are scanned separately and the hits sorted here.
         """
-        limit = check_threshold(threshold)
-        words = as_words(queries)
+        return Hits(*self.search_words(as_words(queries), check_threshold(threshold), mode))
+
+    def search_words(
+        self, words: U64Array, threshold: int, mode: SearchMode = "auto"
+    ) -> tuple[I64Array, I64Array, I64Array]:
+        """:meth:`search` without the argument checks, for callers that parsed and checked them already (the
+        Matcher): ``words`` a C-contiguous ``(n, 4)`` uint64 array, ``threshold`` an int in 0..64. Returns the
+        (query, id, distance) arrays of :class:`Hits`."""
         st = self._state
         nq = int(words.shape[0])
         if nq == 0 or not st.searched:
-            return Hits(_NO_IDS, _NO_IDS, _NO_IDS)
-        desc, scanned = st.plan(limit, nq, mode)
+            return _NO_IDS, _NO_IDS, _NO_IDS
+        desc, scanned = st.plan(threshold, nq, mode)
         if not scanned:
-            return Hits(*_mih(words, limit, desc))  # type: ignore[arg-type]
-        parts = [_scan(words, limit, seg) for seg in scanned]
+            return _mih(words, threshold, desc)  # type: ignore[arg-type]
+        parts = [_scan(words, threshold, seg) for seg in scanned]
         if desc is not None:
-            parts.append(_mih(words, limit, desc))
+            parts.append(_mih(words, threshold, desc))
         q, ids, dist = _concat(parts)
         if len(q) > 1:
             order = np.lexsort((ids, dist, q))
             q, ids, dist = q[order], ids[order], dist[order]
-        return Hits(q, ids, dist)
+        return q, ids, dist
 
     def contains(self, ids: npt.ArrayLike) -> npt.NDArray[np.bool_]:
         """Whether each id is live in the index."""

@@ -94,15 +94,6 @@ def uuid_words(signal_ids: Sequence[str]) -> U64Array:
     return out
 
 
-def _uuid_strings(sids: U64Array) -> list[str]:
-    """Canonical UUID strings of (n, 2) uint64 words, as ``str(uuid.UUID(int=...))`` prints them."""
-    h = np.ascontiguousarray(sids, dtype=">u8").tobytes().hex()
-    return [
-        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}"
-        for i in range(0, len(h), 32)
-    ]
-
-
 def _as_uuid(value: str) -> int | None:
     """The 128-bit value of a canonical (lowercase, hyphenated) UUID string, else None: only a string that
     prints back identically may be stored as bits."""
@@ -226,22 +217,27 @@ class SignalTable:
             self.text.pop(k, None)
         self.live -= len(keys)
 
-    def signal_ids(self, keys: I64Array) -> Sequence[SignalId]:
-        """The signal ids of these keys, as the caller gave them. UUIDs (the hub's ids) are formatted from
-        one hex string of all their bytes, not one ``uuid.UUID`` per id."""
-        forms = self.kind[keys] >> np.int8(_FORM_SHIFT)
-        sids = self.sid[keys]
-        if bool(np.all(forms == FORM_UUID)):
-            return _uuid_strings(sids)
-        out: list[SignalId] = []
-        for k, f, (hi, lo) in zip(keys.tolist(), forms.tolist(), sids.tolist(), strict=True):
-            if f == FORM_INT:
-                out.append(hi - 2**64 if hi >= 2**63 else hi)
-            elif f == FORM_UUID:
-                out.append(str(uuid.UUID(int=(hi << 64) | lo)))
+    def report(self, keys: I64Array, dist: I64Array, limits: I64Array) -> tuple[list[int], list[int], list[SignalId]]:
+        """Of a search's hits (``keys`` with distances ``dist``), the ones to report: the key still live and the
+        distance within ``limits[collection]`` (-1: collection not asked). Returns their positions in the hits,
+        collection indexes and signal ids, as lists (one numba call, then Python objects per hit only)."""
+        m = len(keys)
+        out = np.empty((3, m), dtype=np.int64)
+        out_sid = np.empty((m, 2), dtype=np.uint64)
+        count = _kernels.gather_hits(
+            keys, dist, self.coll, self.kind, self.sid, limits, _TYPE_MASK, _FORM_SHIFT, out, out_sid
+        )
+        pos, colls, forms = out[:, :count].tolist()
+        ids: list[SignalId] = []
+        for p, f, (hi, lo) in zip(pos, forms, out_sid[:count].tolist(), strict=True):
+            if f == FORM_UUID:
+                h = f"{hi:016x}{lo:016x}"
+                ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+            elif f == FORM_INT:
+                ids.append(hi - 2**64 if hi >= 2**63 else hi)
             else:
-                out.append(self.text[k])
-        return out
+                ids.append(self.text[int(keys[p])])
+        return pos, colls, ids
 
     def _grow(self, need: int) -> None:
         cap = len(self.coll)

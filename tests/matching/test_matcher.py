@@ -186,3 +186,57 @@ def test_batch_sort_orders_ids_and_finds_repeats(rng: np.random.Generator, kind:
     sid[n - 1], form[n - 1] = sid[11], form[11]
     with pytest.raises(DuplicateIdError):
         sort_batch(form, sid)
+
+
+def test_single_queries_answer_like_brute_force_across_collections_id_forms_and_ties(
+    rng: np.random.Generator,
+) -> None:
+    """One query at a time (the hub's and the CLI's usual call) and the same queries in one batch give the
+    brute-force answer: every signal within min(query, collection) threshold with its distance, none beyond,
+    ties of distance in (collection, id) order, whatever the id form (UUID, int, any other string)."""
+    base = random_words(rng, 1)[0]
+    near = np.stack([flip_bits(rng, base, k) for k in (0, 5, 5, 12, 20, 31, 32, 40)] + list(random_words(rng, 200)))
+    forms: list[SignalId] = [str(uuid.UUID(int=int(v))) for v in rng.integers(0, 2**63, size=len(near))]
+    forms[1], forms[2], forms[3], forms[4] = -5, 2**40, "sig-b", "sig-a"
+    limits = {"a": 31, "b": 12, "c": 64}
+    matcher = Matcher(background_merge=False)
+    stored: list[tuple[str, SignalId, np.ndarray]] = []
+    for name, threshold in limits.items():
+        matcher.set_threshold(name, threshold)
+        # each collection holds every hash (ties of distance across collections) under its own ids
+        ids = [f if not isinstance(f, str) or name == "a" else f"{name}-{f}" for f in forms]
+        matcher.add(name, "pdq", list(zip(ids, pdq_words_to_hex(near), strict=True)))
+        stored += [(name, i, w) for i, w in zip(ids, near, strict=True)]
+    matcher.remove("c", [stored[2 * len(near) + 3][1]])  # a removed signal is not reported
+    stored.pop(2 * len(near) + 3)
+    queries = np.stack([base, flip_bits(rng, base, 3), random_words(rng, 1)[0]])
+    words = np.stack([w for _, _, w in stored])
+    for asked, wanted in ((None, None), (31, None), (20, ["a", "c"]), (64, ["b"]), (0, None)):
+        oracle = brute_force(words, queries, 64)
+        want = []
+        for hits in oracle:
+            rows = [
+                (d, stored[r][0], stored[r][1])
+                for r, d in hits.items()
+                if d <= min(limits[stored[r][0]], 64 if asked is None else asked)
+                and (wanted is None or stored[r][0] in wanted)
+            ]
+            want.append([Match(*m) for m in sorted(rows, key=lambda m: (m[0], m[1], str(m[2])))])
+        hexes = pdq_words_to_hex(queries)
+        single = [matcher.match("pdq", [h], threshold=asked, collections=wanted)[0] for h in hexes]
+        assert single == want, (asked, wanted)
+        assert matcher.match("pdq", hexes, threshold=asked, collections=wanted) == want, (asked, wanted)
+    assert any(len({m.distance for m in f}) < len(f) for f in want)  # the case had ties
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["ab" * 31 + "a ", " " + "ab" * 31 + "a", "0x" + "ab" * 31, "ab" * 31 + "g0", "ab" * 33, "é" * 64, "+" + "a" * 63],
+    ids=["trailing space", "leading space", "0x prefix", "non-hex digit", "too long", "non-ascii", "sign"],
+)
+def test_pdq_queries_must_be_64_hex_digits(hashes: list[str], value: str) -> None:
+    matcher = Matcher()
+    matcher.add("c", "pdq", [("a", hashes[0])])
+    with pytest.raises(InvalidHashError):
+        matcher.match("pdq", [hashes[0], value])
+    assert matcher.match("pdq", [hashes[0].upper()]) == [[Match(0, "c", "a")]]
