@@ -32,7 +32,13 @@ from partners.matching.signal_table import (
     encode_ids,
     sort_batch,
 )
-from partners.matching.signals import DEFAULT_PDQ_THRESHOLD, SignalType, check_threshold, pdq_hex_to_words
+from partners.matching.signals import (
+    DEFAULT_PDQ_THRESHOLD,
+    SignalType,
+    check_threshold,
+    pdq_hex_to_words,
+    pdq_words_to_hex,
+)
 from partners.matching.storage import load_pdq, save_pdq
 
 FORMAT = "hashfed.matcher"
@@ -83,8 +89,14 @@ class Matcher:
         return self._table.live
 
     def warmup(self) -> None:
-        """Compile the PDQ kernels now rather than on the first query."""
+        """Compile (or load from numba's cache) the kernels now rather than on the first query: the PDQ
+        index's, and those of a match with hits (~70 ms to load, measured: 15% of a 2,000-query run at 10M)."""
         self._pdq.warmup()
+        tiny = Matcher(background_merge=False)
+        words = np.ones((1, 4), dtype=np.uint64)
+        tiny.add_pdq("warmup", np.ones((1, 2), dtype=np.uint64), words)
+        tiny.add("warmup", SignalType.PDQ, [(1, pdq_words_to_hex(words)[0])])
+        tiny.match(SignalType.PDQ, pdq_words_to_hex(words))
 
     def add(self, collection: str, signal_type: str | SignalType, items: Iterable[tuple[SignalId, str]]) -> None:
         """Add (signal id, hash value) pairs to a collection; a signal id already there is replaced."""

@@ -94,6 +94,16 @@ def uuid_words(signal_ids: Sequence[str]) -> U64Array:
     return out
 
 
+def _uuid_strings(sids: U64Array) -> list[str]:
+    """Canonical UUID strings of (n, 2) uint64 words, as ``str(uuid.UUID(int=...))`` prints them: slices of
+    one hex string of all their bytes (half the cost of formatting each id, for a query's tens of hits)."""
+    h = np.ascontiguousarray(sids, dtype=">u8").tobytes().hex()
+    return [
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}"
+        for i in range(0, len(h), 32)
+    ]
+
+
 def _as_uuid(value: str) -> int | None:
     """The 128-bit value of a canonical (lowercase, hyphenated) UUID string, else None: only a string that
     prints back identically may be stored as bits."""
@@ -228,11 +238,12 @@ class SignalTable:
             keys, dist, self.coll, self.kind, self.sid, limits, _TYPE_MASK, _FORM_SHIFT, out, out_sid
         )
         pos, colls, forms = out[:, :count].tolist()
+        if FORM_INT not in forms and FORM_TEXT not in forms:  # the hub's ids: UUIDs only
+            return pos, colls, _uuid_strings(out_sid[:count])  # type: ignore[return-value]
         ids: list[SignalId] = []
         for p, f, (hi, lo) in zip(pos, forms, out_sid[:count].tolist(), strict=True):
             if f == FORM_UUID:
-                h = f"{hi:016x}{lo:016x}"
-                ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+                ids.append(str(uuid.UUID(int=(hi << 64) | lo)))
             elif f == FORM_INT:
                 ids.append(hi - 2**64 if hi >= 2**63 else hi)
             else:
