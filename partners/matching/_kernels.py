@@ -86,21 +86,34 @@ _u64_at = _load_at(64)
 _i64_at = _load_at(64, signed=True)
 
 
-@intrinsic
-def _prefetch_at(typingctx, address):
-    """``llvm.prefetch`` of the cache line at ``address`` (an int64)."""
-    sig = types.void(types.int64)
+def _prefetch_intrinsic(write):
+    """An intrinsic ``f(address)``: ``llvm.prefetch`` of the cache line at ``address`` (an int64), for a read
+    or, with ``write``, for a store (the line is fetched for ownership, so the store does not wait for it)."""
 
-    def codegen(context, builder, signature, args):
-        base = context.cast(builder, args[0], signature.args[0], types.int64)
-        i8p = builder.inttoptr(base, ir.IntType(8).as_pointer())
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [i8p.type, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
-        builder.call(fn, [i8p, i32(0), i32(3), i32(1)])  # read, keep in all cache levels, data
-        return context.get_dummy_value()
+    @intrinsic
+    def prefetch(typingctx, address):
+        sig = types.void(types.int64)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            base = context.cast(builder, args[0], signature.args[0], types.int64)
+            i8p = builder.inttoptr(base, ir.IntType(8).as_pointer())
+            i32 = ir.IntType(32)
+            fnty = ir.FunctionType(ir.VoidType(), [i8p.type, i32, i32, i32])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+            builder.call(fn, [i8p, i32(1 if write else 0), i32(3), i32(1)])  # keep in all cache levels, data
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return prefetch
+
+
+_prefetch_at = _prefetch_intrinsic(write=False)
+_prefetchw_at = _prefetch_intrinsic(write=True)
+
+# Rows ahead that build_chunk prefetches the bucket counter (and, half as far ahead, the row slot) of: the
+# counting sort's scatter is bound by cache misses on its 32 MiB + 40 MB arrays at 10M rows.
+BUILD_AHEAD = 32
 
 
 @njit(cache=True, nogil=True)
@@ -138,9 +151,14 @@ def build_chunk(hashes, start, bits, offs, rows, occ):
     """
     n = hashes.shape[0]
     nb = np.int64(1) << np.int64(bits)
+    at_offs = offs.ctypes.data
+    at_rows = rows.ctypes.data
     for k in range(nb + 1):
         offs[k] = np.uint32(0)
     for r in range(n):
+        a = r + BUILD_AHEAD
+        if a < n:
+            _prefetchw_at(at_offs + 4 * _chunk(hashes[a, 0], hashes[a, 1], hashes[a, 2], hashes[a, 3], start, bits))
         k = _chunk(hashes[r, 0], hashes[r, 1], hashes[r, 2], hashes[r, 3], start, bits)
         offs[k] += np.uint32(1)
     for w in range(nb >> np.int64(6)):
@@ -149,11 +167,22 @@ def build_chunk(hashes, start, bits, offs, rows, occ):
         if offs[k] != np.uint32(0):
             occ[k >> 6] |= np.uint64(1) << np.uint64(k & 63)
     # offs[k] = end of bucket k; filling each bucket from its end, rows taken last to first, leaves
-    # offs[k] at the bucket's start with its rows ascending, without a cursor array (32 MiB at 23 bits)
+    # offs[k] at the bucket's start with its rows ascending, without a cursor array (32 MiB at 23 bits).
+    # Each row's counter is prefetched BUILD_AHEAD rows ahead and, once it is in cache, the slot it points
+    # to half as far ahead (a hint: a counter that moves in between only makes the prefetch miss): measured
+    # 0.46-0.58 s per chunk at 10M against 0.55-0.79 s without.
     for k in range(1, nb):
         offs[k] += offs[k - 1]
     offs[nb] = np.uint32(n)
+    half = BUILD_AHEAD // 2
     for r in range(n - 1, -1, -1):
+        a = r - BUILD_AHEAD
+        if a >= 0:
+            _prefetchw_at(at_offs + 4 * _chunk(hashes[a, 0], hashes[a, 1], hashes[a, 2], hashes[a, 3], start, bits))
+        b = r - half
+        if b >= 0:
+            kb = _chunk(hashes[b, 0], hashes[b, 1], hashes[b, 2], hashes[b, 3], start, bits)
+            _prefetchw_at(at_rows + 4 * (np.int64(offs[kb]) - 1))
         k = _chunk(hashes[r, 0], hashes[r, 1], hashes[r, 2], hashes[r, 3], start, bits)
         offs[k] -= np.uint32(1)
         rows[np.int64(offs[k])] = np.uint32(r)
