@@ -98,3 +98,50 @@ def test_signal_seqs_move_out_of_signals_and_back(database, tmp_path):
     finally:
         engine.dispose()
         drop_database(database.backend, handle)
+
+
+def test_feed_keys_collate_c_and_back(database, tmp_path):
+    """0010 makes the feed's key columns collate "C" on PostgreSQL, keeping rows, indexes and RLS policies; its
+    downgrade restores the database's collation. SQLite compares bytewise already and is left as it was."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    url, handle = create_database(database.backend, tmp_path, migrate_to="0009_signal_seqs")
+    engine = make_engine(url)
+    collations = (
+        "SELECT table_name || '.' || column_name, coalesce(collation_name, '') FROM information_schema.columns"
+        " WHERE table_schema = current_schema() AND table_name IN"
+        " ('signals', 'pending_changes', 'signal_seqs', 'retired_values') AND data_type = 'character varying'"
+    )
+    policies = "SELECT tablename, policyname, cmd, qual, with_check FROM pg_policies ORDER BY 1, 2"
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO signals (id, collection_id, type, value, contributor_id, status, added_audit_seq,"
+                    " created_at) VALUES ('s-1', 'c', 'md5', :v, 'p', 'active', 1, :t)"
+                ),
+                {"v": "ab" * 16, "t": datetime(2026, 1, 1, tzinfo=UTC)},
+            )
+            conn.execute(text("INSERT INTO pending_changes VALUES ('c', 's-1', 'add', 1)"))
+            before = conn.execute(text(policies)).all() if database.backend == "postgresql" else []
+        migrate.upgrade(url, "0010_feed_keys_collate_c")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT id, value FROM signals")).all() == [("s-1", "ab" * 16)]
+            assert conn.execute(text("SELECT signal_id FROM pending_changes")).scalars().all() == ["s-1"]
+            if database.backend == "postgresql":
+                changed = dict(conn.execute(text(collations)).all())
+                assert changed["signals.id"] == "C" and changed["signals.value"] == "C"
+                assert changed["pending_changes.signal_id"] == "C" and changed["signal_seqs.signal_id"] == "C"
+                assert changed["signals.case_ref"] == ""  # not a key: left alone
+                assert conn.execute(text(policies)).all() == before
+        migrate.downgrade(url, "0009_signal_seqs")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT id FROM signals")).scalars().all() == ["s-1"]
+            if database.backend == "postgresql":
+                assert set(dict(conn.execute(text(collations)).all()).values()) == {""}
+                assert conn.execute(text(policies)).all() == before
+    finally:
+        engine.dispose()
+        drop_database(database.backend, handle)

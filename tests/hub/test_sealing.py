@@ -182,6 +182,29 @@ def test_batches_encoded_from_rows_are_exactly_rfc8785(rows):
     assert payload == expected.to_bytes() and (adds, removes) == (len(expected.adds), len(expected.removes))
 
 
+class _OddKeyId:
+    """A signer whose key id needs escaping in JSON: the envelope takes audit's encoder."""
+
+    def __init__(self, signer):
+        self.key_id = 'k"\u00e9'
+        self._signer = signer
+
+    def sign(self, message: bytes) -> bytes:
+        return self._signer.sign(message)
+
+
+@pytest.mark.parametrize("odd_key_id", [False, True], ids=["template", "escaped key id falls back"])
+def test_batch_envelopes_are_exactly_rfc8785(world, odd_key_id):
+    from audit.dsse import sign_envelope
+
+    signer = world[0].signer("batch")
+    if odd_key_id:
+        signer = _OddKeyId(signer)
+    payload = b'{"adds":[],"collection":"c-1"}'
+    expected = sign_envelope(BatchPayload.PAYLOAD_TYPE, payload, [signer]).to_json()
+    assert batches.envelope_bytes(payload, signer) == expected
+
+
 @pytest.mark.parametrize("max_entries", [1, 2, 50], ids=["one per batch", "two per batch", "all in one"])
 def test_each_signal_is_marked_with_the_batch_that_carries_it(session, world, max_entries):
     hk, owner, c, trusted = world
