@@ -34,7 +34,7 @@ WRITER = """
 import sys, time
 from hub.auditlog import Actor, record
 from hub.db import make_engine, make_session_factory
-factory = make_session_factory(make_engine(sys.argv[1]))
+factory = make_session_factory(make_engine(sys.argv[1]), early_release=sys.argv[4] == "early")
 n, start = int(sys.argv[2]), float(sys.argv[3])
 with factory() as s:
     s.connection()  # connect before the start: the pool holds one warm connection
@@ -48,13 +48,13 @@ print(late, time.time())
 """
 
 
-def _writers(url: str, total: int, processes: int) -> float:
+def _writers(url: str, total: int, processes: int, mode: str) -> float:
     """Seconds from a common start to the last writer's last commit. The writers import, connect and then
     wait for the start, so interpreter start-up is not counted as appending."""
     start = time.time() + 3.0 + 2.0 * processes
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER, url, str(total // processes), repr(start)],
+            [sys.executable, "-c", WRITER, url, str(total // processes), repr(start), mode],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,
@@ -71,6 +71,13 @@ def _writers(url: str, total: int, processes: int) -> float:
             raise SystemExit(f"a writer was ready {late:.1f} s after the common start: give it more time")
         ends.append(end)
     return max(ends) - start
+
+
+def _loadavg() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().strip()
+    except OSError:
+        return "n/a"
 
 
 def _bulk(engine, n: int) -> None:
@@ -126,11 +133,18 @@ def main() -> None:
             with factory.begin() as s:
                 hub_keys, _root = make_hub_keys(s, settings)
             n = args.entries
-            print(f"PostgreSQL append through record(), one entry per commit, {n:,} entries")
-            single = _writers(url, n, 1)
-            print(f"  1 writer : {n / single:8.0f} entries/s  ({single:.1f} s)")
-            two = _writers(url, n, 2)
-            print(f"  2 writers: {n / two:8.0f} entries/s  ({two:.1f} s, {n // 2:,} each)")
+            print(f"PostgreSQL append through record(), one entry per commit, {n:,} entries per run")
+            print(f"  loadavg: {_loadavg()}")
+            for mode, label in (
+                ("early", "early lock release, flushed before commit returns (the hub's default)"),
+                ("synchronous", "lock held through the commit's flush (early_release=False)"),
+            ):
+                print(f"  {label}:")
+                single = _writers(url, n, 1, mode)
+                print(f"    1 writer : {n / single:8.0f} entries/s  ({single:.1f} s)")
+                two = _writers(url, n, 2, mode)
+                print(f"    2 writers: {n / two:8.0f} entries/s  ({two:.1f} s, {n // 2:,} each)")
+            print(f"  loadavg: {_loadavg()}")
             t = time.perf_counter()
             r = integrate_audit_log(factory, datetime.now(UTC), keys=hub_keys)
             took = time.perf_counter() - t

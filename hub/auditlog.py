@@ -45,7 +45,7 @@ from audit.log import (
 from audit.merkle import NodeKey, leaf_hash
 from audit.note import Checkpoint, sign_checkpoint
 from audit.signing import Signer
-from hub.db import Base, UTCDateTime, utcnow
+from hub.db import AWAIT_DURABLE, EARLY_RELEASE, Base, UTCDateTime, utcnow
 from hub.errors import BadRequestError, HubError, NotFoundError
 
 # Keys of the PostgreSQL advisory locks of the audit log (constants unique to their purpose).
@@ -177,6 +177,8 @@ _INSERT_ENTRY = insert(AuditEntry)
 # PostgreSQL: the same in one call to a function of migration 0003, sent on the DBAPI cursor (psycopg2 adapts
 # bytes and aware datetimes itself): SQLAlchemy's statement and result layers cost more than the call.
 _APPEND_PG = "SELECT seq, entry, leaf_hash FROM hashfed_audit_append(%s, %s, %s)"
+# The same, asking for early lock release at commit (hub.db._await_durable, migration 0011): still one round trip.
+_APPEND_PG_EARLY = "SELECT set_config('hashfed.early_release', 'on', true); " + _APPEND_PG
 
 
 def record(
@@ -194,6 +196,10 @@ def record(
     raw hash values or personal data (refer to hashes by id or `HubKeys.keyed_digest`). One call per
     request: a bulk action lists ids or their digest. Entry times never go backwards: an entry whose
     clock is behind its predecessor's takes its predecessor's time (the log order is the seq order).
+
+    On PostgreSQL, in a session of `hub.db.make_session_factory` (early release on), the commit gives up the
+    seq lock before its WAL flush unless the transaction publishes a signed statement, and `commit()` returns
+    only after a flush behind it (`hub.db._await_durable`, migration 0011).
     """
     if not isinstance(subject, str) or not subject:
         raise ValueError("an audit subject is a non-empty string such as 'partner/<id>'")
@@ -206,12 +212,15 @@ def record(
         dbapi = session.connection().connection.dbapi_connection
         if dbapi is None:
             raise AuditLogError("no database connection to record the audit entry on")
+        early = bool(session.info.get(EARLY_RELEASE))
         cursor: Any = dbapi.cursor()
         try:
-            cursor.execute(_APPEND_PG, (head, tail, moment))
+            cursor.execute(_APPEND_PG_EARLY if early else _APPEND_PG, (head, tail, moment))
             seq, entry, leaf = cursor.fetchone()
         finally:
             cursor.close()
+        if early:
+            session.info[AWAIT_DURABLE] = (session.get_transaction(), dbapi)
         return Recorded(seq=int(seq), entry=bytes(entry), leaf_hash=bytes(leaf), details=details)
     taken, last_time = session.execute(_TAKE_SEQ, {"at": moment}).one()
     seq, moment = int(taken) - 1, last_time or moment

@@ -127,5 +127,62 @@ def _sqlite_recipe(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False)
+# Session.info keys of the audit log's early lock release (PostgreSQL; hub.auditlog.record, docs/operations.md).
+# EARLY_RELEASE: this session's audited commits may release the audit lock before their WAL flush.
+# AWAIT_DURABLE: set by `record`: (root transaction, DBAPI connection) whose commit must be made durable
+# before the session's commit returns.
+EARLY_RELEASE = "hashfed_early_release"
+AWAIT_DURABLE = "hashfed_await_durable"
+
+# A transaction that takes an xid commits synchronously: its commit record is flushed, and with it every
+# record before it in the WAL, among them the early-released commit of the same connection. One round trip.
+_FLUSH = "BEGIN; SELECT pg_current_xact_id(); COMMIT"
+
+
+class CommitDurabilityError(exc.SQLAlchemyError):
+    """A commit went through but could not be confirmed durable: its outcome after a crash is unknown."""
+
+
+def make_session_factory(engine: Engine, *, early_release: bool = True) -> sessionmaker[Session]:
+    """Sessions for `engine`. With `early_release` (the default), an audited commit on PostgreSQL gives up
+    the audit lock before its WAL flush, and the commit waits for durability after (`_await_durable`)."""
+    factory = sessionmaker(bind=engine, expire_on_commit=False, info={EARLY_RELEASE: early_release})
+    event.listen(factory, "after_commit", _await_durable)
+    return factory
+
+
+def _await_durable(session: Session) -> None:
+    """After a commit that released the audit lock early, flush the WAL through it before returning.
+
+    `hub.auditlog.record` asks for early release; unless the transaction also published a signed statement,
+    the database commits it with `synchronous_commit = off` (migration 0011): the lock on the next audit seq
+    is released as soon as the commit record is written, not after its fsync, so the next writer's entry
+    does not wait for this one's flush and flushes can be shared. Nothing has been reported to anyone yet:
+    the caller's `commit()` returns only after this flush, so a commit is acknowledged only once durable.
+    A crash before the flush loses this transaction and every later one (the WAL is replayed as a prefix),
+    never an earlier one, so the audit log stays gapless.
+    """
+    pending = session.info.get(AWAIT_DURABLE)
+    if pending is None:
+        return
+    root = session.get_transaction()
+    if root is not None and root.is_active:
+        return  # a savepoint was released; the transaction goes on
+    del session.info[AWAIT_DURABLE]
+    recorded_in, dbapi = pending
+    if recorded_in is not root:
+        return  # the recording transaction was rolled back: nothing of it was committed
+    try:
+        dbapi.autocommit = True
+        try:
+            cursor = dbapi.cursor()
+            try:
+                cursor.execute(_FLUSH)
+            finally:
+                cursor.close()
+        finally:
+            dbapi.autocommit = False
+    except Exception as e:
+        raise CommitDurabilityError(
+            f"the transaction committed but its flush to disk could not be confirmed: {e}"
+        ) from e

@@ -1,0 +1,133 @@
+"""Early lock release of audited commits on PostgreSQL: when a commit may give up the audit lock before its
+WAL flush, and that the session's commit returns only after a synchronous flush behind it."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from hub.auditlog import Actor, AuditEntry, AuditNode, record
+from hub.db import AWAIT_DURABLE, make_engine, make_session_factory
+
+ACTOR = Actor(type="partner", partner="p1", client="c1")
+
+
+@pytest.fixture
+def pg(fresh_database):
+    if fresh_database.backend != "postgresql":
+        pytest.skip("early lock release is a PostgreSQL commit mode; SQLite has one writer at a time")
+    return fresh_database
+
+
+@pytest.fixture
+def xids(pg):
+    """Transaction ids handed out so far in the test's own database (nothing else writes to it)."""
+    engine = make_engine(pg.url)
+
+    def count() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")).scalar_one())
+
+    yield count
+    engine.dispose()
+
+
+def _commit_mode(factory) -> str | None:
+    with factory() as s:  # the pool hands back the connection that committed: the setting is per connection
+        return s.execute(text("SELECT current_setting('hashfed.commit_mode', true)")).scalar_one()
+
+
+def test_an_audited_commit_releases_early_and_is_flushed_before_commit_returns(pg, xids):
+    factory = make_session_factory(pg.engine)
+    before = xids()
+    with factory.begin() as s:
+        record(s, ACTOR, "signals.submit", "collection/c1", {"count": 1})
+    # Two transactions with an id: the audited one, then the synchronous commit that flushed the WAL behind it.
+    assert xids() - before == 2
+    assert _commit_mode(factory) == "early"
+    with factory() as s:
+        assert s.query(AuditEntry).count() == 1
+        assert AWAIT_DURABLE not in s.info
+
+
+def test_a_commit_that_publishes_a_signed_statement_stays_synchronous(pg):
+    factory = make_session_factory(pg.engine)
+    with factory.begin() as s:
+        record(s, ACTOR, "signals.submit", "collection/c1", {"count": 1})
+    assert _commit_mode(factory) == "early"
+    with factory.begin() as s:
+        record(s, Actor.system("test"), "audit.checkpoint", "audit/1")
+        s.add(AuditNode(level=0, idx=0, hash=bytes(32)))  # a table that proofs and checkpoints are built from
+    assert _commit_mode(factory) == "synchronous"
+    # Publishing first and recording after decides the same way: the decision is taken at COMMIT.
+    with factory.begin() as s:
+        s.add(AuditNode(level=0, idx=1, hash=bytes(32)))
+        s.flush()
+        record(s, Actor.system("test"), "audit.checkpoint", "audit/2")
+    assert _commit_mode(factory) == "synchronous"
+
+
+def test_sessions_without_early_release_commit_synchronously(pg, xids):
+    factory = make_session_factory(pg.engine, early_release=False)
+    before = xids()
+    with factory.begin() as s:
+        record(s, ACTOR, "signals.submit", "collection/c1", {"count": 1})
+    assert xids() - before == 1
+    assert _commit_mode(factory) is None
+
+
+def test_a_rolled_back_entry_needs_no_flush_and_leaves_no_gap(pg, xids):
+    factory = make_session_factory(pg.engine)
+    with factory() as s:
+        s.begin()
+        record(s, ACTOR, "signals.submit", "collection/c1", {"count": 1})
+        s.rollback()
+        before = xids()
+        s.begin()
+        s.execute(text("SELECT 1"))
+        s.commit()  # nothing recorded in this transaction: no flush
+        assert xids() == before
+        s.begin()
+        rec = record(s, ACTOR, "signals.submit", "collection/c1", {"count": 2})
+        s.commit()
+    assert rec.seq == 0
+    assert xids() - before == 2
+
+
+def test_an_entry_recorded_in_a_savepoint_is_flushed_once_at_the_outer_commit(pg, xids):
+    factory = make_session_factory(pg.engine)
+    before = xids()
+    with factory.begin() as s:
+        with s.begin_nested():
+            record(s, ACTOR, "signals.submit", "collection/c1", {"count": 1})
+        assert AWAIT_DURABLE in s.info  # releasing the savepoint is not the commit
+    # The transaction, the savepoint's subtransaction (it wrote), and one flush after the outer commit.
+    assert xids() - before == 3
+    assert _commit_mode(factory) == "early"
+
+
+# Every table holding a signed statement served to partners or regulators, or the tree nodes its proofs are
+# built from: a transaction writing one of them must never commit before its flush.
+PUBLISHING = {
+    "audit_nodes",
+    "audit_checkpoints",
+    "batches",
+    "collection_nodes",
+    "collection_checkpoints",
+    "collection_heads",
+    "collections",
+    "key_sets",
+}
+
+
+def test_every_publishing_table_forces_a_synchronous_commit(pg):
+    with pg.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT c.relname, t.tgname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                "WHERE t.tgname LIKE '%\\_publishing' OR t.tgname = 'audit_entries_commit_durability'"
+            )
+        ).all()
+    marked = {table for table, name, enabled in rows if name == f"{table}_publishing" and enabled == "A"}
+    assert marked == PUBLISHING
+    assert ("audit_entries", "audit_entries_commit_durability", "A") in [tuple(r) for r in rows]
