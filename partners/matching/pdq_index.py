@@ -53,13 +53,17 @@ SIDE_BITS = 16  # side tables (recent adds) use 16 chunks of 16 bits: see Layout
 SIDE_LAYOUT_MIN = 1 << 12  # below this (4 MiB of offsets for a few hashes) a side table uses Layout.for_size
 SIDE_LAYOUT_MAX = 1 << 18  # above this a side table falls back to Layout.for_size
 
-# Cost model of one query, in nanoseconds, measured on the reference machine (2-core EPYC, one thread):
-# a probe of an empty bucket costs an L3 hit on the occupancy bitmap, a non-empty one and each candidate
-# about one cache miss. The tiled scan costs per stored hash and query (vectorized XOR + POPCNT), plus the
-# copy of each tile into its word arrays, which the queries of a batch share.
-_NS_PER_PROBE = 2.0
+# Cost model of one query, in nanoseconds, measured on the reference machine (2-core AMD EPYC, AVX2 without
+# AVX-512, one thread): a probe costs ~6 ns even when its bucket is empty (the occupancy bitmaps, 11 MiB at
+# 23 bits, are read from L3), a non-empty one and each candidate about one cache miss more (measured per
+# query: 1M d=31 40-55 us, d=52 1.35-1.6 ms; 10M d=31 190-250 us, d=52 5.7-7 ms). The tiled scan costs per
+# stored hash and query (vectorized XOR + POPCNT over three words: 0.85-0.9 ns with AVX2's nibble-lookup
+# popcount, where AVX-512 VPOPCNTQ did all four words in ~0.35 ns), plus the copy of each tile into its word
+# arrays, which the queries of a batch share. So at 10M a batch at d=52 is cheaper by MIH here (~6.5 ms a
+# query against ~9 ms), and at 1M by the scan (~0.9 ms against ~1.4 ms).
+_NS_PER_PROBE = 6.0
 _NS_PER_MISS = 30.0
-_NS_PER_SCANNED = 0.35
+_NS_PER_SCANNED = 0.9
 _NS_PER_TILED_ROW = 1.5
 # A segment given to the scan is searched by a call of its own (output arrays, a concatenation and a sort in
 # Python), where a segment searched by MIH joins the one mih_search call: measured ~10 us per single query
