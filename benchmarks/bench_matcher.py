@@ -174,8 +174,15 @@ def worker(name: str, n: int, budget: float) -> dict[str, object]:
             )
 
     rows["build_s"] = round(time.perf_counter() - t0, 2)
+    singles = queries
+    if name in ("ours", "matcher"):
+        # untimed warm-up, then single queries over the query set repeated (budget-bound): the first 2,000
+        # queries alone took 0.1 s at 1M, short enough for another job on the machine to halve the figure
+        timed(lambda q: search(q, 31), queries[:200], 1, budget)
+        singles = np.concatenate([queries] * 5)
+        single_n = {31: len(singles), 52: len(singles)}
     for d in THRESHOLDS:
-        qps, res, done = timed(lambda q, d=d: search(q, d), queries[: single_n[d]], 1, budget)
+        qps, res, done = timed(lambda q, d=d: search(q, d), singles[: single_n[d]], 1, budget)
         rows[f"single_{d}"] = round(qps, 1)
         rows[f"recall_{d}"], rows[f"wrong_{d}"] = recall(res, truth, d, min(done, N_PLANTED_QUERIES))
         if batch:
