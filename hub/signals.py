@@ -36,6 +36,7 @@ from sqlalchemy import (
     text,
     tuple_,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hub import auditlog, collections
@@ -308,23 +309,22 @@ def _is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-# PostgreSQL: the deny list and the collection's active values probed in one statement, one index probe per item
-# whatever the planner's (often stale, right after bulk ingest) statistics say: a LATERAL subquery with LIMIT
-# is not flattened into a join, so it cannot become a hash join over the table. The items are parsed once
-# (a CTE read by both probes); `retired` rows come first.
-_LOOKUP_PG = (
-    "WITH u AS MATERIALIZED (SELECT * FROM unnest(string_to_array(:types, ','), string_to_array(:values, ','))"
-    " AS u(type, value))"
-    " SELECT true AS retired, u.type, u.value, NULL AS id FROM u"
+# PostgreSQL: one index probe per item, whatever the planner's (often stale, right after bulk ingest) statistics
+# say: a LATERAL subquery with LIMIT is not flattened into a join, so it cannot become a hash join over the table.
+_LOOKUP_RETIRED_PG = text(
+    "SELECT u.type, u.value FROM unnest(string_to_array(:types, ','), string_to_array(:values, ',')) AS u(type, value)"
     " CROSS JOIN LATERAL (SELECT 1 FROM retired_values r WHERE r.type = u.type AND r.value = u.value LIMIT 1) AS r"
-    " UNION ALL"
-    " SELECT false, u.type, u.value, s.id FROM u"
-    " CROSS JOIN LATERAL (SELECT id FROM signals WHERE collection_id = :c AND type = u.type AND value = u.value"
-    " AND status = 'active' LIMIT 1) AS s"
+)
+_LOOKUP_ACTIVE_PG = text(
+    "SELECT u.type, u.value, s.id FROM unnest(string_to_array(:types, ','), string_to_array(:values, ','))"
+    " AS u(type, value) CROSS JOIN LATERAL (SELECT id FROM signals WHERE collection_id = :c AND type = u.type"
+    " AND value = u.value AND status = 'active' LIMIT 1) AS s"
 )
 # Each statement's plan is cheap next to JIT-compiling it: the estimated cost of 10,000 index probes crosses
 # jit_above_cost, and compiling took ~20 ms of a ~120 ms lookup. For this transaction only.
 _NO_JIT_PG = text("SET LOCAL jit = off")
+# The partial unique index of active values: a new signal that is already active in its collection violates it.
+_ACTIVE_VALUE_INDEX = "uq_signals_active_value"
 
 
 def _pg_array(values: Iterable[str | int | None]) -> str:
@@ -347,28 +347,12 @@ def _pg_list(values: Iterable[str]) -> str:
     return ",".join(values)
 
 
-def _lookup(
-    session: Session, collection_id: str, pairs: Sequence[tuple[str, str]]
-) -> tuple[set[tuple[str, str]], dict[tuple[str, str], str]]:
-    """The retired (type, value) pairs among `pairs`, and the ids of those active in the collection."""
-    if not _is_postgres(session):
-        return _retired(session, pairs), _existing(session, collection_id, pairs)
-    session.execute(_NO_JIT_PG)
-    rows = session.execute(
-        text(_LOOKUP_PG),
-        {"c": collection_id, "types": _pg_list(t for t, _ in pairs), "values": _pg_list(v for _, v in pairs)},
-    )
-    denied: set[tuple[str, str]] = set()
-    known: dict[tuple[str, str], str] = {}
-    for retired, t, v, i in rows:
-        if retired:
-            denied.add((t, v))
-        else:
-            known[(t, v)] = i
-    return denied, known
-
-
 def _retired(session: Session, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    if _is_postgres(session):
+        rows = session.execute(
+            _LOOKUP_RETIRED_PG, {"types": _pg_list(t for t, _ in pairs), "values": _pg_list(v for _, v in pairs)}
+        )
+        return {(t, v) for t, v in rows}
     found: set[tuple[str, str]] = set()
     for chunk in _chunks(pairs, _LOOKUP_CHUNK):
         rows = session.execute(
@@ -383,6 +367,13 @@ def _retired(session: Session, pairs: Sequence[tuple[str, str]]) -> set[tuple[st
 def _existing(
     session: Session, collection_id: str, pairs: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], str]:
+    """Ids of the active signals among `pairs` in the collection (one query on PostgreSQL)."""
+    if _is_postgres(session):
+        rows = session.execute(
+            _LOOKUP_ACTIVE_PG,
+            {"c": collection_id, "types": _pg_list(t for t, _ in pairs), "values": _pg_list(v for _, v in pairs)},
+        )
+        return {(t, v): i for t, v, i in rows}
     found: dict[tuple[str, str], str] = {}
     by_type: dict[str, list[str]] = {}
     for t, v in pairs:
@@ -508,6 +499,79 @@ def _replay(session: Session, partner_id: str, key: str, request_sha256: str) ->
     return Submitted(json.loads(row.response), row.status, replayed=True)
 
 
+def _write(
+    session: Session,
+    collection_id: str,
+    partner_id: str,
+    valid: Sequence[Item],
+    distinct: int,
+    known: dict[tuple[str, str], str],
+    actor: Actor,
+    now: datetime,
+) -> tuple[dict[str, Any], list[str]]:
+    """Record the submission and insert the items not in `known` (the ids of active signals by (type, value));
+    return the response body and the new ids. `distinct`: how many different (type, value) pairs `valid` holds."""
+    known = dict(known)
+    fresh: list[Item] = []
+    fresh_ids: list[str] = []
+    ids: list[str] = []
+    unused = iter(new_ids(distinct - len(known)))
+    for it in valid:
+        key = (it.type, it.value)
+        sid = known.get(key)
+        if sid is None:
+            sid = next(unused)
+            known[key] = sid
+            fresh.append(it)
+            fresh_ids.append(sid)
+        ids.append(sid)
+
+    details: dict[str, Any] = {
+        "collection": collection_id,
+        "count": len(fresh_ids),
+        "duplicates": len(valid) - len(fresh_ids),
+    }
+    if len(fresh_ids) <= AUDIT_ID_LIST_LIMIT:
+        details["ids"] = fresh_ids
+    else:
+        details["ids_sha256"] = ids_digest(fresh_ids)
+    rec = auditlog.record(session, actor, "signals.submit", f"collection/{collection_id}", details, now=now)
+    _insert(session, collection_id, partner_id, rec.seq, now, fresh_ids, fresh)
+    body = {
+        "collection": collection_id,
+        "audit_seq": rec.seq,
+        "accepted": len(fresh_ids),
+        "duplicates": len(valid) - len(fresh_ids),
+        "ids": ids,
+    }
+    return body, fresh_ids
+
+
+def _write_all_new(
+    session: Session,
+    collection_id: str,
+    partner_id: str,
+    valid: Sequence[Item],
+    distinct: int,
+    actor: Actor,
+    now: datetime,
+) -> tuple[dict[str, Any], list[str]] | None:
+    """PostgreSQL: write the submission as if none of its values were active in the collection, which is the
+    common case, without probing for them first; None if one was.
+
+    The partial unique index of active values probes each new row anyway: a value already active violates it,
+    and the savepoint takes back the audit entry and every row (the audit seq too: it is a row, not a sequence)
+    before the caller looks the active values up and writes again. Half the index probes of a submission.
+    """
+    try:
+        with session.begin_nested():
+            return _write(session, collection_id, partner_id, valid, distinct, {}, actor, now)
+    except IntegrityError as e:
+        if getattr(getattr(e.orig, "diag", None), "constraint_name", None) != _ACTIVE_VALUE_INDEX:
+            raise
+        return None
+
+
 def submit(
     session: Session,
     *,
@@ -544,7 +608,10 @@ def submit(
         if replay is not None:
             return replay
     pairs = list(dict.fromkeys((it.type, it.value) for it in valid))
-    denied, known = _lookup(session, collection.id, pairs)
+    postgres = _is_postgres(session)
+    if postgres:
+        session.execute(_NO_JIT_PG)
+    denied = _retired(session, pairs)
     if denied:
         bad = {
             str(i): ["this hash was retired and may not be submitted again"]
@@ -553,39 +620,11 @@ def submit(
         }
         raise ConflictError(f"{len(bad)} signals are on the retired deny list", errors={"signals": bad})
 
-    unused = iter(new_ids(len(pairs) - len(known)))
-    ids: list[str] = []
-    fresh: list[Item] = []
-    fresh_ids: list[str] = []
-    for it in valid:
-        key = (it.type, it.value)
-        sid = known.get(key)
-        if sid is None:
-            sid = next(unused)
-            known[key] = sid
-            fresh.append(it)
-            fresh_ids.append(sid)
-        ids.append(sid)
-
-    details: dict[str, Any] = {
-        "collection": collection.id,
-        "count": len(fresh_ids),
-        "duplicates": len(valid) - len(fresh_ids),
-    }
-    if len(fresh_ids) <= AUDIT_ID_LIST_LIMIT:
-        details["ids"] = fresh_ids
-    else:
-        details["ids_sha256"] = ids_digest(fresh_ids)
-    rec = auditlog.record(session, actor, "signals.submit", f"collection/{collection.id}", details, now=now)
-    _insert(session, collection.id, partner_id, rec.seq, now, fresh_ids, fresh)
-
-    body = {
-        "collection": collection.id,
-        "audit_seq": rec.seq,
-        "accepted": len(fresh_ids),
-        "duplicates": len(valid) - len(fresh_ids),
-        "ids": ids,
-    }
+    written = _write_all_new(session, collection.id, partner_id, valid, len(pairs), actor, now) if postgres else None
+    if written is None:
+        known = _existing(session, collection.id, pairs)
+        written = _write(session, collection.id, partner_id, valid, len(pairs), known, actor, now)
+    body, fresh_ids = written
     if idempotency_key is not None and request_sha256 is not None:
         session.add(
             IdempotencyKey(

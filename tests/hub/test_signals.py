@@ -112,6 +112,28 @@ def test_values_are_normalized_and_deduplicated_within_the_request_and_collectio
     assert sorted(stored) == sorted([value, "a" * 32])
 
 
+def test_a_request_with_an_active_value_writes_one_gapless_audit_entry_and_only_the_new_signals(session, world):
+    """On PostgreSQL the request is first written as all new; the active value undoes that write (audit entry
+    included) and the request is written again with its duplicate."""
+    _keys, owner, c = world
+    old = kit.pdq()
+    first = kit.submit(session, c, owner, [{"type": "pdq", "value": old}])
+    seqs_before = session.scalars(select(AuditEntry.seq).order_by(AuditEntry.seq)).all()
+    new = kit.pdq()
+    again = kit.submit(session, c, owner, [{"type": "pdq", "value": new}, {"type": "pdq", "value": old}])
+    assert again.body["accepted"] == 1 and again.body["duplicates"] == 1
+    assert again.body["ids"][1] == first.body["ids"][0] and again.new_ids == [again.body["ids"][0]]
+    seqs = session.scalars(select(AuditEntry.seq).order_by(AuditEntry.seq)).all()
+    assert seqs == [*seqs_before, seqs_before[-1] + 1] and again.body["audit_seq"] == seqs[-1]
+    entry = session.scalars(select(AuditEntry.entry).where(AuditEntry.seq == seqs[-1])).one()
+    assert b'"count":1' in entry and b'"duplicates":1' in entry and again.new_ids[0].encode() in entry
+    pending = session.scalars(
+        select(signals.PendingChange.signal_id).where(signals.PendingChange.collection_id == c.id)
+    ).all()
+    assert sorted(pending) == sorted([first.body["ids"][0], again.body["ids"][0]])
+    assert sorted(session.scalars(select(Signal.value).where(Signal.collection_id == c.id))) == sorted([old, new])
+
+
 def test_one_audit_entry_per_request_naming_ids_never_values(session, world):
     _keys, owner, c = world
     value = kit.pdq()
