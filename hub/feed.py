@@ -57,8 +57,9 @@ def _head(c: str) -> batches.CollectionHead:
 
 
 class SubmitSchema(Schema):
-    # Items are checked by hub.signals.validate (fast, and names each bad item by index).
-    signals = fields.List(fields.Raw(), required=True, metadata={"description": "up to 10,000 items"})
+    # Taken as sent and checked by hub.signals.validate, which is fast, names each bad item by index and refuses
+    # anything but a non-empty list (422): a List of Raw fields took ~16 ms per 10,000 items to copy them.
+    signals = fields.Raw(required=True, metadata={"type": "array", "items": {}, "description": "up to 10,000 items"})
 
 
 class SubmittedSchema(Schema):

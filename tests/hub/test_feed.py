@@ -74,13 +74,15 @@ BAD_BODIES = [
     ({"signals": []}, 422),
     ({"signal": []}, 422),
     ({"signals": [{"type": "md5", "value": f"{i:032x}"} for i in range(10_001)]}, 413),
+    ({"signals": {"type": "md5", "value": "a" * 32}}, 422),
+    ({"signals": None}, 422),
 ]
 
 
 @pytest.mark.parametrize(
     ("body", "status"),
     BAD_BODIES,
-    ids=["all-zero pdq", "md5 not hex", "empty list", "misspelt field", "10,001 signals"],
+    ids=["all-zero pdq", "md5 not hex", "empty list", "misspelt field", "10,001 signals", "not a list", "null"],
 )
 def test_bad_submissions_change_nothing(client, session, world, body, status):
     _hk, _owner, c, auth = world
