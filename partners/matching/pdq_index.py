@@ -56,11 +56,11 @@ SIDE_LAYOUT_MAX = 1 << 18  # above this a side table falls back to Layout.for_si
 # Cost model of one query, in nanoseconds, measured on the reference machine (2-core AMD EPYC, AVX2 without
 # AVX-512, one thread): a probe costs ~6 ns even when its bucket is empty (the occupancy bitmaps, 11 MiB at
 # 23 bits, are read from L3), a non-empty one and each candidate about one cache miss more (measured per
-# query: 1M d=31 40-55 us, d=52 1.35-1.6 ms; 10M d=31 190-250 us, d=52 5.7-7 ms). The tiled scan costs per
+# query: 1M d=31 36-55 us, d=52 1.0-1.5 ms; 10M d=31 190-300 us, d=52 5.7-7.7 ms). The tiled scan costs per
 # stored hash and query (vectorized XOR + POPCNT over three words: 0.85-0.9 ns with AVX2's nibble-lookup
 # popcount, where AVX-512 VPOPCNTQ did all four words in ~0.35 ns), plus the copy of each tile into its word
 # arrays, which the queries of a batch share. So at 10M a batch at d=52 is cheaper by MIH here (~6.5 ms a
-# query against ~9 ms), and at 1M by the scan (~0.9 ms against ~1.4 ms).
+# query against ~9 ms), and at 1M by the scan (~0.9 ms against 1-1.5 ms).
 _NS_PER_PROBE = 6.0
 _NS_PER_MISS = 30.0
 _NS_PER_SCANNED = 0.9
