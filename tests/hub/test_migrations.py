@@ -145,3 +145,52 @@ def test_feed_keys_collate_c_and_back(database, tmp_path):
     finally:
         engine.dispose()
         drop_database(database.backend, handle)
+
+
+def test_batches_store_payload_once_and_back(database, tmp_path):
+    """0012 keeps each batch's payload and the `signatures` of its envelope, which rebuild the envelope's exact
+    bytes; its downgrade stores the envelopes again. The append-only triggers survive both."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import inspect, text
+
+    from hub.batches import envelope_of
+
+    url, handle = create_database(database.backend, tmp_path, migrate_to="0011_audit_early_release")
+    engine = make_engine(url)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    payload = b'{"adds":[],"collection":"c-1","prev":null,"removes":[],"sealed_at":"2026-01-01T00:00:00Z","seq":1}'
+    signatures = b'[{"keyid":"' + b"ab" * 32 + b'","sig":"' + b"A" * 86 + b'=="}]'
+    envelope = envelope_of(payload, signatures)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO partners VALUES ('p-1', 'P', 'platform', 'active', :t)"), {"t": t0})
+            conn.execute(
+                text(
+                    "INSERT INTO collections (id, slug, owner_id, category, signal_types, pdq_threshold, min_quality,"
+                    " descriptor, descriptor_version, descriptor_audit_seq, created_at, description)"
+                    " VALUES ('c-1', 'c', 'p-1', 'ncii', 'pdq', 31, 0, :d, 1, 1, :t, '')"
+                ),
+                {"d": b"{}", "t": t0},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO batches (collection_id, seq, payload, envelope, payload_sha256, adds, removes,"
+                    " sealed_at, audit_seq) VALUES ('c-1', 1, :p, :e, :h, 0, 0, :t, 2)"
+                ),
+                {"p": payload, "e": envelope, "h": "00" * 32, "t": t0},
+            )
+        migrate.upgrade(url, "0012_batch_stored_once")
+        with engine.connect() as conn:
+            assert "envelope" not in {c["name"] for c in inspect(conn).get_columns("batches")}
+            row = conn.execute(text("SELECT payload, signatures FROM batches")).one()
+            assert (bytes(row[0]), bytes(row[1])) == (payload, signatures)
+            assert appendonly.missing_triggers(conn) == []
+        migrate.downgrade(url, "0011_audit_early_release")
+        with engine.connect() as conn:
+            assert "signatures" not in {c["name"] for c in inspect(conn).get_columns("batches")}
+            assert bytes(conn.execute(text("SELECT envelope FROM batches")).scalar_one()) == envelope
+            assert appendonly.missing_triggers(conn) == []
+    finally:
+        engine.dispose()
+        drop_database(database.backend, handle)
