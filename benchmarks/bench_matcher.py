@@ -13,12 +13,14 @@ RSS, no shared caches), with NUMBA_NUM_THREADS=OMP_NUM_THREADS=1 and faiss.omp_s
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,7 +101,8 @@ def worker(name: str, n: int, budget: float) -> dict[str, object]:
     if name == "matcher":  # input data like ``stored``, so not part of "build s": a UUID signal id per hash
         sids = np.random.default_rng(3).integers(0, 2**64, size=(n, 2), dtype=np.uint64)
         sids[:, 1] = np.arange(n, dtype=np.uint64)  # unique; row i's signal is recognisable in the results
-    t0 = time.perf_counter()
+        gone = delta_rows(n)[1]
+        removed = [str(uuid.UUID(int=(int(hi) << 64) | int(lo))) for hi, lo in sids[gone].tolist()]  # the delta's
     search: Callable[[Any, int], Result]
     inputs: Any = queries  # what ``search`` takes
     single_n = {31: 2000, 52: 200}
@@ -107,7 +110,7 @@ def worker(name: str, n: int, budget: float) -> dict[str, object]:
     if name == "ours":
         from partners.matching.pdq_index import PdqIndex
 
-        PdqIndex().warmup()
+        t0 = warm_up(rows, lambda: PdqIndex().warmup())
         index = PdqIndex.build(stored, np.arange(n, dtype=np.int64), copy=False, background_merge=False)
         del stored
 
@@ -120,7 +123,7 @@ def worker(name: str, n: int, budget: float) -> dict[str, object]:
         from partners.matching.matcher import Matcher
         from partners.matching.signals import pdq_words_to_hex
 
-        Matcher().warmup()
+        t0 = warm_up(rows, lambda: Matcher().warmup())
         matcher = Matcher(background_merge=False)
         matcher.set_threshold("bench", 64)  # the query's threshold decides
         matcher.add_pdq("bench", sids, stored, copy=False)  # the matcher adopts both arrays
@@ -136,6 +139,7 @@ def worker(name: str, n: int, budget: float) -> dict[str, object]:
             return ids_, [np.array([m.distance for m in f], dtype=np.int64) for f in found]
 
     elif name == "numpy":
+        t0 = time.perf_counter()
         single_n = {31: 20, 52: 20}
         batch = 0
 
@@ -152,6 +156,7 @@ def worker(name: str, n: int, budget: float) -> dict[str, object]:
         import faiss
 
         faiss.omp_set_num_threads(1)
+        t0 = time.perf_counter()
         codes = stored.astype(">u8").view(np.uint8).reshape(n, 32)
         del stored
         if name == "faiss-flat":
@@ -193,33 +198,53 @@ def worker(name: str, n: int, budget: float) -> dict[str, object]:
             rows[f"recall_{d}"] = min(r, float(rows[f"recall_{d}"]))  # type: ignore[arg-type]
             rows[f"wrong_{d}"] = int(rows[f"wrong_{d}"]) + w  # type: ignore[call-overload]
     if name == "ours":
-        rows.update(delta(index, n, queries, truth, search, budget))
+        adds, gone = delta_rows(n)
+        apply = functools.partial(index.apply_delta, adds, np.arange(n, n + len(adds)), gone)
+        rows.update(delta(index, apply, n, queries, truth, search, budget))
+    if name == "matcher":  # the same delta through the facade: signals added and removed by id
+        rows.update(
+            delta(matcher._pdq, functools.partial(matcher_delta, matcher, n, removed), n, inputs, truth, search, budget)
+        )
     rows["peak_rss_mb"] = round(peak_rss_mb())
     return rows
 
 
+def warm_up(rows: dict[str, object], load: Callable[[], None]) -> float:
+    """Load the kernels (numba's cache, or a compilation of ~10-15 s after a change of the code or the CPU),
+    timed as "warm-up s" and not as the build: returns the time the build starts."""
+    t = time.perf_counter()
+    load()
+    rows["warmup_s"] = round(time.perf_counter() - t, 2)
+    return time.perf_counter()
+
+
+def delta_rows(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The delta's 10,000 added hashes (ids n, n + 1, ...) and the 1,000 stored rows it removes."""
+    rng = np.random.default_rng(2)
+    return rng.integers(0, 2**64, size=(10_000, 4), dtype=np.uint64), rng.choice(n, size=1_000, replace=False)
+
+
 def delta(
     index: PdqIndex,
+    apply: Callable[[], None],
     n: int,
-    queries: np.ndarray,
+    queries: Any,
     truth: list[dict[int, int]],
     search: Callable[..., Result],
     budget: float,
 ) -> dict[str, object]:
-    """A 10,000-hash delta (10,000 adds, 1,000 removes) applied with the merge in the background, and q/s at
-    d <= 31 on single queries (the same ones, in the same order) just before it, right after it (from its
-    return until the merge is done, at least 500 queries: the side table is searched and the merge runs on
-    the other core), and after the merge; the merge's time; recall against the planted truth less the
-    removed rows."""
+    """A 10,000-hash delta (10,000 adds, 1,000 removes: ``delta_rows``, applied by ``apply``) with the merge
+    of ``index`` in the background, and q/s at d <= 31 on single queries (the same ones, in the same order)
+    just before it, right after it (from its return until the merge is done, at least 500 queries: the side
+    table is searched and the merge runs on the other core), and after the merge; the merge's time; recall
+    against the planted truth less the removed rows."""
     rows: dict[str, object] = {}
-    rng = np.random.default_rng(2)
-    adds = rng.integers(0, 2**64, size=(10_000, 4), dtype=np.uint64)
-    gone = rng.choice(n, size=1_000, replace=False)
-    many = np.concatenate([queries] * 5)  # longer runs: the three figures are compared with each other
+    adds, gone = delta_rows(n)
+    many = queries * 5 if isinstance(queries, list) else np.concatenate([queries] * 5)  # longer runs
     rows["single_31_before"] = round(timed(lambda q: search(q, 31), many, 1, budget)[0], 1)
     index.background_merge = True
     t = time.perf_counter()
-    index.apply_delta(adds, np.arange(n, n + 10_000), gone)
+    apply()
     rows["delta_s"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
     ids: list[np.ndarray] = []
@@ -239,9 +264,21 @@ def delta(
     r1, w1 = recall((ids, dists), left, 31, min(len(ids), N_PLANTED_QUERIES))
     r2, w2 = recall(res2, left, 31, min(done2, N_PLANTED_QUERIES))
     rows["recall_delta"], rows["wrong_delta"] = min(r1, r2), w1 + w2
-    found = search(adds[:100], 0)
+    from partners.matching.signals import pdq_words_to_hex
+
+    found = search(adds[:100] if not isinstance(queries, list) else pdq_words_to_hex(adds[:100]), 0)
     rows["delta_found"] = sum(int(n + i in f[0].tolist()) for i, f in enumerate(zip(*found, strict=True)))
     return rows
+
+
+def matcher_delta(matcher: Any, n: int, removed: list[str]) -> None:
+    """``delta_rows`` through the facade: 10,000 UUID signals added (row n + i's id ends in n + i), and the
+    1,000 signals of the removed rows removed by their UUID strings."""
+    adds, _ = delta_rows(n)
+    new = np.random.default_rng(4).integers(0, 2**64, size=(len(adds), 2), dtype=np.uint64)
+    new[:, 1] = np.arange(n, n + len(adds), dtype=np.uint64)
+    matcher.add_pdq("bench", new, adds)
+    matcher.remove("bench", removed)
 
 
 def run(competitor: str, n: int, budget: float) -> dict[str, object]:
@@ -263,7 +300,7 @@ def fmt(v: object) -> str:
 
 def print_table(rows: list[dict[str, object]]) -> None:
     cols = [
-        ("n", "n"), ("name", "matcher"), ("build_s", "build s"), ("single_31", "q/s d31"),
+        ("n", "n"), ("name", "matcher"), ("warmup_s", "warm-up s"), ("build_s", "build s"), ("single_31", "q/s d31"),
         ("batch_31", "q/s d31 b1000"), ("single_52", "q/s d52"), ("batch_52", "q/s d52 b1000"),
         ("recall_31", "recall d31"), ("recall_52", "recall d52"), ("wrong_31", "wrong"),
         ("wrong_52", "wrong"), ("peak_rss_mb", "peak RSS MB"), ("delta_s", "10k delta s"),

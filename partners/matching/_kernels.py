@@ -488,37 +488,76 @@ def pairwise_distance(a, b):
     return out
 
 
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
 @njit(cache=True, nogil=True)
-def gather_hits(keys, dist, coll, kind, sid, limits, type_mask, form_shift, out, out_sid):
-    """Of the hits (``keys``, ``dist``), those to report: the key is live (type code ``kind & type_mask`` not 0)
-    and the distance within its collection's limit (``limits[coll]``, -1 for a collection not asked). Their
-    position in the hits, collection and id form go to the rows of ``out``, their 128-bit id to ``out_sid``;
-    returns how many. One call instead of a dozen numpy operations of ~1 us each on a query's few hits."""
+def gather_hits(
+    q, keys, dist, coll, kind, sid, sid_more, limits, type_mask, form_shift, uuid_form, out, out_sid, out_text
+):
+    """Of the hits (query ``q``, ``keys``, ``dist``, sorted by query, distance and key), those to report: the key
+    is live (type code ``kind & type_mask`` not 0) and the distance within its collection's limit
+    (``limits[coll]``, -1 for a collection not asked). Their query, distance, collection, id form and position
+    in the hits go to the rows of ``out``, their 128-bit id to ``out_sid``, and a UUID id's 36 characters
+    (canonical, lowercase) to its row of ``out_text`` as code points, so that one ``tolist()`` of a ``U36``
+    view makes the strings. A key's id is ``sid[k]``, or ``sid_more[k - len(sid)]`` for keys added after
+    the table's first batch.
+
+    Returns (reported, ties, other forms): ties counts reported hits with the query and distance of the one
+    before (their order is decided by collection and id, in Python), other forms those whose id is not a UUID.
+    One call instead of a dozen numpy operations of ~1 us each on a query's few hits."""
+    nb = sid.shape[0]
     n = 0
+    ties = 0
+    others = 0
     for i in range(keys.shape[0]):
         k = keys[i]
         c = np.int64(coll[k])
         code = np.int64(kind[k])
         if (code & type_mask) != 0 and dist[i] <= limits[c]:
-            out[0, n] = i
-            out[1, n] = c
-            out[2, n] = code >> form_shift
-            out_sid[n, 0] = sid[k, 0]
-            out_sid[n, 1] = sid[k, 1]
+            form = code >> form_shift
+            if n > 0 and out[0, n - 1] == q[i] and out[1, n - 1] == dist[i]:
+                ties += 1
+            out[0, n] = q[i]
+            out[1, n] = dist[i]
+            out[2, n] = c
+            out[3, n] = form
+            out[4, n] = i
+            if k < nb:
+                hi = sid[k, 0]
+                lo = sid[k, 1]
+            else:
+                hi = sid_more[k - nb, 0]
+                lo = sid_more[k - nb, 1]
+            out_sid[n, 0] = hi
+            out_sid[n, 1] = lo
+            if form == uuid_form:
+                t = 0
+                for j in range(32):
+                    if t == 8 or t == 13 or t == 18 or t == 23:
+                        out_text[n, t] = 45  # "-"
+                        t += 1
+                    word = hi if j < 16 else lo
+                    nibble = (word >> np.uint64(60 - 4 * (j & 15))) & np.uint64(15)
+                    out_text[n, t] = _HEX_DIGITS[nibble]
+                    t += 1
+            else:
+                others += 1
             n += 1
-    return n
+    return n, ties, others
 
 
 @njit(cache=True, nogil=True)
-def lookup_signals(order, coll, kind, form_shift, sid, q_coll, q_form, q_sid, out):
+def lookup_signals(order, coll, kind, form_shift, sid, sid_more, q_coll, q_form, q_sid, out):
     """For each target (collection, id form, 128-bit id), the lower-bound position in ``order`` (keys sorted
-    by those four fields, compared through the per-key arrays; a key's form is ``kind >> form_shift``) into
-    ``out``; returns nothing.
+    by those four fields, compared through the per-key arrays; a key's form is ``kind >> form_shift``, its id
+    ``sid[k]`` or ``sid_more[k - len(sid)]``) into ``out``; returns nothing.
 
     The caller checks whether the key at that position is the target. One binary search per target over
     int32 keys: the matcher keeps no Python dict of its 10M signals.
     """
     n = order.shape[0]
+    nb = sid.shape[0]
     for i in range(q_coll.shape[0]):
         c = q_coll[i]
         f = q_form[i]
@@ -531,8 +570,12 @@ def lookup_signals(order, coll, kind, form_shift, sid, q_coll, q_form, q_sid, ou
             k = np.int64(order[mid])
             kc = coll[k]
             kf = kind[k] >> form_shift
-            k0 = sid[k, 0]
-            k1 = sid[k, 1]
+            if k < nb:
+                k0 = sid[k, 0]
+                k1 = sid[k, 1]
+            else:
+                k0 = sid_more[k - nb, 0]
+                k1 = sid_more[k - nb, 1]
             less = kc < c or (kc == c and (kf < f or (kf == f and (k0 < s0 or (k0 == s0 and k1 < s1)))))
             if less:
                 lo = mid + 1
@@ -684,19 +727,14 @@ def sort_ids(form, sid, perm, scratch):
 
 
 @njit(cache=True, nogil=True)
-def insert_sorted(order, pos, new, out):
-    """``out`` = ``order`` with ``new[i]`` inserted before ``order[pos[i]]`` (``pos`` non-decreasing)."""
-    j = 0
-    o = 0
-    for i in range(new.shape[0]):
+def insert_sorted(buf, n, pos, new):
+    """Insert ``new[i]`` before ``buf[pos[i]]`` (``pos`` non-decreasing, positions among the first ``n``) in
+    place: ``buf`` has room for ``n + len(new)``. Filled from the end, so nothing is overwritten before it
+    moved, and no second array of the table's size is needed."""
+    end = n
+    for i in range(new.shape[0] - 1, -1, -1):
         p = pos[i]
-        while j < p:
-            out[o] = order[j]
-            o += 1
-            j += 1
-        out[o] = new[i]
-        o += 1
-    while j < order.shape[0]:
-        out[o] = order[j]
-        o += 1
-        j += 1
+        for j in range(end - 1, p - 1, -1):
+            buf[j + i + 1] = buf[j]
+        buf[p + i] = new[i]
+        end = p

@@ -8,8 +8,8 @@ threshold, so asking many collections costs one search, not one per collection.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import itertools
 import json
 import os
 import threading
@@ -30,6 +30,7 @@ from partners.matching.signal_table import (
     SignalId,
     SignalTable,
     encode_ids,
+    room,
     sort_batch,
 )
 from partners.matching.signals import (
@@ -130,7 +131,9 @@ class Matcher:
         values: list[str],
         copy: bool = True,
     ) -> None:
-        perm = sort_batch(form, sid)  # refuses a repeated id before anything changes
+        # refuses a repeated id before anything changes; a first batch's result becomes the table's order,
+        # with room to grow in place
+        perm = sort_batch(form, sid, reserve=room(len(form)) - len(form) if self._table.size == 0 else 0)
         if len(form) == 0:
             return
         with self._lock:
@@ -209,21 +212,23 @@ class Matcher:
         # a key freed between the search and now is dropped, as is a collection not asked for (limit -1) or a
         # distance beyond the collection's threshold
         with self._lock:
-            pos, colls, sids = self._table.report(keys, dist, limits)
+            hits = self._table.report(q, keys, dist, limits)
         names = self._table.collections
-        dl = dist.tolist()
-        if len(values) == 1:  # a single query's hits are one list
-            matches = [Match(dl[p], names[c], s) for p, c, s in zip(pos, colls, sids, strict=True)]
-            if any(dl[a] == dl[b] for a, b in itertools.pairwise(pos)):  # ties of (distance, key): by collection, id
+        # Match objects made by tuple.__new__ through map and zip: no Python frame per hit
+        matches = list(
+            map(_new_match, zip(hits.distances, map(names.__getitem__, hits.collections), hits.ids, strict=True))
+        )
+        if len(values) == 1:  # a single query's hits are one list, sorted by (distance, key)
+            if hits.ties:  # ties of distance are put in (collection, id) order
                 matches.sort(key=_match_order)
             return [matches]
-        ql = q.tolist()
         results: list[list[Match]] = [[] for _ in values]
-        for p, c, s in zip(pos, colls, sids, strict=True):
-            results[ql[p]].append(Match(dl[p], names[c], s))
-        # hits come sorted by (distance, key) per query; ties are put in (collection, id) order
-        for qi in {ql[a] for a, b in itertools.pairwise(pos) if ql[a] == ql[b] and dl[a] == dl[b]}:
-            results[qi].sort(key=_match_order)
+        for qi, match in zip(hits.queries, matches, strict=True):
+            results[qi].append(match)
+        if hits.ties:
+            qs, ds = hits.queries, hits.distances
+            for qi in {qs[i] for i in range(1, len(qs)) if qs[i] == qs[i - 1] and ds[i] == ds[i - 1]}:
+                results[qi].sort(key=_match_order)
         return results
 
     def _plan(self, asked: int | None, wanted: frozenset[str] | None) -> tuple[int, npt.NDArray[np.int64]]:
@@ -321,6 +326,9 @@ class Matcher:
         matcher._pdq = load_pdq(directory / "pdq", mmap=mmap, **kwargs)
         matcher._exact = {t: ExactIndex.load(directory / str(t)) for t in (SignalType.MD5, SignalType.SHA256)}
         return matcher
+
+
+_new_match = functools.partial(tuple.__new__, Match)
 
 
 def _match_order(m: Match) -> tuple[int, str, str]:

@@ -240,3 +240,60 @@ def test_pdq_queries_must_be_64_hex_digits(hashes: list[str], value: str) -> Non
     with pytest.raises(InvalidHashError):
         matcher.match("pdq", [hashes[0], value])
     assert matcher.match("pdq", [hashes[0].upper()]) == [[Match(0, "c", "a")]]
+
+
+def test_adds_after_a_bulk_load_grow_the_table_and_answer_like_brute_force(
+    rng: np.random.Generator, tmp_path: Path
+) -> None:
+    """Signals added after a bulk load (ids kept apart from the bulk's, the table grown past its room in
+    several batches, every id form) are found, removed and re-added by id like the bulk's own, and the
+    matcher saved and loaded answers the same."""
+    n = 3000
+    stored = random_words(rng, n)
+    sids = rng.integers(0, 2**64, size=(n, 2), dtype=np.uint64)
+    names: list[tuple[str, SignalId]] = [("c", str(uuid.UUID(int=(int(h) << 64) | int(lo)))) for h, lo in sids.tolist()]
+    matcher = Matcher(background_merge=False)
+    matcher.set_threshold("c", 64)
+    matcher.set_threshold("d", 64)
+    matcher.add_pdq("c", sids, stored)
+    current = dict(zip(names, stored, strict=True))
+    for batch in range(4):  # 4 x 700 new signals: past the bulk's room of 1,024 keys
+        words = random_words(rng, 700)
+        ids: list[SignalId] = [str(uuid.UUID(int=int(v))) for v in rng.integers(0, 2**63, size=700)]
+        ids[:3] = [batch * 1000 + 1, -(batch + 1), f"text-{batch}"]
+        coll = "d" if batch % 2 else "c"
+        matcher.add(coll, "pdq", list(zip(ids, pdq_words_to_hex(words), strict=True)))
+        current |= dict(zip([(coll, i) for i in ids], words, strict=True))
+    keys = list(current)
+    gone = keys[::5]  # bulk and later signals alike
+    for coll in ("c", "d"):
+        mine = [i for c, i in gone if c == coll]
+        assert matcher.remove(coll, mine) == len(mine)
+        assert matcher.remove(coll, mine) == 0
+    for key in gone:
+        del current[key]
+    back = gone[::3]
+    moved = random_words(rng, len(back))
+    for coll in ("c", "d"):
+        pairs = [(i, h) for (c, i), h in zip(back, pdq_words_to_hex(moved), strict=True) if c == coll]
+        matcher.add(coll, "pdq", pairs)
+    current |= dict(zip(back, moved, strict=True))
+    assert len(matcher) == len(current)
+
+    keys = list(current)
+    words = np.stack([current[k] for k in keys])
+    queries = np.stack([flip_bits(rng, words[i * 301], k) for i, k in enumerate((0, 4, 11, 23, 31, 38))])
+    for threshold in (0, 31, 52):
+        want = [
+            sorted((d, keys[r][0], str(keys[r][1])) for r, d in hits.items())
+            for hits in brute_force(words, queries, threshold)
+        ]
+        got = matcher.match("pdq", pdq_words_to_hex(queries), threshold=threshold)
+        assert [[(m.distance, m.collection, str(m.signal_id)) for m in f] for f in got] == want, threshold
+        single = [matcher.match("pdq", [h], threshold=threshold)[0] for h in pdq_words_to_hex(queries)]
+        assert single == got
+    matcher.save(tmp_path / "m")
+    loaded = Matcher.load(tmp_path / "m")
+    assert loaded.match("pdq", pdq_words_to_hex(queries), threshold=52) == got
+    later = [i for c, i in current if c == "d"][-2:]  # signals added after the bulk load, by id
+    assert loaded.remove("d", later) == 2 and len(loaded) == len(current) - 2
