@@ -33,6 +33,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    func,
     insert,
     inspect,
     select,
@@ -372,16 +373,17 @@ def ensure_head(
     return current
 
 
+# SQLite: the copies the pending rows carry, completed from the signal where a row has none (before 0013).
 _PENDING = (
     select(
         PendingChange.signal_id,
         PendingChange.op,
         PendingChange.audit_seq,
-        Signal.type,
-        Signal.value,
-        Signal.quality,
-        Signal.tags,
-        Signal.removal_reason,
+        func.coalesce(PendingChange.type, Signal.type),
+        func.coalesce(PendingChange.value, Signal.value),
+        func.coalesce(PendingChange.quality, Signal.quality),
+        func.coalesce(PendingChange.tags, Signal.tags),
+        func.coalesce(PendingChange.reason, Signal.removal_reason),
     )
     .join(Signal, Signal.id == PendingChange.signal_id)
     .order_by(PendingChange.signal_id)
@@ -390,41 +392,23 @@ _PENDING = (
 # PostgreSQL: one batch is the pending signal id range (lo, hi]. A cursor over pending_changes' primary key
 # (declared: planned for a fast start, index order, no sort) skips to each `hi` without sending the ids; then
 # one statement takes the range's pending rows out, records the batch seq of each add in `signal_seqs` (a narrow
-# insert; the wide signal rows are only read) and returns what the payload needs. The cursor keeps its own
-# snapshot: the rows deleted behind it are still there for it to count.
-#
-# The signal rows are read with one range scan from the batch's first add: its adds are usually the signals
-# just submitted, stored side by side in id order, and a scan reads them in about half the time of one index
-# probe each. The scan stops after twice the batch's size, so signals of other collections submitted in the
-# meantime cost at most that much; whatever it did not reach (removes of older signals, adds beyond the stop)
-# is then probed by id. The planner cannot know how many rows a DELETE ... RETURNING yields, and on a guess of
-# a few it would join the two with a nested loop over the scan's rows or sort both (to disk) for a merge join:
-# that one statement runs with hash joins only, and the settings are put back after it.
+# insert) and returns what the payload needs, which the pending rows carry: `signals` is not read. The cursor
+# keeps its own snapshot: the rows deleted behind it are still there for it to count.
 _BATCH_ENDS_PG = "SELECT signal_id FROM pending_changes WHERE collection_id = %(c)s ORDER BY signal_id"
 _TAKE_AND_READ_PG = (
     "WITH p AS ("
     " DELETE FROM pending_changes"
     " WHERE collection_id = %(c)s AND signal_id > %(lo)s AND signal_id <= %(hi)s"
-    " RETURNING signal_id, op, audit_seq),"
-    " added AS (INSERT INTO signal_seqs (signal_id, added_seq) SELECT signal_id, %(seq)s FROM p WHERE op = 'add'),"
-    " s AS (SELECT id, type, value, quality, tags, removal_reason FROM signals"
-    " WHERE id >= (SELECT min(signal_id) FROM p WHERE op = 'add') AND id <= %(hi)s LIMIT %(scan)s)"
-    " SELECT p.signal_id, p.op, p.audit_seq, s.type, s.value, s.quality, s.tags, s.removal_reason"
-    " FROM p LEFT JOIN s ON s.id = p.signal_id"
+    " RETURNING signal_id, op, audit_seq, type, value, quality, tags, reason),"
+    " added AS (INSERT INTO signal_seqs (signal_id, added_seq) SELECT signal_id, %(seq)s FROM p WHERE op = 'add')"
+    " SELECT signal_id, op, audit_seq, type, value, quality, tags, reason FROM p"
 )
-_TAKE_AND_READ_REST_PG = _TAKE_AND_READ_PG.replace(" AND signal_id <= %(hi)s", "").replace(
-    " AND id <= %(hi)s", ""
-)
-_JOINS = (
-    "SELECT set_config('enable_nestloop', %s, true), set_config('enable_mergejoin', %s, true),"
-    " set_config('work_mem', %s, true)"
-)
-# The take-and-read statement reads its pending rows three times from a tuplestore, about 4 MB a batch: with more
-# than the default 4 MB of work_mem it stays in memory instead of going to a temporary file.
-_TAKE_WORK_MEM = "32MB"
+_TAKE_AND_READ_REST_PG = _TAKE_AND_READ_PG.replace(" AND signal_id <= %(hi)s", "")
 # Nothing the sealer runs is worth compiling: JIT (on by default in PostgreSQL 15) would compile any statement
-# whose estimate crosses jit_above_cost. For the seal's transaction only.
-_NO_JIT = "SET LOCAL jit = off"
+# whose estimate crosses jit_above_cost. The take statement reads its pending rows twice from a tuplestore, about
+# 9 MB a batch: with more than the default 4 MB of work_mem it stays in memory instead of going to a temporary
+# file. For the seal's transaction only.
+_SEAL_SETTINGS = "SET LOCAL jit = off; SET LOCAL work_mem = '32MB'"
 _PROBE_PG = (
     "SELECT id, type, value, quality, tags, removal_reason FROM signals WHERE id = ANY(%(ids)s::varchar[])"
 )
@@ -478,14 +462,8 @@ def _sealed_pages_pg(session: Session, collection_id: str, size: int, first_seq:
         raise SealError("no database connection to read pending changes from")
     ends: Any = dbapi.cursor(name=f"pending_{secrets.token_hex(6)}")  # psycopg2: a named (server-side) cursor
     cursor: Any = dbapi.cursor()
-    knobs: Any = dbapi.cursor()
     try:
-        knobs.execute(_NO_JIT)
-        knobs.execute(
-            "SELECT current_setting('enable_nestloop'), current_setting('enable_mergejoin'),"
-            " current_setting('work_mem')"
-        )
-        joins = knobs.fetchone()
+        cursor.execute(_SEAL_SETTINGS)
         ends.itersize = 1
         ends.execute(_BATCH_ENDS_PG, {"c": collection_id})
         seq, lo = first_seq, ""  # every id sorts after the empty string
@@ -493,10 +471,8 @@ def _sealed_pages_pg(session: Session, collection_id: str, size: int, first_seq:
             if size > 1:
                 ends.scroll(size - 1)  # MOVE on the server: the ids in between are not sent
             end = ends.fetchone()
-            args = {"seq": seq, "c": collection_id, "lo": lo, "hi": end[0] if end else None, "scan": 2 * size}
-            knobs.execute(_JOINS, ("off", "off", _TAKE_WORK_MEM))
+            args = {"seq": seq, "c": collection_id, "lo": lo, "hi": end[0] if end else None}
             cursor.execute(_TAKE_AND_READ_PG if end else _TAKE_AND_READ_REST_PG, args)
-            knobs.execute(_JOINS, joins)
             page = _read_unread(cursor, cursor.fetchall(), collection_id, seq)
             removed = [row[0] for row in page if row[1] == Pending.REMOVE.value]
             if removed:
@@ -511,25 +487,26 @@ def _sealed_pages_pg(session: Session, collection_id: str, size: int, first_seq:
                 return
             seq, lo = seq + 1, end[0]
     finally:
-        knobs.close()
         cursor.close()
         ends.close()
 
 
 def _read_unread(cursor: Any, rows: list[tuple[Any, ...]], collection_id: str, seq: int) -> list[tuple[Any, ...]]:
-    """The page in id order, the signal columns of rows the range scan did not reach read by id.
+    """The page in id order, rows that carry no copy of their entry (written before migration 0013: an add
+    without its type, a remove without its reason) completed from their signal, read by id.
 
     RETURNING has no order: sorted here (ids are unique, so tuples compare by id) rather than spilling 50,000
     rows to a sort on disk in the database.
     """
-    unread = [row[0] for row in rows if row[3] is None]
+    add = Pending.ADD.value
+    unread = [row[0] for row in rows if (row[3] is None if row[1] == add else row[7] is None)]
     if unread:
         cursor.execute(_PROBE_PG, {"ids": unread})
         found = {row[0]: row[1:] for row in cursor.fetchall()}
         missing = [sid for sid in unread if sid not in found]
         if missing:
             raise SealError(f"collection {collection_id}: batch {seq}: pending signals {missing[:3]} are missing")
-        rows = [row[:3] + found[row[0]] if row[3] is None else row for row in rows]
+        rows = [row[:3] + found[row[0]] if row[0] in found else row for row in rows]
     return sorted(rows)
 
 

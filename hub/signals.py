@@ -125,11 +125,14 @@ class Signal(Base):
 
 
 class PendingChange(Base):
-    """A change waiting for the sealer: a narrow row per add or remove, deleted when its batch is sealed.
+    """A change waiting for the sealer: a row per add or remove, deleted when its batch is sealed.
 
     Submission and retraction insert here; the sealer reads a collection's rows in signal id order, so it
-    never scans or rewrites the wide `signals` rows to find its work. A signal has at most one pending
-    change: retracting a never-published add deletes the add instead.
+    never scans or rewrites the wide `signals` rows to find its work. A row carries what its batch entry
+    needs (a copy of the signal's type, value, quality and tags, or the removal's reason), so the sealer
+    does not read `signals` either; a row without them (written before migration 0013) is completed from
+    the signal. A signal has at most one pending change: retracting a never-published add deletes the add
+    instead.
     """
 
     __tablename__ = "pending_changes"
@@ -140,6 +143,13 @@ class PendingChange(Base):
     op: Mapped[str] = mapped_column(String(6))
     # Audit entry of the submission or removal that authorized the change (the batch entry's audit_seq).
     audit_seq: Mapped[int] = mapped_column(BigInteger)
+    # An add's batch entry, copied from the signal at submission (a signal's hash never changes).
+    type: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    value: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tags: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # A remove's reason (the signal's removal_reason).
+    reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
 
 
 class SignalSeq(Base):
@@ -401,8 +411,9 @@ _INSERT_PG = text(
     " FROM unnest(string_to_array(:ids, ','), string_to_array(:types, ','), string_to_array(:values, ','),"
     " CAST(:qualities AS integer[]), CAST(:tags AS text[]), CAST(:refs AS varchar[]))"
     " AS u(id, type, value, quality, tags, case_ref)"
-    " RETURNING id)"
-    " INSERT INTO pending_changes (collection_id, signal_id, op, audit_seq) SELECT :c, id, 'add', :a FROM new"
+    " RETURNING id, type, value, quality, tags)"
+    " INSERT INTO pending_changes (collection_id, signal_id, op, audit_seq, type, value, quality, tags)"
+    " SELECT :c, id, 'add', :a, type, value, quality, tags FROM new"
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 
 
@@ -451,8 +462,17 @@ def _insert(
         for sid, it in zip(ids, items, strict=True)
     ]
     pending = [
-        {"collection_id": collection_id, "signal_id": sid, "op": Pending.ADD.value, "audit_seq": audit_seq}
-        for sid in ids
+        {
+            "collection_id": collection_id,
+            "signal_id": sid,
+            "op": Pending.ADD.value,
+            "audit_seq": audit_seq,
+            "type": it.type,
+            "value": it.value,
+            "quality": it.quality,
+            "tags": it.tags,
+        }
+        for sid, it in zip(ids, items, strict=True)
     ]
     for chunk in _chunks(rows, _INSERT_CHUNK):
         session.execute(insert(Signal), list(chunk))
@@ -661,6 +681,7 @@ def _remove(
                 signal_id=signal.id,
                 op=Pending.REMOVE.value,
                 audit_seq=audit_seq,
+                reason=reason,
             )
         )
 

@@ -194,3 +194,50 @@ def test_batches_store_payload_once_and_back(database, tmp_path):
     finally:
         engine.dispose()
         drop_database(database.backend, handle)
+
+
+def test_pending_changes_carry_their_entries_and_back(database, tmp_path):
+    """0013 fills each pending row's copy of its batch entry from its signal (an add's type, value, quality and
+    tags, a remove's reason); its downgrade drops the copies and keeps the rows."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import inspect, text
+
+    url, handle = create_database(database.backend, tmp_path, migrate_to="0012_batch_stored_once")
+    engine = make_engine(url)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    try:
+        with engine.begin() as conn:
+            for sid, value, quality, tags, reason in (
+                ("s-add", "ab" * 16, 90, '["x"]', None),
+                ("s-remove", "cd" * 16, None, None, "withdrawn"),
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO signals (id, collection_id, type, value, quality, tags, contributor_id, status,"
+                        " added_audit_seq, removal_reason, created_at)"
+                        " VALUES (:id, 'c', 'md5', :v, :q, :g, 'p', 'active', 1, :r, :t)"
+                    ),
+                    {"id": sid, "v": value, "q": quality, "g": tags, "r": reason, "t": t0},
+                )
+            conn.execute(
+                text("INSERT INTO pending_changes VALUES ('c', 's-add', 'add', 1), ('c', 's-remove', 'remove', 2)")
+            )
+        migrate.upgrade(url, "0013_pending_carries_entries")
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT signal_id, op, audit_seq, type, value, quality, tags, reason FROM pending_changes")
+            )
+            assert sorted(tuple(r) for r in rows) == [
+                ("s-add", "add", 1, "md5", "ab" * 16, 90, '["x"]', None),
+                ("s-remove", "remove", 2, None, None, None, None, "withdrawn"),
+            ]
+        migrate.downgrade(url, "0012_batch_stored_once")
+        with engine.connect() as conn:
+            assert {c["name"] for c in inspect(conn).get_columns("pending_changes")} == {
+                "collection_id", "signal_id", "op", "audit_seq"
+            }
+            assert len(conn.execute(text("SELECT signal_id FROM pending_changes")).all()) == 2
+    finally:
+        engine.dispose()
+        drop_database(database.backend, handle)

@@ -233,8 +233,7 @@ def test_each_signal_is_marked_with_the_batch_that_carries_it(session, world, ma
 
 
 def test_a_collection_interleaved_with_another_seals_every_change_with_its_own_values(session, world):
-    """Between one collection's adds lie another's signals: past the sealer's bounded range scan (PostgreSQL),
-    the rest of the batch is read by id; every batch still carries exactly its own changes."""
+    """Between one collection's adds lie another's signals: every batch still carries exactly its own changes."""
     import time
 
     hk, owner, a, trusted = world
@@ -263,3 +262,45 @@ def test_a_collection_interleaved_with_another_seals_every_change_with_its_own_v
         assert {k: v for k, v in added.items() if k in submitted[c.id]} == submitted[c.id]
         assert removed == ([retracted] if c is b else [])
     assert session.get(signals.SignalSeq, retracted).removed_seq == len(_batches(session, b.id))
+
+
+@pytest.mark.parametrize("max_entries", [2, 50], ids=["two per batch", "all in one"])
+def test_pending_rows_without_their_entry_are_completed_from_the_signal(session, world, max_entries):
+    """Pending rows written before migration 0013 carry no copy of their entry (an add's type, value, quality
+    and tags, a remove's reason): the sealer reads those from the signal, and the batches are the same."""
+    from sqlalchemy import update
+
+    hk, owner, c, trusted = world
+    [old] = kit.submit(session, c, owner, [{"type": "pdq", "value": kit.pdq()}]).new_ids
+    kit.seal(session, hk)
+    items = [
+        {"type": "pdq", "value": kit.pdq(), "quality": 80, "tags": ["b", "a"]},
+        {"type": "md5", "value": "ab" * 16},
+        {"type": "sha256", "value": "cd" * 32, "tags": ["x"]},
+    ]
+    new = kit.submit(session, c, owner, items).new_ids
+    signals.retract(session, collection_id=c.id, signal_id=old, partner_id=owner.id, actor=kit.actor_of(owner))
+    carried = session.execute(
+        select(signals.PendingChange.signal_id, signals.PendingChange.type, signals.PendingChange.reason)
+    ).all()
+    assert sorted(carried) == sorted([(sid, it["type"], None) for sid, it in zip(new, items, strict=True)] + [
+        (old, None, "withdrawn")
+    ])
+    session.execute(
+        update(signals.PendingChange)
+        .where(signals.PendingChange.signal_id.in_([old, *new[:2]]))
+        .values(type=None, value=None, quality=None, tags=None, reason=None)
+    )
+    [sealed] = kit.seal(session, hk, max_entries=max_entries, now=kit.T0 + timedelta(minutes=1))
+    assert (sealed.adds, sealed.removes) == (3, 1)
+    adds: dict[str, BatchAdd] = {}
+    removes: list[tuple[str, str]] = []
+    for row in _batches(session, c.id)[1:]:
+        p = open_payload(trusted, bytes(row.envelope), BatchPayload)
+        adds.update({a.id: a for a in p.adds})
+        removes += [(r.id, r.reason) for r in p.removes]
+    for sid, it in zip(new, items, strict=True):
+        a = adds[sid]
+        assert (a.type, a.value, a.quality) == (it["type"], it["value"], it.get("quality"))
+        assert a.tags == (tuple(sorted(it["tags"])) if "tags" in it else None)
+    assert removes == [(old, "withdrawn")]
