@@ -1,7 +1,8 @@
 """Feed routes: descriptors, checkpoints, batches, snapshots, acks, submission, retraction, governance.
 
 Routes are thin: the partner comes from the token (`current_principal()`), services do the work. A partner
-that may not read a collection gets a 404 for all of it. Batch pages are streamed from stored bytes.
+that may not read a collection gets a 404 for all of it. Batch pages are streamed, each envelope rebuilt from
+its stored payload and signatures (`batches.envelope_of`).
 """
 
 from __future__ import annotations
