@@ -6,7 +6,8 @@ Creates its own scratch database (from HASHFED_BENCH_POSTGRES_URL, default postg
 postgres) and drops it afterwards. Like the serving hub, it connects as the role `hashfed_app`, which owns no
 table and is subject to row-level security. Requests go through the Flask test client (the whole app: auth, parsing,
 validation, the service, the commit); sealing runs the scheduler's job function; the new partner pages through
-`/batches` with `limit=20`. Prints rates and bytes on the wire per hash.
+`/batches` with `limit=20`. Prints rates, bytes on the wire per hash, and the WAL written and checkpoints
+started while sealing (both the whole server's: another job's writes count too).
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 from scratch import ADMIN, scratch_database
+from sqlalchemy import text
 
 from hub import collections, jobs, keys, rls
 from hub.app import create_app
@@ -42,6 +45,19 @@ def _loadavg() -> str:
         return Path("/proc/loadavg").read_text().strip()
     except OSError:
         return "n/a"
+
+
+def _wal_and_checkpoints(engine: Any) -> tuple[int, int]:
+    """The server's WAL position (bytes) and how many checkpoints it has started: a seal's time depends on
+    the checkpoints that fall inside it (each is followed by full-page images of the pages touched next)."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn, checkpoints_timed + checkpoints_req"
+                " FROM pg_stat_bgwriter"
+            )
+        ).one()
+    return int(row[0]), int(row[1])
 
 
 def main() -> None:
@@ -112,13 +128,16 @@ def main() -> None:
         with factory() as s:
             rls.set_tenant(s, rls.SYSTEM)
             hk = HubKeys.load(settings, s)
+        wal_before = _wal_and_checkpoints(engine)
         t0 = time.perf_counter()
         sealed = jobs.seal_pending(factory, datetime.now(UTC), keys=hk, settings=settings)
         seal = time.perf_counter() - t0
+        wal_after = _wal_and_checkpoints(engine)
         size = sealed[0].size
         print(
             f"seal   : {sealed[0].adds:,} hashes into {size} batches in {seal:.1f} s = "
-            f"{sealed[0].adds / seal:,.0f} hashes/s"
+            f"{sealed[0].adds / seal:,.0f} hashes/s; {(wal_after[0] - wal_before[0]) / 1e6:,.0f} MB of WAL "
+            f"(the whole server's), {wal_after[1] - wal_before[1]} checkpoint(s) started meanwhile"
         )
 
         # fetch as a new partner
