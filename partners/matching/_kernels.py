@@ -18,7 +18,9 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 # Stored hashes per tile of the brute-force scan: 8,192 x 32 bytes = 256 KiB stays in L2 (512 KiB per core
-# on the 2-core EPYC) while every query of the batch passes over it.
+# on the 2-core EPYC) while every query of the batch passes over it. Not chosen from the machine's L2: on a
+# Xeon with 2 MiB of L2 per core, tiles of 4,096 to 65,536 rows measured the same within the noise (1M rows,
+# 1,000 queries at d=52: best 0.48-0.56 ns per row and query), the loop being bound by its popcounts.
 SCAN_TILE = 8192
 # Each pass of an MIH query prefetches, for up to PREFETCH_WINDOW items, what the next pass reads (the
 # lines, 256 KiB, stay in L2 until then); past that, a pass prefetches its own input PREFETCH_AHEAD items
