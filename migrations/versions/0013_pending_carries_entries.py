@@ -41,11 +41,8 @@ def upgrade() -> None:
     for column in _COLUMNS:
         op.add_column("pending_changes", column)
     op.execute(
-        "UPDATE pending_changes SET"
-        " type = (SELECT s.type FROM signals s WHERE s.id = pending_changes.signal_id),"
-        " value = (SELECT s.value FROM signals s WHERE s.id = pending_changes.signal_id),"
-        " quality = (SELECT s.quality FROM signals s WHERE s.id = pending_changes.signal_id),"
-        " tags = (SELECT s.tags FROM signals s WHERE s.id = pending_changes.signal_id)"
+        "UPDATE pending_changes SET (type, value, quality, tags) ="
+        " (SELECT s.type, s.value, s.quality, s.tags FROM signals s WHERE s.id = pending_changes.signal_id)"
         " WHERE op = 'add'"
     )
     op.execute(
@@ -53,6 +50,7 @@ def upgrade() -> None:
         " reason = (SELECT s.removal_reason FROM signals s WHERE s.id = pending_changes.signal_id)"
         " WHERE op = 'remove'"
     )
+
 
 def downgrade() -> None:
     for column in reversed(_COLUMNS):
