@@ -28,9 +28,20 @@ SCAN_TILE = 8192
 PREFETCH_WINDOW = 4096
 PREFETCH_AHEAD = 16
 
+# Bucket starts are kept in two levels: a uint32 base per block of 2^OFFS_BLOCK_BITS buckets and, per bucket,
+# its start relative to its block's base in a uint16 (half the 32 MiB a chunk of 2^23 buckets took as uint32:
+# 176 MiB less at 10M hashes). A chunk with a block of more than 65,535 rows (degenerate data: many hashes
+# sharing one chunk value) keeps uint32 starts and a base of zeros ("wide"), so the formula is the same:
+# start(k) = base[k >> OFFS_BLOCK_BITS] + rel[k].
+OFFS_BLOCK_BITS = 8
+OFFS_BLOCK_MASK = (1 << OFFS_BLOCK_BITS) - 1
+REL_MAX = 0xFFFF  # the most rows a block may hold in a chunk with uint16 starts
+
 # Fields of a segment's row in the descriptor ``mih_search`` takes (int64 each; addresses are of arrays the
-# caller keeps alive). Per chunk c: D_OFFS + c, D_ROWTAB + c, D_OCC + c (addresses of its bucket table),
-# D_RADII + c (probe radius, -1 = not probed) and D_NMASK + c (how many masks of D_MASKS that radius uses).
+# caller keeps alive). Per chunk c: D_OFFS + c (address of its relative bucket starts), D_OBASE + c (of its
+# block bases), D_OWIDTH + c (bytes per relative start: 2, or 4 in a wide chunk), D_ROWTAB + c, D_OCC + c
+# (addresses of its rows and occupancy bitmap), D_RADII + c (probe radius, -1 = not probed) and D_NMASK + c
+# (how many masks of D_MASKS that radius uses).
 MAX_CHUNKS = 32  # 256 bits in chunks of at least 8 bits
 D_ROWS = 0  # rows visible to queries (a merge in progress hides the rows it appended)
 D_BASE = 1  # rows in the base hash array; rows from there on are in the tail array
@@ -48,7 +59,9 @@ D_ROWTAB = D_OFFS + MAX_CHUNKS
 D_OCC = D_ROWTAB + MAX_CHUNKS
 D_RADII = D_OCC + MAX_CHUNKS
 D_NMASK = D_RADII + MAX_CHUNKS
-D_WIDTH = D_NMASK + MAX_CHUNKS
+D_OBASE = D_NMASK + MAX_CHUNKS
+D_OWIDTH = D_OBASE + MAX_CHUNKS
+D_WIDTH = D_OWIDTH + MAX_CHUNKS
 
 
 @intrinsic
@@ -83,6 +96,7 @@ def _load_at(bits, signed=False):
 
 
 _u8_at = _load_at(8)
+_u16_at = _load_at(16)
 _u32_at = _load_at(32)
 _u64_at = _load_at(64)
 _i64_at = _load_at(64, signed=True)
@@ -145,8 +159,9 @@ def _chunk(w0, w1, w2, w3, start, bits):
 @njit(cache=True, nogil=True)
 def build_chunk(hashes, start, bits, offs, rows, occ):
     """Fill the CSR bucket table of the chunk of ``bits`` bits at bit ``start``: ``offs`` (2^bits + 1 bucket
-    starts), ``rows`` (the row numbers, bucket after bucket) and ``occ`` (2^bits / 64 words, a bitmap of
-    non-empty buckets).
+    starts, uint32: the caller then keeps them in two levels, see :func:`compact_offsets`, and reuses
+    ``offs`` for the next chunk), ``rows`` (the row numbers, bucket after bucket) and ``occ`` (2^bits / 64
+    words, a bitmap of non-empty buckets).
 
     A counting sort, O(n), so 10M hashes build in seconds without argsort's int64 temporaries; rows in a
     bucket stay ascending. The caller allocates the outputs (huge pages, see ``memory.py``).
@@ -198,29 +213,54 @@ def chunk_keys(hashes, start, bits, out):
 
 
 @njit(cache=True, nogil=True)
-def merge_chunk(old_offs, old_rows, old_occ, keys, new_rows, offs, rows, occ):
-    """One chunk's table with rows added: ``offs``/``rows``/``occ`` = the old table plus ``new_rows``
-    (ascending, all above the old rows) in buckets ``keys`` (sorted, ties in row order).
+def compact_offsets(offs, base, rel):
+    """The two-level form of the bucket starts ``offs`` (2^bits + 1 of them, uint32): ``base[j]`` = the start
+    of block j's first bucket, ``rel[k]`` = start of bucket k less its block's base (the caller checked that
+    no block holds more rows than ``rel``'s type can count)."""
+    for j in range(base.shape[0]):
+        base[j] = offs[np.int64(j) << OFFS_BLOCK_BITS]
+    for k in range(offs.shape[0]):
+        rel[k] = offs[k] - base[k >> OFFS_BLOCK_BITS]
+
+
+@njit(cache=True, nogil=True)
+def expand_offsets(base, rel, out):
+    """``out[k]`` = the start of bucket k (uint32) from its two-level form."""
+    for k in range(out.shape[0]):
+        out[k] = np.uint32(base[k >> OFFS_BLOCK_BITS]) + np.uint32(rel[k])
+
+
+@njit(cache=True, nogil=True)
+def merge_chunk(old_base, old_rel, old_rows, old_occ, keys, new_rows, base, rel, rows, occ, wide):
+    """One chunk's table with rows added: ``base``/``rel``/``rows``/``occ`` = the old table plus ``new_rows``
+    (ascending, all above the old rows) in buckets ``keys`` (sorted, ties in row order). ``wide``: write
+    uint32 starts with a zero base (the caller found a block that outgrows uint16), else the two-level form.
 
     Sequential copies of the old arrays with the new rows slotted in (O(buckets + rows), no sort of the
     old rows): bucket b starts where it did plus the number of new keys below b, and within a bucket the
     new rows follow the old ones, so rows stay ascending as :func:`build_chunk` leaves them.
     """
-    nb = offs.shape[0] - 1
+    nb = rel.shape[0] - 1
     k = keys.shape[0]
-    # whole-array copies and slice updates: LLVM vectorizes these, not a loop per run of buckets (4x slower)
+    i = 0  # new keys below bucket x
     for x in range(nb + 1):
-        offs[x] = old_offs[x]
-    for i in range(1, k + 1):  # buckets keys[i-1]+1 .. keys[i] have i new rows before them
-        start = np.int64(keys[i - 1]) + 1
-        end = np.int64(keys[i]) + 1 if i < k else np.int64(nb) + 1
-        if start < end:
-            part = offs[start:end]
-            part += np.uint32(i)
+        while i < k and np.int64(keys[i]) < x:
+            i += 1
+        start = np.int64(old_base[x >> OFFS_BLOCK_BITS]) + np.int64(old_rel[x]) + np.int64(i)
+        if wide:
+            rel[x] = start
+        else:
+            if (x & OFFS_BLOCK_MASK) == 0:
+                base[x >> OFFS_BLOCK_BITS] = start
+            rel[x] = start - np.int64(base[x >> OFFS_BLOCK_BITS])
+    if wide:
+        for j in range(base.shape[0]):
+            base[j] = np.uint32(0)
     src = np.int64(0)
     dst = np.int64(0)
     for i in range(k):
-        end = np.int64(old_offs[np.int64(keys[i]) + 1])
+        after = np.int64(keys[i]) + 1
+        end = np.int64(old_base[after >> OFFS_BLOCK_BITS]) + np.int64(old_rel[after])
         if end > src:
             rows[dst : dst + end - src] = old_rows[src:end]
         dst += end - src
@@ -326,11 +366,12 @@ def mih_search(queries, threshold, desc, out):
                 key = _chunk(q0, q1, q2, q3, np.int64(c) * bits, bits)
                 occ = desc[s, D_OCC + c]
                 offs = desc[s, D_OFFS + c]
+                width = desc[s, D_OWIDTH + c]
                 for j in range(nm):
                     kk = key ^ _i64_at(masks, j)
                     if (_u64_at(occ, kk >> 6) >> np.uint64(kk & 63)) & np.uint64(1):
                         if npr < PREFETCH_WINDOW:
-                            _prefetch_at(offs + kk * 4)
+                            _prefetch_at(offs + kk * width)
                         pr[npr] = kk
                         pc[npr] = c
                         npr += 1
@@ -338,11 +379,19 @@ def mih_search(queries, threshold, desc, out):
             for i in range(npr):
                 ahead = i + PREFETCH_AHEAD
                 if ahead >= PREFETCH_WINDOW and ahead < npr:
-                    _prefetch_at(desc[s, D_OFFS + pc[ahead]] + pr[ahead] * 4)
+                    _prefetch_at(desc[s, D_OFFS + pc[ahead]] + pr[ahead] * desc[s, D_OWIDTH + pc[ahead]])
                 c = pc[i]
                 offs = desc[s, D_OFFS + c]
-                lo = np.int64(_u32_at(offs, pr[i]))
-                hi = np.int64(_u32_at(offs, pr[i] + 1))
+                kk = pr[i]
+                if desc[s, D_OWIDTH + c] == 2:
+                    lo = np.int64(_u16_at(offs, kk))
+                    hi = np.int64(_u16_at(offs, kk + 1))
+                else:
+                    lo = np.int64(_u32_at(offs, kk))
+                    hi = np.int64(_u32_at(offs, kk + 1))
+                obase = desc[s, D_OBASE + c]
+                lo += np.int64(_u32_at(obase, kk >> OFFS_BLOCK_BITS))
+                hi += np.int64(_u32_at(obase, (kk + 1) >> OFFS_BLOCK_BITS))
                 if i < PREFETCH_WINDOW:
                     _prefetch_at(desc[s, D_ROWTAB + c] + lo * 4)
                 plo[i] = lo

@@ -6,7 +6,9 @@ Layout of an index directory::
                      "files": {name: {"dtype", "shape", "sha256"}}}
     hashes.npy      (n, 4) uint64, rows sorted by id
     ids.npy         (n,) int64, strictly increasing
-    offs.npy rows.npy occ.npy   the MIH bucket tables, chunk after chunk (see ``_kernels.build_chunk``)
+    offs.npy rows.npy occ.npy   the MIH bucket tables, chunk after chunk (see ``_kernels.build_chunk``); the
+                                bucket starts as one uint32 per bucket (in memory they are kept in the
+                                two-level form of ``PdqTable``: made from these at load, expanded at save)
 
 A save compacts the index first (merge, tombstoned rows dropped), so a load needs no rebuild. A load checks
 the SHA-256 of every file against the manifest and the tables' structure, because a kernel trusts its arrays.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -48,16 +51,17 @@ def save_pdq(index: PdqIndex, path: str | os.PathLike[str]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     table = seg.table
     base = min(seg.rows, len(table.hashes))
-    parts: dict[str, list[npt.NDArray[Any]]] = {
-        "hashes": [table.hashes[:base], table.tail[: seg.rows - base]],
-        "ids": [seg.id_array()],
-        "offs": list(table.offs),
-        "rows": list(table.rows),
-        "occ": list(table.occ),
+    lay = table.layout
+    parts: dict[str, tuple[Iterable[npt.NDArray[Any]], tuple[int, ...]]] = {
+        "hashes": ([table.hashes[:base], table.tail[: seg.rows - base]], (seg.rows, 4)),
+        "ids": ([seg.id_array()], (seg.rows,)),
+        # one chunk's uint32 bucket starts at a time (32 MiB at 2^23 buckets), not all of them at once
+        "offs": ((table.offsets(c) for c in range(lay.chunks)), (lay.chunks * ((1 << lay.bits) + 1),)),
+        "rows": (table.rows, (sum(len(r) for r in table.rows),)),
+        "occ": (table.occ, (sum(len(o) for o in table.occ),)),
     }
     files: dict[str, Any] = {}
-    for name, pieces in parts.items():
-        shape = (seg.rows, 4) if name == "hashes" else (sum(len(p) for p in pieces),)
+    for name, (pieces, shape) in parts.items():
         files[f"{name}.npy"] = _write_npy(directory / f"{name}.npy", pieces, _ARRAYS[name], shape)
     manifest = {
         "format": FORMAT,
@@ -72,7 +76,7 @@ def save_pdq(index: PdqIndex, path: str | os.PathLike[str]) -> None:
     os.replace(tmp, directory / MANIFEST)
 
 
-def _write_npy(file: Path, pieces: list[npt.NDArray[Any]], dtype: str, shape: tuple[int, ...]) -> dict[str, Any]:
+def _write_npy(file: Path, pieces: Iterable[npt.NDArray[Any]], dtype: str, shape: tuple[int, ...]) -> dict[str, Any]:
     """Write the concatenation of ``pieces`` as one ``.npy`` file; its manifest entry (SHA-256 of the data)."""
     digest = hashlib.sha256()
     with open(file, "wb") as f:
@@ -116,12 +120,13 @@ def load_pdq(path: str | os.PathLike[str], *, mmap: bool = True, **kwargs: int |
         "occ": arrays["occ"].reshape(layout.chunks, nb // 64),
     }
     tables = {
-        name: [arr[c] if mmap else memory.copy_of(arr[c], arr.dtype) for c in range(layout.chunks)]
+        name: [arr[c] if mmap or name == "offs" else memory.copy_of(arr[c], arr.dtype) for c in range(layout.chunks)]
         for name, arr in chunks.items()
     }
     del chunks
     hashes = arrays["hashes"] if mmap else memory.copy_of(arrays["hashes"], np.uint64)
-    table = PdqTable(hashes, layout, tables["offs"], tables["rows"], tables["occ"])  # type: ignore[arg-type]
+    # bucket starts are compacted into memory (a wide chunk's stay mapped with ``mmap``)
+    table = PdqTable.from_offsets(hashes, layout, tables["offs"], tables["rows"], tables["occ"], copy=not mmap)  # type: ignore[arg-type]
     ids = arrays["ids"]
     if count and int(ids[0]) == 0 and int(ids[-1]) == count - 1:  # strictly increasing (checked): 0..n-1
         seg = _Segment(table, ids[:0], memory.zeros(count, np.uint8), count, count)  # type: ignore[arg-type]

@@ -337,3 +337,60 @@ def test_an_id_below_the_main_tables_ids_merges_by_rebuild(rng: np.random.Genera
     assert index.last_merge is not None and index.last_merge[0] == "rebuild"
     hits = index.search(stored, 0)
     assert hits.ids.tolist() == [*range(14, 4010, 2), 1, *range(4012, 6010, 2)]
+
+
+def _crowded(rng: np.random.Generator, n: int, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
+    """Planted hashes whose low 32 bits are zero, queries too: every row shares its first chunk's bucket,
+    so one block of 256 buckets holds them all (what many copies of one degenerate picture look like)."""
+    stored, queries = planted(rng, n, n_queries)
+    for words in (stored, queries):
+        words[:, 0] &= np.uint64(0xFFFF_FFFF_0000_0000)
+    return np.ascontiguousarray(stored), queries
+
+
+def test_a_chunk_whose_block_outgrows_uint16_keeps_uint32_starts(rng: np.random.Generator, tmp_path: Path) -> None:
+    """Bucket starts are a uint32 per block of 256 buckets plus a uint16 per bucket; a block of more than
+    65,535 rows makes its chunk keep uint32 starts, and answers stay exact, saved and loaded too."""
+    stored, queries = _crowded(rng, 66_000, 3)  # 66,195 rows in one bucket of chunk 0
+    table = PdqTable.build(stored, Layout(16, 16))
+    assert table.rel[0].dtype == np.uint32 and not table.base[0].any()
+    assert all(table.rel[c].dtype == np.uint16 for c in range(2, 16))
+    offs = table.offsets(0)
+    assert int(offs[0]) == 0 and int(offs[1]) == len(stored)  # every row in bucket 0
+    dead = np.zeros(len(stored), dtype=np.uint8)
+    for threshold in (0, 31, 52):
+        want = brute_force(stored, queries, threshold)
+        assert as_dicts(*table.search(queries, threshold, dead, "mih"), len(queries)) == want, threshold
+    index = PdqIndex.build(stored, None)
+    save_pdq(index, tmp_path / "i")
+    for mmap in (True, False):
+        loaded = load_pdq(tmp_path / "i", mmap=mmap)
+        lt = loaded._state.main.table
+        assert [r.dtype for r in lt.rel] == [r.dtype for r in index._state.main.table.rel]
+        hits = loaded.search(queries, 31, mode="mih")
+        assert as_dicts(hits.query, hits.ids, hits.distances, len(queries)) == brute_force(stored, queries, 31)
+
+
+def test_an_append_merge_equals_a_fresh_build_array_for_array(rng: np.random.Generator) -> None:
+    """A merge writes each chunk's tables as a build of all the rows would, including a chunk whose block
+    outgrows uint16 starts in the merge (it becomes a wide chunk) and the compact ones."""
+    crowded, queries = _crowded(rng, 60_000, 3)  # 60,195 rows in one bucket: its block fits uint16 starts
+    stored = np.concatenate([crowded, random_words(rng, 10_000)])  # (the layout stays 13 x 20 bits)
+    more, _ = _crowded(rng, 6_000, 1)  # +6,065 rows in that bucket: the block no longer does
+    index = PdqIndex.build(stored, None, background_merge=False, merge_at=1_000)
+    assert index._state.main.table.rel[0].dtype == np.uint16
+    index.add(more, np.arange(len(stored), len(stored) + len(more)))
+    assert index.last_merge is not None and index.last_merge[0] == "append"
+    merged = index._state.main.table
+    everything = np.concatenate([stored, more])
+    fresh = PdqTable.build(everything, merged.layout)
+    assert merged.rel[0].dtype == fresh.rel[0].dtype == np.uint32
+    assert sum(r.dtype == np.uint16 for r in merged.rel) == merged.layout.chunks - 1
+    for c in range(merged.layout.chunks):
+        assert np.array_equal(merged.offsets(c), fresh.offsets(c)), c
+        assert np.array_equal(merged.base[c], fresh.base[c]) and np.array_equal(merged.rel[c], fresh.rel[c]), c
+        assert np.array_equal(merged.rows[c], fresh.rows[c]) and np.array_equal(merged.occ[c], fresh.occ[c]), c
+    for threshold in (31, 64):
+        hits = index.search(queries, threshold, mode="mih")
+        want = brute_force(everything, queries, threshold)
+        assert as_dicts(hits.query, hits.ids, hits.distances, len(queries)) == want, threshold
