@@ -367,11 +367,13 @@ def mih_search(queries, threshold, desc, out):
                 occ = desc[s, D_OCC + c]
                 offs = desc[s, D_OFFS + c]
                 width = desc[s, D_OWIDTH + c]
+                obase = desc[s, D_OBASE + c]
                 for j in range(nm):
                     kk = key ^ _i64_at(masks, j)
                     if (_u64_at(occ, kk >> 6) >> np.uint64(kk & 63)) & np.uint64(1):
                         if npr < PREFETCH_WINDOW:
                             _prefetch_at(offs + kk * width)
+                            _prefetch_at(obase + (kk >> OFFS_BLOCK_BITS) * 4)
                         pr[npr] = kk
                         pc[npr] = c
                         npr += 1
