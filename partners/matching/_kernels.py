@@ -28,20 +28,22 @@ SCAN_TILE = 8192
 PREFETCH_WINDOW = 4096
 PREFETCH_AHEAD = 16
 
-# Bucket starts are kept in two levels: a uint32 base per block of 2^OFFS_BLOCK_BITS buckets and, per bucket,
-# its start relative to its block's base in a uint16 (half the 32 MiB a chunk of 2^23 buckets took as uint32:
-# 176 MiB less at 10M hashes). A chunk with a block of more than 65,535 rows (degenerate data: many hashes
-# sharing one chunk value) keeps uint32 starts and a base of zeros ("wide"), so the formula is the same:
-# start(k) = base[k >> OFFS_BLOCK_BITS] + rel[k].
-OFFS_BLOCK_BITS = 8
-OFFS_BLOCK_MASK = (1 << OFFS_BLOCK_BITS) - 1
-REL_MAX = 0xFFFF  # the most rows a block may hold in a chunk with uint16 starts
+# Bucket starts (where each bucket's rows begin in ``rows``) are packed in 64-byte lines: a uint32 base, the
+# start of the line's first bucket, then the starts of its buckets and the end of its last one relative to
+# the base, as uint8 (59 buckets a line, when no line holds more than 255 rows: a chunk of 2^23 buckets then
+# takes 8.7 MiB, where one uint32 per bucket took 32 MiB; random hashes stay below that up to about 20M rows)
+# or uint16 (29 buckets a line, up to 65,535 rows). A bucket's start and end are then in one cache line, as
+# they were with plain uint32 starts, so a probe still costs one miss. A chunk with a line of more rows than
+# that (degenerate data: tens of thousands of hashes sharing one chunk value) keeps plain uint32 starts.
+# The width (1, 2 or 4 bytes per start) is the array's item size.
+PER_U8 = 59  # buckets per line with uint8 starts: 4 bytes of base + 60 starts
+PER_U16 = 29  # with uint16 starts: 4 + 2 x 30
 
 # Fields of a segment's row in the descriptor ``mih_search`` takes (int64 each; addresses are of arrays the
-# caller keeps alive). Per chunk c: D_OFFS + c (address of its relative bucket starts), D_OBASE + c (of its
-# block bases), D_OWIDTH + c (bytes per relative start: 2, or 4 in a wide chunk), D_ROWTAB + c, D_OCC + c
-# (addresses of its rows and occupancy bitmap), D_RADII + c (probe radius, -1 = not probed) and D_NMASK + c
-# (how many masks of D_MASKS that radius uses).
+# caller keeps alive). Per chunk c: D_OFFS + c (address of its bucket starts), D_OWIDTH + c (their width: 1
+# or 2 = packed lines, 4 = plain uint32), D_ROWTAB + c, D_OCC + c (addresses of its rows and occupancy
+# bitmap), D_RADII + c (probe radius, -1 = not probed) and D_NMASK + c (how many masks of D_MASKS that
+# radius uses).
 MAX_CHUNKS = 32  # 256 bits in chunks of at least 8 bits
 D_ROWS = 0  # rows visible to queries (a merge in progress hides the rows it appended)
 D_BASE = 1  # rows in the base hash array; rows from there on are in the tail array
@@ -59,8 +61,7 @@ D_ROWTAB = D_OFFS + MAX_CHUNKS
 D_OCC = D_ROWTAB + MAX_CHUNKS
 D_RADII = D_OCC + MAX_CHUNKS
 D_NMASK = D_RADII + MAX_CHUNKS
-D_OBASE = D_NMASK + MAX_CHUNKS
-D_OWIDTH = D_OBASE + MAX_CHUNKS
+D_OWIDTH = D_NMASK + MAX_CHUNKS
 D_WIDTH = D_OWIDTH + MAX_CHUNKS
 
 
@@ -159,8 +160,8 @@ def _chunk(w0, w1, w2, w3, start, bits):
 @njit(cache=True, nogil=True)
 def build_chunk(hashes, start, bits, offs, rows, occ):
     """Fill the CSR bucket table of the chunk of ``bits`` bits at bit ``start``: ``offs`` (2^bits + 1 bucket
-    starts, uint32: the caller then keeps them in two levels, see :func:`compact_offsets`, and reuses
-    ``offs`` for the next chunk), ``rows`` (the row numbers, bucket after bucket) and ``occ`` (2^bits / 64
+    starts, uint32: the caller then packs them, see :func:`pack_starts`, and reuses ``offs`` for the next
+    chunk), ``rows`` (the row numbers, bucket after bucket) and ``occ`` (2^bits / 64
     words, a bitmap of non-empty buckets).
 
     A counting sort, O(n), so 10M hashes build in seconds without argsort's int64 temporaries; rows in a
@@ -213,54 +214,115 @@ def chunk_keys(hashes, start, bits, out):
 
 
 @njit(cache=True, nogil=True)
-def compact_offsets(offs, base, rel):
-    """The two-level form of the bucket starts ``offs`` (2^bits + 1 of them, uint32): ``base[j]`` = the start
-    of block j's first bucket, ``rel[k]`` = start of bucket k less its block's base (the caller checked that
-    no block holds more rows than ``rel``'s type can count)."""
-    for j in range(base.shape[0]):
-        base[j] = offs[np.int64(j) << OFFS_BLOCK_BITS]
-    for k in range(offs.shape[0]):
-        rel[k] = offs[k] - base[k >> OFFS_BLOCK_BITS]
+def _line_of(addr, width, x):
+    """Address of the cache line that holds bucket ``x``'s start (and its end) in bucket starts of ``width``."""
+    if width == 1:
+        return addr + (x // PER_U8) * 64
+    if width == 2:
+        return addr + (x // PER_U16) * 64
+    return addr + x * 4
 
 
 @njit(cache=True, nogil=True)
-def expand_offsets(base, rel, out):
-    """``out[k]`` = the start of bucket k (uint32) from its two-level form."""
-    for k in range(out.shape[0]):
-        out[k] = np.uint32(base[k >> OFFS_BLOCK_BITS]) + np.uint32(rel[k])
+def _start_at(addr, width, x):
+    """The start of bucket ``x`` in the bucket starts at ``addr`` (see PER_U8): scalars only, so it can run in
+    a hot loop without reference counting."""
+    if width == 1:
+        j = x // PER_U8
+        line = addr + j * 64
+        return np.int64(_u32_at(line, 0)) + np.int64(_u8_at(line + 4, x - j * PER_U8))
+    if width == 2:
+        j = x // PER_U16
+        line = addr + j * 64
+        return np.int64(_u32_at(line, 0)) + np.int64(_u16_at(line + 4, x - j * PER_U16))
+    return np.int64(_u32_at(addr, x))
 
 
 @njit(cache=True, nogil=True)
-def merge_chunk(old_base, old_rel, old_rows, old_occ, keys, new_rows, base, rel, rows, occ, wide):
-    """One chunk's table with rows added: ``base``/``rel``/``rows``/``occ`` = the old table plus ``new_rows``
-    (ascending, all above the old rows) in buckets ``keys`` (sorted, ties in row order). ``wide``: write
-    uint32 starts with a zero base (the caller found a block that outgrows uint16), else the two-level form.
+def pack_starts(offs, buf, per, head, shift):
+    """Pack the uint32 bucket starts ``offs`` (2^bits + 1) into lines ``buf`` ((lines, 64) uint8 with
+    ``per`` = PER_U8, ``head`` = 4, ``shift`` = 8; or (lines, 32) uint16 with PER_U16, 2, 16): per line the
+    base in ``head`` little-endian pieces, then ``per`` + 1 starts relative to it (past the last bucket, the
+    end repeats). The caller checked that every line's rows fit the type."""
+    nb = np.int64(offs.shape[0]) - 1
+    mask = (np.int64(1) << np.int64(shift)) - 1
+    for j in range(buf.shape[0]):
+        x0 = np.int64(j) * per
+        b = np.int64(offs[min(x0, nb)])
+        for h in range(head):
+            buf[j, h] = (b >> (np.int64(h) * shift)) & mask
+        for e in range(per + 1):
+            buf[j, head + e] = np.int64(offs[min(x0 + e, nb)]) - b
+
+
+@njit(cache=True, nogil=True)
+def starts_at(starts, width, xs, out):
+    """``out[i]`` = the start of bucket ``xs[i]`` in ``starts`` (any width)."""
+    addr = starts.ctypes.data
+    for i in range(xs.shape[0]):
+        out[i] = _start_at(addr, width, np.int64(xs[i]))
+
+
+@njit(cache=True, nogil=True)
+def merge_starts_plain(old_starts, old_width, keys, out):
+    """Uint32 bucket starts of a chunk with new rows in buckets ``keys`` (sorted): bucket x starts where it did
+    in ``old_starts`` (of ``old_width``) plus the number of new keys below x."""
+    old = old_starts.ctypes.data
+    k = keys.shape[0]
+    i = 0
+    for x in range(out.shape[0]):
+        while i < k and keys[i] < x:
+            i += 1
+        out[x] = _start_at(old, old_width, np.int64(x)) + i
+
+
+@njit(cache=True, nogil=True)
+def merge_starts_packed(old_starts, old_width, keys, nb, buf, per, head, shift):
+    """Like :func:`merge_starts_plain`, written as packed lines (see :func:`pack_starts` for ``buf``, ``per``,
+    ``head`` and ``shift``; the caller checked that every line's rows fit)."""
+    old = old_starts.ctypes.data
+    k = keys.shape[0]
+    mask = (np.int64(1) << np.int64(shift)) - 1
+    i = 0
+    for j in range(buf.shape[0]):
+        x0 = np.int64(j) * per
+        b = np.int64(0)
+        for e in range(per + 1):
+            x = min(x0 + e, nb)
+            while i < k and keys[i] < x:
+                i += 1
+            v = _start_at(old, old_width, x) + i
+            if e == 0:
+                b = v
+                for h in range(head):
+                    buf[j, h] = (b >> (np.int64(h) * shift)) & mask
+            buf[j, head + e] = v - b
+
+
+@njit(cache=True, nogil=True)
+def expand_starts(starts, width, out):
+    """``out[x]`` = the start of bucket x (uint32), from bucket starts of any width."""
+    addr = starts.ctypes.data
+    for x in range(out.shape[0]):
+        out[x] = _start_at(addr, width, np.int64(x))
+
+
+@njit(cache=True, nogil=True)
+def merge_chunk(old_starts, old_width, old_rows, old_occ, keys, new_rows, rows, occ):
+    """One chunk's rows and occupancy with rows added: ``rows``/``occ`` = the old table's plus ``new_rows``
+    (ascending, all above the old rows) in buckets ``keys`` (sorted, ties in row order); the old bucket
+    starts are read from ``old_starts`` (of ``old_width``), the new ones written by ``merge_starts_*``.
 
     Sequential copies of the old arrays with the new rows slotted in (O(buckets + rows), no sort of the
-    old rows): bucket b starts where it did plus the number of new keys below b, and within a bucket the
-    new rows follow the old ones, so rows stay ascending as :func:`build_chunk` leaves them.
+    old rows): within a bucket the new rows follow the old ones, so rows stay ascending as
+    :func:`build_chunk` leaves them.
     """
-    nb = rel.shape[0] - 1
+    old = old_starts.ctypes.data
     k = keys.shape[0]
-    i = 0  # new keys below bucket x
-    for x in range(nb + 1):
-        while i < k and np.int64(keys[i]) < x:
-            i += 1
-        start = np.int64(old_base[x >> OFFS_BLOCK_BITS]) + np.int64(old_rel[x]) + np.int64(i)
-        if wide:
-            rel[x] = start
-        else:
-            if (x & OFFS_BLOCK_MASK) == 0:
-                base[x >> OFFS_BLOCK_BITS] = start
-            rel[x] = start - np.int64(base[x >> OFFS_BLOCK_BITS])
-    if wide:
-        for j in range(base.shape[0]):
-            base[j] = np.uint32(0)
     src = np.int64(0)
     dst = np.int64(0)
     for i in range(k):
-        after = np.int64(keys[i]) + 1
-        end = np.int64(old_base[after >> OFFS_BLOCK_BITS]) + np.int64(old_rel[after])
+        end = _start_at(old, old_width, np.int64(keys[i]) + 1)
         if end > src:
             rows[dst : dst + end - src] = old_rows[src:end]
         dst += end - src
@@ -367,13 +429,11 @@ def mih_search(queries, threshold, desc, out):
                 occ = desc[s, D_OCC + c]
                 offs = desc[s, D_OFFS + c]
                 width = desc[s, D_OWIDTH + c]
-                obase = desc[s, D_OBASE + c]
                 for j in range(nm):
                     kk = key ^ _i64_at(masks, j)
                     if (_u64_at(occ, kk >> 6) >> np.uint64(kk & 63)) & np.uint64(1):
                         if npr < PREFETCH_WINDOW:
-                            _prefetch_at(offs + kk * width)
-                            _prefetch_at(obase + (kk >> OFFS_BLOCK_BITS) * 4)
+                            _prefetch_at(_line_of(offs, width, kk))
                         pr[npr] = kk
                         pc[npr] = c
                         npr += 1
@@ -381,19 +441,26 @@ def mih_search(queries, threshold, desc, out):
             for i in range(npr):
                 ahead = i + PREFETCH_AHEAD
                 if ahead >= PREFETCH_WINDOW and ahead < npr:
-                    _prefetch_at(desc[s, D_OFFS + pc[ahead]] + pr[ahead] * desc[s, D_OWIDTH + pc[ahead]])
+                    _prefetch_at(_line_of(desc[s, D_OFFS + pc[ahead]], desc[s, D_OWIDTH + pc[ahead]], pr[ahead]))
                 c = pc[i]
                 offs = desc[s, D_OFFS + c]
                 kk = pr[i]
-                if desc[s, D_OWIDTH + c] == 2:
-                    lo = np.int64(_u16_at(offs, kk))
-                    hi = np.int64(_u16_at(offs, kk + 1))
+                width = desc[s, D_OWIDTH + c]
+                if width == 1:  # the bucket's start and end are in one line
+                    jl = kk // PER_U8
+                    line = offs + jl * 64
+                    e = kk - jl * PER_U8
+                    lo = np.int64(_u32_at(line, 0)) + np.int64(_u8_at(line + 4, e))
+                    hi = np.int64(_u32_at(line, 0)) + np.int64(_u8_at(line + 4, e + 1))
+                elif width == 2:
+                    jl = kk // PER_U16
+                    line = offs + jl * 64
+                    e = kk - jl * PER_U16
+                    lo = np.int64(_u32_at(line, 0)) + np.int64(_u16_at(line + 4, e))
+                    hi = np.int64(_u32_at(line, 0)) + np.int64(_u16_at(line + 4, e + 1))
                 else:
                     lo = np.int64(_u32_at(offs, kk))
                     hi = np.int64(_u32_at(offs, kk + 1))
-                obase = desc[s, D_OBASE + c]
-                lo += np.int64(_u32_at(obase, kk >> OFFS_BLOCK_BITS))
-                hi += np.int64(_u32_at(obase, (kk + 1) >> OFFS_BLOCK_BITS))
                 if i < PREFETCH_WINDOW:
                     _prefetch_at(desc[s, D_ROWTAB + c] + lo * 4)
                 plo[i] = lo

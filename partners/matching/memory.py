@@ -23,8 +23,10 @@ def empty(shape: int | tuple[int, ...], dtype: npt.DTypeLike) -> npt.NDArray[np.
     dims = (shape,) if isinstance(shape, int) else tuple(shape)
     count = int(np.prod(dims, dtype=np.int64))
     nbytes = count * np.dtype(dtype).itemsize
-    if nbytes < (1 << 20):  # small arrays: the allocator's own alignment (>= 64 bytes in numpy) is enough
-        return np.empty(dims, dtype=dtype)
+    if nbytes < (1 << 20):  # small arrays: from numpy's allocator, moved to a 64-byte boundary (a cache line)
+        raw = np.empty(nbytes + 64, dtype=np.uint8)
+        skip = -raw.ctypes.data % 64
+        return raw[skip : skip + nbytes].view(dtype).reshape(dims)
     mm = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     if hasattr(mmap, "MADV_HUGEPAGE"):
         mm.madvise(mmap.MADV_HUGEPAGE)

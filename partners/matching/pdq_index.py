@@ -158,22 +158,66 @@ def _address(arr: npt.NDArray[np.generic]) -> int:
     return int(arr.ctypes.data)
 
 
-def _blocks(bits: int) -> int:
-    """Block bases per chunk of ``bits`` bits: one per 256 buckets, and one for the end."""
-    return ((1 << bits) >> _kernels.OFFS_BLOCK_BITS) + 1
+_PACKINGS = ((1, _kernels.PER_U8, np.uint8, 0xFF), (2, _kernels.PER_U16, np.uint16, 0xFFFF))  # width, per line
 
 
-def compact_offsets(offs: U32Array, *, copy: bool = True) -> tuple[U32Array, npt.NDArray[Any]]:
-    """(base, rel): the two-level form of one chunk's uint32 bucket starts (see :class:`PdqTable`). A chunk
-    with a block of more than 65,535 rows stays uint32 with a zero base ("wide"): ``offs`` itself unless
-    ``copy``."""
-    bounds = offs[:: 1 << _kernels.OFFS_BLOCK_BITS]
-    if len(bounds) < 2 or int(np.diff(bounds).max()) <= _kernels.REL_MAX:
-        base: U32Array = np.empty(len(bounds), dtype=np.uint32)
-        rel = memory.empty(len(offs), np.uint16)
-        _kernels.compact_offsets(offs, base, rel)
-        return base, rel
-    return np.zeros(len(bounds), dtype=np.uint32), memory.copy_of(offs, np.uint32) if copy else offs
+def _lines(buckets: int, per: int) -> int:
+    return -(-buckets // per)
+
+
+def _fullest_line(starts_at: Callable[[I64Array], I64Array], buckets: int, per: int) -> int:
+    """The most rows any line of ``per`` buckets holds, given the starts at chosen buckets."""
+    bounds = np.minimum(np.arange(_lines(buckets, per) + 1, dtype=np.int64) * per, buckets)
+    return int(np.diff(starts_at(bounds)).max())
+
+
+def _pack(
+    starts_at: Callable[[I64Array], I64Array], buckets: int, fill: Callable[[npt.NDArray[Any], int, int, int], None]
+) -> npt.NDArray[Any] | None:
+    """Packed bucket starts in the narrowest width whose lines hold their rows (None: plain uint32 needed);
+    ``fill(buf, per, head, shift)`` writes them."""
+    for width, per, kind, most in _PACKINGS:
+        if _fullest_line(starts_at, buckets, per) <= most:
+            buf = memory.empty((_lines(buckets, per), 64 // width), kind)
+            fill(buf, per, 4 // width, 8 * width)
+            return buf
+    return None
+
+
+def pack_starts(offs: U32Array, *, copy: bool = True) -> npt.NDArray[Any]:
+    """One chunk's bucket starts (uint32, 2^bits + 1) in the form a table keeps: packed lines (see
+    ``_kernels.PER_U8``), or, in a chunk with a line of more than 65,535 rows, ``offs`` itself (copied
+    unless ``copy`` is false)."""
+    buckets = len(offs) - 1
+    packed = _pack(
+        lambda xs: offs[xs].astype(np.int64),
+        buckets,
+        lambda buf, per, head, shift: _kernels.pack_starts(offs, buf, per, head, shift),
+    )
+    if packed is not None:
+        return packed
+    return memory.copy_of(offs, np.uint32) if copy else offs
+
+
+def _merged_starts(starts: npt.NDArray[Any], keys: I64Array, buckets: int) -> npt.NDArray[Any]:
+    """A chunk's bucket starts with new rows in buckets ``keys`` (sorted), in the narrowest width they fit."""
+    width = starts.itemsize
+
+    def starts_at(xs: I64Array) -> I64Array:
+        out = np.empty(len(xs), dtype=np.int64)
+        _kernels.starts_at(starts, width, xs, out)
+        return out + np.searchsorted(keys, xs, side="left")  # new rows in buckets below each
+
+    packed = _pack(
+        starts_at,
+        buckets,
+        lambda buf, per, head, shift: _kernels.merge_starts_packed(starts, width, keys, buckets, buf, per, head, shift),
+    )
+    if packed is not None:
+        return packed
+    out = memory.empty(buckets + 1, np.uint32)
+    _kernels.merge_starts_plain(starts, width, keys, out)
+    return out
 
 
 @functools.cache
@@ -193,34 +237,32 @@ class PdqTable:
     """An immutable MIH table over hashes, searchable by MIH or by tiled scan.
 
     Row i is ``hashes[i]``, or ``tail[i - len(hashes)]`` for rows that merges appended (so a large base array
-    is never copied to grow). Each chunk has its own bucket arrays: the bucket starts in two levels
-    (``base[c]``, a uint32 per block of 256 buckets, and ``rel[c]``, a uint16 per bucket relative to its block,
-    or uint32 with a zero base in a chunk whose blocks outgrow uint16; see ``_kernels.OFFS_BLOCK_BITS``),
-    ``rows[c]`` and ``occ[c]``. A merge replaces them one chunk at a time, so it never holds two copies of the
-    whole table.
+    is never copied to grow). Each chunk has its own bucket arrays: ``starts[c]``, where each bucket's rows
+    begin in ``rows[c]`` (packed in 64-byte lines of uint8 or uint16 starts relative to a uint32 base, or
+    plain uint32 in a chunk with very full lines; see ``_kernels.PER_U8``), ``rows[c]`` and ``occ[c]``. A
+    merge replaces them one chunk at a time, so it never holds two copies of the whole table.
     """
 
     def __init__(
         self,
         hashes: U64Array,
         layout: Layout,
-        base: Sequence[U32Array],
-        rel: Sequence[npt.NDArray[np.uint16] | U32Array],
+        starts: Sequence[npt.NDArray[Any]],
         rows: Sequence[U32Array],
         occ: Sequence[U64Array],
         tail: U64Array | None = None,
     ) -> None:
-        if not len(base) == len(rel) == len(rows) == len(occ) == layout.chunks:
-            raise MatchingError(f"{len(rel)}/{len(rows)}/{len(occ)} chunk tables for {layout.chunks} chunks")
+        if not len(starts) == len(rows) == len(occ) == layout.chunks:
+            raise MatchingError(f"{len(starts)}/{len(rows)}/{len(occ)} chunk tables for {layout.chunks} chunks")
         nb = 1 << layout.bits
-        for b, r in zip(base, rel, strict=True):
-            if r.dtype not in (np.uint16, np.uint32) or len(r) != nb + 1 or len(b) != _blocks(layout.bits):
-                raise MatchingError(f"bucket starts of {r.dtype} x {len(r)} for {nb} buckets")
+        shapes = {4: (nb + 1,), **{w: (_lines(nb, per), 64 // w) for w, per, _, _ in _PACKINGS}}
+        for a in starts:
+            if a.dtype not in (np.uint8, np.uint16, np.uint32) or a.shape != shapes[a.itemsize]:
+                raise MatchingError(f"bucket starts of {a.dtype} {a.shape} for {nb} buckets")
         self.hashes: U64Array = _contiguous(hashes, np.uint64)  # type: ignore[assignment]
         self.tail: U64Array = _NO_WORDS if tail is None else _contiguous(tail, np.uint64)  # type: ignore[assignment]
         self.layout = layout
-        self.base: tuple[U32Array, ...] = tuple(_contiguous(a, np.uint32) for a in base)  # type: ignore[misc]
-        self.rel: tuple[npt.NDArray[Any], ...] = tuple(_contiguous(a, a.dtype) for a in rel)
+        self.starts: tuple[npt.NDArray[Any], ...] = tuple(_contiguous(a, a.dtype) for a in starts)
         self.rows: tuple[U32Array, ...] = tuple(_contiguous(a, np.uint32) for a in rows)  # type: ignore[misc]
         self.occ: tuple[U64Array, ...] = tuple(_contiguous(a, np.uint64) for a in occ)  # type: ignore[misc]
         self._radii: dict[int, I64Array] = {}
@@ -233,16 +275,14 @@ class PdqTable:
         lay = layout or Layout.for_size(n)
         nb = 1 << lay.bits
         words = _contiguous(hashes, np.uint64)
-        offs = memory.empty(nb + 1, np.uint32)  # one chunk's full bucket starts at a time, then compacted
-        base, rel, rows, occ = [], [], [], []
+        offs = memory.empty(nb + 1, np.uint32)  # one chunk's uint32 bucket starts at a time, then packed
+        starts, rows, occ = [], [], []
         for c in range(lay.chunks):
             rows.append(memory.empty(n, np.uint32))
             occ.append(memory.empty(nb // 64, np.uint64))
             _kernels.build_chunk(words, c * lay.bits, lay.bits, offs, rows[c], occ[c])
-            b, r = compact_offsets(offs, copy=True)  # type: ignore[arg-type]
-            base.append(b)
-            rel.append(r)
-        return cls(words, lay, base, rel, rows, occ)  # type: ignore[arg-type]
+            starts.append(pack_starts(offs, copy=True))  # type: ignore[arg-type]
+        return cls(words, lay, starts, rows, occ)  # type: ignore[arg-type]
 
     @classmethod
     def from_offsets(
@@ -255,17 +295,17 @@ class PdqTable:
         *,
         copy: bool = True,
     ) -> PdqTable:
-        """A table from full uint32 bucket starts per chunk (what a saved index holds); ``copy=False`` lets a
-        wide chunk keep its ``offs`` array (a memory map) instead of a copy."""
-        pairs = [compact_offsets(o, copy=copy) for o in offs]
-        return cls(hashes, layout, [p[0] for p in pairs], [p[1] for p in pairs], rows, occ)
+        """A table from plain uint32 bucket starts per chunk (what a saved index holds); ``copy=False`` lets a
+        chunk that stays plain keep its ``offs`` array (a memory map) instead of a copy."""
+        return cls(hashes, layout, [pack_starts(o, copy=copy) for o in offs], rows, occ)
 
     def offsets(self, c: int) -> U32Array:
         """Chunk ``c``'s bucket starts as one uint32 per bucket (2^bits + 1), as a saved index holds them."""
-        if self.rel[c].dtype == np.uint32 and not self.base[c].any():
-            return self.rel[c]
-        out: U32Array = np.empty(len(self.rel[c]), dtype=np.uint32)
-        _kernels.expand_offsets(self.base[c], self.rel[c], out)
+        starts = self.starts[c]
+        if starts.itemsize == 4:
+            return starts
+        out: U32Array = np.empty((1 << self.layout.bits) + 1, dtype=np.uint32)
+        _kernels.expand_starts(starts, starts.itemsize, out)
         return out
 
     def __len__(self) -> int:
@@ -437,8 +477,8 @@ class _Segment:
             desc[at] = _address(arr)
         desc[k.D_IDS], desc[k.D_MASKS] = _address(self.ids), _address(masks)
         for c in range(lay.chunks):
-            desc[k.D_OFFS + c], desc[k.D_OBASE + c] = _address(table.rel[c]), _address(table.base[c])
-            desc[k.D_OWIDTH + c], desc[k.D_ROWTAB + c] = table.rel[c].itemsize, _address(table.rows[c])
+            desc[k.D_OFFS + c], desc[k.D_OWIDTH + c] = _address(table.starts[c]), table.starts[c].itemsize
+            desc[k.D_ROWTAB + c] = _address(table.rows[c])
             desc[k.D_OCC + c], desc[k.D_RADII + c] = _address(table.occ[c]), radii[c]
             desc[k.D_NMASK + c] = _masks_within(lay.bits, int(radii[c]))
         desc[k.D_PROBES] = desc[k.D_NMASK : k.D_NMASK + lay.chunks].sum()
@@ -504,17 +544,6 @@ def _segment(
         id_arr[:n] = ids
     table = PdqTable.build(words, Layout.for_side(n) if side else None)
     return _Segment(table, id_arr, memory.zeros(cap, np.uint8), dense, n)  # type: ignore[arg-type]
-
-
-def _outgrows_uint16(base: U32Array, rel: npt.NDArray[Any], keys: I64Array) -> bool:
-    """Whether a chunk with new rows in buckets ``keys`` needs uint32 bucket starts: it has them already, or
-    a block of 256 buckets would hold more than 65,535 rows."""
-    if rel.dtype == np.uint32:
-        return True
-    shift = _kernels.OFFS_BLOCK_BITS
-    bounds = base.astype(np.int64)  # a block's first relative start is 0 in the two-level form
-    added = np.bincount(keys >> shift, minlength=len(bounds))[: len(bounds) - 1]
-    return len(bounds) > 1 and int((np.diff(bounds) + added).max()) > _kernels.REL_MAX
 
 
 def _is_increasing(ids: I64Array) -> bool:
@@ -777,27 +806,25 @@ class PdqIndex:
         main.dead[n : n + k] = 0
         new_rows = np.arange(n, n + k, dtype=np.uint32)
         keys = np.empty(k, dtype=np.int64)
-        base: list[npt.NDArray[Any]] = list(table.base)
-        rel: list[npt.NDArray[Any]] = list(table.rel)
+        starts: list[npt.NDArray[Any]] = list(table.starts)
         rows: list[npt.NDArray[Any]] = list(table.rows)
         occ: list[npt.NDArray[Any]] = list(table.occ)
         ids_buf, dead_buf = main.ids, main.dead
         del main
+        nb = 1 << lay.bits
         for c in range(lay.chunks):
             _kernels.chunk_keys(words, c * lay.bits, lay.bits, keys)
             order = np.argsort(keys, kind="stable")
-            wide = _outgrows_uint16(base[c], rel[c], keys)
-            new_base = np.empty(len(base[c]), dtype=np.uint32)
-            new_rel = memory.empty(len(rel[c]), np.uint32 if wide else np.uint16)
+            sorted_keys = keys[order]
+            new_starts = _merged_starts(starts[c], sorted_keys, nb)
             new_rows_c = memory.empty(n + k, np.uint32)
             new_occ = memory.empty(len(occ[c]), np.uint64)
             _kernels.merge_chunk(
-                base[c], rel[c], rows[c], occ[c], keys[order], new_rows[order], new_base, new_rel, new_rows_c, new_occ,
-                wide,
-            )  # fmt: skip
-            base[c], rel[c], rows[c], occ[c] = new_base, new_rel, new_rows_c, new_occ
-            del new_base, new_rel, new_rows_c, new_occ
-            table = PdqTable(table.hashes, lay, base, rel, rows, occ, tail)
+                starts[c], starts[c].itemsize, rows[c], occ[c], sorted_keys, new_rows[order], new_rows_c, new_occ
+            )
+            starts[c], rows[c], occ[c] = new_starts, new_rows_c, new_occ
+            del new_starts, new_rows_c, new_occ
+            table = PdqTable(table.hashes, lay, starts, rows, occ, tail)
             step = _Segment(table, ids_buf, dead_buf, min(dense, n), n)
             with self._lock:
                 cur = self._state

@@ -349,12 +349,13 @@ def _crowded(rng: np.random.Generator, n: int, n_queries: int) -> tuple[np.ndarr
 
 
 def test_a_chunk_whose_block_outgrows_uint16_keeps_uint32_starts(rng: np.random.Generator, tmp_path: Path) -> None:
-    """Bucket starts are a uint32 per block of 256 buckets plus a uint16 per bucket; a block of more than
-    65,535 rows makes its chunk keep uint32 starts, and answers stay exact, saved and loaded too."""
+    """Bucket starts are packed in 64-byte lines of uint8 or uint16 starts relative to a uint32 base; a line
+    of more than 65,535 rows makes its chunk keep plain uint32 starts, and answers stay exact, saved and
+    loaded too."""
     stored, queries = _crowded(rng, 66_000, 3)  # 66,195 rows in one bucket of chunk 0
     table = PdqTable.build(stored, Layout(16, 16))
-    assert table.rel[0].dtype == np.uint32 and not table.base[0].any()
-    assert all(table.rel[c].dtype == np.uint16 for c in range(2, 16))
+    assert table.starts[0].dtype == table.starts[1].dtype == np.uint32  # bits 16-31 are zero too
+    assert all(table.starts[c].dtype == np.uint8 for c in range(2, 16))  # ~60 rows a line of 59 buckets
     offs = table.offsets(0)
     assert int(offs[0]) == 0 and int(offs[1]) == len(stored)  # every row in bucket 0
     dead = np.zeros(len(stored), dtype=np.uint8)
@@ -366,29 +367,34 @@ def test_a_chunk_whose_block_outgrows_uint16_keeps_uint32_starts(rng: np.random.
     for mmap in (True, False):
         loaded = load_pdq(tmp_path / "i", mmap=mmap)
         lt = loaded._state.main.table
-        assert [r.dtype for r in lt.rel] == [r.dtype for r in index._state.main.table.rel]
+        assert [a.dtype for a in lt.starts] == [a.dtype for a in index._state.main.table.starts]
         hits = loaded.search(queries, 31, mode="mih")
         assert as_dicts(hits.query, hits.ids, hits.distances, len(queries)) == brute_force(stored, queries, 31)
 
 
 def test_an_append_merge_equals_a_fresh_build_array_for_array(rng: np.random.Generator) -> None:
-    """A merge writes each chunk's tables as a build of all the rows would, including a chunk whose block
-    outgrows uint16 starts in the merge (it becomes a wide chunk) and the compact ones."""
+    """A merge writes each chunk's tables as a build of all the rows would, including chunks whose fullest
+    block outgrows their starts' type in the merge (chunk 0 from uint16 to uint32, chunk 2 from uint8 to
+    uint16) and the ones that keep it."""
     crowded, queries = _crowded(rng, 60_000, 3)  # 60,195 rows in one bucket: its block fits uint16 starts
     stored = np.concatenate([crowded, random_words(rng, 10_000)])  # (the layout stays 13 x 20 bits)
     more, _ = _crowded(rng, 6_000, 1)  # +6,065 rows in that bucket: the block no longer does
+    chunk2 = np.uint64(((1 << 20) - 1) << 40)  # chunk 2 of 13 x 20 bits: bits 40-59
+    stored[len(crowded) : len(crowded) + 240, 0] &= ~chunk2  # 240 rows in its bucket 0: uint8 starts still
+    more[:20, 0] &= ~chunk2  # +20: no longer
     index = PdqIndex.build(stored, None, background_merge=False, merge_at=1_000)
-    assert index._state.main.table.rel[0].dtype == np.uint16
+    before = [a.dtype for a in index._state.main.table.starts]
+    assert before[:3] == [np.uint16, np.uint16, np.uint8]
     index.add(more, np.arange(len(stored), len(stored) + len(more)))
     assert index.last_merge is not None and index.last_merge[0] == "append"
     merged = index._state.main.table
     everything = np.concatenate([stored, more])
     fresh = PdqTable.build(everything, merged.layout)
-    assert merged.rel[0].dtype == fresh.rel[0].dtype == np.uint32
-    assert sum(r.dtype == np.uint16 for r in merged.rel) == merged.layout.chunks - 1
+    assert [a.dtype for a in merged.starts] == [np.uint32, np.uint16, np.uint16, *before[3:]]
     for c in range(merged.layout.chunks):
+        assert merged.starts[c].dtype == fresh.starts[c].dtype, c
         assert np.array_equal(merged.offsets(c), fresh.offsets(c)), c
-        assert np.array_equal(merged.base[c], fresh.base[c]) and np.array_equal(merged.rel[c], fresh.rel[c]), c
+        assert np.array_equal(merged.starts[c], fresh.starts[c]), c
         assert np.array_equal(merged.rows[c], fresh.rows[c]) and np.array_equal(merged.occ[c], fresh.occ[c]), c
     for threshold in (31, 64):
         hits = index.search(queries, threshold, mode="mih")
