@@ -214,16 +214,6 @@ def chunk_keys(hashes, start, bits, out):
 
 
 @njit(cache=True, nogil=True)
-def _line_of(addr, width, x):
-    """Address of the cache line that holds bucket ``x``'s start (and its end) in bucket starts of ``width``."""
-    if width == 1:
-        return addr + (x // PER_U8) * 64
-    if width == 2:
-        return addr + (x // PER_U16) * 64
-    return addr + x * 4
-
-
-@njit(cache=True, nogil=True)
 def _start_at(addr, width, x):
     """The start of bucket ``x`` in the bucket starts at ``addr`` (see PER_U8): scalars only, so it can run in
     a hot loop without reference counting."""
@@ -403,7 +393,8 @@ def mih_search(queries, threshold, desc, out):
     maxp = 1
     for s in range(nseg):
         maxp = max(maxp, desc[s, D_PROBES])
-    pr = np.empty(maxp, dtype=np.int64)  # bucket key of each non-empty probe
+    pr = np.empty(maxp, dtype=np.int64)  # address of the line with each non-empty probe's bucket start
+    pe = np.empty(maxp, dtype=np.int64)  # the start's place in that line
     pc = np.empty(maxp, dtype=np.int64)  # its chunk
     plo = np.empty(maxp, dtype=np.int64)
     phi = np.empty(maxp, dtype=np.int64)
@@ -432,35 +423,42 @@ def mih_search(queries, threshold, desc, out):
                 for j in range(nm):
                     kk = key ^ _i64_at(masks, j)
                     if (_u64_at(occ, kk >> 6) >> np.uint64(kk & 63)) & np.uint64(1):
+                        # the line holding the bucket's start and end, and the start's place in it
+                        if width == 1:
+                            jl = kk // PER_U8
+                            at = offs + jl * 64
+                            e = kk - jl * PER_U8
+                        elif width == 2:
+                            jl = kk // PER_U16
+                            at = offs + jl * 64
+                            e = kk - jl * PER_U16
+                        else:
+                            at = offs + kk * 4
+                            e = np.int64(0)
                         if npr < PREFETCH_WINDOW:
-                            _prefetch_at(_line_of(offs, width, kk))
-                        pr[npr] = kk
+                            _prefetch_at(at)
+                        pr[npr] = at
+                        pe[npr] = e
                         pc[npr] = c
                         npr += 1
             total = 0
             for i in range(npr):
                 ahead = i + PREFETCH_AHEAD
                 if ahead >= PREFETCH_WINDOW and ahead < npr:
-                    _prefetch_at(_line_of(desc[s, D_OFFS + pc[ahead]], desc[s, D_OWIDTH + pc[ahead]], pr[ahead]))
+                    _prefetch_at(pr[ahead])
                 c = pc[i]
-                offs = desc[s, D_OFFS + c]
-                kk = pr[i]
+                at = pr[i]
+                e = pe[i]
                 width = desc[s, D_OWIDTH + c]
-                if width == 1:  # the bucket's start and end are in one line
-                    jl = kk // PER_U8
-                    line = offs + jl * 64
-                    e = kk - jl * PER_U8
-                    lo = np.int64(_u32_at(line, 0)) + np.int64(_u8_at(line + 4, e))
-                    hi = np.int64(_u32_at(line, 0)) + np.int64(_u8_at(line + 4, e + 1))
+                if width == 1:
+                    lo = np.int64(_u32_at(at, 0)) + np.int64(_u8_at(at + 4, e))
+                    hi = np.int64(_u32_at(at, 0)) + np.int64(_u8_at(at + 4, e + 1))
                 elif width == 2:
-                    jl = kk // PER_U16
-                    line = offs + jl * 64
-                    e = kk - jl * PER_U16
-                    lo = np.int64(_u32_at(line, 0)) + np.int64(_u16_at(line + 4, e))
-                    hi = np.int64(_u32_at(line, 0)) + np.int64(_u16_at(line + 4, e + 1))
+                    lo = np.int64(_u32_at(at, 0)) + np.int64(_u16_at(at + 4, e))
+                    hi = np.int64(_u32_at(at, 0)) + np.int64(_u16_at(at + 4, e + 1))
                 else:
-                    lo = np.int64(_u32_at(offs, kk))
-                    hi = np.int64(_u32_at(offs, kk + 1))
+                    lo = np.int64(_u32_at(at, 0))
+                    hi = np.int64(_u32_at(at, 1))
                 if i < PREFETCH_WINDOW:
                     _prefetch_at(desc[s, D_ROWTAB + c] + lo * 4)
                 plo[i] = lo

@@ -46,11 +46,11 @@ U32Array = npt.NDArray[np.uint32]
 SearchMode = Literal["auto", "mih", "scan"]
 
 MIN_CHUNK_BITS = 8
-MAX_CHUNK_BITS = 23  # 2^23 buckets per chunk: 32 MiB of offsets each; 24 bits would cost 11 x 64 MiB at 10M
+MAX_CHUNK_BITS = 23  # 2^23 buckets per chunk (8.7 MiB of packed starts, a 1 MiB bitmap); 24 bits: 10 chunks, radius 3
 DEFAULT_MERGE_AT = 4_096  # side-table size that triggers a merge into the main table
 COMPACT_AT = 8  # a merge rebuilds (dropping removed rows) once more than 1/COMPACT_AT of main is removed
 SIDE_BITS = 16  # side tables (recent adds) use 16 chunks of 16 bits: see Layout.for_side
-SIDE_LAYOUT_MIN = 1 << 12  # below this (4 MiB of offsets for a few hashes) a side table uses Layout.for_size
+SIDE_LAYOUT_MIN = 1 << 12  # below this (16 tables of 2^16 buckets for a few hashes) a side table uses Layout.for_size
 SIDE_LAYOUT_MAX = 1 << 18  # above this a side table falls back to Layout.for_size
 
 # Cost model of one query, in nanoseconds, measured on the reference machine (2-core AMD EPYC, AVX2 without
