@@ -290,6 +290,34 @@ def merge_starts_packed(old_starts, old_width, keys, nb, buf, per, head, shift):
 
 
 @njit(cache=True, nogil=True)
+def merge_starts_same(old, keys, buf, per, head, shift):
+    """:func:`merge_starts_packed` when the old starts are packed in the same width (``old`` has ``buf``'s
+    shape and type), the usual case: each line is copied, its base moved by the new keys below the line,
+    and only the lines with new keys among their buckets have entries to raise (a 10,000-hash delta
+    touches 10,000 of the 142,000 lines of a chunk at 2^23 buckets)."""
+    k = keys.shape[0]
+    mask = (np.int64(1) << np.int64(shift)) - 1
+    i = 0
+    for j in range(buf.shape[0]):
+        x0 = np.int64(j) * per
+        while i < k and keys[i] < x0:
+            i += 1
+        b = np.int64(0)
+        for h in range(head):
+            b |= np.int64(old[j, h]) << (np.int64(h) * shift)
+        b += i
+        for h in range(head):
+            buf[j, h] = (b >> (np.int64(h) * shift)) & mask
+        for e in range(per + 1):
+            buf[j, head + e] = old[j, head + e]
+        t = i
+        while t < k and keys[t] < x0 + per:  # a new row in bucket keys[t]: later starts move by one
+            for e in range(np.int64(keys[t]) - x0 + 1, per + 1):
+                buf[j, head + e] += 1
+            t += 1
+
+
+@njit(cache=True, nogil=True)
 def expand_starts(starts, width, out):
     """``out[x]`` = the start of bucket x (uint32), from bucket starts of any width."""
     addr = starts.ctypes.data

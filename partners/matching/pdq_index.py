@@ -208,11 +208,13 @@ def _merged_starts(starts: npt.NDArray[Any], keys: I64Array, buckets: int) -> np
         _kernels.starts_at(starts, width, xs, out)
         return out + np.searchsorted(keys, xs, side="left")  # new rows in buckets below each
 
-    packed = _pack(
-        starts_at,
-        buckets,
-        lambda buf, per, head, shift: _kernels.merge_starts_packed(starts, width, keys, buckets, buf, per, head, shift),
-    )
+    def fill(buf: npt.NDArray[Any], per: int, head: int, shift: int) -> None:
+        if buf.dtype == starts.dtype and buf.shape == starts.shape:  # the same packing: copy and adjust
+            _kernels.merge_starts_same(starts, keys, buf, per, head, shift)
+        else:
+            _kernels.merge_starts_packed(starts, width, keys, buckets, buf, per, head, shift)
+
+    packed = _pack(starts_at, buckets, fill)
     if packed is not None:
         return packed
     out = memory.empty(buckets + 1, np.uint32)
