@@ -185,5 +185,8 @@ def _check_structure(arrays: dict[str, npt.NDArray[Any]], count: int, layout: La
     offs = arrays["offs"].reshape(layout.chunks, nb + 1)
     if count and (int(offs[:, 0].max()) != 0 or not bool(np.all(offs[:, -1] == count))):
         raise IndexFormatError("offs.npy does not span the rows")
+    for c in range(layout.chunks):  # ascending, so every start lies in 0..count (one chunk's temporary at a time)
+        if not bool(np.all(offs[c, 1:] >= offs[c, :-1])):
+            raise IndexFormatError(f"offs.npy: the bucket starts of chunk {c} are not ascending")
     if count and int(arrays["rows"].max()) >= count:
         raise IndexFormatError("rows.npy points past the hashes")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -66,6 +67,22 @@ def test_mismatched_files_are_detected(tmp_path: Path, saved: tuple[Path, PdqInd
     save_pdq(other, tmp_path / "other")
     (path / "ids.npy").write_bytes((tmp_path / "other" / "ids.npy").read_bytes())
     with pytest.raises(IndexFormatError, match=r"ids\.npy"):
+        load_pdq(path)
+
+
+def test_bucket_starts_out_of_order_are_refused_even_with_a_matching_digest(
+    saved: tuple[Path, PdqIndex, np.ndarray],
+) -> None:
+    """A replaced index directory (its manifest rewritten to match) must not make a kernel read out of range:
+    bucket starts that do not ascend are refused before they are packed."""
+    path = saved[0]
+    offs = np.load(path / "offs.npy")
+    offs[5] = offs[-1] + 1_000_000  # past every row, then back down
+    np.save(path / "offs.npy", offs)
+    manifest = _manifest(path)
+    manifest["files"]["offs.npy"]["sha256"] = hashlib.sha256(offs.tobytes()).hexdigest()
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexFormatError, match="not ascending"):
         load_pdq(path)
 
 
