@@ -18,7 +18,7 @@ import json
 import re
 import secrets
 import struct
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -430,13 +430,17 @@ def _rowcount(session: Session, statement: Any, args: dict[str, Any]) -> int:
     return cast("CursorResult[Any]", session.connection().execute(statement, args)).rowcount
 
 
-def _sealed_pages(session: Session, collection_id: str, size: int, first_seq: int) -> Generator[Sequence[Any]]:
+def _sealed_pages(
+    session: Session, collection_id: str, size: int, first_seq: int
+) -> Generator[Callable[[], Sequence[Any]]]:
     """Every pending change of the collection in signal id order, `size` at a time; page i's changes are
     recorded in `signal_seqs` with seq `first_seq + i` (added_seq for adds, removed_seq for removes) and are
-    no longer pending.
+    no longer pending once the page is taken; its removes' `removed_seq` once it is read.
 
-    Rows are plain tuples (signal_id, op, audit_seq, type, value, quality, tags, removal_reason): SQLAlchemy's
-    row objects cost more than the queries here.
+    Each page is taken when the generator advances and read by calling what it yields, in order, each before
+    the generator advances twice more: on PostgreSQL the taking is the database's work and the reading is
+    Python's, so they can overlap. Rows are plain tuples (signal_id, op, audit_seq, type, value, quality, tags,
+    removal_reason): SQLAlchemy's row objects cost more than the queries here.
     """
     if session.get_bind().dialect.name == "postgresql":
         yield from _sealed_pages_pg(session, collection_id, size, first_seq)
@@ -452,28 +456,28 @@ def _sealed_pages(session: Session, collection_id: str, size: int, first_seq: in
             raise SealError(
                 f"collection {collection_id}: batch {seq}: {len(page)} changes, {marked} marked, {taken} taken"
             )
-        yield page
+        yield _ready(page)
         seq, lo = seq + 1, page[-1][0]
 
 
-def _sealed_pages_pg(session: Session, collection_id: str, size: int, first_seq: int) -> Generator[Sequence[Any]]:
+def _ready(page: Sequence[Any]) -> Callable[[], Sequence[Any]]:
+    return lambda: page
+
+
+def _sealed_pages_pg(
+    session: Session, collection_id: str, size: int, first_seq: int
+) -> Generator[Callable[[], Sequence[Any]]]:
     dbapi = session.connection().connection.dbapi_connection
     if dbapi is None:
         raise SealError("no database connection to read pending changes from")
     ends: Any = dbapi.cursor(name=f"pending_{secrets.token_hex(6)}")  # psycopg2: a named (server-side) cursor
-    cursor: Any = dbapi.cursor()
+    # Two cursors in turn: a page's rows stay in its cursor (libpq holds the whole result) until the caller reads
+    # them, while the next page's statement runs on the other one.
+    cursors: list[Any] = [dbapi.cursor(), dbapi.cursor()]
     remove = Pending.REMOVE.value  # read once: an enum member's .value is a descriptor call, 50,000 times a batch
-    try:
-        cursor.execute(_SEAL_SETTINGS)
-        ends.itersize = 1
-        ends.execute(_BATCH_ENDS_PG, {"c": collection_id})
-        seq, lo = first_seq, ""  # every id sorts after the empty string
-        while True:
-            if size > 1:
-                ends.scroll(size - 1)  # MOVE on the server: the ids in between are not sent
-            end = ends.fetchone()
-            args = {"seq": seq, "c": collection_id, "lo": lo, "hi": end[0] if end else None}
-            cursor.execute(_TAKE_AND_READ_PG if end else _TAKE_AND_READ_REST_PG, args)
+
+    def reader(cursor: Any, seq: int) -> Callable[[], Sequence[Any]]:
+        def read() -> Sequence[Any]:
             page = _read_unread(cursor, cursor.fetchall(), collection_id, seq)
             removed = [row[0] for row in page if row[1] == remove]
             if removed:
@@ -482,13 +486,30 @@ def _sealed_pages_pg(session: Session, collection_id: str, size: int, first_seq:
                     raise SealError(
                         f"collection {collection_id}: batch {seq}: {len(removed)} removes, {cursor.rowcount} marked"
                     )
-            if page:
-                yield page
+            return page
+
+        return read
+
+    try:
+        cursors[0].execute(_SEAL_SETTINGS)
+        ends.itersize = 1
+        ends.execute(_BATCH_ENDS_PG, {"c": collection_id})
+        seq, lo = first_seq, ""  # every id sorts after the empty string
+        while True:
+            if size > 1:
+                ends.scroll(size - 1)  # MOVE on the server: the ids in between are not sent
+            end = ends.fetchone()
+            args = {"seq": seq, "c": collection_id, "lo": lo, "hi": end[0] if end else None}
+            cursor = cursors[seq % 2]
+            cursor.execute(_TAKE_AND_READ_PG if end else _TAKE_AND_READ_REST_PG, args)
+            if cursor.rowcount:
+                yield reader(cursor, seq)
             if end is None:
                 return
             seq, lo = seq + 1, end[0]
     finally:
-        cursor.close()
+        # The plain cursors are not closed here: the last page is read after the generator has finished. Each is
+        # freed with the last reader that holds it.
         ends.close()
 
 
@@ -570,11 +591,13 @@ def _batch_from(
     return BatchPayload(collection_id, seq, prev, now, tuple(adds), tuple(removes))
 
 
-def _start(ahead: ThreadPoolExecutor | None, pages: Iterator[Sequence[Any]]) -> Future[Sequence[Any] | None]:
-    """The next page, read on the worker thread if there is one, else now."""
+def _start(
+    ahead: ThreadPoolExecutor | None, pages: Iterator[Callable[[], Sequence[Any]]]
+) -> Future[Callable[[], Sequence[Any]] | None]:
+    """The next page taken, on the worker thread if there is one, else now."""
     if ahead is not None:
         return ahead.submit(next, pages, None)
-    done: Future[Sequence[Any] | None] = Future()
+    done: Future[Callable[[], Sequence[Any]] | None] = Future()
     done.set_result(next(pages, None))
     return done
 
@@ -609,20 +632,22 @@ def seal_collection(
     seqs: list[int] = []
     total_adds = total_removes = 0
     pages = _sealed_pages(session, collection_id, max_entries, frontier.size + 1)
-    # PostgreSQL: a worker thread takes and reads the next batch (psycopg2 releases the GIL while it waits on
-    # the server) while this thread encodes, hashes and signs the current one; the connection is used by one
-    # thread at a time, since the worker has finished before anything else is written. SQLite's connection
-    # stays on its thread.
+    # PostgreSQL: a worker thread takes the next batch (psycopg2 releases the GIL while it waits on the server)
+    # while this thread turns the current one's result into rows, encodes, hashes and signs it; nothing else is
+    # written until the worker has finished, and psycopg2 serializes statements on the connection (a read that
+    # must complete rows from their signals waits for the worker's statement). SQLite's connection stays on
+    # its thread.
     ahead = ThreadPoolExecutor(max_workers=1) if session.get_bind().dialect.name == "postgresql" else None
     try:
-        rows = next(pages, None)
-        while rows is not None:
-            upcoming = _start(ahead, pages)
+        taken = next(pages, None)
+        upcoming = _start(ahead, pages) if taken is not None else None
+        while taken is not None and upcoming is not None:
+            rows = taken()
             seq = frontier.size + 1
             payload, adds, removes = _encode_rows(collection_id, seq, prev, now, rows)
             digest = hashlib.sha256(payload).hexdigest()
             signatures = signatures_json(payload, signers.batch)
-            following = upcoming.result()
+            taken = upcoming.result()
             rec = auditlog.record(
                 session,
                 Actor.system("seal"),
@@ -650,7 +675,7 @@ def seal_collection(
             total_adds += adds
             total_removes += removes
             prev = digest
-            rows = following
+            upcoming = _start(ahead, pages) if taken is not None else None
     finally:
         if ahead is not None:
             ahead.shutdown(wait=True)
