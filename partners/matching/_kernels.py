@@ -160,8 +160,8 @@ def _chunk(w0, w1, w2, w3, start, bits):
 @njit(cache=True, nogil=True)
 def build_chunk(hashes, start, bits, offs, rows, occ):
     """Fill the CSR bucket table of the chunk of ``bits`` bits at bit ``start``: ``offs`` (2^bits + 1 bucket
-    starts, uint32: the caller then packs them, see :func:`pack_starts`, and reuses ``offs`` for the next
-    chunk), ``rows`` (the row numbers, bucket after bucket) and ``occ`` (2^bits / 64
+    starts, uint32: the caller then packs them, see :func:`merge_starts_packed`, and reuses ``offs`` for the
+    next chunk), ``rows`` (the row numbers, bucket after bucket) and ``occ`` (2^bits / 64
     words, a bitmap of non-empty buckets).
 
     A counting sort, O(n), so 10M hashes build in seconds without argsort's int64 temporaries; rows in a
@@ -229,23 +229,6 @@ def _start_at(addr, width, x):
 
 
 @njit(cache=True, nogil=True)
-def pack_starts(offs, buf, per, head, shift):
-    """Pack the uint32 bucket starts ``offs`` (2^bits + 1) into lines ``buf`` ((lines, 64) uint8 with
-    ``per`` = PER_U8, ``head`` = 4, ``shift`` = 8; or (lines, 32) uint16 with PER_U16, 2, 16): per line the
-    base in ``head`` little-endian pieces, then ``per`` + 1 starts relative to it (past the last bucket, the
-    end repeats). The caller checked that every line's rows fit the type."""
-    nb = np.int64(offs.shape[0]) - 1
-    mask = (np.int64(1) << np.int64(shift)) - 1
-    for j in range(buf.shape[0]):
-        x0 = np.int64(j) * per
-        b = np.int64(offs[min(x0, nb)])
-        for h in range(head):
-            buf[j, h] = (b >> (np.int64(h) * shift)) & mask
-        for e in range(per + 1):
-            buf[j, head + e] = np.int64(offs[min(x0 + e, nb)]) - b
-
-
-@njit(cache=True, nogil=True)
 def starts_at(starts, width, xs, out):
     """``out[i]`` = the start of bucket ``xs[i]`` in ``starts`` (any width)."""
     addr = starts.ctypes.data
@@ -256,7 +239,8 @@ def starts_at(starts, width, xs, out):
 @njit(cache=True, nogil=True)
 def merge_starts_plain(old_starts, old_width, keys, out):
     """Uint32 bucket starts of a chunk with new rows in buckets ``keys`` (sorted): bucket x starts where it did
-    in ``old_starts`` (of ``old_width``) plus the number of new keys below x."""
+    in ``old_starts`` (of ``old_width``) plus the number of new keys below x. With no keys, the same starts
+    in another width (how a save expands packed starts)."""
     old = old_starts.ctypes.data
     k = keys.shape[0]
     i = 0
@@ -268,8 +252,11 @@ def merge_starts_plain(old_starts, old_width, keys, out):
 
 @njit(cache=True, nogil=True)
 def merge_starts_packed(old_starts, old_width, keys, nb, buf, per, head, shift):
-    """Like :func:`merge_starts_plain`, written as packed lines (see :func:`pack_starts` for ``buf``, ``per``,
-    ``head`` and ``shift``; the caller checked that every line's rows fit)."""
+    """Like :func:`merge_starts_plain`, written as packed lines: ``buf`` is (lines, 64) uint8 with ``per`` =
+    PER_U8, ``head`` = 4, ``shift`` = 8, or (lines, 32) uint16 with PER_U16, 2, 16; per line the base in
+    ``head`` little-endian pieces, then ``per`` + 1 starts relative to it (past the last bucket the end
+    repeats). The caller checked that every line's rows fit. With no keys, the same starts packed (how a
+    build packs the uint32 starts of its counting sort)."""
     old = old_starts.ctypes.data
     k = keys.shape[0]
     mask = (np.int64(1) << np.int64(shift)) - 1
@@ -315,14 +302,6 @@ def merge_starts_same(old, keys, buf, per, head, shift):
             for e in range(np.int64(keys[t]) - x0 + 1, per + 1):
                 buf[j, head + e] += 1
             t += 1
-
-
-@njit(cache=True, nogil=True)
-def expand_starts(starts, width, out):
-    """``out[x]`` = the start of bucket x (uint32), from bucket starts of any width."""
-    addr = starts.ctypes.data
-    for x in range(out.shape[0]):
-        out[x] = _start_at(addr, width, np.int64(x))
 
 
 @njit(cache=True, nogil=True)

@@ -165,61 +165,35 @@ def _lines(buckets: int, per: int) -> int:
     return -(-buckets // per)
 
 
-def _fullest_line(starts_at: Callable[[I64Array], I64Array], buckets: int, per: int) -> int:
-    """The most rows any line of ``per`` buckets holds, given the starts at chosen buckets."""
-    bounds = np.minimum(np.arange(_lines(buckets, per) + 1, dtype=np.int64) * per, buckets)
-    return int(np.diff(starts_at(bounds)).max())
-
-
-def _pack(
-    starts_at: Callable[[I64Array], I64Array], buckets: int, fill: Callable[[npt.NDArray[Any], int, int, int], None]
-) -> npt.NDArray[Any] | None:
-    """Packed bucket starts in the narrowest width whose lines hold their rows (None: plain uint32 needed);
-    ``fill(buf, per, head, shift)`` writes them."""
-    for width, per, kind, most in _PACKINGS:
-        if _fullest_line(starts_at, buckets, per) <= most:
-            buf = memory.empty((_lines(buckets, per), 64 // width), kind)
-            fill(buf, per, 4 // width, 8 * width)
-            return buf
-    return None
-
-
-def pack_starts(offs: U32Array, *, copy: bool = True) -> npt.NDArray[Any]:
-    """One chunk's bucket starts (uint32, 2^bits + 1) in the form a table keeps: packed lines (see
-    ``_kernels.PER_U8``), or, in a chunk with a line of more than 65,535 rows, ``offs`` itself (copied
-    unless ``copy`` is false)."""
-    buckets = len(offs) - 1
-    packed = _pack(
-        lambda xs: offs[xs].astype(np.int64),
-        buckets,
-        lambda buf, per, head, shift: _kernels.pack_starts(offs, buf, per, head, shift),
-    )
-    if packed is not None:
-        return packed
-    return memory.copy_of(offs, np.uint32) if copy else offs
-
-
-def _merged_starts(starts: npt.NDArray[Any], keys: I64Array, buckets: int) -> npt.NDArray[Any]:
-    """A chunk's bucket starts with new rows in buckets ``keys`` (sorted), in the narrowest width they fit."""
+def _starts_with(
+    starts: npt.NDArray[Any], keys: I64Array, buckets: int, *, copy: bool = True
+) -> npt.NDArray[Any]:
+    """A chunk's bucket starts with new rows in buckets ``keys`` (sorted; none: the same starts), in the
+    narrowest width whose lines hold their rows: packed lines (see ``_kernels.PER_U8``), or plain uint32 in a
+    chunk with a line of more than 65,535 rows (``starts`` itself when it is that already, there are no keys
+    and ``copy`` is false: a memory-mapped saved index keeps its map)."""
     width = starts.itemsize
-
-    def starts_at(xs: I64Array) -> I64Array:
-        out = np.empty(len(xs), dtype=np.int64)
-        _kernels.starts_at(starts, width, xs, out)
-        return out + np.searchsorted(keys, xs, side="left")  # new rows in buckets below each
-
-    def fill(buf: npt.NDArray[Any], per: int, head: int, shift: int) -> None:
-        if buf.dtype == starts.dtype and buf.shape == starts.shape:  # the same packing: copy and adjust
-            _kernels.merge_starts_same(starts, keys, buf, per, head, shift)
-        else:
-            _kernels.merge_starts_packed(starts, width, keys, buckets, buf, per, head, shift)
-
-    packed = _pack(starts_at, buckets, fill)
-    if packed is not None:
-        return packed
+    for packed_width, per, kind, most in _PACKINGS:
+        bounds = np.minimum(np.arange(_lines(buckets, per) + 1, dtype=np.int64) * per, buckets)
+        at = np.empty(len(bounds), dtype=np.int64)
+        _kernels.starts_at(starts, width, bounds, at)
+        at += np.searchsorted(keys, bounds, side="left")  # new rows in buckets below each bound
+        if int(np.diff(at).max()) <= most:  # the fullest line fits this width
+            buf = memory.empty((len(bounds) - 1, 64 // packed_width), kind)
+            head, shift = 4 // packed_width, 8 * packed_width
+            if buf.dtype == starts.dtype and buf.shape == starts.shape:  # the same packing: copy and adjust
+                _kernels.merge_starts_same(starts, keys, buf, per, head, shift)
+            else:
+                _kernels.merge_starts_packed(starts, width, keys, buckets, buf, per, head, shift)
+            return buf
+    if width == 4 and not len(keys) and not copy:
+        return starts
     out = memory.empty(buckets + 1, np.uint32)
     _kernels.merge_starts_plain(starts, width, keys, out)
     return out
+
+
+_NO_KEYS = np.zeros(0, dtype=np.int64)
 
 
 @functools.cache
@@ -283,7 +257,7 @@ class PdqTable:
             rows.append(memory.empty(n, np.uint32))
             occ.append(memory.empty(nb // 64, np.uint64))
             _kernels.build_chunk(words, c * lay.bits, lay.bits, offs, rows[c], occ[c])
-            starts.append(pack_starts(offs, copy=True))  # type: ignore[arg-type]
+            starts.append(_starts_with(offs, _NO_KEYS, nb))
         return cls(words, lay, starts, rows, occ)  # type: ignore[arg-type]
 
     @classmethod
@@ -299,7 +273,8 @@ class PdqTable:
     ) -> PdqTable:
         """A table from plain uint32 bucket starts per chunk (what a saved index holds); ``copy=False`` lets a
         chunk that stays plain keep its ``offs`` array (a memory map) instead of a copy."""
-        return cls(hashes, layout, [pack_starts(o, copy=copy) for o in offs], rows, occ)
+        buckets = 1 << layout.bits
+        return cls(hashes, layout, [_starts_with(o, _NO_KEYS, buckets, copy=copy) for o in offs], rows, occ)
 
     def offsets(self, c: int) -> U32Array:
         """Chunk ``c``'s bucket starts as one uint32 per bucket (2^bits + 1), as a saved index holds them."""
@@ -307,7 +282,7 @@ class PdqTable:
         if starts.itemsize == 4:
             return starts
         out: U32Array = np.empty((1 << self.layout.bits) + 1, dtype=np.uint32)
-        _kernels.expand_starts(starts, starts.itemsize, out)
+        _kernels.merge_starts_plain(starts, starts.itemsize, _NO_KEYS, out)
         return out
 
     def __len__(self) -> int:
@@ -818,7 +793,7 @@ class PdqIndex:
             _kernels.chunk_keys(words, c * lay.bits, lay.bits, keys)
             order = np.argsort(keys, kind="stable")
             sorted_keys = keys[order]
-            new_starts = _merged_starts(starts[c], sorted_keys, nb)
+            new_starts = _starts_with(starts[c], sorted_keys, nb)
             new_rows_c = memory.empty(n + k, np.uint32)
             new_occ = memory.empty(len(occ[c]), np.uint64)
             _kernels.merge_chunk(

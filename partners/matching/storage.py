@@ -7,8 +7,8 @@ Layout of an index directory::
     hashes.npy      (n, 4) uint64, rows sorted by id
     ids.npy         (n,) int64, strictly increasing
     offs.npy rows.npy occ.npy   the MIH bucket tables, chunk after chunk (see ``_kernels.build_chunk``); the
-                                bucket starts as one uint32 per bucket (in memory they are kept in the
-                                two-level form of ``PdqTable``: made from these at load, expanded at save)
+                                bucket starts as one uint32 per bucket (in memory they are packed in cache
+                                lines, see ``PdqTable``: packed from these at load, expanded at save)
 
 A save compacts the index first (merge, tombstoned rows dropped), so a load needs no rebuild. A load checks
 the SHA-256 of every file against the manifest and the tables' structure, because a kernel trusts its arrays.
@@ -125,7 +125,7 @@ def load_pdq(path: str | os.PathLike[str], *, mmap: bool = True, **kwargs: int |
     }
     del chunks
     hashes = arrays["hashes"] if mmap else memory.copy_of(arrays["hashes"], np.uint64)
-    # bucket starts are compacted into memory (a wide chunk's stay mapped with ``mmap``)
+    # bucket starts are packed into memory (a chunk that keeps plain uint32 starts stays mapped with ``mmap``)
     table = PdqTable.from_offsets(hashes, layout, tables["offs"], tables["rows"], tables["occ"], copy=not mmap)  # type: ignore[arg-type]
     ids = arrays["ids"]
     if count and int(ids[0]) == 0 and int(ids[-1]) == count - 1:  # strictly increasing (checked): 0..n-1

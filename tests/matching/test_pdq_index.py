@@ -341,14 +341,14 @@ def test_an_id_below_the_main_tables_ids_merges_by_rebuild(rng: np.random.Genera
 
 def _crowded(rng: np.random.Generator, n: int, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
     """Planted hashes whose low 32 bits are zero, queries too: every row shares its first chunk's bucket,
-    so one block of 256 buckets holds them all (what many copies of one degenerate picture look like)."""
+    so one line of bucket starts holds them all (what many copies of one degenerate picture look like)."""
     stored, queries = planted(rng, n, n_queries)
     for words in (stored, queries):
         words[:, 0] &= np.uint64(0xFFFF_FFFF_0000_0000)
     return np.ascontiguousarray(stored), queries
 
 
-def test_a_chunk_whose_block_outgrows_uint16_keeps_uint32_starts(rng: np.random.Generator, tmp_path: Path) -> None:
+def test_a_chunk_whose_line_outgrows_uint16_keeps_uint32_starts(rng: np.random.Generator, tmp_path: Path) -> None:
     """Bucket starts are packed in 64-byte lines of uint8 or uint16 starts relative to a uint32 base; a line
     of more than 65,535 rows makes its chunk keep plain uint32 starts, and answers stay exact, saved and
     loaded too."""
@@ -374,11 +374,11 @@ def test_a_chunk_whose_block_outgrows_uint16_keeps_uint32_starts(rng: np.random.
 
 def test_an_append_merge_equals_a_fresh_build_array_for_array(rng: np.random.Generator) -> None:
     """A merge writes each chunk's tables as a build of all the rows would, including chunks whose fullest
-    block outgrows their starts' type in the merge (chunk 0 from uint16 to uint32, chunk 2 from uint8 to
+    line outgrows their starts' type in the merge (chunk 0 from uint16 to uint32, chunk 2 from uint8 to
     uint16) and the ones that keep it."""
-    crowded, queries = _crowded(rng, 60_000, 3)  # 60,195 rows in one bucket: its block fits uint16 starts
+    crowded, queries = _crowded(rng, 60_000, 3)  # 60,195 rows in one bucket: its line fits uint16 starts
     stored = np.concatenate([crowded, random_words(rng, 10_000)])  # (the layout stays 13 x 20 bits)
-    more, _ = _crowded(rng, 6_000, 1)  # +6,065 rows in that bucket: the block no longer does
+    more, _ = _crowded(rng, 6_000, 1)  # +6,065 rows in that bucket: the line no longer does
     chunk2 = np.uint64(((1 << 20) - 1) << 40)  # chunk 2 of 13 x 20 bits: bits 40-59
     stored[len(crowded) : len(crowded) + 240, 0] &= ~chunk2  # 240 rows in its bucket 0: uint8 starts still
     more[:20, 0] &= ~chunk2  # +20: no longer
