@@ -24,7 +24,7 @@ from audit.note import (
 )
 from audit.signing import Ed25519Signer, key_id, verify_ed25519
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "vectors"
+VECTORS = Path(__file__).resolve().parent / "vectors"  # origin in vectors/signed-note/README.md
 NEUMANN = json.loads((VECTORS / "signed-note" / "peterneumann.json").read_text())
 
 
