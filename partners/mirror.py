@@ -456,13 +456,14 @@ class Mirror:
         """Store every chunk of a verified snapshot and the state at its seq in one transaction.
 
         `chunks` is consumed inside the transaction (each chunk verified as it arrives); if it raises, the
-        whole snapshot is rolled back. Returns the number of signals stored.
+        whole snapshot is rolled back. Returns the number of signals stored. A collection kept at seq 0 (synced
+        while it was still empty: a checkpoint of size 0, no batch, no signal) starts from a snapshot too.
         """
         c = new.collection
         total = 0
         try:
             with self.engine.begin() as conn:
-                if conn.scalar(select(collections.c.seq).where(collections.c.id == c)) is not None:
+                if conn.scalar(select(collections.c.seq).where(collections.c.id == c)) not in (None, 0):
                     raise MirrorError(f"{c}: a snapshot only starts an empty collection")
                 self._store_keysets(conn, keysets_new)
                 for chunk in chunks:
