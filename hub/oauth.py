@@ -37,7 +37,7 @@ from flask_smorest import Blueprint
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import ForeignKey, String, Text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -134,6 +134,23 @@ def store_token(
     session.add(row)
     session.flush()
     return row
+
+
+def revoke_tokens(
+    session: Session, now: datetime, *, client_id: str | None = None, partner_id: str | None = None
+) -> int:
+    """Revoke every outstanding token of a client, or of a partner (its clients' and its people's).
+
+    Returns how many; the caller records the audit entry in the same transaction.
+    """
+    if (client_id is None) == (partner_id is None):
+        raise ValueError("revoke the tokens of one client or of one partner")
+    which = AccessToken.client_id == client_id if client_id is not None else AccessToken.partner_id == partner_id
+    result = session.execute(
+        update(AccessToken).where(which, AccessToken.revoked_at.is_(None)).values(revoked_at=now)
+    )
+    session.flush()
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def sweep(session: Session, now: datetime) -> int:

@@ -160,7 +160,7 @@ def list_partners(session: Session) -> list[Partner]:
 
 
 def set_partner_status(session: Session, partner_id: str, status: str, actor: Actor) -> Partner:
-    """Suspend or resume a partner: a suspended partner's tokens stop working at once."""
+    """Suspend or resume a partner: suspending revokes every token of its clients and people at once."""
     partner = get_partner(session, partner_id)
     if status not in set(PartnerStatus):
         raise ValidationError(f"status must be one of {', '.join(PartnerStatus)}")
@@ -168,9 +168,20 @@ def set_partner_status(session: Session, partner_id: str, status: str, actor: Ac
         raise ConflictError(f"partner {partner.name!r} is already {status}")
     partner.status = status
     session.flush()
-    action = "partner.suspend" if status == PartnerStatus.SUSPENDED else "partner.resume"
-    auditlog.record(session, actor, action, f"partner/{partner.id}")
+    if status == PartnerStatus.SUSPENDED:
+        # Revoked, not only refused while suspended: resuming must not bring old tokens back.
+        revoked = _revoke_tokens(session, partner_id=partner.id)
+        auditlog.record(session, actor, "partner.suspend", f"partner/{partner.id}", {"tokens_revoked": revoked})
+    else:
+        auditlog.record(session, actor, "partner.resume", f"partner/{partner.id}")
     return partner
+
+
+def _revoke_tokens(session: Session, *, client_id: str | None = None, partner_id: str | None = None) -> int:
+    # hub.oauth (the token store) imports this module for its clients and partners: import it when used.
+    from hub.oauth import revoke_tokens
+
+    return revoke_tokens(session, utcnow(), client_id=client_id, partner_id=partner_id)
 
 
 # --- clients ---------------------------------------------------------------------------------------------
@@ -267,7 +278,8 @@ def rotate_client(
     actor: Actor,
     jwks: str | dict[str, Any] | None = None,
 ) -> IssuedClient:
-    """Replace a client's secret (or JWKS); the old one stops working when this commits."""
+    """Replace a client's secret (or JWKS); the old one and every token issued with it stop working when this
+    commits."""
     client = get_client(session, client_id)
     if client.revoked_at is not None:
         raise ConflictError(f"client {client_id} is revoked")
@@ -283,8 +295,11 @@ def rotate_client(
         client.secret_digest = secret_digest(hub_secret, plaintext)
     client.rotated_at = utcnow()
     session.flush()
+    revoked = _revoke_tokens(session, client_id=client.client_id)
     subject = f"client/{client.client_id}"
-    auditlog.record(session, actor, "client.rotate", subject, {"partner": client.partner_id})
+    auditlog.record(
+        session, actor, "client.rotate", subject, {"partner": client.partner_id, "tokens_revoked": revoked}
+    )
     return IssuedClient(client, plaintext)
 
 
@@ -295,6 +310,9 @@ def revoke_client(session: Session, client_id: str, actor: Actor) -> OAuthClient
         raise ConflictError(f"client {client_id} is already revoked")
     client.revoked_at = utcnow()
     session.flush()
+    revoked = _revoke_tokens(session, client_id=client.client_id)
     subject = f"client/{client.client_id}"
-    auditlog.record(session, actor, "client.revoke", subject, {"partner": client.partner_id})
+    auditlog.record(
+        session, actor, "client.revoke", subject, {"partner": client.partner_id, "tokens_revoked": revoked}
+    )
     return client
