@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from hub import auditapi, feed, health, match, metrics, oauth, people, webhooks
+from hub import apidocs, auditapi, feed, health, match, metrics, oauth, people, webhooks
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory
 from hub.errors import HubError
@@ -82,8 +82,6 @@ def create_app(
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
         JSON_SORT_KEYS=False,
         MAX_CONTENT_LENGTH=64 * 1024 * 1024,
     )
@@ -108,6 +106,7 @@ def create_app(
     api.register_blueprint(reports_routes.blp)
     api.register_blueprint(webhooks.blp)
     api.register_blueprint(match.blp)
+    apidocs.init_app(app)  # /docs: flask-smorest's own page has an inline script
 
     @app.after_request
     def _commit_or_rollback(response: Response) -> Response:
