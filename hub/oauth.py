@@ -535,6 +535,7 @@ def token() -> Response:
 @blp.doc(**_FORM, security=[])
 @blp.response(200, description="revoked, or nothing to revoke (RFC 7009)")
 @blp.alt_response(401, description="invalid_client")
+@blp.alt_response(429, description="rate limited; see Retry-After")
 def revoke() -> Response:
     """RFC 7009 token revocation; a client may revoke its own partner's tokens only."""
     return _endpoint("revocation")
@@ -544,6 +545,7 @@ def revoke() -> Response:
 @blp.doc(**_FORM, security=[])
 @blp.response(200, description="RFC 7662 introspection response")
 @blp.alt_response(401, description="invalid_client")
+@blp.alt_response(429, description="rate limited; see Retry-After")
 def introspect() -> Response:
     """RFC 7662 introspection; another partner's token is reported as `{"active": false}`."""
     return _endpoint("introspection")
@@ -566,6 +568,7 @@ def init_app(app: Flask, api: Any) -> HubAuthorizationServer:
     srv = HubAuthorizationServer(hub.settings)
     hub.services["oauth_server"] = srv
     api.register_blueprint(blp)
-    ratelimit.limit_token_endpoint(app, "oauth.token")
+    for name in ("token", "introspect", "revoke"):
+        ratelimit.limit_oauth_endpoint(app, f"oauth.{name}", name)
     register_security_scheme(api.spec, hub.settings.token_endpoint)
     return srv

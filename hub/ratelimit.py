@@ -1,4 +1,5 @@
-"""Rate limits (Flask-Limiter) on the token endpoint: per client and per address.
+"""Rate limits (Flask-Limiter) on the OAuth endpoints (per client and address, and per address) and on
+console logins (per login name, and per address).
 
 Counters live in process memory on the embedded default (one process) and in Redis (settings.redis_url)
 when several processes serve; otherwise each replica would count on its own. A refused request is a 429
@@ -20,12 +21,20 @@ def _address() -> str:
     return request.remote_addr or "unknown"
 
 
+# Longer than any client id the hub issues: such a claim is counted under its address alone.
+MAX_CLIENT_ID = 64
+
+
 def _client() -> str:
+    # hub.oauth registers its endpoints' limits with this module: import it when used.
     from hub.oauth import claimed_client_id
 
     claimed = claimed_client_id()
-    # An unauthenticated request without a client id is counted under its address.
-    return f"client:{claimed}" if claimed else f"addr:{_address()}"
+    if not claimed or len(claimed) > MAX_CLIENT_ID:
+        return f"addr:{_address()}"
+    # Per client and address: anyone can claim a client id, so failures from another address must not use up
+    # the real client's quota (a lock-out); the per-address limit still bounds each caller.
+    return f"client:{claimed}|addr:{_address()}"
 
 
 def limiter(app: Flask) -> Limiter:
@@ -59,10 +68,13 @@ def _limit_twice(app: Flask, endpoint: str, per_caller: tuple[str, Callable[[], 
     app.view_functions[endpoint] = by_address(by_caller(view))  # type: ignore[assignment]
 
 
-def limit_token_endpoint(app: Flask, endpoint: str) -> None:
-    """Limit `endpoint` per claimed client and per address (settings.token_rate_limit[_address])."""
+def limit_oauth_endpoint(app: Flask, endpoint: str, name: str) -> None:
+    """Limit `endpoint` per (claimed client, address) and per address (settings.token_rate_limit[_address]).
+
+    Each endpoint (`name`: token, introspect, revoke) counts on its own.
+    """
     settings = state(app).settings
-    _limit_twice(app, endpoint, (settings.token_rate_limit, _client, "token"), settings.token_rate_limit_address)
+    _limit_twice(app, endpoint, (settings.token_rate_limit, _client, name), settings.token_rate_limit_address)
 
 
 def _login_name() -> str:
