@@ -1,5 +1,9 @@
 # The two commands a new user needs: `make run` (the hub on its embedded default) and `make test`.
 PYTHON ?= python3
+# `make run PORT=8001` (or HASHFED_PORT=8001) serves on another port; the first `make run` fixes the hub's name.
+PORT ?= $(or $(HASHFED_PORT),8000)
+# Extra pytest arguments, e.g. `make test PYTEST_ARGS="--clock=2031-01-01"`.
+PYTEST_ARGS ?=
 VENV ?= .venv
 BIN := $(VENV)/bin
 
@@ -19,11 +23,11 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	@touch $@ $(VENV)/.hub-installed
 
 run: $(VENV)/.hub-installed
-	$(BIN)/hashfed init
-	$(BIN)/hashfed serve
+	$(BIN)/hashfed init --base-url $(or $(HASHFED_BASE_URL),http://127.0.0.1:$(PORT))
+	$(BIN)/hashfed serve --port $(PORT)
 
 test: $(VENV)/.test-installed
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check hub partners audit migrations tests benchmarks

@@ -57,6 +57,15 @@ def _integrate(settings: Settings, now: datetime) -> auditlog.Integrated:
         engine.dispose()
 
 
+def check_serving_name(settings: Settings) -> str:
+    """Before serving: the hub is initialised and named as its key set says. Returns key set v1's pin."""
+    with unit_of_work(settings) as session:
+        if keys.latest_record(session) is None:
+            raise click.ClickException("this hub has no key set yet; run `hashfed init` first")
+        keys.HubKeys.load(settings, session)  # refuses another name than the key set's, missing key files
+        return keys.keyset_record(session, 1).payload_sha256
+
+
 def init_keys(settings: Settings) -> None:
     """`hashfed init` step: role keys, hub secret and key set v1 (signed by a local root key), once."""
     keys_path = settings.keys_path
@@ -160,10 +169,14 @@ def keys_rotate(settings: Settings, role: str, roots: tuple[Path, ...]) -> None:
 
 
 @keys_group.command("show")
+@click.option("--pin", "pin_only", is_flag=True, help="print only key set v1's SHA-256, the pin partners enroll with")
 @click.pass_obj
-def keys_show(settings: Settings) -> None:
+def keys_show(settings: Settings, pin_only: bool) -> None:
     """Print the key set versions, their pins, and the signing keys."""
     with unit_of_work(settings) as session:
+        if pin_only:
+            click.echo(keys.keyset_record(session, 1).payload_sha256)
+            return
         for rec in session.scalars(select(keys.KeySetRecord).order_by(keys.KeySetRecord.version)):
             click.echo(f"key set v{rec.version}  sha256 {rec.payload_sha256}  {rec.created_at.isoformat()}")
         listed = select(keys.SigningKey).order_by(keys.SigningKey.role, keys.SigningKey.valid_from)

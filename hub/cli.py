@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,8 +11,8 @@ from contextlib import contextmanager
 import click
 from sqlalchemy.orm import Session
 
-from hub import audit_cli, migrate, rls
-from hub.config import Settings
+from hub import audit_cli, migrate, rls, serving
+from hub.config import Settings, record_base_url, recorded_base_url
 from hub.db import make_engine, make_session_factory
 from hub.errors import ConfigError, HubError
 
@@ -48,13 +49,36 @@ def main(ctx: click.Context) -> None:
 
 
 @main.command()
+@click.option("--base-url", default=None, help="the hub's public URL, fixed in its key set "
+              "(default: HASHFED_BASE_URL, else http://HASHFED_HOST:HASHFED_PORT)")
 @click.pass_obj
-def init(settings: Settings) -> None:
-    """Create the var folder and database, apply migrations. Safe to run again."""
+def init(settings: Settings, base_url: str | None) -> None:
+    """Create the var folder and database, apply migrations, make the keys. Safe to run again."""
+    settings = _with_base_url(settings, base_url)
+    first = recorded_base_url(settings.var_dir) is None
+    if first and serving.is_local(settings.base_url):
+        host, port = serving.host_port(settings.base_url)
+        if serving.port_in_use(host, port):
+            raise click.ClickException(
+                f"port {port} on {host} is in use by another program; choose another before the hub is made: "
+                f"`make run PORT=<port>` or `hashfed init --base-url http://{host}:<port>`"
+            )
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.database_url)
     click.echo(f"database ready at {_redact(settings.database_url)}")
     audit_cli.init_keys(settings)
+    record_base_url(settings.var_dir, settings.base_url)
+    click.echo(f"base URL: {settings.base_url}  (hub name {settings.hub_name}, fixed in the key set)")
+
+
+def _with_base_url(settings: Settings, base_url: str | None) -> Settings:
+    """Settings under the base URL given to `init`; the hub name follows it unless HASHFED_HUB_NAME is set."""
+    if base_url is None or base_url == settings.base_url:
+        return settings
+    try:
+        return settings.replace(base_url=base_url, hub_name=os.environ.get("HASHFED_HUB_NAME", ""))
+    except ConfigError as e:
+        raise click.BadParameter(str(e), param_hint="--base-url") from e
 
 
 @main.group()
@@ -108,21 +132,37 @@ def db_grant(settings: Settings, role: str, create: bool) -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--host", default=None, help="address to listen on (default: HASHFED_HOST, 127.0.0.1)")
+@click.option("--port", default=None, type=click.IntRange(1, 65535),
+              help="port to listen on (default: HASHFED_PORT, 8000)")
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn workers (PostgreSQL only)")
 @click.option("--threads", default=8, show_default=True, type=int)
 @click.pass_obj
-def serve(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
-    """Serve the API: one threaded process on SQLite, gunicorn workers on PostgreSQL."""
-    from hub.serving import serve_embedded, serve_gunicorn
+def serve(settings: Settings, host: str | None, port: int | None, workers: int, threads: int) -> None:
+    """Serve the API: one threaded process on SQLite, gunicorn workers on PostgreSQL.
 
-    click.echo(f"hashfed hub on http://{host}:{port}  (API docs: http://{host}:{port}/docs,"
-               f" OpenAPI: http://{host}:{port}/openapi.json)")
+    Refused before anything runs when the port is taken or the hub's name is not its key set's.
+    """
+    host = host or settings.host
+    port = port or settings.port
+    pin = audit_cli.check_serving_name(settings)
+    if serving.port_in_use(host, port):
+        raise click.ClickException(
+            f"port {port} on {host} is in use; is the hub already running? Listen on another with "
+            f"--port or HASHFED_PORT (the public name stays {settings.base_url})"
+        )
+
+    def ready() -> None:
+        base = settings.base_url.rstrip("/")
+        click.echo(f"hashfed hub serving {base} (listening on {host}:{port})")
+        click.echo(f"API docs: {base}/docs  OpenAPI: {base}/openapi.json")
+        click.echo(f"key set v1 SHA-256 (partners pin this): {pin}")
+        click.echo("print it again with: hashfed keys show --pin")
+
     if settings.is_sqlite:
-        serve_embedded(settings, host, port, threads)
+        serving.serve_embedded(settings, host, port, threads, ready=ready)
     else:
-        serve_gunicorn(settings, host, port, workers, threads)
+        serving.serve_gunicorn(settings, host, port, workers, threads, ready=ready)
 
 
 def _redact(url: str) -> str:

@@ -25,8 +25,12 @@ class Settings:
     var_dir: Path = Path("var")
     # SQLAlchemy URL; empty means the embedded default, a SQLite file under var_dir.
     database_url: str = ""
-    # Public URL of the hub: OAuth issuer, token audience and webhook links derive from it.
+    # Public URL of the hub: OAuth issuer, token audience and webhook links derive from it. Fixed at
+    # `hashfed init --base-url` (recorded in <var_dir>/base_url); HASHFED_BASE_URL overrides the record.
     base_url: str = "http://127.0.0.1:8000"
+    # Where `hashfed serve` listens (the public name is base_url's; a proxy may stand between).
+    host: str = "127.0.0.1"
+    port: int = 8000
     # The hub's name: origin prefix of its logs (`<hub>/audit`, `<hub>/collections/<id>`).
     hub_name: str = ""
     log_level: str = "INFO"
@@ -93,7 +97,27 @@ class Settings:
                 values[attr] = parse(raw)
             except ValueError as e:
                 raise ConfigError(f"{name}={raw!r} is malformed: {e}") from e
+        if "base_url" not in values:
+            recorded = recorded_base_url(Path(values.get("var_dir", cls.var_dir)))
+            if recorded:
+                values["base_url"] = recorded
         return cls(**values)
+
+
+BASE_URL_FILE = "base_url"
+
+
+def recorded_base_url(var_dir: Path) -> str | None:
+    """The base URL fixed at `hashfed init`, if this var folder has one."""
+    try:
+        return (var_dir / BASE_URL_FILE).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def record_base_url(var_dir: Path, base_url: str) -> None:
+    var_dir.mkdir(parents=True, exist_ok=True)
+    (var_dir / BASE_URL_FILE).write_text(base_url + "\n")
 
 
 def _positive_int(raw: str) -> int:
@@ -110,6 +134,13 @@ def _non_negative_int(raw: str) -> int:
     return value
 
 
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= 65535:
+        raise ValueError("must be a TCP port, 1 to 65535")
+    return value
+
+
 def _str(raw: str) -> str:
     return raw.strip()
 
@@ -121,6 +152,8 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "HASHFED_DATABASE_URL": ("database_url", _str),
     "HASHFED_BASE_URL": ("base_url", _str),
     "HASHFED_HUB_NAME": ("hub_name", _str),
+    "HASHFED_HOST": ("host", _str),
+    "HASHFED_PORT": ("port", _port),
     "HASHFED_LOG_LEVEL": ("log_level", lambda raw: raw.strip().upper()),
     "HASHFED_REDIS_URL": ("redis_url", _str),
     "HASHFED_SEAL_INTERVAL_S": ("seal_interval_s", _positive_int),

@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 from sqlalchemy.orm import Session
 
-from hub import batches, collections, jobs, rls
+from hub import batches, collections, jobs, rls, tenants
 from hub.auditlog import Actor
+from hub.clioutput import emit, json_option
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory, utcnow
 from hub.errors import HubError
@@ -65,12 +66,13 @@ def collections_group() -> None:
 
 @collections_group.command("create")
 @click.argument("slug")
-@click.option("--owner", required=True, help="owner partner id")
+@click.option("--owner", required=True, help="the owner partner's id or name")
 @click.option("--category", default="ncii", show_default=True)
 @click.option("--types", default="pdq,md5,sha256", show_default=True, help="comma-separated signal types")
 @click.option("--pdq-threshold", default=31, show_default=True, type=int)
 @click.option("--min-quality", default=50, show_default=True, type=int)
 @click.option("--description", default="")
+@json_option
 @click.pass_obj
 def create(
     settings: Settings,
@@ -81,8 +83,9 @@ def create(
     pdq_threshold: int,
     min_quality: int,
     description: str,
+    as_json: bool,
 ) -> None:
-    """Create a collection owned by OWNER (who may read and contribute)."""
+    """Create a collection SLUG owned by OWNER (who may read and contribute)."""
     from hub.cli import unit_of_work
 
     with unit_of_work(settings) as session:
@@ -91,7 +94,7 @@ def create(
         c = collections.create_collection(
             session,
             slug=slug,
-            owner_id=owner,
+            owner_id=tenants.get_partner(session, owner).id,
             category=category,
             signal_types=types.split(","),
             pdq_threshold=pdq_threshold,
@@ -106,7 +109,7 @@ def create(
         batches.ensure_head(
             session, c.id, hub_name=settings.hub_name, signers=signers, now=utcnow().replace(microsecond=0)
         )
-        click.echo(c.id)
+        emit({"collection id": c.id, "slug": c.slug, "owner": c.owner_id}, as_json)
 
 
 @collections_group.command("list")
@@ -138,22 +141,23 @@ def _access_command(granted: bool) -> click.Command:
             rls.set_tenant(session, rls.SYSTEM)
             hk = _keys(settings, session)
             c = collections.get(session, collection)
+            p = tenants.get_partner(session, partner)
             collections.set_access(
                 session,
                 c.id,
-                partner,
+                p.id,
                 collections.Access(access),
                 granted,
                 actor=Actor.operator(),
                 hub_name=settings.hub_name,
                 signer=hk.signer("collection"),
             )
-            click.echo(f"{'granted' if granted else 'revoked'} {access} on {c.slug} for {partner}")
+            click.echo(f"{'granted' if granted else 'revoked'} {access} on {c.slug} for {p.name}")
 
     command.__doc__ = (
-        "Let PARTNER read or contribute to COLLECTION."
+        "Let PARTNER (id or name) read or contribute to COLLECTION (id or slug)."
         if granted
-        else "Take away PARTNER's read or contribute access to COLLECTION."
+        else "Take away PARTNER's (id or name) read or contribute access to COLLECTION (id or slug)."
     )
     return click.command("grant" if granted else "revoke")(command)
 

@@ -277,6 +277,8 @@ class HubKeys:
     def load(cls, settings: Settings, session: Session) -> HubKeys:
         """Load role keys and hub secret from `settings.keys_path` and the latest key set, and check them."""
         keyset = current_keyset(session)
+        if keyset.hub != settings.hub_name:
+            raise KeysError(name_mismatch(keyset.hub, settings.hub_name))
         signers: dict[str, Signer] = {}
         for role in ROLES:
             signer = load_signer(role_key_path(settings.keys_path, role))
@@ -304,6 +306,16 @@ class HubKeys:
     @property
     def audit_origin(self) -> str:
         return f"{self.hub_name}/audit"
+
+
+def name_mismatch(keyset_hub: str, hub_name: str) -> str:
+    """Why a hub may not serve under another name than its key set's (every origin would fail to verify)."""
+    return (
+        f"the key set names this hub {keyset_hub!r} but it is configured as {hub_name!r}: every log origin "
+        f"would name a hub no verifier accepts. Serve it under the base URL given to `hashfed init` "
+        f"(host:port {keyset_hub}), or set HASHFED_HUB_NAME={keyset_hub} when a proxy serves it under another "
+        f"URL; another name needs a new hub (another HASHFED_VAR_DIR and database)"
+    )
 
 
 def expiry_problem(keyset: KeySet, now: datetime) -> tuple[str | None, str | None]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -57,8 +58,13 @@ def _runner(
     return run
 
 
-def add_jobs(scheduler: BaseScheduler, factory: sessionmaker[Session], settings: Settings) -> None:
-    """Schedule sealing, cosignatures, audit integration, webhook deliveries and token sweeps."""
+def add_jobs(
+    scheduler: BaseScheduler, factory: sessionmaker[Session], settings: Settings, *, run_now: bool = True
+) -> list[Callable[[], None]]:
+    """Schedule sealing, cosignatures, audit integration, webhook deliveries and token sweeps.
+
+    With `run_now` each job first runs when the scheduler starts; without it, one interval later (the caller
+    runs them first itself). Returns the jobs' runners in plan order."""
     # (name, job, interval in seconds, takes settings, takes keys)
     plan: list[tuple[str, Callable[..., Any], int, bool, bool]] = [
         ("seal_pending", jobs.seal_pending, settings.seal_interval_s, True, True),
@@ -67,17 +73,22 @@ def add_jobs(scheduler: BaseScheduler, factory: sessionmaker[Session], settings:
         ("deliver_webhooks", webhooks.deliver_webhooks, WEBHOOK_INTERVAL_S, False, False),
         ("sweep_tokens", jobs.sweep_tokens, 3600, False, False),
     ]
+    runners = []
+    now = utcnow()
     for name, job, seconds, with_settings, with_keys in plan:
+        runner = _runner(name, job, factory, settings, with_settings=with_settings, with_keys=with_keys)
         scheduler.add_job(
-            _runner(name, job, factory, settings, with_settings=with_settings, with_keys=with_keys),
+            runner,
             "interval",
             seconds=seconds,
             id=name,
             name=name,
             max_instances=1,
             coalesce=True,
-            next_run_time=utcnow(),
+            next_run_time=now if run_now else now + timedelta(seconds=seconds),
         )
+        runners.append(runner)
+    return runners
 
 
 def run_forever(settings: Settings) -> None:
@@ -103,6 +114,12 @@ def start_embedded(app: Any, settings: Settings) -> BackgroundScheduler:
     from hub.web import state
 
     scheduler = BackgroundScheduler(timezone="UTC", daemon=True)
-    add_jobs(scheduler, state(app).session_factory, settings)
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        # APScheduler logs every run at INFO; in the one embedded process that buries the start-up banner.
+        # The jobs log what they did themselves.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # Each job runs once here, in order, before the hub answers: start-up work is done and logged first.
+    for runner in add_jobs(scheduler, state(app).session_factory, settings, run_now=False):
+        runner()
     scheduler.start()
     return scheduler

@@ -13,6 +13,7 @@ import click
 from hub import people, tenants
 from hub.auditlog import Actor
 from hub.cli import unit_of_work
+from hub.clioutput import emit, json_option
 from hub.config import Settings
 from hub.keys import ensure_hub_secret
 from hub.tenants import SCOPES, PartnerKind, PartnerStatus
@@ -30,12 +31,13 @@ def partner_group() -> None:
 @partner_group.command("create")
 @click.argument("name")
 @click.option("--kind", type=click.Choice([k.value for k in PartnerKind]), required=True)
+@json_option
 @click.pass_obj
-def partner_create(settings: Settings, name: str, kind: str) -> None:
-    """Create an active partner NAME of KIND."""
+def partner_create(settings: Settings, name: str, kind: str, as_json: bool) -> None:
+    """Create an active partner NAME of KIND. Other commands take the partner's id or its NAME."""
     with unit_of_work(settings) as session:
         partner = tenants.create_partner(session, name, kind, Actor.operator())
-        click.echo(f"partner {partner.id} {partner.name} ({partner.kind})")
+        emit({"partner id": partner.id, "name": partner.name, "kind": partner.kind}, as_json)
 
 
 @partner_group.command("list")
@@ -80,35 +82,43 @@ def client_group() -> None:
               help="scopes a token request without `scope` gets (default: all of --scope)")
 @click.option("--jwks", type=click.Path(exists=True, dir_okay=False),
               help="public JWKS file: the client authenticates with private_key_jwt (preferred)")
+@json_option
 @click.pass_obj
 def client_create(settings: Settings, partner: str, name: str, scopes: tuple[str, ...],
-                  default_scopes: tuple[str, ...], jwks: str | None) -> None:
-    """Create a client of PARTNER; without --jwks a secret is printed once (client_secret_basic)."""
+                  default_scopes: tuple[str, ...], jwks: str | None, as_json: bool) -> None:
+    """Create a client of PARTNER (id or name); without --jwks a secret is printed once (client_secret_basic)."""
     with unit_of_work(settings) as session:
         issued = tenants.create_client(
             session, partner, name, list(scopes), hub_secret=ensure_hub_secret(settings.keys_path),
             actor=Actor.operator(), jwks=_jwks(jwks), default_scopes=list(default_scopes) or None,
         )
-        click.echo(f"client_id: {issued.client.client_id}")
-        click.echo(f"auth_method: {issued.client.auth_method}")
-        if issued.secret:
-            click.echo(f"client_secret: {issued.secret}  (shown once; store it now)")
+        _emit_client(issued, as_json)
+
+
+def _emit_client(issued: tenants.IssuedClient, as_json: bool) -> None:
+    fields: dict[str, object] = {
+        "client id": issued.client.client_id,
+        "partner id": issued.client.partner_id,
+        "auth method": issued.client.auth_method,
+    }
+    if issued.secret:
+        fields["client secret"] = issued.secret
+    emit(fields, as_json, note="the client secret is shown once: store it now" if issued.secret else None)
 
 
 @client_group.command("rotate")
 @click.argument("client_id")
 @click.option("--jwks", type=click.Path(exists=True, dir_okay=False), help="the new JWKS (private_key_jwt)")
+@json_option
 @click.pass_obj
-def client_rotate(settings: Settings, client_id: str, jwks: str | None) -> None:
+def client_rotate(settings: Settings, client_id: str, jwks: str | None, as_json: bool) -> None:
     """Replace CLIENT_ID's secret (printed once) or JWKS."""
     with unit_of_work(settings) as session:
         issued = tenants.rotate_client(
             session, client_id, hub_secret=ensure_hub_secret(settings.keys_path), actor=Actor.operator(),
             jwks=_jwks(jwks),
         )
-        click.echo(f"client {issued.client.client_id} rotated")
-        if issued.secret:
-            click.echo(f"client_secret: {issued.secret}  (shown once; store it now)")
+        _emit_client(issued, as_json)
 
 
 @client_group.command("revoke")

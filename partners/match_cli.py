@@ -65,12 +65,10 @@ def _files(paths: Sequence[str]) -> Iterator[tuple[str, HashResult]]:
 @click.argument("files", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file (JSON lines).")
 def hash_command(files: Sequence[str], as_json: bool) -> None:
-    """PDQ (with quality), MD5 and SHA-256 of each FILE; exit status 1 if any file failed."""
+    """PDQ (with quality), MD5 and SHA-256 of each FILE as labelled lines; exit status 1 if any file failed."""
     _require_match_extra()
     failed = 0
-    if not as_json:
-        click.echo(f"{'pdq':64}  {'qual':>4}  {'md5':32}  {'sha256':64}  file")
-    for path, r in _files(files):
+    for n, (path, r) in enumerate(_files(files)):
         if r.error is not None:
             failed += 1
         if as_json:
@@ -82,8 +80,13 @@ def hash_command(files: Sequence[str], as_json: bool) -> None:
         if r.md5 is None:  # unreadable: no hash at all
             click.echo(f"{path}: error: {r.error}", err=True)
             continue
-        quality = "-" if r.quality is None else str(r.quality)
-        click.echo(f"{r.pdq or '-':64}  {quality:>4}  {r.md5:32}  {r.sha256:64}  {path}")
+        if n:
+            click.echo("")
+        click.echo(f"file: {path}")
+        click.echo(f"pdq: {r.pdq or '-'}")
+        click.echo(f"quality: {'-' if r.quality is None else r.quality}")
+        click.echo(f"md5: {r.md5}")
+        click.echo(f"sha256: {r.sha256}")
         if r.error is not None:
             click.echo(f"{path}: error: {r.error}", err=True)
     if failed:

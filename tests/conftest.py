@@ -3,6 +3,11 @@
 Each test session creates its own PostgreSQL database (from HASHFED_TEST_POSTGRES_URL) and drops it at the
 end; the schema always comes from the migrations. Each test runs inside a transaction that is rolled back.
 When PostgreSQL is unreachable its tests skip, unless HASHFED_REQUIRE_POSTGRES=1, where they fail.
+
+No test may depend on today's date. `--clock DATE` (or HASHFED_TEST_CLOCK) runs the whole suite with the wall clock
+moved to DATE and ticking from there (time-machine moves datetime.now and time.time for every thread of this
+process); CI runs the suite once more under a far date. A test that needs a fixed moment freezes it with
+time-machine's `time_machine` fixture.
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Connection, Engine, text
@@ -32,6 +39,42 @@ REQUIRE_POSTGRES = os.environ.get("HASHFED_REQUIRE_POSTGRES") == "1"
 BASE_URL = "http://127.0.0.1:8000"
 # On PostgreSQL the tests, like the serving hub, connect as a role that owns no table (docs/operations.md).
 APP_ROLE = "hashfed_app"
+
+
+_CLOCK = pytest.StashKey[time_machine.travel]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--clock",
+        metavar="DATE",
+        default=os.environ.get("HASHFED_TEST_CLOCK", ""),
+        help="run the suite with the wall clock moved to DATE (ISO 8601, UTC unless an offset is given)",
+    )
+
+
+def shifted_clock(value: str) -> datetime:
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    value = config.getoption("--clock")
+    if value:
+        traveller = time_machine.travel(shifted_clock(value), tick=True)
+        traveller.start()
+        config.stash[_CLOCK] = traveller
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    traveller = config.stash.get(_CLOCK, None)
+    if traveller is not None:
+        traveller.stop()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    value = config.getoption("--clock")
+    return f"clock: moved to {shifted_clock(value).isoformat()}" if value else "clock: real"
 
 
 def _postgres_unavailable() -> str | None:

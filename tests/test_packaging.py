@@ -49,3 +49,11 @@ def test_console_scripts_and_extras_are_declared():
     assert not any(dep.lower().startswith("flask") for dep in meta["dependencies"] + extras["partner"])
     for name in ("flask", "flask-smorest", "sqlalchemy", "alembic", "psycopg2-binary", "authlib", "apscheduler"):
         assert any(dep.lower().startswith(name + ">=") for dep in extras["hub"]), name
+
+
+def test_licence_is_an_spdx_expression():
+    """PEP 639: a TOML table licence is deprecated and makes every install print a banner."""
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert meta["project"]["license"] == "Apache-2.0"
+    assert (ROOT / "LICENSE").read_text().lstrip().startswith("Apache License")
+    assert any(req.startswith("setuptools>=77") for req in meta["build-system"]["requires"])

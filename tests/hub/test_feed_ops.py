@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -133,8 +134,11 @@ def test_seal_cosign_and_collections_commands(fresh_database, tmp_path):
         assert result.exit_code == 0, result.output
         return result.output
 
-    cid = run("collections", "create", "cli-made", "--owner", owner_id, "--types", "pdq,md5").strip()
-    assert "granted reader on cli-made" in run("collections", "grant", "cli-made", other_id, "--access", "reader")
+    made = json.loads(run("collections", "create", "cli-made", "--owner", "owner", "--types", "pdq,md5", "--json"))
+    cid = made["collection_id"]
+    assert made == {"collection_id": cid, "slug": "cli-made", "owner": owner_id}  # the owner given by name
+    granted = run("collections", "grant", "cli-made", "other", "--access", "reader")
+    assert "granted reader on cli-made for other" in granted
     listed = run("collections", "list")
     assert f"{cid}  cli-made  ncii  types=pdq,md5  readers=2  contributors=1  descriptor v2" in listed
     assert "revoked reader" in run("collections", "revoke", cid, other_id, "--access", "reader")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import stat
+from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -61,7 +62,8 @@ def test_root_rotation_needs_old_and_new_root(session, settings):
         stale.update(v3.envelope)  # versions are walked one by one
 
 
-def test_key_endpoints_are_public(client, session, settings):
+def test_key_endpoints_are_public(client, session, settings, time_machine):
+    time_machine.move_to(T0 + timedelta(days=1), tick=False)  # the fixture key set is made at T0
     assert client.get("/v1/keys").status_code == 404
     make_hub_keys(session, settings)
     session.commit()
@@ -96,12 +98,14 @@ def test_readiness_warns_30_days_before_the_key_set_expires(session, settings):
 
 
 def test_init_keys_rotate_checkpoint_prove_export_verify(tmp_path):
-    env = {"HASHFED_VAR_DIR": str(tmp_path / "var"), "HASHFED_HUB_NAME": "hub.test"}
+    env = {"HASHFED_VAR_DIR": str(tmp_path / "var"), "HASHFED_HUB_NAME": "hub.test",
+           "HASHFED_BASE_URL": "https://hub.test"}
     runner = CliRunner()
     out = runner.invoke(main, ["init"], env=env)
     assert out.exit_code == 0, out.output
     assert "WARNING: kept on this host" in out.output
     pin = out.output.split("(partners pin this): ")[1].split()[0]
+    assert runner.invoke(main, ["keys", "show", "--pin"], env=env).output == pin + "\n"
     again = runner.invoke(main, ["init"], env=env)
     assert again.exit_code == 0 and pin in again.output, again.output
 

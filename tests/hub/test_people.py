@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from click.testing import CliRunner
 from flask_smorest import Blueprint
 
@@ -67,10 +69,12 @@ def test_cli_partner_client_user(fresh_database, tmp_path, monkeypatch):
     r = run(main, ["partner", "create", "acme-cli", "--kind", "platform"])
     assert r.exit_code == 0, r.output
     r = run(main, ["client", "create", "acme-cli", "--scope", "feed:read"])
-    assert r.exit_code == 0, r.output and "client_secret:" in r.output
-    client_id = r.output.split("client_id: ")[1].split()[0]
+    assert r.exit_code == 0 and "client secret: " in r.output, r.output
+    client_id = r.output.split("client id: ")[1].split()[0]
     assert run(main, ["client", "create", "acme-cli", "--scope", "audit:read"]).exit_code != 0
-    assert run(main, ["client", "rotate", client_id]).exit_code == 0
+    rotated = run(main, ["client", "rotate", client_id, "--json"])
+    assert rotated.exit_code == 0, rotated.output
+    assert json.loads(rotated.output)["client_id"] == client_id and json.loads(rotated.output)["client_secret"]
     assert run(main, ["client", "revoke", client_id]).exit_code == 0
     assert run(main, ["partner", "suspend", "acme-cli"]).exit_code == 0
     assert run(main, ["partner", "resume", "acme-cli"]).exit_code == 0

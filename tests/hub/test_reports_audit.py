@@ -22,10 +22,12 @@ from hub.jobs import integrate_audit_log
 from hub.reports import service
 from tests.conftest import BASE_URL
 from tests.hub import factories as f
+from tests.hub import feedkit as kit
 from tests.hub import reportkit as rk
 
 
-def test_reports_verify_in_an_export_and_each_has_an_inclusion_proof(fresh_database, tmp_path):
+def test_reports_verify_in_an_export_and_each_has_an_inclusion_proof(fresh_database, tmp_path, time_machine):
+    time_machine.move_to(kit.T0 + timedelta(days=1))  # the export is verified against the key set made at T0
     settings = Settings(
         var_dir=tmp_path / "var", database_url=fresh_database.app_url, base_url=BASE_URL, hub_name="hub.test"
     )

@@ -86,7 +86,8 @@ def test_hash_prints_every_file_and_reports_a_text_file_without_stopping(files: 
     assert "cannot read" in rows[3]["error"]
     table = run(tmp_path, "hash", *paths)
     assert table.exit_code == 1
-    assert str(files["other"]) in table.stdout and "not an image" in table.stderr
+    assert f"file: {files['text']}\npdq: -\nquality: -\n" in table.stdout and "not an image" in table.stderr
+    assert f"pdq: {rows[0]['pdq']}\nquality: {rows[0]['quality']}\nmd5: {rows[0]['md5']}\n" in table.stdout
     assert "2 of 4 file(s)" in table.stderr
 
 
