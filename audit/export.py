@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +61,12 @@ def write_export(
         (root / "checkpoints" / f"{size}.note").write_text(note, encoding="utf-8")
 
 
-def manifest_for(hub: str, exported_at: datetime) -> dict[str, Any]:
-    """The manifest of an export of `hub`'s audit log."""
-    return {"hub": hub, "origin": f"{hub}/audit", "exported_at": format_time(exported_at)}
+def manifest_for(hub: str, exported_at: datetime, checkpoint_interval_s: int | None = None) -> dict[str, Any]:
+    """The manifest of an export of `hub`'s audit log; `checkpoint_interval_s`: how often the hub signs one."""
+    manifest: dict[str, Any] = {"hub": hub, "origin": f"{hub}/audit", "exported_at": format_time(exported_at)}
+    if checkpoint_interval_s is not None:
+        manifest["checkpoint_interval_s"] = checkpoint_interval_s
+    return manifest
 
 
 def _numbered(folder: Path, suffix: str) -> list[tuple[int, Path]]:
@@ -103,8 +106,13 @@ def _read_entries(path: Path) -> list[AuditEntry]:
 
 def _verify(root: Path, pinned: str | None) -> Report:
     manifest = parse_json((root / "manifest.json").read_bytes())
-    if not isinstance(manifest, dict) or set(manifest) != {"hub", "origin", "exported_at"}:
-        raise FormatError("manifest.json has exactly hub, origin and exported_at")
+    if not isinstance(manifest, dict) or not (
+        {"hub", "origin", "exported_at"} <= set(manifest) <= {"hub", "origin", "exported_at", "checkpoint_interval_s"}
+    ):
+        raise FormatError("manifest.json has hub, origin and exported_at, and may have checkpoint_interval_s")
+    interval = manifest.get("checkpoint_interval_s")
+    if interval is not None and (type(interval) is not int or interval <= 0):
+        raise FormatError("manifest checkpoint_interval_s is a positive integer")
     hub, origin, exported_at = manifest["hub"], manifest["origin"], parse_time(manifest["exported_at"])
     if origin != f"{hub}/audit":
         raise FormatError(f"manifest origin {origin!r} is not {hub}/audit")
@@ -165,7 +173,7 @@ def _verify(root: Path, pinned: str | None) -> Report:
     last = checkpoints[-1][0]
     notes = []
     if last < len(entries):
-        notes.append(f"{len(entries) - last} entries after checkpoint {last} are not covered by a checkpoint")
+        notes.append(_uncovered(entries, last, exported_at, interval))
     trust = "trusted on first use" if trusted.trusted_on_first_use else "pinned"
     verdict = (
         f"OK: {origin}: {len(entries)} entries, {len(checkpoints)} checkpoints consistent up to size "
@@ -173,6 +181,30 @@ def _verify(root: Path, pinned: str | None) -> Report:
     )
     return Report(
         True, verdict, len(entries), len(checkpoints), keyset.version, trusted.trusted_on_first_use, notes
+    )
+
+
+def _uncovered(entries: list[AuditEntry], last: int, exported_at: datetime, interval: int | None) -> str:
+    """Say which entries follow the latest checkpoint and when one covering them is due."""
+    first, newest = entries[last], entries[-1]
+    span = f"entries {last}..{newest.seq}" if newest.seq > last else f"entry {last}"
+    text = (
+        f"{span} (recorded {format_time(first.time)} to {format_time(newest.time)}) follow the latest "
+        f"checkpoint (size {last}): they are in this export but no signed checkpoint commits to them yet, so "
+        f"they are not verified."
+    )
+    if interval is None:
+        return text + " Export again after the hub's next audit checkpoint to verify them."
+    due = newest.time + timedelta(seconds=interval)
+    if due < exported_at:
+        return text + (
+            f" The hub signs an audit checkpoint every {interval} s, so one covering them was due by "
+            f"{format_time(due)}, before this export was made ({format_time(exported_at)}): ask the hub's "
+            "operator whether its audit checkpoints have stopped."
+        )
+    return text + (
+        f" The hub signs an audit checkpoint every {interval} s: the next is due by {format_time(due)};"
+        " export again after it to verify them."
     )
 
 

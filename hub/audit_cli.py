@@ -249,5 +249,8 @@ def audit_export(settings: Settings, to: Path) -> None:
     if to.exists() and any(to.iterdir()):
         raise click.ClickException(f"{to} is not empty")
     with unit_of_work(settings) as session:
-        n, c = auditlog.export(session, str(to), settings.hub_name, utcnow())
+        n, c = auditlog.export(
+            session, str(to), settings.hub_name, utcnow(),
+            checkpoint_interval_s=settings.audit_checkpoint_interval_s,
+        )
     click.echo(f"exported {n} entries and {c} checkpoints to {to}; check with: hashfed-audit verify {to}")

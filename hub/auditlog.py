@@ -464,12 +464,16 @@ def checkpoint_notes(session: Session) -> list[str]:
     return list(session.scalars(select(AuditCheckpoint.note).order_by(AuditCheckpoint.size)))
 
 
-def export(session: Session, path: str, hub: str, now: datetime) -> tuple[int, int]:
-    """Write the folder `hashfed-audit verify` checks (audit.export layout); return (entries, checkpoints)."""
+def export(
+    session: Session, path: str, hub: str, now: datetime, *, checkpoint_interval_s: int | None = None
+) -> tuple[int, int]:
+    """Write the folder `hashfed-audit verify` checks (audit.export layout); return (entries, checkpoints).
+
+    `checkpoint_interval_s` lets the verifier say when entries after the latest checkpoint will be covered."""
     from audit.export import manifest_for, write_export
     from hub.keys import all_envelopes
 
     data = list(all_entries(session))
     notes = checkpoint_notes(session)
-    write_export(path, all_envelopes(session), data, notes, manifest_for(hub, now))
+    write_export(path, all_envelopes(session), data, notes, manifest_for(hub, now, checkpoint_interval_s))
     return len(data), len(notes)

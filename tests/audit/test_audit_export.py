@@ -177,3 +177,39 @@ def test_damaged_export_fails(tmp_path: Path, damage: Callable[[Path], None], me
 def test_wrong_pin_fails(tmp_path: Path) -> None:
     code, out = run(export(tmp_path), "--keyset-sha256", "ab" * 32)
     assert code == 1 and "does not match the pin" in out
+
+
+def test_entries_after_the_latest_checkpoint_are_named_with_when_one_is_due(tmp_path: Path) -> None:
+    data = entries(12)  # checkpoints at 4, 7, 10: entries 10 and 11 follow the latest
+    newest = AuditEntry.from_bytes(data[-1]).time
+
+    def notes(manifest: dict[str, object]) -> list[str]:
+        path = tmp_path / str(len(list(tmp_path.iterdir())))
+        write_export(path, KEYSETS, data, checkpoints(data), manifest)
+        report = verify_export(path, PIN)
+        assert report.ok and report.checkpoints == 3, report.verdict
+        return report.notes
+
+    without = notes(manifest_for(HUB, NOW))
+    assert len(without) == 1 and without[0].startswith("entries 10..11 (recorded ")
+    assert "follow the latest checkpoint (size 10)" in without[0] and "next audit checkpoint" in without[0]
+
+    soon = notes(manifest_for(HUB, newest + timedelta(seconds=5), checkpoint_interval_s=30))
+    due = (newest + timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert f"every 30 s: the next is due by {due}" in soon[0]
+
+    late = notes(manifest_for(HUB, newest + timedelta(hours=2), checkpoint_interval_s=30))
+    assert f"was due by {due}, before this export was made" in late[0]
+    assert "checkpoints have stopped" in late[0]
+
+    covered = tmp_path / "covered"
+    write_export(covered, KEYSETS, entries(10), checkpoints(entries(10)), manifest_for(HUB, NOW, 30))
+    assert verify_export(covered, PIN).notes == []
+
+
+@pytest.mark.parametrize("interval", [0, -5, "30", True], ids=["zero", "negative", "text", "bool"])
+def test_a_malformed_checkpoint_interval_is_refused(tmp_path: Path, interval: object) -> None:
+    manifest = {**manifest_for(HUB, NOW), "checkpoint_interval_s": interval}
+    write_export(tmp_path, KEYSETS, entries(), checkpoints(entries()), manifest)
+    report = verify_export(tmp_path, PIN)
+    assert not report.ok and "checkpoint_interval_s" in report.verdict
