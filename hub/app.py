@@ -10,16 +10,20 @@ from flask_smorest import Api
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from hub import apidocs, auditapi, feed, health, match, metrics, oauth, people, webhooks
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory
 from hub.errors import HubError
+from hub.proxies import TrustedProxies, parse_networks
 from hub.reports import routes as reports_routes
 from hub.web import HubState, discard_session, finish_session
 
 log = logging.getLogger(__name__)
+
+# The largest request body the hub reads (a bulk submission of 50,000 signals is about 6 MiB); the servers
+# refuse a larger declared Content-Length before reading it.
+MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 class HubApi(Api):
@@ -83,7 +87,7 @@ def create_app(
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         JSON_SORT_KEYS=False,
-        MAX_CONTENT_LENGTH=64 * 1024 * 1024,
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
     )
     app.extensions["hashfed"] = HubState(
         settings=settings,
@@ -91,9 +95,10 @@ def create_app(
         session_factory=session_factory or make_session_factory(engine),
         services={},
     )
-    if settings.proxy_fix_hops:
-        hops = settings.proxy_fix_hops
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
+    # Forwarded headers count only from the configured proxies; from anyone else they are dropped.
+    app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
+        app.wsgi_app, parse_networks(settings.trusted_proxies), settings.proxy_fix_hops or 1
+    )
 
     api = HubApi(app)
     app.register_error_handler(HubError, handle_hub_error)

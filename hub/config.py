@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hub.errors import ConfigError
+from hub.proxies import parse_networks
 
 # Variables with these names belong to other tools (tests, the partner kit) and are not hub settings.
 _FOREIGN = ("HASHFED_TEST_", "HASHFED_REQUIRE_POSTGRES", "HASHFED_PARTNER_", "HASHFED_BENCH_")
@@ -52,7 +53,10 @@ class Settings:
     login_rate_limit_address: str = "30/minute"
     # Paths of the online signing keys; empty means `<var_dir>/keys/<role>.pem`.
     keys_dir: str = ""
-    # Trust X-Forwarded-* headers from this many proxies (0: none). See docs/operations.md.
+    # Reverse proxies (addresses or CIDR networks) whose X-Forwarded-* headers are believed; from any other
+    # peer those headers are dropped (hub/proxies.py). See docs/operations.md.
+    trusted_proxies: tuple[str, ...] = ()
+    # How many trusted proxies stand in a row before the hub (0: one when trusted_proxies is set, else none).
     proxy_fix_hops: int = 0
     # A signal reported `false_positive` by this many different partners is flagged for governance review.
     false_positive_flag_threshold: int = 3
@@ -167,6 +171,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "HASHFED_LOGIN_RATE_LIMIT_ADDRESS": ("login_rate_limit_address", _str),
     "HASHFED_KEYS_DIR": ("keys_dir", _str),
     "HASHFED_PROXY_FIX_HOPS": ("proxy_fix_hops", _non_negative_int),
+    "HASHFED_TRUSTED_PROXIES": ("trusted_proxies", lambda raw: tuple(p.strip() for p in raw.split(",") if p.strip())),
     "HASHFED_FALSE_POSITIVE_FLAG_THRESHOLD": ("false_positive_flag_threshold", _positive_int),
 }
 
@@ -190,5 +195,14 @@ def _check(s: Settings) -> None:
     ):
         if not _RATE.match(value):
             raise ConfigError(f"HASHFED_{name}={value!r} must look like '30/minute'")
+    try:
+        parse_networks(s.trusted_proxies)
+    except ValueError as e:
+        raise ConfigError(f"HASHFED_TRUSTED_PROXIES={','.join(s.trusted_proxies)!r}: {e}") from e
+    if s.proxy_fix_hops and not s.trusted_proxies:
+        raise ConfigError(
+            "HASHFED_PROXY_FIX_HOPS is set but HASHFED_TRUSTED_PROXIES is not: name the addresses the proxies "
+            "connect from, or forwarded headers from anyone would be believed"
+        )
     if s.redis_url and not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"HASHFED_REDIS_URL={s.redis_url!r} must be a redis:// URL")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from hub.app import create_app
+from hub.app import MAX_BODY_BYTES, create_app
 from hub.config import Settings
 
 
@@ -44,15 +44,32 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def serve_embedded(settings: Settings, host: str, port: int, threads: int, *, ready: Callable[[], None]) -> None:
-    """One process: the API on waitress's threads and the scheduled jobs beside it."""
+# An idle or half-open connection is closed after this long (waitress's channel_timeout; gunicorn's keep-alive
+# below). Production puts a buffering reverse proxy in front (docs/operations.md): slow clients meet the proxy.
+IDLE_TIMEOUT_S = 30
+# A gunicorn worker silent this long is restarted; a graceful stop waits this long for requests in flight.
+WORKER_TIMEOUT_S = 60
+
+
+def make_embedded_server(app: Any, host: str, port: int, threads: int) -> Any:
+    """waitress, bound: a declared body over MAX_BODY_BYTES is refused (413) before it is read; forwarded
+    headers are passed through untouched for hub.proxies to believe or drop (waitress would drop them all)."""
     import waitress
 
+    return waitress.create_server(
+        app, host=host, port=port, threads=threads, ident="hashfed",
+        max_request_body_size=MAX_BODY_BYTES, channel_timeout=IDLE_TIMEOUT_S,
+        clear_untrusted_proxy_headers=False, trusted_proxy=None,
+    )
+
+
+def serve_embedded(settings: Settings, host: str, port: int, threads: int, *, ready: Callable[[], None]) -> None:
+    """One process: the API on waitress's threads and the scheduled jobs beside it."""
     from hub.scheduler import start_embedded
 
     app = create_app(settings)
     # Bind before any job runs: a taken port fails here, with nothing started.
-    server = waitress.create_server(app, host=host, port=port, threads=threads, ident="hashfed")
+    server = make_embedded_server(app, host, port, threads)
     # The one embedded process also runs the scheduled jobs (sealing, cosignatures, audit checkpoints...);
     # their first run happens before `ready`, so its banner is the last start-up line.
     start_embedded(app, settings)
@@ -71,6 +88,11 @@ def serve_gunicorn(
             self.cfg.set("workers", workers)
             self.cfg.set("threads", threads)
             self.cfg.set("accesslog", "-")
+            self.cfg.set("timeout", WORKER_TIMEOUT_S)
+            self.cfg.set("graceful_timeout", WORKER_TIMEOUT_S)
+            self.cfg.set("keepalive", 5)
+            # The scheme comes from hub.proxies, which believes only the configured proxies.
+            self.cfg.set("secure_scheme_headers", {})
             self.cfg.set("when_ready", lambda _server: ready())
 
         def load(self) -> Any:
