@@ -16,7 +16,7 @@ from audit.merkle import b64encode
 from hub import auditlog, keys
 from hub.auth import require_scope
 from hub.errors import NotFoundError
-from hub.web import db
+from hub.web import MAX_BIGINT, MAX_INTEGER, db
 
 blp = Blueprint("trust", __name__, description="Signed key sets and the audit log")
 
@@ -41,7 +41,7 @@ def latest_keys() -> Response:
     return _envelope(row, "public, max-age=60")
 
 
-@blp.route("/v1/keys/<int:version>")
+@blp.route(f"/v1/keys/<int(max={MAX_INTEGER}):version>")
 @blp.response(200, description="key set `version` (a DSSE envelope); immutable")
 @blp.alt_response(404, description="no such version")
 def keys_version(version: int) -> Response:
@@ -62,20 +62,24 @@ def audit_checkpoint() -> Response:
     return response
 
 
+_SEQ = ma.validate.Range(min=0, max=MAX_BIGINT)
+_SIZE = ma.validate.Range(min=1, max=MAX_BIGINT)
+
+
 class EntriesQuery(ma.Schema):
-    start = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0))
-    end = ma.fields.Integer(load_default=None, validate=ma.validate.Range(min=0))
+    start = ma.fields.Integer(load_default=0, validate=_SEQ)
+    end = ma.fields.Integer(load_default=None, validate=_SEQ)
     limit = ma.fields.Integer(load_default=auditlog.MAX_PAGE, validate=ma.validate.Range(min=1, max=auditlog.MAX_PAGE))
 
 
 class InclusionQuery(ma.Schema):
-    seq = ma.fields.Integer(required=True, validate=ma.validate.Range(min=0))
-    size = ma.fields.Integer(required=True, validate=ma.validate.Range(min=1))
+    seq = ma.fields.Integer(required=True, validate=_SEQ)
+    size = ma.fields.Integer(required=True, validate=_SIZE)
 
 
 class ConsistencyQuery(ma.Schema):
-    from_ = ma.fields.Integer(required=True, data_key="from", validate=ma.validate.Range(min=1))
-    to = ma.fields.Integer(required=True, validate=ma.validate.Range(min=1))
+    from_ = ma.fields.Integer(required=True, data_key="from", validate=_SIZE)
+    to = ma.fields.Integer(required=True, validate=_SIZE)
 
 
 @blp.route("/v1/audit/entries")

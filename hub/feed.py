@@ -23,7 +23,7 @@ from hub.auth import current_principal, require_scope
 from hub.db import utcnow
 from hub.errors import NotFoundError, ServiceUnavailableError, ValidationError
 from hub.keys import HubKeys
-from hub.web import db, settings, state
+from hub.web import MAX_BIGINT, db, settings, state
 
 blp = Blueprint("feed", __name__, description="Collections, the signed delta feed, and hash submission")
 
@@ -72,16 +72,16 @@ class SubmittedSchema(Schema):
 
 
 class PageArgs(Schema):
-    since_size = fields.Integer(required=True, validate=validate.Range(min=0))
+    since_size = fields.Integer(required=True, validate=validate.Range(min=0, max=MAX_BIGINT))
     limit = fields.Integer(load_default=DEFAULT_PAGE, validate=validate.Range(min=1, max=MAX_PAGE))
 
 
 class ChunkArgs(Schema):
-    seq = fields.Integer(validate=validate.Range(min=1))
+    seq = fields.Integer(validate=validate.Range(min=1, max=MAX_BIGINT))
 
 
 class AckSchema(Schema):
-    size = fields.Integer(required=True, validate=validate.Range(min=0))
+    size = fields.Integer(required=True, validate=validate.Range(min=0, max=MAX_BIGINT))
     root = fields.String(required=True, metadata={"description": "base64 root hash at size"})
 
 
@@ -216,7 +216,7 @@ def batch_page(args: dict[str, Any], c: str) -> Response:
     return response
 
 
-@blp.route("/v1/collections/<c>/batches/<int:seq>")
+@blp.route(f"/v1/collections/<c>/batches/<int(max={MAX_BIGINT}):seq>")
 @require_scope("feed:read")
 @blp.response(200, description="one immutable DSSE envelope (application/vnd.hashfed.batch.v1+json)")
 @blp.alt_response(304, description="not modified (If-None-Match)")
@@ -281,7 +281,7 @@ def snapshot(c: str) -> Response:
     return response
 
 
-@blp.route("/v1/collections/<c>/snapshot/chunks/<int:index>")
+@blp.route(f"/v1/collections/<c>/snapshot/chunks/<int(max={MAX_BIGINT}):index>")
 @require_scope("feed:read")
 @blp.arguments(ChunkArgs, location="query")
 @blp.response(200, description='a chunk: canonical JSON {"collection", "seq", "index", "signals": [add...]}')

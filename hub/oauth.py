@@ -8,6 +8,7 @@ the transport rule (HTTPS, or plain HTTP from a loopback address only) and the a
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import logging
@@ -21,7 +22,9 @@ from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Payload, Flask
 from authlib.oauth2.rfc6749 import (
     ClientMixin,
     InvalidClientError,
+    InvalidRequestError,
     InvalidScopeError,
+    OAuth2Error,
     OAuth2Request,
     TokenMixin,
 )
@@ -172,6 +175,36 @@ ASSERTION_ALGORITHMS = [
 ]
 # A failed authentication of one client is audited at most this often.
 FAILURE_AUDIT_INTERVAL = timedelta(minutes=1)
+# Every failed client authentication gets these words: an unknown client id and a wrong secret (or key) look
+# the same, so the answer does not tell which client ids exist.
+CLIENT_AUTH_FAILED = "client authentication failed"
+# Longer than any client id the hub issues (`hfc_` and 32 hex digits).
+MAX_CLIENT_ID = 64
+
+
+def is_client_id(value: object) -> bool:
+    """Whether `value` could name a client: 1 to 64 printable ASCII characters (no NUL, no surrogate).
+
+    Anything else is no client, answered before it reaches a query (PostgreSQL refuses NUL in text,
+    and a lone surrogate cannot be encoded for any database).
+    """
+    return isinstance(value, str) and 0 < len(value) <= MAX_CLIENT_ID and value.isascii() and value.isprintable()
+
+
+class _UnsupportedTokenType(OAuth2Error):
+    """A token type hint for a type the hub does not issue: 400 (RFC 7009 2.2.1; authlib's own is a 401)."""
+
+    error = "unsupported_token_type"
+    status_code = 400
+
+
+def _check_token_params(request: Any) -> None:
+    """authlib's `check_params` (a token is required; the hint must be a type we hold), with the 400."""
+    if "token" not in request.form:
+        raise InvalidRequestError(description="token is required")
+    hint = request.form.get("token_type_hint")
+    if hint and hint != "access_token":
+        raise _UnsupportedTokenType(description="only access tokens are issued here")
 
 
 class _Client(ClientMixin):
@@ -297,7 +330,7 @@ class _Revocation(RevocationEndpoint):
     SUPPORTED_TOKEN_TYPES = ("access_token",)
 
     def authenticate_token(self, request: Any, client: _Client) -> _Token | None:
-        self.check_params(request, client)
+        _check_token_params(request)
         return _lookup(request.form["token"], client)
 
     def revoke_token(self, token: _Token, request: Any) -> None:
@@ -316,7 +349,7 @@ class _Introspection(IntrospectionEndpoint):
     SUPPORTED_TOKEN_TYPES = ("access_token",)
 
     def authenticate_token(self, request: Any, client: _Client) -> _Token | None:
-        self.check_params(request, client)
+        _check_token_params(request)
         return _lookup(request.form["token"], client)
 
     def check_permission(self, token: _Token, client: _Client, request: Any) -> bool:
@@ -393,8 +426,10 @@ class HubAuthorizationServer(AuthorizationServer):
 
     def _find_client(self, client_id: str) -> _Client | None:
         session = db()
+        if not is_client_id(client_id):
+            return None
         rls.set_tenant(session, rls.SYSTEM)  # the partner is not known until the client is
-        row = session.get(OAuthClient, client_id) if isinstance(client_id, str) else None
+        row = session.get(OAuthClient, client_id)
         if row is None or row.revoked_at is not None:
             return None
         partner = session.get(Partner, row.partner_id)
@@ -413,6 +448,11 @@ class HubAuthorizationServer(AuthorizationServer):
             db(), _client_actor(client.row), "token.issue", f"client/{client.row.client_id}",
             {"scopes": sorted(scopes), "expires_in": int(token["expires_in"])},
         )
+
+    def handle_error_response(self, request: Any, error: Any) -> Any:
+        if isinstance(error, InvalidClientError):
+            error.description = CLIENT_AUTH_FAILED
+        return super().handle_error_response(request, error)
 
     def create_oauth2_request(self, request: Any) -> OAuth2Request:
         return _HubOAuth2Request(flask_request)
@@ -446,21 +486,22 @@ class HubAuthorizationServer(AuthorizationServer):
 
 
 def claimed_client_id() -> str | None:
-    """The client id a token request claims (Basic user, or the assertion's unverified `sub`); for logs."""
+    """The client id a token request claims (Basic user, or the assertion's unverified `sub`), if it could
+    be one (`is_client_id`); for logs and rate limits."""
+    claimed: object = None
     auth = flask_request.authorization
     if auth is not None and auth.type == "basic" and auth.username:
-        return unquote(auth.username)
-    assertion = flask_request.form.get("client_assertion")
-    if assertion:
+        claimed = unquote(auth.username)
+    elif assertion := flask_request.form.get("client_assertion"):
         try:
             payload = assertion.split(".")[1]
             claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-            sub = claims.get("sub") if isinstance(claims, dict) else None
-            return sub if isinstance(sub, str) else None
-        except (ValueError, IndexError):
+            claimed = claims.get("sub") if isinstance(claims, dict) else None
+        except (ValueError, IndexError, RecursionError):
             return None
-    value = flask_request.form.get("client_id")
-    return value or None
+    else:
+        claimed = flask_request.form.get("client_id")
+    return claimed if is_client_id(claimed) else None
 
 
 def audit_failed_authentication(
@@ -471,7 +512,7 @@ def audit_failed_authentication(
     Unknown client ids are only logged by the application: anyone can invent them, so they would let
     anyone fill the audit log.
     """
-    if not client_id or len(client_id) > 64:
+    if not is_client_id(client_id):
         log.info("failed client authentication at %s for an unknown client", endpoint)
         return False
     rls.set_tenant(session, rls.SYSTEM)
@@ -500,10 +541,26 @@ def server() -> HubAuthorizationServer:
     return srv
 
 
+def _basic_is_text() -> bool:
+    """Whether a Basic credential, if any, is UTF-8: authlib decodes it unguarded (RFC 7617 2.1)."""
+    kind, _, value = flask_request.headers.get("Authorization", "").strip().partition(" ")
+    if kind.lower() != "basic":
+        return True
+    try:
+        base64.b64decode(value.strip()).decode("utf-8")
+    except binascii.Error:
+        return True  # authlib reads this as no credential
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _endpoint(name: str) -> Response:
     require_secure_transport()
     srv = server()
-    if name == "token":
+    if not _basic_is_text():
+        response = srv.handle_error_response(None, InvalidClientError(status_code=401))
+    elif name == "token":
         response = srv.create_token_response()
     else:
         response = srv.create_endpoint_response(name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
+from typing import TypeGuard
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -225,10 +226,24 @@ def _json_body() -> dict[str, object]:
     # Requiring JSON is part of the CSRF defence: a cross-site form cannot send application/json.
     if not request.is_json:
         raise BadRequestError("send application/json")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError as e:  # the parser's recursion limit, reached by nesting: no body we take
+        raise BadRequestError("the body is a JSON object") from e
     if not isinstance(body, dict):
         raise BadRequestError("the body is a JSON object")
     return body
+
+
+def _is_text(value: object) -> TypeGuard[str]:
+    """A string the database and the password hasher can take: no NUL, no lone surrogate (JSON allows both)."""
+    if not isinstance(value, str) or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _secure() -> None:
@@ -246,8 +261,8 @@ def console_login() -> Response:
     _secure()
     body = _json_body()
     email, password = body.get("email"), body.get("password")
-    if not isinstance(email, str) or not isinstance(password, str):
-        raise BadRequestError("email and password are strings")
+    if not _is_text(email) or not _is_text(password):
+        raise BadRequestError("email and password are strings of text")
     try:
         user, cookie = login(db(), email, password, utcnow())
     except LoginError as e:

@@ -21,16 +21,12 @@ def _address() -> str:
     return request.remote_addr or "unknown"
 
 
-# Longer than any client id the hub issues: such a claim is counted under its address alone.
-MAX_CLIENT_ID = 64
-
-
 def _client() -> str:
     # hub.oauth registers its endpoints' limits with this module: import it when used.
     from hub.oauth import claimed_client_id
 
-    claimed = claimed_client_id()
-    if not claimed or len(claimed) > MAX_CLIENT_ID:
+    claimed = claimed_client_id()  # None unless it could be a client id
+    if claimed is None:
         return f"addr:{_address()}"
     # Per client and address: anyone can claim a client id, so failures from another address must not use up
     # the real client's quota (a lock-out); the per-address limit still bounds each caller.
@@ -78,7 +74,10 @@ def limit_oauth_endpoint(app: Flask, endpoint: str, name: str) -> None:
 
 
 def _login_name() -> str:
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nested too deep to parse: the login view answers 400
+        body = None
     email = body.get("email") if isinstance(body, dict) else None
     return f"login:{email.strip().lower()[:320]}" if isinstance(email, str) else f"addr:{_address()}"
 

@@ -11,6 +11,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hub.config import Settings
 
+# The largest values the database's integer columns hold: a request naming a larger seq, size or version is
+# refused as input (4xx) before it reaches a query, where it would overflow (SQLite) or be cast (PostgreSQL).
+MAX_BIGINT = 2**63 - 1  # seqs, sizes, indexes (BIGINT)
+MAX_INTEGER = 2**31 - 1  # key set versions (INTEGER)
+
 
 @dataclass
 class HubState:
