@@ -2,6 +2,9 @@
 
 Layout (docs/formats.md): `manifest.json`, `keys/<version>.json` (key set envelopes), `entries.jsonl`
 (`{"seq": n, "entry": base64 of the canonical entry bytes}` per line) and `checkpoints/<size>.note`.
+
+An export only proves itself consistent. A verifier holds the hub to what it saw before with the signed checkpoints
+it kept (a rolled-back or forked log fails), and to what others saw with witness cosignatures (docs/witnesses.md).
 """
 
 from __future__ import annotations
@@ -10,17 +13,33 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from audit.canonical import canonical_json, format_time, parse_json, parse_time
 from audit.dsse import Envelope
-from audit.errors import FormatError, LogError, RootMismatchError, SignatureError, VerificationError
+from audit.errors import (
+    FormatError,
+    LogError,
+    ProofError,
+    RootMismatchError,
+    SignatureError,
+    ThresholdError,
+    VerificationError,
+)
 from audit.keyset import KeySet, walk_keysets
 from audit.log import MemoryNodeStore, MerkleLog
 from audit.merkle import b64decode, b64encode, leaf_hash, verify_consistency
-from audit.note import SIG_ED25519, Checkpoint, Note, open_checkpoint
+from audit.note import (
+    SIG_COSIGNATURE,
+    SIG_ED25519,
+    Checkpoint,
+    Note,
+    NoteVerifier,
+    SignedCheckpoint,
+    open_checkpoint,
+)
 from audit.payloads import AuditEntry
 from audit.signing import key_id
 
@@ -36,6 +55,8 @@ class Report:
     keyset_version: int = 0
     trusted_on_first_use: bool = False
     notes: list[str] = field(default_factory=list)
+    newest_checkpoint: str = ""
+    """The export's newest checkpoint note, as signed: what a verifier keeps for its next `--checkpoint`."""
 
 
 def write_export(
@@ -104,7 +125,117 @@ def _read_entries(path: Path) -> list[AuditEntry]:
     return entries
 
 
-def _verify(root: Path, pinned: str | None) -> Report:
+def _check_signing_time(signed: SignedCheckpoint, keyset: KeySet, entries: list[AuditEntry], where: str) -> None:
+    """The audit key must have been usable when the checkpoint could first have been signed (entry size-1)."""
+    size = signed.checkpoint.size
+    if not size:
+        return
+    t = entries[size - 1].time
+    usable = [
+        s
+        for s in signed.note.signatures
+        if s.sig_type == SIG_ED25519 and keyset.keys[key_id(s.public_key)].usable_at(t)
+    ]
+    if not usable:
+        raise SignatureError(f"{where}: signed by an audit key not valid at {format_time(t)}")
+
+
+def _check_kept(
+    name: str,
+    data: bytes,
+    origin: str,
+    keyset: KeySet,
+    entries: list[AuditEntry],
+    log: MerkleLog,
+    roots: dict[int, bytes],
+) -> Checkpoint:
+    """Hold the export to a checkpoint the verifier kept: the export must extend it (no rollback, no fork).
+
+    `roots`: the export's verified checkpoints, size -> root.
+    """
+    newest = max(roots)
+    where = f"kept checkpoint {name}"
+    try:
+        body = Checkpoint.from_text(Note.parse(data).text)
+    except VerificationError as e:
+        raise type(e)(f"{where}: {e}") from e
+    if body.origin != origin:
+        raise FormatError(f"{where}: origin {body.origin!r} is not this export's {origin!r}")
+    try:
+        signed = open_checkpoint(data, origin, list(keyset.role_keys("audit").values()))
+    except VerificationError as e:
+        raise type(e)(f"{where}: {e} (not signed by an audit key of this export's key sets)") from e
+    kept = signed.checkpoint
+    if kept.size > len(entries):
+        raise LogError(
+            f"{where}: the hub signed a log of {kept.size} entries, this export holds only {len(entries)}: "
+            "the log was rolled back (a shorter log)"
+        )
+    if kept.size > newest:
+        raise LogError(
+            f"{where}: the hub signed size {kept.size}, this export's newest checkpoint is size {newest}: "
+            "its newer checkpoints were rolled back or withheld"
+        )
+    _check_signing_time(signed, keyset, entries, where)
+    if roots.get(kept.size, kept.root) != kept.root:
+        raise RootMismatchError(
+            f"{where}: fork at size {kept.size}: the hub signed root {b64encode(kept.root)}, and root "
+            f"{b64encode(roots[kept.size])} in this export; two signed checkpoints that cannot both be true"
+        )
+    recomputed = log.root(kept.size)
+    if recomputed != kept.root:
+        raise RootMismatchError(
+            f"{where}: fork: at size {kept.size} the hub signed root {b64encode(kept.root)}, this export's "
+            f"entries give root {b64encode(recomputed)} (entries before seq {kept.size} were rewritten)"
+        )
+    if kept.size:
+        try:
+            # RFC 9162 2.1.4.2: the newest checkpoint must extend the kept one.
+            verify_consistency(kept.size, newest, kept.root, roots[newest], log.consistency_proof(kept.size, newest))
+        except ProofError as e:
+            raise type(e)(f"{where}: fork: no consistency from size {kept.size} to {newest}: {e}") from e
+    return kept
+
+
+def _posix(t: int | None) -> str:
+    try:
+        return format_time(datetime.fromtimestamp(t or 0, UTC))
+    except (OverflowError, OSError, ValueError):
+        return f"POSIX time {t}"
+
+
+def _check_witnesses(
+    note: str, origin: str, keyset: KeySet, witnesses: Sequence[NoteVerifier], threshold: int
+) -> tuple[str, list[str]]:
+    """Count the given witnesses' valid `cosignature/v1` lines on the newest checkpoint (c2sp.org/tlog-cosignature)."""
+    audit_keys = list(keyset.role_keys("audit").values())
+    size = Checkpoint.from_text(Note.parse(note).text).size
+    where = f"checkpoint {size}"
+    try:
+        # A known key's bad signature rejects the note (c2sp.org/signed-note): a witness line over another body fails.
+        signed = open_checkpoint(note, origin, audit_keys, witnesses)
+    except VerificationError as e:
+        raise type(e)(f"{where}: {e} (a witness cosignature over another checkpoint body)") from e
+    cosigned = {
+        (s.name, s.public_key): s.time for s in signed.note.signatures if s.sig_type == SIG_COSIGNATURE
+    }
+    if len(cosigned) < threshold:
+        missing = sorted({w.name for w in witnesses if (w.name, w.public_key) not in cosigned})
+        raise ThresholdError(
+            f"{where}: cosigned by {len(cosigned)} of the {len(witnesses)} given witnesses, {threshold} "
+            f"required (no valid cosignature/v1 from {', '.join(missing)})"
+        )
+    notes = [f"witness {name} cosigned {where} at {_posix(t)}" for (name, _), t in sorted(cosigned.items())]
+    return f"cosigned by {len(cosigned)} of {len(witnesses)} witnesses (threshold {threshold})", notes
+
+
+def _verify(
+    root: Path,
+    pinned: str | None,
+    kept: Sequence[str | Path] = (),
+    witnesses: Sequence[NoteVerifier] = (),
+    threshold: int = 0,
+) -> Report:
     manifest = parse_json((root / "manifest.json").read_bytes())
     if not isinstance(manifest, dict) or not (
         {"hub", "origin", "exported_at"} <= set(manifest) <= {"hub", "origin", "exported_at", "checkpoint_interval_s"}
@@ -134,13 +265,16 @@ def _verify(root: Path, pinned: str | None) -> Report:
 
     audit_keys = keyset.role_keys("audit")
     previous: Checkpoint | None = None
+    roots: dict[int, bytes] = {}
+    newest_note = b""
     checkpoints = _numbered(root / "checkpoints", ".note")
     if not checkpoints:
         raise LogError("the export holds no checkpoint")
     for size, path in checkpoints:
         where = f"checkpoint {size}"
+        newest_note = path.read_bytes()
         try:
-            signed = open_checkpoint(path.read_bytes(), origin, list(audit_keys.values()))
+            signed = open_checkpoint(newest_note, origin, list(audit_keys.values()))
         except VerificationError as e:
             raise type(e)(f"{where}: {e} (wrong key or edited note)") from e
         cp = signed.checkpoint
@@ -148,16 +282,7 @@ def _verify(root: Path, pinned: str | None) -> Report:
             raise FormatError(f"{where}: the note says size {cp.size}")
         if size > len(entries):
             raise LogError(f"{where}: the export holds only {len(entries)} entries (truncated)")
-        if size:
-            # The key must have been usable when the checkpoint could first have been signed.
-            t = entries[size - 1].time
-            usable = [
-                s
-                for s in signed.note.signatures
-                if keyset.keys[key_id(s.public_key)].usable_at(t) and s.sig_type == SIG_ED25519
-            ]
-            if not usable:
-                raise SignatureError(f"{where}: signed by an audit key not valid at {format_time(t)}")
+        _check_signing_time(signed, keyset, entries, where)
         if log.root(size) != cp.root:
             first = previous.size if previous else 0
             raise RootMismatchError(
@@ -168,19 +293,42 @@ def _verify(root: Path, pinned: str | None) -> Report:
             verify_consistency(
                 previous.size, size, previous.root, cp.root, log.consistency_proof(previous.size, size)
             )
-        previous = cp
+        previous, roots[size] = cp, cp.root
+
+    held = []
+    for name in kept:
+        try:
+            data = Path(name).read_bytes()
+        except OSError as e:
+            raise FormatError(f"kept checkpoint {name}: cannot read it: {e.strerror or e}") from e
+        held.append(_check_kept(str(name), data, origin, keyset, entries, log, roots).size)
+    newest_text = newest_note.decode("utf-8")  # open_checkpoint refused a note that is not UTF-8
+    witnessed, notes = "", list[str]()
+    if witnesses:
+        witnessed, notes = _check_witnesses(newest_text, origin, keyset, witnesses, threshold)
 
     last = checkpoints[-1][0]
-    notes = []
     if last < len(entries):
-        notes.append(_uncovered(entries, last, exported_at, interval))
+        notes.insert(0, _uncovered(entries, last, exported_at, interval))
     trust = "trusted on first use" if trusted.trusted_on_first_use else "pinned"
     verdict = (
         f"OK: {origin}: {len(entries)} entries, {len(checkpoints)} checkpoints consistent up to size "
         f"{last}, key set v{keyset.version} ({trust})"
     )
+    if held:
+        sizes = ", ".join(str(n) for n in held)
+        verdict += f", extends the kept checkpoint{'s' if len(held) > 1 else ''} of size {sizes}"
+    if witnessed:
+        verdict += f", {witnessed}"
     return Report(
-        True, verdict, len(entries), len(checkpoints), keyset.version, trusted.trusted_on_first_use, notes
+        True,
+        verdict,
+        len(entries),
+        len(checkpoints),
+        keyset.version,
+        trusted.trusted_on_first_use,
+        notes,
+        newest_text,
     )
 
 
@@ -208,10 +356,28 @@ def _uncovered(entries: list[AuditEntry], last: int, exported_at: datetime, inte
     )
 
 
-def verify_export(path: str | Path, pinned: str | None = None) -> Report:
-    """Verify an export folder; `pinned`: hex SHA-256 of key set v1's payload (None: trust on first use)."""
+def verify_export(
+    path: str | Path,
+    pinned: str | None = None,
+    *,
+    kept: Sequence[str | Path] = (),
+    witnesses: Sequence[NoteVerifier] = (),
+    witness_threshold: int | None = None,
+) -> Report:
+    """Verify an export folder; `pinned`: hex SHA-256 of key set v1's payload (None: trust on first use).
+
+    `kept`: signed audit checkpoint files the verifier kept from before; the export must extend each one.
+    `witnesses`: cosigner keys (type 0x04); the newest checkpoint needs `witness_threshold` (default: all) of them.
+    Raises `ValueError` for witness arguments that make no sense; every verification failure is a FAIL report.
+    """
+    distinct = list({(w.name, w.key_hash): w for w in witnesses}.values())
+    if any(w.sig_type != SIG_COSIGNATURE for w in distinct):
+        raise ValueError("a witness key is a cosignature/v1 verifier key (type 0x04)")
+    threshold = len(distinct) if witness_threshold is None else witness_threshold
+    if witness_threshold is not None and not 1 <= threshold <= len(distinct):
+        raise ValueError(f"the witness threshold is between 1 and the {len(distinct)} witnesses given")
     try:
-        return _verify(Path(path), pinned)
+        return _verify(Path(path), pinned, kept, distinct, threshold)
     except VerificationError as e:
         return Report(False, f"FAIL ({type(e).__name__}): {e}")
     except (OSError, json.JSONDecodeError) as e:

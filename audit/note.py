@@ -68,7 +68,7 @@ class NoteVerifier:
     @classmethod
     def from_vkey(cls, vkey: str) -> NoteVerifier:
         """Parse a verifier key string, checking that its hash matches its name and key."""
-        parts = vkey.split("+")
+        parts = vkey.split("+", 2)  # the base64 key may itself hold "+"; names and hex hashes never do
         if len(parts) != 3 or not re.fullmatch(r"[0-9a-f]{8}", parts[1]):
             raise FormatError("a vkey is name+hash+key")
         material = b64decode(parts[2], "vkey key")
