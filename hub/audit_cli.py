@@ -66,15 +66,18 @@ def check_serving_name(settings: Settings) -> str:
         return keys.keyset_record(session, 1).payload_sha256
 
 
-def init_keys(settings: Settings) -> None:
-    """`hashfed init` step: role keys, hub secret and key set v1 (signed by a local root key), once."""
+def init_keys(settings: Settings, root_path: Path | None = None) -> None:
+    """`hashfed init` step: role keys, hub secret and key set v1 (signed by the root key), once.
+
+    `root_path`: where the root key is read, or made if missing (default: under the keys folder, the embedded
+    default's convenience); production keeps it apart from what the serving hub mounts."""
     keys_path = settings.keys_path
     keys.ensure_hub_secret(keys_path)
     now = utcnow()
     with unit_of_work(settings) as session:
         first = keys.keyset_record(session, 1) if keys.latest_record(session) else None
         if first is None:
-            root_path = keys.default_root_path(keys_path)
+            root_path = root_path or keys.default_root_path(keys_path)
             root = keys.load_signer(root_path) if root_path.exists() else keys.create_key_file(root_path)
             for role in ROLES:
                 path = keys.role_key_path(keys_path, role)

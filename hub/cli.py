@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
 from sqlalchemy.orm import Session
@@ -51,8 +52,10 @@ def main(ctx: click.Context) -> None:
 @main.command()
 @click.option("--base-url", default=None, help="the hub's public URL, fixed in its key set "
               "(default: HASHFED_BASE_URL, else http://HASHFED_HOST:HASHFED_PORT)")
+@click.option("--root", "root_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="the root key, read or made here (default: under the keys folder; keep it offline)")
 @click.pass_obj
-def init(settings: Settings, base_url: str | None) -> None:
+def init(settings: Settings, base_url: str | None, root_path: Path | None) -> None:
     """Create the var folder and database, apply migrations, make the keys. Safe to run again."""
     settings = _with_base_url(settings, base_url)
     first = recorded_base_url(settings.var_dir) is None
@@ -66,7 +69,7 @@ def init(settings: Settings, base_url: str | None) -> None:
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.database_url)
     click.echo(f"database ready at {_redact(settings.database_url)}")
-    audit_cli.init_keys(settings)
+    audit_cli.init_keys(settings, root_path)
     record_base_url(settings.var_dir, settings.base_url)
     click.echo(f"base URL: {settings.base_url}  (hub name {settings.hub_name}, fixed in the key set)")
 
@@ -115,16 +118,26 @@ def db_current(settings: Settings) -> None:
 @db.command("grant")
 @click.argument("role")
 @click.option("--create", is_flag=True, help="create the login role first if it does not exist")
+@click.option("--password-env", metavar="NAME", default=None,
+              help="set the role's password from environment variable NAME (never on the command line)")
 @click.pass_obj
-def db_grant(settings: Settings, role: str, create: bool) -> None:
+def db_grant(settings: Settings, role: str, create: bool, password_env: str | None) -> None:
     """Grant the application ROLE what the serving hub needs (PostgreSQL). Run after every upgrade."""
-    from hub.dbroles import ensure_role, grant_app_role
+    from hub.dbroles import ensure_role, grant_app_role, set_password
 
+    password = None
+    if password_env is not None:
+        password = os.environ.get(password_env, "")
+        if not password:
+            raise click.BadParameter(f"environment variable {password_env} is empty or unset",
+                                     param_hint="--password-env")
     engine = make_engine(settings.database_url)
     try:
         with engine.begin() as conn:
             if create:
                 ensure_role(conn, role)
+            if password is not None:
+                set_password(conn, role, password)
             grant_app_role(conn, role)
     finally:
         engine.dispose()

@@ -48,3 +48,10 @@ def ensure_role(conn: Connection, role: str) -> None:
     exists = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first()
     if not exists:
         conn.execute(text(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS"))
+
+
+def set_password(conn: Connection, role: str, password: str) -> None:
+    """Set the login password of `role` (the driver quotes the literal; it never reaches a log)."""
+    if not _ROLE.match(role):
+        raise ValueError(f"invalid role name {role!r}")
+    conn.execute(text(f"ALTER ROLE {role} PASSWORD :password"), {"password": password})

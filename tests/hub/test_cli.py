@@ -1,13 +1,17 @@
 """`hashfed init` and `serve`: the embedded database, the public name fixed at init, ports."""
 
+import secrets
 import socket
 from contextlib import closing
 
+import pytest
 from click.testing import CliRunner
+from sqlalchemy import text
 
 from hub.app import create_app
 from hub.cli import main
 from hub.config import Settings
+from hub.db import make_engine
 
 
 def test_init_creates_and_migrates_the_embedded_database(tmp_path):
@@ -91,3 +95,33 @@ def test_a_busy_port_is_a_one_line_error_before_anything_starts(tmp_path):
             "--port or HASHFED_PORT (the public name stays https://hub.example.org)"
         ]
         assert isinstance(busy.exception, SystemExit)  # a message, not a traceback
+
+
+@pytest.mark.postgres_only
+def test_db_grant_creates_the_application_role_with_a_password_from_the_environment(fresh_database):
+    if fresh_database.backend != "postgresql":
+        pytest.skip("roles and passwords are PostgreSQL's")
+    role = f"hashfed_app_{secrets.token_hex(3)}"
+    env = {"HASHFED_DATABASE_URL": fresh_database.url, "APP_PASSWORD_FOR_TEST": "a long app password"}
+    runner = CliRunner()
+    try:
+        unset = runner.invoke(main, ["db", "grant", role, "--create", "--password-env", "NOT_SET_ANYWHERE"], env=env)
+        assert unset.exit_code != 0 and "NOT_SET_ANYWHERE is empty or unset" in unset.output
+        done = runner.invoke(main, ["db", "grant", role, "--create", "--password-env", "APP_PASSWORD_FOR_TEST"],
+                             env=env)
+        assert done.exit_code == 0, done.output
+        assert "a long app password" not in done.output
+        admin = make_engine(fresh_database.url)
+        with admin.connect() as conn:
+            stored = conn.scalar(text("SELECT rolpassword FROM pg_authid WHERE rolname = :r"), {"r": role})
+            assert stored and stored.startswith(("SCRAM-SHA-256$", "md5")) and "a long app password" not in stored
+            may_insert = conn.scalar(text("SELECT has_table_privilege(:r, 'audit_entries', 'INSERT')"), {"r": role})
+            may_update = conn.scalar(text("SELECT has_table_privilege(:r, 'audit_entries', 'UPDATE')"), {"r": role})
+            assert may_insert and not may_update  # the application role's grants, append-only
+        admin.dispose()
+    finally:
+        admin = make_engine(fresh_database.url)
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP OWNED BY {role}"))
+            conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+        admin.dispose()
