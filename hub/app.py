@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from flask_smorest import Api
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -70,6 +70,26 @@ _STATUS_NAMES = {
 }
 
 
+# Every response: nothing may frame, sniff or script it unless its page sets its own policy (/docs does), and
+# no referrer leaves the hub. Over HTTPS, browsers are told to keep to HTTPS.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+
+def security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.scheme == "https":
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -80,6 +100,9 @@ def create_app(
     settings = settings or Settings.from_env()
     engine = engine or make_engine(settings.database_url)
     app = Flask("hub")
+    # authlib logs every issued token at DEBUG ("Issue token ..."): tokens must never reach a log, whatever the
+    # hub's log level (tests/hub/test_log_hygiene.py).
+    logging.getLogger("authlib").setLevel(max(logging.INFO, logging.getLogger("authlib").level))
     app.config.update(
         API_TITLE="hashfed hub",
         API_VERSION="v1",
@@ -117,6 +140,8 @@ def create_app(
     def _commit_or_rollback(response: Response) -> Response:
         finish_session(response.status_code)
         return response
+
+    app.after_request(security_headers)
 
     @app.teardown_request
     def _close(_exc: BaseException | None) -> None:
