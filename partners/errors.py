@@ -97,8 +97,14 @@ class RollbackError(RefusedError):
     check = "rollback"
 
 
+class ConsistencyProofError(RefusedError):
+    """A consistency proof does not verify: a failed verification, retried; it proves nothing signed."""
+
+    check = "consistency-proof"
+
+
 class ForkError(RefusedError):
-    """The hub showed two histories: another root at one size, or leaves inconsistent with a checkpoint."""
+    """The hub signed two histories: another root at one size, kept as evidence (both signed items)."""
 
     check = "fork"
 

@@ -3,7 +3,8 @@
 One collection at a time: key sets (walked forward from the pin), descriptor, checkpoint, then a snapshot
 for a new partner, then pages of batches by `since_size`, each page applied in one transaction with the new
 seq, frontier and checkpoint; then the ack. A refusal stops that collection, leaves its mirror state as it
-was, and is journaled (fork evidence in `alerts`, a mass removal in `held`).
+was, and is journaled (fork evidence in `alerts`, a mass removal in `held`). A consistency proof that fails
+is fetched again (`PROOF_RETRIES` times) and then refused as a failed verification: no alert, no halt.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from audit.errors import VerificationError
 from audit.keyset import TrustedKeySet
 from audit.merkle import b64decode, b64encode
 from partners.errors import (
+    ConsistencyProofError,
     ForkError,
     HaltedError,
     HeldBatchError,
@@ -55,6 +57,10 @@ from partners.verify import (
 )
 
 log = logging.getLogger("hashfed.partner.sync")
+
+# A page whose consistency proof fails is fetched again this many times before the sync of its collection is
+# refused (a proof is unsigned: a broken one is a failed verification to retry, never evidence of a fork).
+PROOF_RETRIES = 2
 
 Clock = Callable[[], datetime]
 ProgressFactory = Callable[[int, str], Any]
@@ -363,6 +369,7 @@ class Syncer:
         confirmed = held.payload_sha256 if held is not None and held.confirmed_at else None
         bar = self.progress(cp.size - state.size, c) if self.progress and cp.size > state.size else None
         limit = self.policy.page_limit
+        proof_failures = 0
         try:
             while state.size < cp.size:
                 try:
@@ -374,7 +381,17 @@ class Syncer:
                     continue
                 page_cp = self._checkpoint(trusted, _note(data), origin, state, cp)
                 envelopes = _envelopes(data, limit, page_cp)
-                page = verify_page(trusted, state, page_cp, envelopes, _proof(data), self.policy)
+                try:
+                    page = verify_page(trusted, state, page_cp, envelopes, _proof(data), self.policy)
+                except ConsistencyProofError as e:
+                    proof_failures += 1
+                    if proof_failures > PROOF_RETRIES:
+                        raise
+                    log.warning(
+                        "consistency proof failed; fetching the page again",
+                        extra={"event": "proof-retry", "collection": c, "check": e.check, "error": str(e)},
+                    )
+                    continue
                 stop = removal_held(page, active, self.policy.max_removal_share, confirmed)
                 count = len(page.batches) if stop is None else stop
                 new = page.state_after(count)

@@ -11,7 +11,9 @@ protocol gives them (docs/partner-kit.md):
    than the kept checkpoint (rollback) nor another root at the same size (fork);
 4. each batch envelope: signed by a `batch` key valid at its `sealed_at`, checked over the exact bytes before
    they are parsed; then its collection, seq = last + 1 and `prev`;
-5. the page's leaves extend the kept frontier, and the consistency proof leads to the checkpoint root.
+5. the page's leaves extend the kept frontier, and the consistency proof leads to the checkpoint root. A
+   proof that fails is a failed verification (`ConsistencyProofError`), not a fork: the proof is unsigned,
+   so it shows nothing about what the hub signed. A fork is two signed statements that cannot both hold.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from audit.signing import key_id
 from partners.errors import (
     BatchOrderError,
     CheckpointSignatureError,
+    ConsistencyProofError,
     DescriptorError,
     EnvelopeError,
     ForkError,
@@ -331,23 +334,20 @@ def verify_page(
         digest = sha256_hex(env.payload)
         batches.append(VerifiedBatch(payload, digest, leaf))
         prev, last_time = digest, payload.sealed_at
-    _check_consistency(c, frontier, checkpoint, proof, kept)
+    _check_consistency(c, frontier, checkpoint, proof)
     return VerifiedPage(state, tuple(batches), checkpoint)
 
 
-def _check_consistency(
-    c: str, frontier: CompactRange, cp: KeptCheckpoint, proof: Sequence[bytes], kept: KeptCheckpoint | None
-) -> None:
-    evidence = kept.note if kept is not None else None
+def _check_consistency(c: str, frontier: CompactRange, cp: KeptCheckpoint, proof: Sequence[bytes]) -> None:
+    """RFC 9162 2.1.4.2 from the frontier to the checkpoint; a failure is refused, never kept as evidence."""
     if frontier.size == 0:
         return
     try:
         verify_consistency(frontier.size, cp.size, frontier.root(), cp.root, proof)
     except VerificationError as e:
-        raise ForkError(
-            f"{c}: the log at size {frontier.size} is inconsistent with checkpoint size {cp.size}: {e}",
-            evidence,
-            cp.note,
+        raise ConsistencyProofError(
+            f"{c}: the consistency proof from size {frontier.size} to checkpoint size {cp.size} "
+            f"does not verify: {e}"
         ) from e
 
 
@@ -386,7 +386,7 @@ def verify_snapshot(
     if snapshot.seq > checkpoint.size:
         raise SnapshotError(f"{collection}: snapshot at seq {snapshot.seq} is past the checkpoint {checkpoint.size}")
     if snapshot.seq == checkpoint.size or proof:
-        _check_consistency(collection, snapshot.frontier, checkpoint, proof, None)
+        _check_consistency(collection, snapshot.frontier, checkpoint, proof)
     # Otherwise (S < T, no proof served) the caller proves S is a prefix with the next page (verify_page
     # from `state_from_snapshot`) before it stores anything.
     return snapshot

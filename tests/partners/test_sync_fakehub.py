@@ -286,7 +286,7 @@ ATTACKS: list[tuple[Attack, type[errors.PartnerError]]] = [
     (_wrong_origin, errors.CheckpointSignatureError),
     (_forked_checkpoint, errors.ForkError),
     (_inconsistent_log, errors.BatchOrderError),
-    (_bad_proof, errors.ForkError),
+    (_bad_proof, errors.ConsistencyProofError),
     (_keyset_rolled_back, errors.KeySetRefusedError),
     (_oversized, errors.ResponseTooLargeError),
 ]
@@ -333,3 +333,69 @@ def test_attack_is_refused_and_mirror_unchanged(
         alert = mirror.open_alerts("c1")[0]
         assert alert["kept_note"] and alert["kind"] == "fork"
         assert isinstance(syncer(hub, mirror, FakeTransport(hub)).sync().errors()[0], errors.HaltedError)
+
+
+# A failing consistency proof is a failed verification, retried; a signed second root is a fork ------------
+
+
+def _flaky_proof(hub: FakeHub, failures: int) -> tuple[FakeTransport, dict[str, int]]:
+    """A transport whose first `failures` pages carry a broken consistency proof."""
+    t = FakeTransport(hub)
+    served = {"broken": 0}
+    broken = _page(hub, lambda d: d.__setitem__("consistency", [b64encode(b"\x01" * 32)] * 2))
+
+    def handler(method: str, path: str, params: Any, body: Any) -> Response | None:
+        if path.endswith("/batches") and served["broken"] < failures:
+            served["broken"] += 1
+            return broken(method, path, params, body)
+        return None
+
+    t.override = handler
+    return t, served
+
+
+@pytest.mark.parametrize(
+    ("failures", "synced"),
+    [(1, True), (2, True), (3, False), (10, False)],
+    ids=["one broken proof, retried", "two broken proofs, retried", "three in a row", "always broken"],
+)
+def test_failing_consistency_proof_is_a_failed_verification_not_a_fork(
+    hub: FakeHub, mirror: Mirror, failures: int, synced: bool
+) -> None:
+    assert syncer(hub, mirror).sync().ok
+    hub.now += timedelta(hours=1)
+    hub.seal("c1", adds=2)
+    before = mirror.dump()
+    t, served = _flaky_proof(hub, failures)
+    report = syncer(hub, mirror, t).sync()
+    assert mirror.open_alerts("c1") == []  # nothing kept as fork evidence
+    if synced:
+        assert report.ok, report.errors()
+        assert mirror.heads() == {"c1": 3} and served["broken"] == failures
+        return
+    error = report.errors()[0]
+    assert isinstance(error, errors.ConsistencyProofError) and not isinstance(error, errors.ForkError)
+    assert error.check == "consistency-proof" and "fork" not in str(error).lower()
+    assert served["broken"] == 3  # the page was asked for again PROOF_RETRIES times
+    assert mirror.dump() == before
+    status = {s.collection: s for s in mirror.status()}
+    assert status["c1"].last_error and status["c1"].last_error.startswith("consistency-proof:")
+    assert "fork" not in status["c1"].last_error.lower()
+    again = syncer(hub, mirror).sync()  # not halted: the next honest answer applies
+    assert again.ok, again.errors()
+    assert mirror.heads() == {"c1": 3}
+
+
+def test_two_signed_roots_at_one_size_remain_a_fork_kept_as_evidence(hub: FakeHub, mirror: Mirror) -> None:
+    assert syncer(hub, mirror).sync().ok
+    kept = mirror.dump()
+    t = FakeTransport(hub)
+    forked = hub.checkpoint("c1", 2, root=b"\x07" * 32)  # validly signed, same size, another root
+    t.override = lambda m, p, q, b: Response(200, forked.encode(), {}) if p.endswith("/checkpoint") else None
+    report = syncer(hub, mirror, t).sync()
+    error = report.errors()[0]
+    assert isinstance(error, errors.ForkError) and error.check == "fork"
+    alert = mirror.open_alerts("c1")[0]
+    assert alert["kind"] == "fork" and alert["served_note"] == forked and alert["kept_note"]
+    assert mirror.dump() == kept
+    assert isinstance(syncer(hub, mirror).sync().errors()[0], errors.HaltedError)
