@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 from sqlalchemy.orm import Session
 
-from hub import audit_cli, migrate, rls, serving
+from hub import audit_cli, backup_cli, migrate, rls, serving
 from hub.config import Settings, record_base_url, recorded_base_url
 from hub.db import make_engine, make_session_factory
 from hub.errors import ConfigError, HubError
@@ -186,6 +186,7 @@ def _redact(url: str) -> str:
 
 main.add_command(audit_cli.keys_group)
 main.add_command(audit_cli.audit_group)
+main.add_command(backup_cli.backup_group)
 
 from hub import tenant_cli  # noqa: E402  (imports unit_of_work from this module)
 
