@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hub.errors import ConfigError
-from hub.proxies import parse_networks
+from hub.proxies import Network, parse_networks
 
 # Variables with these names belong to other tools (tests, the partner kit) and are not hub settings.
 _FOREIGN = ("HASHFED_TEST_", "HASHFED_REQUIRE_POSTGRES", "HASHFED_PARTNER_", "HASHFED_BENCH_")
@@ -60,6 +60,8 @@ class Settings:
     proxy_fix_hops: int = 0
     # A signal reported `false_positive` by this many different partners is flagged for governance review.
     false_positive_flag_threshold: int = 3
+    # Networks (CIDR) webhooks may target although not public, over plain http too: tests, private deployments.
+    webhook_allow: tuple[Network, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.hub_name:
@@ -173,6 +175,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "HASHFED_PROXY_FIX_HOPS": ("proxy_fix_hops", _non_negative_int),
     "HASHFED_TRUSTED_PROXIES": ("trusted_proxies", lambda raw: tuple(p.strip() for p in raw.split(",") if p.strip())),
     "HASHFED_FALSE_POSITIVE_FLAG_THRESHOLD": ("false_positive_flag_threshold", _positive_int),
+    "HASHFED_WEBHOOK_ALLOW": ("webhook_allow", lambda raw: parse_networks(raw.split(","))),
 }
 
 

@@ -30,7 +30,7 @@ def test_register_get_and_delete(hub: RealHub) -> None:
     assert t.request("GET", "/v1/webhooks", max_bytes=1 << 16).status == 404
     bad = t.request("PUT", "/v1/webhooks", json_body={"url": "http://partner.example/hook"}, max_bytes=1 << 16)
     assert bad.status == 422
-    url = "https://partner.example/hashfed/webhook"
+    url = "https://1.1.1.1/hashfed/webhook"  # a public address: registering it needs no DNS
     ok = t.request("PUT", "/v1/webhooks", json_body={"url": url}, max_bytes=1 << 16)
     assert ok.status == 200 and ok.json()["url"] == url
     assert t.request("GET", "/v1/webhooks", max_bytes=1 << 16).json()["url"] == url
@@ -55,17 +55,18 @@ def test_delivery_reaches_the_kit_which_verifies_and_syncs(hub: RealHub, tmp_pat
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}{WEBHOOK_PATH}"
         with hub.session() as s:
-            webhooks.register(s, hub.partner_id, url, Actor.operator(), datetime.now(UTC))
-        first = webhooks.deliver_webhooks(hub.factory, datetime.now(UTC))
+            allow = hub.settings.webhook_allow  # 127.0.0.0/8: the receiver is on this machine, over plain http
+            webhooks.register(s, hub.partner_id, url, Actor.operator(), datetime.now(UTC), allow=allow)
+        first = webhooks.deliver_webhooks(hub.factory, datetime.now(UTC), settings=hub.settings)
         # The kit already holds this checkpoint: delivered (200 "known"), nothing triggered.
         assert (first.queued, first.delivered) == (1, 1) and triggered == []
         hub.submit(cid, 3)
         hub.seal(cid)
-        second = webhooks.deliver_webhooks(hub.factory, datetime.now(UTC))
+        second = webhooks.deliver_webhooks(hub.factory, datetime.now(UTC), settings=hub.settings)
         assert (second.queued, second.delivered) == (1, 1)
         assert triggered == [cid]
         assert syncer.sync([cid]).ok and len(list(mirror.active_signals(cid))) == 8
-        again = webhooks.deliver_webhooks(hub.factory, datetime.now(UTC))
+        again = webhooks.deliver_webhooks(hub.factory, datetime.now(UTC), settings=hub.settings)
         assert (again.queued, again.delivered) == (0, 0)
     finally:
         server.shutdown()
@@ -78,10 +79,10 @@ def test_failed_deliveries_back_off_then_give_up_audited(hub: RealHub) -> None:
     hub.submit(cid, 2)
     hub.seal(cid)
     with hub.session() as s:
-        webhooks.register(s, hub.partner_id, "https://partner.example/hook", Actor.operator(), datetime.now(UTC))
+        webhooks.register(s, hub.partner_id, "https://1.1.1.1/hook", Actor.operator(), datetime.now(UTC), allow=())
     calls: list[str] = []
 
-    def down(url: str, body: bytes, headers: dict[str, str]) -> int | None:
+    def down(target: webhooks.Target, body: bytes, headers: dict[str, str]) -> int | None:
         calls.append(headers["Hashfed-Delivery"])
         assert body.startswith(b"hub.test/collections/")
         return 503

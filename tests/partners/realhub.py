@@ -23,11 +23,13 @@ from hub.auditlog import Actor
 from hub.config import Settings
 from hub.db import make_session_factory
 from hub.keys import HubKeys, keyset_record, latest_record
+from hub.proxies import parse_networks
 from partners.errors import ResponseTooLargeError
 from partners.transport import Response, Transport
 
 HUB_NAME = "hub.test"
 BASE_URL = "http://127.0.0.1:8000"
+LOOPBACK = parse_networks(["127.0.0.0/8", "::1/128"])  # HASHFED_WEBHOOK_ALLOW of a test deployment
 
 
 def pdq(i: int) -> str:
@@ -51,7 +53,13 @@ class RealHub:
 
     @classmethod
     def start(cls, database_url: str, engine: Engine, var: Path, base_url: str = BASE_URL) -> RealHub:
-        settings = Settings(var_dir=var, database_url=database_url, base_url=base_url, hub_name=HUB_NAME)
+        settings = Settings(
+            var_dir=var,
+            database_url=database_url,
+            base_url=base_url,
+            hub_name=HUB_NAME,
+            webhook_allow=LOOPBACK,  # the kit's webhook receiver listens on this machine
+        )
         init_keys(settings)
         factory = make_session_factory(engine)
         hub = cls(settings, engine, factory, create_app(settings, engine=engine, session_factory=factory))
