@@ -58,6 +58,17 @@ def _runner(
     return run
 
 
+def plan(settings: Settings) -> list[tuple[str, Callable[..., Any], int, bool, bool]]:
+    """The jobs: (name, job, interval in seconds, takes settings, takes keys)."""
+    return [
+        ("seal_pending", jobs.seal_pending, settings.seal_interval_s, True, True),
+        ("refresh_cosignatures", jobs.refresh_cosignatures, max(1, settings.cosign_interval_s // 2), True, True),
+        ("integrate_audit_log", jobs.integrate_audit_log, settings.audit_checkpoint_interval_s, False, True),
+        ("deliver_webhooks", webhooks.deliver_webhooks, WEBHOOK_INTERVAL_S, True, False),
+        ("sweep_tokens", jobs.sweep_tokens, 3600, False, False),
+    ]
+
+
 def add_jobs(
     scheduler: BaseScheduler, factory: sessionmaker[Session], settings: Settings, *, run_now: bool = True
 ) -> list[Callable[[], None]]:
@@ -65,17 +76,9 @@ def add_jobs(
 
     With `run_now` each job first runs when the scheduler starts; without it, one interval later (the caller
     runs them first itself). Returns the jobs' runners in plan order."""
-    # (name, job, interval in seconds, takes settings, takes keys)
-    plan: list[tuple[str, Callable[..., Any], int, bool, bool]] = [
-        ("seal_pending", jobs.seal_pending, settings.seal_interval_s, True, True),
-        ("refresh_cosignatures", jobs.refresh_cosignatures, max(1, settings.cosign_interval_s // 2), True, True),
-        ("integrate_audit_log", jobs.integrate_audit_log, settings.audit_checkpoint_interval_s, False, True),
-        ("deliver_webhooks", webhooks.deliver_webhooks, WEBHOOK_INTERVAL_S, False, False),
-        ("sweep_tokens", jobs.sweep_tokens, 3600, False, False),
-    ]
     runners = []
     now = utcnow()
-    for name, job, seconds, with_settings, with_keys in plan:
+    for name, job, seconds, with_settings, with_keys in plan(settings):
         runner = _runner(name, job, factory, settings, with_settings=with_settings, with_keys=with_keys)
         scheduler.add_job(
             runner,

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from hub.db import utcnow
 from hub.jobs import sweep_tokens
 from hub.oauth import AccessToken, UsedJti, token_digest
-from hub.scheduler import add_jobs
+from hub.scheduler import add_jobs, plan
 from tests.hub import factories as f
 
 
@@ -42,3 +42,6 @@ def test_the_scheduler_plans_every_job(settings, session_factory):
     assert {job.id for job in scheduler.get_jobs()} >= {
         "seal_pending", "refresh_cosignatures", "integrate_audit_log", "deliver_webhooks", "sweep_tokens",
     }
+    # Deliveries get the settings, so HASHFED_WEBHOOK_ALLOW reaches the scheduled job.
+    takes_settings = {name: with_settings for name, _job, _s, with_settings, _k in plan(settings)}
+    assert takes_settings["deliver_webhooks"] and takes_settings["seal_pending"]
