@@ -134,9 +134,12 @@ def _sqlite_recipe(engine: Engine) -> None:
 EARLY_RELEASE = "hashfed_early_release"
 AWAIT_DURABLE = "hashfed_await_durable"
 
-# A transaction that takes an xid commits synchronously: its commit record is flushed, and with it every
-# record before it in the WAL, among them the early-released commit of the same connection. One round trip.
-_FLUSH = "BEGIN; SELECT pg_current_xact_id(); COMMIT"
+# A transaction commits synchronously only if it has an xid and wrote WAL before its commit record
+# (xact.c RecordTransactionCommit); an xid alone gives an asynchronous commit that flushes nothing. A
+# transactional logical message takes an xid and writes one small WAL record (no table, no dead row), so its
+# commit flushes the WAL through its own commit record and with it everything before, among them the
+# early-released commit of the same connection. One statement is one transaction: one round trip.
+_FLUSH = "SELECT pg_logical_emit_message(true, 'hashfed.flush', '')"
 
 
 class CommitDurabilityError(exc.SQLAlchemyError):
@@ -158,9 +161,10 @@ def _await_durable(session: Session) -> None:
     the database commits it with `synchronous_commit = off` (migration 0011): the lock on the next audit seq
     is released as soon as the commit record is written, not after its fsync, so the next writer's entry
     does not wait for this one's flush and flushes can be shared. Nothing has been reported to anyone yet:
-    the caller's `commit()` returns only after this flush, so a commit is acknowledged only once durable.
-    A crash before the flush loses this transaction and every later one (the WAL is replayed as a prefix),
-    never an earlier one, so the audit log stays gapless.
+    the caller's `commit()` returns only after `_FLUSH`, a synchronous commit on the same connection whose
+    WAL flush (and synchronous standby wait, if any) covers the early commit's record, so a commit is
+    acknowledged only once durable. A crash before the flush loses this transaction and every later one (the
+    WAL is replayed as a prefix), never an earlier one, so the audit log stays gapless.
     """
     pending = session.info.get(AWAIT_DURABLE)
     if pending is None:

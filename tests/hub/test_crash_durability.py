@@ -1,0 +1,192 @@
+"""A 201 is durable: a submission acknowledged just before a database crash is there after recovery.
+
+The test runs its own PostgreSQL cluster, made with initdb in a temporary folder, so that it may crash it
+(`pg_ctl stop -m immediate`: no shutdown checkpoint, WAL buffers not written) and start it again. The WAL
+writer is slowed down (`wal_writer_delay`, `wal_writer_flush_after`) so that a commit the hub did not flush
+itself stays unflushed: only the request's own flush can make its rows survive.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+from sqlalchemy import select, text
+
+from hub import migrate
+from hub.app import create_app
+from hub.auditlog import AuditEntry
+from hub.config import Settings
+from hub.db import make_engine, make_session_factory
+from hub.signals import Signal
+from tests.conftest import BASE_URL, REQUIRE_POSTGRES, app_url, grant
+from tests.hub import factories
+from tests.hub import feedkit as kit
+
+CRASHES = 5
+# Few enough that a request's WAL (about 2 KiB plus 1 KiB per signal) stays within one 8 KiB WAL page.
+SIGNALS_PER_REQUEST = 2
+
+# Durability as in production (fsync, synchronous commits); nothing else flushes the WAL behind a request:
+# the WAL writer runs rarely and flushes little, no autovacuum and no standby snapshots (wal_level minimal)
+# write WAL of their own, and without full-page images a request's WAL fits in the page the test starts it
+# on, so it never completes a page (which would wake the WAL writer, xlog.c XLogSetAsyncXactLSN). A process
+# crash tears no page, so full_page_writes may be off here.
+SERVER_SETTINGS = {
+    "listen_addresses": "''",
+    "fsync": "on",
+    "synchronous_commit": "on",
+    "wal_writer_delay": "10s",
+    "wal_writer_flush_after": "1GB",
+    "autovacuum": "off",
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
+    "full_page_writes": "off",
+}
+
+
+def _bindir() -> Path | None:
+    """The folder of initdb and pg_ctl: on the PATH, from pg_config, or Debian's newest."""
+    found = shutil.which("pg_ctl")
+    if found and shutil.which("initdb"):
+        return Path(found).parent
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        bindir = Path(subprocess.run([pg_config, "--bindir"], capture_output=True, text=True).stdout.strip())
+        if (bindir / "initdb").exists():
+            return bindir
+    versions = [p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/initdb") if p.parent.parent.name.isdigit()]
+    return max(versions, key=lambda b: int(b.parent.name), default=None)
+
+
+def _unavailable(problem: str) -> NoReturn:
+    if REQUIRE_POSTGRES:
+        pytest.fail(f"{problem} (HASHFED_REQUIRE_POSTGRES=1)", pytrace=False)
+    pytest.skip(problem)
+
+
+@dataclass
+class Cluster:
+    """A private PostgreSQL cluster listening on a Unix socket in its own folder."""
+
+    bindir: Path
+    home: Path  # owned by the server's OS user: data, socket and log
+    run_as: list[str]  # runuser prefix when the tests run as root (initdb and postgres refuse root)
+
+    @property
+    def data(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@/postgres?host={self.home}&port=5432"
+
+    def _run(self, *args: str, check: bool = True) -> None:
+        done = subprocess.run([*self.run_as, *args], capture_output=True, text=True, timeout=60)
+        if check and done.returncode != 0:
+            log = self.home / "server.log"
+            tail = log.read_text()[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{' '.join(args)} failed: {done.stdout}{done.stderr}{tail}")
+
+    def init(self) -> None:
+        # --no-sync: initdb's own fsyncs guard against an OS crash; the test crashes the server only.
+        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                  "--no-sync", "-E", "UTF8", "--locale=C")
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.write(f"unix_socket_directories = '{self.home}'\nport = 5432\n")
+            conf.writelines(f"{name} = {value}\n" for name, value in SERVER_SETTINGS.items())
+
+    def start(self) -> None:
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.home / "server.log"),
+                  "-w", "-t", "60", "start")
+
+    def crash(self, *, check: bool = True) -> None:
+        """Stop as a power cut would, for what is not yet written: nothing in WAL buffers survives."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop", check=check)
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    bindir = _bindir()
+    if bindir is None:
+        _unavailable("PostgreSQL server binaries (initdb, pg_ctl) not found")
+    run_as: list[str] = []
+    home = Path(tempfile.mkdtemp(prefix="hashfed-crash-"))  # short: a socket path has at most 107 bytes
+    try:
+        if os.geteuid() == 0:
+            try:
+                server_user = pwd.getpwnam("postgres")
+            except KeyError:
+                _unavailable("running as root and there is no 'postgres' OS user to run a private cluster")
+            os.chown(home, server_user.pw_uid, server_user.pw_gid)
+            run_as = ["runuser", "-u", "postgres", "--"]
+        c = Cluster(bindir, home, run_as)
+        c.init()
+        c.start()
+        try:
+            yield c
+        finally:
+            c.crash(check=False)  # the server may already be down if the test failed
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.postgres_only
+@pytest.mark.slow
+def test_an_acknowledged_submission_survives_a_crash(cluster: Cluster, tmp_path: Path) -> None:
+    owner_url = cluster.url
+    migrate.upgrade(owner_url, "heads")
+    grant("postgresql", owner_url)
+    url = app_url("postgresql", owner_url)
+    settings = Settings(var_dir=tmp_path / "var", database_url=url, base_url=BASE_URL, hub_name="hub.test")
+    engine = make_engine(url)
+    owner = make_engine(owner_url)  # reads every row (no row-level security) after each recovery
+    try:
+        with make_session_factory(engine).begin() as s:
+            keys = kit.hub_keys(s, settings)
+            partner = kit.partner(s, "crash")
+            collection = kit.collection(s, keys, partner, types=("md5",))
+            auth = factories.auth(factories.token(s, partner, ["hashes:write"], ttl_s=3600))
+        client = create_app(settings, engine=engine).test_client()
+        lost = []
+        for attempt in range(CRASHES):
+            body = {"signals": [{"type": "md5", "value": os.urandom(16).hex()} for _ in range(SIGNALS_PER_REQUEST)]}
+            headers = {**auth, "Idempotency-Key": f"crash-{attempt}"}
+            path = f"/v1/collections/{collection.id}/signals"
+            with owner.connect() as conn:
+                # Flushed up to the start of a fresh WAL segment: the request's WAL begins on a new page.
+                conn.execute(text("SELECT pg_switch_wal()"))
+            response = client.post(path, json=body, headers=headers)
+            assert response.status_code == 201, response.get_json()
+            receipt = response.get_json()
+            cluster.crash()
+            cluster.start()
+            engine.dispose()  # the pool's connections died with the server
+            owner.dispose()
+            with owner.connect() as conn:
+                kept = set(conn.scalars(select(Signal.id).where(Signal.id.in_(receipt["ids"]))))
+                entry = conn.scalar(select(AuditEntry.entry).where(AuditEntry.seq == receipt["audit_seq"]))
+            if len(kept) != SIGNALS_PER_REQUEST or entry is None:
+                lost.append(f"audit_seq {receipt['audit_seq']}: {len(kept)} signals, entry {entry is not None}")
+                continue
+            assert f'"subject":"collection/{collection.id}"'.encode() in bytes(entry)
+            # The partner retrying its acknowledged request gets the same receipt, never a second seq.
+            again = client.post(path, json=body, headers=headers)
+            assert again.status_code == 201 and again.get_json() == receipt
+            assert again.headers["Idempotency-Replayed"] == "true"
+        assert lost == [], f"acknowledged submissions lost in {len(lost)} of {CRASHES} crashes"
+        with owner.connect() as conn:
+            seqs = list(conn.scalars(select(AuditEntry.seq).order_by(AuditEntry.seq)))
+        assert seqs == list(range(len(seqs)))
+    finally:
+        engine.dispose()
+        owner.dispose()
+
