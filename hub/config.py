@@ -16,7 +16,7 @@ from hub.errors import ConfigError
 from hub.proxies import Network, parse_networks
 
 # Variables with these names belong to other tools (tests, the partner kit) and are not hub settings.
-_FOREIGN = ("HASHFED_TEST_", "HASHFED_REQUIRE_POSTGRES", "HASHFED_PARTNER_", "HASHFED_BENCH_")
+_FOREIGN = ("HASHFED_TEST_", "HASHFED_REQUIRE_POSTGRES", "HASHFED_REQUIRE_BROWSER", "HASHFED_PARTNER_", "HASHFED_BENCH_")
 
 
 @dataclass(frozen=True)

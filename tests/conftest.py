@@ -59,6 +59,11 @@ def shifted_clock(value: str) -> datetime:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # The hub's own settings from the caller's shell would leak into every CLI test: tests set what they need.
+    from hub.config import _ENV
+
+    for name in _ENV:
+        os.environ.pop(name, None)
     value = config.getoption("--clock")
     if value:
         traveller = time_machine.travel(shifted_clock(value), tick=True)

@@ -122,6 +122,7 @@ def test_db_grant_creates_the_application_role_with_a_password_from_the_environm
     finally:
         admin = make_engine(fresh_database.url)
         with admin.begin() as conn:
-            conn.execute(text(f"DROP OWNED BY {role}"))
-            conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+            if conn.scalar(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}):
+                conn.execute(text(f"DROP OWNED BY {role}"))
+                conn.execute(text(f"DROP ROLE {role}"))
         admin.dispose()
