@@ -311,6 +311,10 @@ class Integrated:
     size: int
     checkpoint: str | None
 
+    def __bool__(self) -> bool:
+        """True when the run grew the tree or signed a checkpoint (what a scheduler log reports)."""
+        return self.size != self.old_size or self.checkpoint is not None
+
 
 def integrate(session: Session, origin: str, signer: Signer, now: datetime) -> Integrated:
     """Add the new entries' leaves to the stored tree and sign a checkpoint if it grew.

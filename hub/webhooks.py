@@ -293,6 +293,10 @@ class Delivered:
     retried: int
     failed: int
 
+    def __bool__(self) -> bool:
+        """True when the run did anything (what a scheduler log reports)."""
+        return bool(self.queued or self.delivered or self.retried or self.failed)
+
 
 Post = Callable[[Target, bytes, dict[str, str]], int | None]
 """Sends one delivery to a checked target: (target, body, headers) -> HTTP status, or None when nothing answered."""

@@ -45,3 +45,14 @@ def test_the_scheduler_plans_every_job(settings, session_factory):
     # Deliveries get the settings, so HASHFED_WEBHOOK_ALLOW reaches the scheduled job.
     takes_settings = {name: with_settings for name, _job, _s, with_settings, _k in plan(settings)}
     assert takes_settings["deliver_webhooks"] and takes_settings["seal_pending"]
+
+
+def test_an_idle_run_reports_nothing_to_the_scheduler_log():
+    """The embedded hub logs a job's result only when it did something: the start-up banner stays visible."""
+    from hub.auditlog import Integrated
+    from hub.webhooks import Delivered
+
+    assert not Integrated(old_size=3, size=3, checkpoint=None)
+    assert Integrated(old_size=3, size=4, checkpoint=None) and Integrated(3, 3, "note")
+    assert not Delivered(queued=0, delivered=0, retried=0, failed=0)
+    assert Delivered(queued=0, delivered=0, retried=1, failed=0)
