@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -143,32 +143,22 @@ def keys_publish(settings: Settings, roots: tuple[Path, ...], new_roots: tuple[P
               required=True, help="a root key of the current key set")
 @click.pass_obj
 def keys_rotate(settings: Settings, role: str, roots: tuple[Path, ...]) -> None:
-    """Replace ROLE's online key: the old one stops now, the new one is published. Restart the hub after."""
+    """Replace ROLE's online key: the old one stops now, the new one is published and used at once."""
     signers = _load_root(roots)
     now = utcnow()
-    path = keys.role_key_path(settings.keys_path, role)
-    staged = path.with_suffix(".pem.new")
-    if staged.exists():
-        staged.unlink()  # a rotation that failed before its commit
-    new = keys.create_key_file(staged)
+    new, staged = keys.stage_key_file(settings.keys_path, role)
     try:
         with unit_of_work(settings) as session:
-            old = keys.active_key(session, role)
-            if old is not None:
-                # Entry times are whole seconds rounded down: end the old key at the next whole second so
-                # checkpoints it signed over entries of this second stay valid.
-                old.valid_until = keys.whole_second(now) + timedelta(seconds=1)
-            keys.add_signing_key(session, role, new.public_key, now)
-            row = keys.publish_keyset(session, settings.hub_name, signers, now)
+            _row, old, published = keys.rotate_key(session, settings.hub_name, role, new.public_key, signers, now)
             record(session, Actor.operator(), "keys.rotate", f"key/{new.key_id}",
-                   {"role": role, "key_set": row.version, "retired": old.key_id if old else None}, now=now)
+                   {"role": role, "key_set": published.version, "retired": old.key_id if old else None}, now=now)
     except BaseException:
         staged.unlink(missing_ok=True)
         raise
-    if path.exists() and old is not None:
-        path.rename(path.with_name(f"{role}.{old.key_id[:16]}.retired.pem"))
-    staged.rename(path)
-    click.echo(f"{role} key rotated to {new.key_id}; key set v{row.version} published. Restart the hub.")
+    keys.install_staged_key(settings.keys_path, role, staged, old.key_id if old else None)
+    click.echo(f"{role} key rotated to {new.key_id}; key set v{published.version} published. "
+               "Running hubs sign with it from their next request (key files shared: restart replicas that "
+               "hold their own copy of the keys folder after copying the new file).")
 
 
 @keys_group.command("show")

@@ -22,7 +22,7 @@ from hub import auditlog, batches, collections, rls, signals, snapshots
 from hub.auth import current_principal, require_scope
 from hub.db import utcnow
 from hub.errors import NotFoundError, ServiceUnavailableError, ValidationError
-from hub.keys import HubKeys
+from hub.keys import HubKeys, serving_keys
 from hub.web import MAX_BIGINT, db, settings, state
 
 blp = Blueprint("feed", __name__, description="Collections, the signed delta feed, and hash submission")
@@ -33,14 +33,10 @@ _JSON = "application/json"
 
 
 def _keys() -> HubKeys:
-    cached: HubKeys | None = state().services.get("feed_keys")
-    if cached is None:
-        try:
-            cached = HubKeys.load(settings(), db())
-        except Exception as e:
-            raise ServiceUnavailableError("signing keys are not loaded") from e
-        state().services["feed_keys"] = cached
-    return cached
+    try:
+        return serving_keys(state().services, settings(), db())  # reloaded after a rotation or revocation
+    except Exception as e:
+        raise ServiceUnavailableError("signing keys are not loaded") from e
 
 
 def _readable(c: str) -> collections.Collection:
@@ -240,13 +236,14 @@ _CHUNK_STARTS_KEPT = 64
 
 
 def _snapshot(c: str, size: int) -> tuple[bytes, list[str]]:
-    cache: dict[str, tuple[int, bytes, list[str]]] = state().services.setdefault("feed_snapshots", {})
+    cache: dict[str, tuple[int, str, bytes, list[str]]] = state().services.setdefault("feed_snapshots", {})
+    signer = _keys().signer("batch")
     held = cache.get(c)
-    if held is None or held[0] != size:
-        envelope, starts = snapshots.build(db(), c, size, _keys().signer("batch"))
-        held = cache[c] = (size, envelope, starts)
+    if held is None or held[:2] != (size, signer.key_id):  # a new seq, or a new batch key
+        envelope, starts = snapshots.build(db(), c, size, signer)
+        held = cache[c] = (size, signer.key_id, envelope, starts)
         _remember_starts(c, size, starts)
-    return held[1], held[2]
+    return held[2], held[3]
 
 
 def _remember_starts(c: str, seq: int, starts: list[str]) -> None:

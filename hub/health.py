@@ -44,7 +44,7 @@ def readyz() -> tuple[dict[str, Any], int]:
     if checks.get("schema") == "ok":
         from hub.keys import readiness
 
-        problem, warning = readiness(hub.settings, db(), utcnow())
+        problem, warning = readiness(hub.settings, db(), utcnow(), hub.services)
         checks["keys"] = problem or warning or "ok"
         if problem:
             reasons.append(problem)

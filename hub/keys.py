@@ -3,7 +3,9 @@
 Private keys live in files under `settings.keys_path` (folder 0700, files 0600), never in the database.
 The database holds the public half of each key (`signing_keys`) and every signed key set version
 (`key_sets`, append-only). The root key signs key sets only; the serving hub never loads it.
-Other services use `HubKeys`: `signer(role)`, `keyset()`, `keyed_digest(value)`.
+Other services use `HubKeys`: `signer(role)`, `keyset()`, `keyed_digest(value)`. A serving process holds
+them through `serving_keys`, which reloads them when a newer key set is published (a rotation or a
+revocation takes effect at the next request, without a restart).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import CheckConstraint, Integer, LargeBinary, String, select
+from sqlalchemy import CheckConstraint, Integer, LargeBinary, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from audit.dsse import Envelope, sign_envelope
@@ -166,6 +169,20 @@ def all_envelopes(session: Session) -> list[bytes]:
     return [bytes(e) for e in session.scalars(select(KeySetRecord.envelope).order_by(KeySetRecord.version))]
 
 
+def latest_version(session: Session) -> int | None:
+    """The newest key set version (one index lookup: what a serving process compares its keys with)."""
+    return session.scalar(select(func.max(KeySetRecord.version)))
+
+
+def current_key_ids(keyset: KeySet, role: str) -> set[str]:
+    """The keys `keyset` lists for `role` that are neither retired (`valid_until`) nor revoked."""
+    return {
+        k
+        for k, info in keyset.keys.items()
+        if role in info.roles and info.valid_until is None and info.revoked_at is None
+    }
+
+
 def current_keyset(session: Session) -> KeySet:
     row = latest_record(session)
     if row is None:
@@ -194,6 +211,39 @@ def active_key(session: Session, role: str) -> SigningKey | None:
         .order_by(SigningKey.valid_from.desc())
         .limit(1)
     ).first()
+
+
+def stage_key_file(keys_path: Path, role: str) -> tuple[Ed25519Signer, Path]:
+    """A fresh key for `role` written beside its key file (`<role>.pem.new`), put in place once committed."""
+    staged = role_key_path(keys_path, role).with_suffix(".pem.new")
+    staged.unlink(missing_ok=True)  # a rotation that failed before its commit
+    return create_key_file(staged), staged
+
+
+def install_staged_key(keys_path: Path, role: str, staged: Path, old_key_id: str | None) -> None:
+    """Put a staged key in place of `role`'s key file, keeping the old file as `<role>.<id>.retired.pem`."""
+    path = role_key_path(keys_path, role)
+    if path.exists() and old_key_id is not None:
+        path.rename(path.with_name(f"{role}.{old_key_id[:16]}.retired.pem"))
+    staged.rename(path)
+
+
+def rotate_key(
+    session: Session, hub_name: str, role: str, new_public: bytes, root_signers: Sequence[Signer], now: datetime
+) -> tuple[SigningKey, SigningKey | None, KeySetRecord]:
+    """Retire `role`'s current key (from the next whole second), list `new_public`, publish the next key set.
+
+    Returns (new key, retired key or None, key set). Serving processes take the new key at their next request
+    once its file is in place (`install_staged_key`); the scheduler at its next run.
+    """
+    old = active_key(session, role)
+    if old is not None:
+        # Entry times are whole seconds rounded down: end the old key at the next whole second so
+        # checkpoints it signed over entries of this second stay valid.
+        old.valid_until = whole_second(now) + timedelta(seconds=1)
+    new = add_signing_key(session, role, new_public, now)
+    row = publish_keyset(session, hub_name, root_signers, now)
+    return new, old, row
 
 
 def build_keyset(
@@ -288,6 +338,14 @@ class HubKeys:
                     f"the {role} key in {settings.keys_path} is not in key set v{keyset.version}; "
                     "run `hashfed keys publish`"
                 )
+            if signer.key_id not in current_key_ids(keyset, role):
+                # What it signed now would not verify: a retired key is outside its period, a revoked one never
+                # counts. Seen for a moment while `keys rotate`/`revoke` swaps the file after its commit.
+                state = "revoked" if info.revoked_at else "retired"
+                raise KeysError(
+                    f"the {role} key in {settings.keys_path} is {state} in key set v{keyset.version}, not its "
+                    f"current {role} key; put the current key file in place (`hashfed keys rotate {role}`)"
+                )
             signers[role] = signer
         return cls(settings.hub_name, signers, load_hub_secret(settings.keys_path), keyset)
 
@@ -306,6 +364,23 @@ class HubKeys:
     @property
     def audit_origin(self) -> str:
         return f"{self.hub_name}/audit"
+
+
+SERVING_KEYS = "hub_keys"  # where `serving_keys` keeps a process's keys in its services
+
+
+def serving_keys(services: dict[str, Any], settings: Settings, session: Session) -> HubKeys:
+    """The process's keys, loaded again whenever the latest key set is not the one they were loaded with.
+
+    One index lookup per call: a rotation or revocation (a new key set version) takes effect at the next
+    request that signs, in every replica, without a restart. Keys that fail to load are not kept.
+    """
+    held: HubKeys | None = services.get(SERVING_KEYS)
+    if held is not None and held.current.version == latest_version(session):
+        return held
+    loaded = HubKeys.load(settings, session)
+    services[SERVING_KEYS] = loaded
+    return loaded
 
 
 def name_mismatch(keyset_hub: str, hub_name: str) -> str:
@@ -328,16 +403,23 @@ def expiry_problem(keyset: KeySet, now: datetime) -> tuple[str | None, str | Non
     return None, None
 
 
-def readiness(settings: Settings, session: Session, now: datetime) -> tuple[str | None, str | None]:
+def readiness(
+    settings: Settings, session: Session, now: datetime, services: dict[str, Any] | None = None
+) -> tuple[str | None, str | None]:
     """(problem, warning) about the keys for /readyz.
 
     No key set at all is only a warning (a database migrated but not yet `hashfed init`-ed); a key set
-    whose role key files are missing or not listed, or an expired key set, is a problem.
+    whose role key files are missing, not listed, or not the current keys of their roles (retired or
+    revoked), or an expired key set, is a problem. With `services`, the keys this process signs with are
+    checked (and reloaded if a newer key set was published), else the key files.
     """
     if latest_record(session) is None:
         return None, "no key set published; run `hashfed init`"
     try:
-        loaded = HubKeys.load(settings, session)
+        if services is None:
+            loaded = HubKeys.load(settings, session)
+        else:
+            loaded = serving_keys(services, settings, session)
     except KeysError as e:
         return e.message, None
     return expiry_problem(loaded.keyset(), now)
