@@ -23,6 +23,7 @@ from audit.errors import (
     FormatError,
     LogError,
     ProofError,
+    RevokedKeyError,
     RootMismatchError,
     SignatureError,
     ThresholdError,
@@ -125,8 +126,22 @@ def _read_entries(path: Path) -> list[AuditEntry]:
     return entries
 
 
+def _revoked_only(signed: SignedCheckpoint, keyset: KeySet) -> datetime | None:
+    """When every audit key that signed the note is revoked: the earliest revocation time, else None."""
+    infos = [keyset.keys[key_id(s.public_key)] for s in signed.note.signatures if s.sig_type == SIG_ED25519]
+    times = [i.revoked_at for i in infos if i.revoked_at is not None]
+    return min(times) if infos and len(times) == len(infos) else None
+
+
 def _check_signing_time(signed: SignedCheckpoint, keyset: KeySet, entries: list[AuditEntry], where: str) -> None:
-    """The audit key must have been usable when the checkpoint could first have been signed (entry size-1)."""
+    """The audit key must have been usable when the checkpoint could first have been signed (entry size-1),
+    and not revoked: a revoked key never counts, whatever the time (the hub re-signs when it revokes)."""
+    revoked = _revoked_only(signed, keyset)
+    if revoked is not None:
+        raise RevokedKeyError(
+            f"{where}: signed only by an audit key revoked at {format_time(revoked)}; a revoked key never "
+            "counts (a revoking hub re-signs its checkpoints: export again)"
+        )
     size = signed.checkpoint.size
     if not size:
         return
@@ -148,10 +163,14 @@ def _check_kept(
     entries: list[AuditEntry],
     log: MerkleLog,
     roots: dict[int, bytes],
+    notes: list[str],
 ) -> Checkpoint:
     """Hold the export to a checkpoint the verifier kept: the export must extend it (no rollback, no fork).
 
-    `roots`: the export's verified checkpoints, size -> root.
+    `roots`: the export's verified checkpoints, size -> root. A kept checkpoint signed only by an audit key
+    revoked since proves nothing by its signature (the key's thief could have made it): it is accepted, with a
+    note, only when its root is the one this export's validly signed checkpoints commit to at its size, and
+    refused as revoked otherwise (never reported as a fork).
     """
     newest = max(roots)
     where = f"kept checkpoint {name}"
@@ -176,6 +195,18 @@ def _check_kept(
             f"{where}: the hub signed size {kept.size}, this export's newest checkpoint is size {newest}: "
             "its newer checkpoints were rolled back or withheld"
         )
+    revoked = _revoked_only(signed, keyset)
+    if revoked is not None:
+        if log.root(kept.size) != kept.root:
+            raise RevokedKeyError(
+                f"{where}: signed only by an audit key revoked at {format_time(revoked)}, and its root is not "
+                f"this export's at size {kept.size}: a revoked key's note proves nothing (not evidence of a fork)"
+            )
+        notes.append(
+            f"{where} is signed by an audit key revoked at {format_time(revoked)}; its root at size {kept.size} "
+            "is the one this export's validly signed checkpoints commit to: keep a re-signed checkpoint instead"
+        )
+        return kept
     _check_signing_time(signed, keyset, entries, where)
     if roots.get(kept.size, kept.root) != kept.root:
         raise RootMismatchError(
@@ -296,17 +327,19 @@ def _verify(
         previous, roots[size] = cp, cp.root
 
     held = []
+    kept_notes: list[str] = []
     for name in kept:
         try:
             data = Path(name).read_bytes()
         except OSError as e:
             raise FormatError(f"kept checkpoint {name}: cannot read it: {e.strerror or e}") from e
-        held.append(_check_kept(str(name), data, origin, keyset, entries, log, roots).size)
+        held.append(_check_kept(str(name), data, origin, keyset, entries, log, roots, kept_notes).size)
     newest_text = newest_note.decode("utf-8")  # open_checkpoint refused a note that is not UTF-8
     witnessed, notes = "", list[str]()
     if witnesses:
         witnessed, notes = _check_witnesses(newest_text, origin, keyset, witnesses, threshold)
 
+    notes.extend(kept_notes)
     last = checkpoints[-1][0]
     if last < len(entries):
         notes.insert(0, _uncovered(entries, last, exported_at, interval))

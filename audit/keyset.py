@@ -56,11 +56,15 @@ class KeyInfo:
     revoked_at: datetime | None = None
 
     def usable_at(self, t: datetime) -> bool:
-        """valid_from <= t < valid_until (if set), and not revoked at or before t (t < revoked_at, if set)."""
+        """valid_from <= t < valid_until (if set), and never revoked.
+
+        A revoked key counts at no time at all: the time is the payload's own claim, and whoever stole the
+        key chooses it. What the key signed honestly is re-signed by its role's current key (docs/formats.md).
+        """
         return (
-            self.valid_from <= t
+            self.revoked_at is None
+            and self.valid_from <= t
             and (self.valid_until is None or t < self.valid_until)
-            and (self.revoked_at is None or t < self.revoked_at)
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -188,7 +192,7 @@ class KeySet:
         """Check that keys in `signed` (already verified) reach `role`'s threshold at time `at`.
 
         A key counts once, only for the roles it holds, and only if usable at `at` (root keys have no
-        validity period). When the threshold fails, the most specific reason is raised.
+        validity period); a revoked key never counts. When the threshold fails, the most specific reason is raised.
         """
         need = self.threshold(role)
         if role == ROOT:
@@ -207,8 +211,12 @@ class KeySet:
         others = signed - role_holders
         if role != ROOT and at is not None:
             holders = [self.keys[k] for k in signed & role_holders]
-            if any(h.revoked_at is not None and h.revoked_at <= at for h in holders):
-                raise RevokedKeyError(f"a {role} key was revoked at or before {format_time(at)}")
+            revoked = [h.revoked_at for h in holders if h.revoked_at is not None]
+            if revoked:
+                raise RevokedKeyError(
+                    f"a {role} key that signed this was revoked at {format_time(min(revoked))}; a revoked key "
+                    "never counts, whatever time the payload claims"
+                )
             if any(not h.usable_at(at) for h in holders):
                 raise ExpiredError(f"a {role} key is outside its validity period at {format_time(at)}")
         if others:

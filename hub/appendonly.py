@@ -4,6 +4,10 @@ PostgreSQL: row triggers refuse UPDATE and DELETE, a statement trigger refuses T
 `ENABLE ALWAYS` so that even `session_replication_role = replica` does not skip them. SQLite: triggers that
 RAISE(ABORT). Migrations call `install()`; a test checks `missing_triggers()` is empty at head, because
 Alembic's SQLite batch mode silently drops triggers when it rebuilds a table.
+
+The signatures of a signed row are the one exception (`RESIGNABLE`): revoking a key re-signs what it signed
+(`hashfed keys revoke`), so an UPDATE that sets that column and no other is let through; the signed bytes
+(payload, size, root) stay immutable.
 """
 
 from __future__ import annotations
@@ -22,6 +26,13 @@ APPEND_ONLY_TABLES: tuple[str, ...] = (
     "report_outcomes",
 )
 
+# Table -> the one column holding its signatures, which a revocation replaces (hub/revocation.py).
+RESIGNABLE: dict[str, str] = {
+    "batches": "signatures",
+    "collection_checkpoints": "note",
+    "audit_checkpoints": "note",
+}
+
 _PG_FUNCTION = """
 CREATE OR REPLACE FUNCTION hashfed_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -38,14 +49,34 @@ def trigger_names(table: str, dialect: str) -> tuple[str, ...]:
     return (f"{table}_no_update", f"{table}_no_delete")
 
 
-def install(conn: Connection, table: str) -> None:
-    """Create the triggers that make `table` append-only on the connection's database."""
+def columns(conn: Connection, table: str) -> list[str]:
+    """The table's column names, in order."""
+    if conn.dialect.name == "postgresql":
+        query = (
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = :t ORDER BY ordinal_position"
+        )
+        return [row[0] for row in conn.execute(text(query), {"t": table})]
+    return [row[1] for row in conn.execute(text(f"PRAGMA table_info({table})"))]
+
+
+def install(conn: Connection, table: str, *, resignable: bool = True) -> None:
+    """Create the triggers that make `table` append-only on the connection's database.
+
+    `resignable`: let an UPDATE that sets the table's `RESIGNABLE` column alone through (False: no UPDATE at
+    all). The trigger names every other column at install time: a migration adding a column to such a table
+    installs its triggers again.
+    """
+    column = RESIGNABLE.get(table) if resignable else None
+    update = "UPDATE"
+    if column:
+        update = f"UPDATE OF {', '.join(c for c in columns(conn, table) if c != column)}"
     if conn.dialect.name == "postgresql":
         upd, trunc = trigger_names(table, "postgresql")
         conn.execute(text(_PG_FUNCTION))
         conn.execute(
             text(
-                f"CREATE TRIGGER {upd} BEFORE UPDATE OR DELETE ON {table} "
+                f"CREATE TRIGGER {upd} BEFORE {update} OR DELETE ON {table} "
                 "FOR EACH ROW EXECUTE FUNCTION hashfed_append_only()"
             )
         )
@@ -59,11 +90,11 @@ def install(conn: Connection, table: str) -> None:
         conn.execute(text(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trunc}"))
         return
     upd, dele = trigger_names(table, conn.dialect.name)
-    for name, op in ((upd, "UPDATE"), (dele, "DELETE")):
+    for name, op in ((upd, update), (dele, "DELETE")):
         conn.execute(
             text(
                 f"CREATE TRIGGER {name} BEFORE {op} ON {table} "
-                f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {op} refused'); END"
+                f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {op.split()[0]} refused'); END"
             )
         )
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from audit.keyset import ROLES
 from audit.merkle import b64encode
-from hub import auditlog, keys
+from hub import auditlog, keys, revocation
 from hub.auditlog import Actor, record
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory, utcnow
@@ -159,6 +159,50 @@ def keys_rotate(settings: Settings, role: str, roots: tuple[Path, ...]) -> None:
     click.echo(f"{role} key rotated to {new.key_id}; key set v{published.version} published. "
                "Running hubs sign with it from their next request (key files shared: restart replicas that "
                "hold their own copy of the keys folder after copying the new file).")
+
+
+@keys_group.command("revoke")
+@click.argument("key_id")
+@click.option("--root", "roots", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="a root key of the current key set (repeat for a threshold)")
+@click.option("--reason", default="", help="why (kept in the audit entry; no personal data)")
+@click.pass_obj
+def keys_revoke(settings: Settings, key_id: str, roots: tuple[Path, ...], reason: str) -> None:
+    """Revoke KEY_ID: publish a key set marking it revoked and re-sign everything it signed.
+
+    A revoked key never counts for a verifier, whatever time a payload claims. Batch envelopes, collection
+    descriptors, collection and audit checkpoints it signed are signed again by the current key of its role
+    (a fresh one is rotated in first when KEY_ID is the current one); payloads and roots are unchanged."""
+    signers = _load_root(roots)
+    now = utcnow()
+    staged = None
+    with unit_of_work(settings) as session:
+        row = session.get(keys.SigningKey, key_id.lower())
+        current = row is not None and keys.active_key(session, row.role) is row
+    if row is not None and current:
+        fresh, staged = keys.stage_key_file(settings.keys_path, row.role)
+    try:
+        with unit_of_work(settings) as session:
+            online = {role: keys.load_signer(keys.role_key_path(settings.keys_path, role)) for role in ROLES}
+            done = revocation.revoke_key(
+                session,
+                hub_name=settings.hub_name,
+                key_id=key_id.lower(),
+                reason=reason,
+                root_signers=signers,
+                online=online,
+                replacement=fresh if staged is not None else None,
+                now=now,
+            )
+    except BaseException:
+        if staged is not None:
+            staged.unlink(missing_ok=True)
+        raise
+    if staged is not None:
+        keys.install_staged_key(settings.keys_path, done.role, staged, done.key_id)
+    counts = ", ".join(f"{n} {kind}" for kind, n in done.resigned.items()) or "nothing"
+    click.echo(f"{done.role} key {done.key_id} revoked; key set v{done.keyset_version} published; "
+               f"re-signed by {done.replacement}: {counts}.")
 
 
 @keys_group.command("show")

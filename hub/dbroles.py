@@ -1,7 +1,8 @@
 """The application role on PostgreSQL: the hub connects as a role that does not own its tables.
 
 Migrations run as the owner. The serving hub connects as the application role, which may only INSERT and
-SELECT on append-only tables and may not bypass row-level security (the owner could, so it must not serve).
+SELECT on append-only tables (and UPDATE their signature column, which a key revocation re-signs) and may not
+bypass row-level security (the owner could, so it must not serve).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ def grant_app_role(conn: Connection, role: str) -> None:
         conn.execute(text(f"REVOKE ALL ON {table} FROM {role}"))
         if table in appendonly.APPEND_ONLY_TABLES:
             conn.execute(text(f"GRANT SELECT, INSERT ON {table} TO {role}"))
+            column = appendonly.RESIGNABLE.get(table)
+            if column in appendonly.columns(conn, table):  # a revocation re-signs in place (hub/revocation.py)
+                conn.execute(text(f"GRANT UPDATE ({column}) ON {table} TO {role}"))
         else:
             conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {role}"))
     conn.execute(text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}"))

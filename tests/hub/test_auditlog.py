@@ -137,7 +137,7 @@ def test_node_store_reads_in_one_query(session, session_factory, settings):
 _STATEMENTS = {
     "audit_entries": "UPDATE audit_entries SET leaf_hash = leaf_hash",
     "audit_nodes": "UPDATE audit_nodes SET hash = hash",
-    "audit_checkpoints": "UPDATE audit_checkpoints SET note = note",
+    "audit_checkpoints": "UPDATE audit_checkpoints SET root = root",  # its note alone is re-signable
     "key_sets": "UPDATE key_sets SET envelope = envelope",
 }
 
