@@ -35,6 +35,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,7 +52,7 @@ from partners.auth import make_session
 from partners.config import PartnerConfig
 from partners.mirror import Mirror
 from partners.sync import Syncer
-from partners.transport import RequestsTransport
+from partners.transport import RequestsTransport, Transport
 
 SIGNALS_PER_REQUEST = 5
 RETRY_PAUSE_S = 0.2
@@ -218,7 +219,8 @@ def seed(stack: Stack, cid: str, writer: Client, n: int) -> list[tuple[str, int]
 class Kit:
     """A partner kit: the kit's sync library in this process, with its own SQLite mirror."""
 
-    def __init__(self, stack: Stack, client: Client, pin: str, home: Path) -> None:
+    def __init__(self, stack: Stack, client: Client, pin: str, home: Path,
+                 wrap: Callable[[Transport], Transport] | None = None) -> None:
         home.mkdir(parents=True)
         secret = home / "secret"
         secret.write_text(client.secret)
@@ -226,7 +228,8 @@ class Kit:
         config = PartnerConfig(hub_url=stack.base_url, client_id=client.client_id, keyset_sha256=pin,
                                secret_path=str(secret))
         self.mirror = Mirror.open(f"sqlite:///{home}/mirror.db")
-        self.syncer = Syncer(RequestsTransport(stack.base_url, make_session(config)), self.mirror, pin)
+        transport: Transport = RequestsTransport(stack.base_url, make_session(config))
+        self.syncer = Syncer(wrap(transport) if wrap else transport, self.mirror, pin)
 
     def sync(self, attempts: int = 5) -> str:
         """Sync; a sync broken by a crash is retried (the kit resumes where its mirror is)."""
