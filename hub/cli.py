@@ -12,9 +12,10 @@ from pathlib import Path
 import click
 from sqlalchemy.orm import Session
 
-from hub import audit_cli, backup_cli, migrate, rls, serving
+from hub import audit_cli, backup_cli, embedded, migrate, rls, serving
 from hub.config import Settings, record_base_url, recorded_base_url
 from hub.db import make_engine, make_session_factory
+from hub.dbroles import grant_app_role
 from hub.errors import ConfigError, HubError
 
 
@@ -46,7 +47,38 @@ def main(ctx: click.Context) -> None:
     """Operate a hashfed hub. Settings come from HASHFED_* environment variables (docs/operations.md)."""
     settings = load_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not settings.database_url and ctx.invoked_subcommand and not {"--help", "-h"} & set(sys.argv):
+        # The embedded default: this command starts or joins the private server and lets go of it at its end.
+        server = ctx.with_resource(_embedded_server(settings))
+        settings = settings.replace(
+            database_url=server.app_url, owner_database_url=server.owner_url, embedded=True
+        )
     ctx.obj = settings
+
+
+@contextmanager
+def _embedded_server(settings: Settings) -> Iterator[embedded.EmbeddedPostgres]:
+    try:
+        server = embedded.start(settings.var_dir)
+    except (ConfigError, OSError, RuntimeError) as e:
+        raise click.ClickException(f"the embedded PostgreSQL under {settings.var_dir}/pg did not start: {e}") from e
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def _migrate(settings: Settings, revision: str = "heads") -> None:
+    """Apply migrations as the owner; on the embedded server also grant the hub's role (production runs
+    `hashfed db grant` itself, as the operator decides the role)."""
+    migrate.upgrade(settings.owner_url, revision)
+    if settings.embedded:
+        engine = make_engine(settings.owner_url)
+        try:
+            with engine.begin() as conn:
+                grant_app_role(conn, embedded.APP_ROLE)
+        finally:
+            engine.dispose()
 
 
 @main.command()
@@ -67,8 +99,9 @@ def init(settings: Settings, base_url: str | None, root_path: Path | None) -> No
                 f"`make run PORT=<port>` or `hashfed init --base-url http://{host}:<port>`"
             )
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    migrate.upgrade(settings.database_url)
-    click.echo(f"database ready at {_redact(settings.database_url)}")
+    _migrate(settings)
+    where = f"the embedded PostgreSQL in {settings.var_dir / embedded.PG_DIR}" if settings.embedded else None
+    click.echo(f"database ready: {where or _redact(settings.database_url)}")
     audit_cli.init_keys(settings, root_path)
     record_base_url(settings.var_dir, settings.base_url)
     click.echo(f"base URL: {settings.base_url}  (hub name {settings.hub_name}, fixed in the key set)")
@@ -93,9 +126,9 @@ def db() -> None:
 @click.option("--revision", default="heads", show_default=True)
 @click.pass_obj
 def db_upgrade(settings: Settings, revision: str) -> None:
-    """Apply migrations up to REVISION."""
-    migrate.upgrade(settings.database_url, revision)
-    click.echo(f"upgraded {_redact(settings.database_url)} to {revision}")
+    """Apply migrations up to REVISION (as the schema's owner)."""
+    _migrate(settings, revision)
+    click.echo(f"upgraded {_redact(settings.owner_url)} to {revision}")
 
 
 @db.command("current")
@@ -123,7 +156,7 @@ def db_current(settings: Settings) -> None:
 @click.pass_obj
 def db_grant(settings: Settings, role: str, create: bool, password_env: str | None) -> None:
     """Grant the application ROLE what the serving hub needs (PostgreSQL). Run after every upgrade."""
-    from hub.dbroles import ensure_role, grant_app_role, set_password
+    from hub.dbroles import ensure_role, set_password
 
     password = None
     if password_env is not None:
@@ -131,7 +164,7 @@ def db_grant(settings: Settings, role: str, create: bool, password_env: str | No
         if not password:
             raise click.BadParameter(f"environment variable {password_env} is empty or unset",
                                      param_hint="--password-env")
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.owner_url)
     try:
         with engine.begin() as conn:
             if create:
@@ -152,7 +185,7 @@ def db_grant(settings: Settings, role: str, create: bool, password_env: str | No
 @click.option("--threads", default=8, show_default=True, type=int)
 @click.pass_obj
 def serve(settings: Settings, host: str | None, port: int | None, workers: int, threads: int) -> None:
-    """Serve the API: one threaded process on SQLite, gunicorn workers on PostgreSQL.
+    """Serve the API: one threaded process with the jobs on the embedded default, else gunicorn workers.
 
     Refused before anything runs when the port is taken or the hub's name is not its key set's.
     """
@@ -172,7 +205,7 @@ def serve(settings: Settings, host: str | None, port: int | None, workers: int, 
         click.echo(f"key set v1 SHA-256 (partners pin this): {pin}")
         click.echo("print it again with: hashfed keys show --pin")
 
-    if settings.is_sqlite:
+    if settings.embedded or settings.is_sqlite:
         serving.serve_embedded(settings, host, port, threads, ready=ready)
     else:
         serving.serve_gunicorn(settings, host, port, workers, threads, ready=ready)

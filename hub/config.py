@@ -16,7 +16,9 @@ from hub.errors import ConfigError
 from hub.proxies import Network, parse_networks
 
 # Variables with these names belong to other tools (tests, the partner kit) and are not hub settings.
-_FOREIGN = ("HASHFED_TEST_", "HASHFED_REQUIRE_POSTGRES", "HASHFED_REQUIRE_BROWSER", "HASHFED_PARTNER_", "HASHFED_BENCH_")
+_FOREIGN = (
+    "HASHFED_TEST_", "HASHFED_REQUIRE_POSTGRES", "HASHFED_REQUIRE_BROWSER", "HASHFED_PARTNER_", "HASHFED_BENCH_",
+)
 
 
 @dataclass(frozen=True)
@@ -24,8 +26,14 @@ class Settings:
     """Everything the hub reads from its environment; tests build it directly."""
 
     var_dir: Path = Path("var")
-    # SQLAlchemy URL; empty means the embedded default, a SQLite file under var_dir.
+    # SQLAlchemy URL of the database the hub uses; empty means the embedded default, a private PostgreSQL
+    # under var_dir/pg (hub/embedded.py) that the CLI starts and fills in with the application role's URL.
     database_url: str = ""
+    # The schema owner's URL, for migrations and grants; empty means database_url (an external server's
+    # operator runs those as the owner). Set for the embedded server, never from the environment.
+    owner_database_url: str = ""
+    # True when database_url is the embedded server's: `hashfed serve` then runs one process with the jobs.
+    embedded: bool = False
     # Public URL of the hub: OAuth issuer, token audience and webhook links derive from it. Fixed at
     # `hashfed init --base-url` (recorded in <var_dir>/base_url); HASHFED_BASE_URL overrides the record.
     base_url: str = "http://127.0.0.1:8000"
@@ -66,15 +74,17 @@ class Settings:
     def __post_init__(self) -> None:
         if not self.hub_name:
             object.__setattr__(self, "hub_name", urlsplit(self.base_url).netloc or "localhost")
-        if not self.database_url:
-            path = (Path(self.var_dir) / "hashfed.db").resolve()
-            object.__setattr__(self, "database_url", f"sqlite:///{path}")
         object.__setattr__(self, "var_dir", Path(self.var_dir))
         _check(self)
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def owner_url(self) -> str:
+        """Where migrations and grants run: the owner's URL, else database_url."""
+        return self.owner_database_url or self.database_url
 
     @property
     def keys_path(self) -> Path:
@@ -183,7 +193,7 @@ def _check(s: Settings) -> None:
     url = urlsplit(s.base_url)
     if url.scheme not in ("http", "https") or not url.netloc or url.query or url.fragment:
         raise ConfigError(f"HASHFED_BASE_URL={s.base_url!r} must be an http(s) URL without query or fragment")
-    if not s.database_url.startswith(("sqlite", "postgresql")):
+    if s.database_url and not s.database_url.startswith(("sqlite", "postgresql")):
         raise ConfigError(f"HASHFED_DATABASE_URL={s.database_url!r}: only sqlite and postgresql are supported")
     if logging.getLevelName(s.log_level) == f"Level {s.log_level}":
         raise ConfigError(f"HASHFED_LOG_LEVEL={s.log_level!r} is not a logging level")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import signal
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -73,8 +74,17 @@ def serve_embedded(settings: Settings, host: str, port: int, threads: int, *, re
     # The one embedded process also runs the scheduled jobs (sealing, cosignatures, audit checkpoints...);
     # their first run happens before `ready`, so its banner is the last start-up line.
     start_embedded(app, settings)
+    # SIGTERM ends the process the way Ctrl-C does, so the embedded PostgreSQL is stopped on the way out.
+    signal.signal(signal.SIGTERM, _exit)
     ready()
-    server.run()
+    try:
+        server.run()
+    finally:
+        server.close()
+
+
+def _exit(_signum: int, _frame: Any) -> None:
+    raise SystemExit(0)
 
 
 def serve_gunicorn(

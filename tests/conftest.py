@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,13 +30,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub import migrate
+from hub import embedded, migrate
 from hub.app import create_app
 from hub.config import Settings
 from hub.db import make_engine
 from hub.dbroles import ensure_role, grant_app_role
 
-ADMIN_URL = os.environ.get("HASHFED_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres")
+_EMBEDDED: list[embedded.EmbeddedPostgres] = []  # this session's private server, when no URL is given
 REQUIRE_POSTGRES = os.environ.get("HASHFED_REQUIRE_POSTGRES") == "1"
 BASE_URL = "http://127.0.0.1:8000"
 # On PostgreSQL the tests, like the serving hub, connect as a role that owns no table (docs/operations.md).
@@ -72,6 +74,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    _stop_embedded()
     traveller = config.stash.get(_CLOCK, None)
     if traveller is not None:
         traveller.stop()
@@ -82,14 +85,33 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"clock: moved to {shifted_clock(value).isoformat()}" if value else "clock: real"
 
 
+def admin_url() -> str:
+    """A PostgreSQL role that may create databases: HASHFED_TEST_POSTGRES_URL when set (CI sets the machine's
+    server), otherwise the superuser of a private server started for this session from the hub's own wheel."""
+    url = os.environ.get("HASHFED_TEST_POSTGRES_URL")
+    if url:
+        return url
+    if not _EMBEDDED:
+        _EMBEDDED.append(embedded.start(Path(tempfile.mkdtemp(prefix="hashfed-test-"))))
+    return _EMBEDDED[0].superuser_url
+
+
+def _stop_embedded() -> None:
+    while _EMBEDDED:
+        server = _EMBEDDED.pop()
+        server.close()
+        shutil.rmtree(server.pgdata.parent, ignore_errors=True)
+
+
 def _postgres_unavailable() -> str | None:
-    engine = make_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    url = admin_url()
+    engine = make_engine(url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         return None
     except OperationalError as e:
-        return f"PostgreSQL unreachable at {make_url(ADMIN_URL).render_as_string(hide_password=True)}: {e.orig}"
+        return f"PostgreSQL unreachable at {make_url(url).render_as_string(hide_password=True)}: {e.orig}"
     finally:
         engine.dispose()
 
@@ -123,11 +145,11 @@ def create_database(backend: str, tmp: Path, *, migrate_to: str | None = "heads"
     else:
         require_postgres()
         name = f"hashfed_test_{os.getpid()}_{secrets.token_hex(4)}"
-        admin = make_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+        admin = make_engine(admin_url(), isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         admin.dispose()
-        url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+        url = make_url(admin_url()).set(database=name).render_as_string(hide_password=False)
         handle = name
     if migrate_to:
         migrate.upgrade(url, migrate_to)
@@ -157,7 +179,7 @@ def drop_database(backend: str, handle: object) -> None:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{handle}{suffix}").unlink(missing_ok=True)
         return
-    admin = make_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin = make_engine(admin_url(), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{handle}" WITH (FORCE)'))
     admin.dispose()

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
+from hub import embedded
 from hub.app import create_app
 from hub.cli import main
 from hub.config import Settings
@@ -19,7 +20,7 @@ def test_init_creates_and_migrates_the_embedded_database(tmp_path):
     runner = CliRunner()
     result = runner.invoke(main, ["init", "--base-url", "https://hub.example.org"], env=env)
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "var" / "hashfed.db").exists()
+    assert (tmp_path / "var" / "pg" / "PG_VERSION").exists()  # the embedded PostgreSQL
     current = runner.invoke(main, ["db", "current"], env=env)
     assert current.exit_code == 0, current.output
     assert "current: " in current.output and "(none)" not in current.output
@@ -67,12 +68,16 @@ def test_the_name_fixed_at_init_is_the_only_one_served(tmp_path):
     assert refused.exit_code != 0 and "no verifier accepts" in refused.output, refused.output
 
     # A hub started some other way under the wrong name is not ready, and says why.
-    wrong = Settings.from_env(env)
-    ready = create_app(wrong).test_client().get("/readyz")
-    assert ready.status_code == 503 and f"names this hub '127.0.0.1:{port}'" in ready.json["reason"]
-    right = Settings.from_env({"HASHFED_VAR_DIR": str(var)})
-    assert right.base_url == f"http://127.0.0.1:{port}"  # read back from the record
-    assert create_app(right).test_client().get("/readyz").status_code == 200
+    server = embedded.start(var)
+    try:
+        wrong = Settings.from_env(env).replace(database_url=server.app_url)
+        ready = create_app(wrong).test_client().get("/readyz")
+        assert ready.status_code == 503 and f"names this hub '127.0.0.1:{port}'" in ready.json["reason"]
+        right = Settings.from_env({"HASHFED_VAR_DIR": str(var)}).replace(database_url=server.app_url)
+        assert right.base_url == f"http://127.0.0.1:{port}"  # read back from the record
+        assert create_app(right).test_client().get("/readyz").status_code == 200
+    finally:
+        server.close()
 
 
 def test_a_busy_port_is_a_one_line_error_before_anything_starts(tmp_path):
@@ -84,7 +89,8 @@ def test_a_busy_port_is_a_one_line_error_before_anything_starts(tmp_path):
         env = {"HASHFED_VAR_DIR": str(tmp_path / "var")}
         first = runner.invoke(main, ["init", "--base-url", f"http://127.0.0.1:{port}"], env=env)
         assert first.exit_code != 0 and f"port {port} on 127.0.0.1 is in use" in first.output
-        assert not (tmp_path / "var").exists()  # nothing was made under a name that cannot be served
+        # Nothing was fixed under a name that cannot be served: no recorded base URL, no keys.
+        assert not (tmp_path / "var" / "base_url").exists() and not (tmp_path / "var" / "keys").exists()
 
         made = runner.invoke(main, ["init", "--base-url", "https://hub.example.org"], env=env)
         assert made.exit_code == 0, made.output

@@ -8,13 +8,13 @@ from sqlalchemy.exc import OperationalError
 
 from hub import db
 from hub.db import make_engine
-from tests.conftest import ADMIN_URL, require_postgres
+from tests.conftest import admin_url, require_postgres
 
 
 @pytest.fixture
 def engine():
     require_postgres()
-    engine = make_engine(ADMIN_URL, pool_size=1, max_overflow=0)
+    engine = make_engine(admin_url(), pool_size=1, max_overflow=0)
     yield engine
     engine.dispose()
 
@@ -25,7 +25,7 @@ def _backend_pid(engine) -> int:
 
 
 def _terminate(pid: int) -> None:
-    admin = make_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin = make_engine(admin_url(), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
