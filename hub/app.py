@@ -17,7 +17,7 @@ from hub.db import make_engine, make_session_factory
 from hub.errors import HubError
 from hub.proxies import TrustedProxies, parse_networks
 from hub.reports import routes as reports_routes
-from hub.web import HubState, discard_session, finish_session
+from hub.web import HubRequest, HubState, discard_session, finish_session, refuse_hostile_input
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,7 @@ def create_app(
     settings = settings or Settings.from_env()
     engine = engine or make_engine(settings.database_url)
     app = Flask("hub")
+    app.request_class = HubRequest  # JSON bodies are read strictly (hub.web.loads_request_json)
     # authlib logs every issued token at DEBUG ("Issue token ..."): tokens must never reach a log, whatever the
     # hub's log level (tests/hub/test_log_hygiene.py).
     logging.getLogger("authlib").setLevel(max(logging.INFO, logging.getLogger("authlib").level))
@@ -123,6 +124,8 @@ def create_app(
         app.wsgi_app, parse_networks(settings.trusted_proxies), settings.proxy_fix_hops or 1
     )
 
+    # First of all before-request hooks (the rate limiter's key function reads login bodies too).
+    app.before_request(refuse_hostile_input)
     api = HubApi(app)
     app.register_error_handler(HubError, handle_hub_error)
     api.register_blueprint(health.blp)

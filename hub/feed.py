@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import Response, request, stream_with_context
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from audit.errors import VerificationError
@@ -23,7 +22,7 @@ from hub.auth import current_principal, require_scope
 from hub.db import utcnow
 from hub.errors import NotFoundError, ServiceUnavailableError, ValidationError
 from hub.keys import HubKeys, serving_keys
-from hub.web import MAX_BIGINT, db, settings, state
+from hub.web import MAX_BIGINT, Blueprint, db, settings, state
 
 blp = Blueprint("feed", __name__, description="Collections, the signed delta feed, and hash submission")
 
@@ -77,7 +76,8 @@ class ChunkArgs(Schema):
 
 
 class AckSchema(Schema):
-    size = fields.Integer(required=True, validate=validate.Range(min=0, max=MAX_BIGINT))
+    # strict: 1.5 or "1" is no size (marshmallow would take int(1.5)); query integers arrive as text, these never.
+    size = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=MAX_BIGINT))
     root = fields.String(required=True, metadata={"description": "base64 root hash at size"})
 
 
@@ -90,8 +90,8 @@ class CollectionCreateSchema(Schema):
     owner = fields.String(required=True)
     category = fields.String(load_default="ncii")
     signal_types = fields.List(fields.String(), load_default=lambda: ["pdq", "md5", "sha256"])
-    pdq_threshold = fields.Integer(load_default=31)
-    min_quality = fields.Integer(load_default=50)
+    pdq_threshold = fields.Integer(load_default=31, strict=True, validate=validate.Range(min=0, max=256))
+    min_quality = fields.Integer(load_default=50, strict=True, validate=validate.Range(min=0, max=100))
 
 
 class CollectionSchema(Schema):

@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
@@ -39,7 +38,7 @@ from hub.collections import Access, Collection, CollectionMember
 from hub.errors import HubError, PayloadTooLargeError, ValidationError
 from hub.signals import HEX_LENGTHS, Signal, SignalSeq
 from hub.tenants import Partner, PartnerStatus
-from hub.web import db, state
+from hub.web import Blueprint, db, state
 from partners.matching.matcher import Matcher
 
 log = logging.getLogger(__name__)
