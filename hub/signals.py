@@ -222,6 +222,8 @@ def _item_problems(raw: Any, types: Sequence[str], min_quality: int) -> tuple[It
     if extra:
         problems.append(f"unknown fields: {', '.join(sorted(map(str, extra)))}")
     kind, value = raw.get("type"), raw.get("value")
+    if not isinstance(kind, str):  # an object or a list is no type, and cannot be looked up in a dict
+        kind = None
     if kind not in HEX_LENGTHS:
         problems.append(f"type must be one of {', '.join(HEX_LENGTHS)}")
     elif kind not in types:
@@ -610,10 +612,14 @@ def submit(
     """
     now = now or utcnow()
     if idempotency_key is not None:
-        if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH or request_sha256 is None:
+        if (
+            not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH
+            or not (idempotency_key.isascii() and idempotency_key.isprintable())
+            or request_sha256 is None
+        ):
             raise ValidationError(
                 "invalid Idempotency-Key",
-                errors={"Idempotency-Key": [f"1-{MAX_IDEMPOTENCY_KEY_LENGTH} characters"]},
+                errors={"Idempotency-Key": [f"1-{MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters"]},
             )
         replay = _replay(session, partner_id, idempotency_key, request_sha256)
         if replay is not None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from audit.canonical import format_time
 from hub.reports.models import MAX_REPORT_ID_LENGTH, OUTCOMES, SURFACES, Report, ReportOutcome
@@ -112,9 +113,20 @@ class ReportPageSchema(Schema):
     next = fields.String(allow_none=True, metadata={"description": "cursor of the next page"})
 
 
+class UTCTime(fields.AwareDateTime):
+    """An RFC 3339 time with a zone, in UTC; one that leaves years 1-9999 in UTC is a 422, not an overflow."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        t = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return t.astimezone(UTC)
+        except OverflowError as e:  # 0001-01-01T00:00:00+01:00, 9999-12-31T23:59:59-01:00
+            raise ValidationError("a time within years 1-9999 in UTC") from e
+
+
 class ReportListArgsSchema(Schema):
-    since = fields.AwareDateTime(metadata={"description": "matched_at >= since (RFC 3339)"})
-    until = fields.AwareDateTime(metadata={"description": "matched_at < until (RFC 3339)"})
+    since = UTCTime(metadata={"description": "matched_at >= since (RFC 3339)"})
+    until = UTCTime(metadata={"description": "matched_at < until (RFC 3339)"})
     outcome = fields.String(validate=validate.OneOf(OUTCOMES))
     collection = fields.String()
     content_ref = fields.String(validate=validate.Length(1, MAX_CONTENT_REF_LENGTH))

@@ -44,6 +44,7 @@ from hub.signals import HEX_LENGTHS, Signal, SignalSeq
 
 MAX_REPORTS_PER_REQUEST = 1000
 MAX_CONTENT_REF_LENGTH = 512
+MAX_SEQ = 2**63 - 1  # the largest batch seq a BIGINT column holds
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 # Clocks differ: a time up to this far ahead of the hub's is taken as now, not refused as future.
@@ -191,7 +192,10 @@ def parse_time(value: Any) -> datetime:
     t = datetime.fromisoformat(value)
     if t.tzinfo is None:
         raise ValueError("a time needs a zone (Z or an offset)")
-    return _whole_second(t)
+    try:
+        return _whole_second(t)
+    except OverflowError as e:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC (9999 likewise after)
+        raise ValueError("a time within years 1-9999 in UTC") from e
 
 
 @dataclass(frozen=True)
@@ -256,7 +260,7 @@ def _signal_ref(raw: Any, problems: list[str]) -> tuple[str | None, str | None, 
             return None, None, None
         return raw["id"], None, None
     kind, value = raw["type"], raw["value"]
-    if kind not in HEX_LENGTHS:
+    if not isinstance(kind, str) or kind not in HEX_LENGTHS:
         problems.append(f"signal.type must be one of {', '.join(HEX_LENGTHS)}")
         return None, None, None
     if not isinstance(value, str) or len(value) != HEX_LENGTHS[kind] or not _HEX.fullmatch(value):
@@ -282,7 +286,7 @@ def _parse_item(raw: Any, now: datetime) -> tuple[Item | None, list[str]]:
     if not isinstance(collection, str) or not 0 < len(collection) <= 36:
         problems.append("collection must be a collection id")
     seq = raw.get("seq")
-    if type(seq) is not int or seq < 1:
+    if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
         problems.append("seq must be a positive integer: the batch in which the signal was received")
     distance = raw.get("distance")
     if type(distance) is not int or not 0 <= distance <= 256:
@@ -480,7 +484,11 @@ def _resolve(
         return None, [f"seq {item.seq} is before the batch that added this signal ({first})"]
     if item.signal_type is not None and item.signal_type != served[0].type:
         return None, [UNKNOWN_SIGNAL]
-    return max(served, key=lambda s: int(s.added_seq or 0)), []
+    signal = max(served, key=lambda s: int(s.added_seq or 0))
+    if signal.type in ("md5", "sha256") and item.distance != 0:
+        # A signal named by id shows its type only here; one named by type and value is checked in _parse_item.
+        return None, [f"a {signal.type} match has distance 0"]
+    return signal, []
 
 
 def _request_sha256(partner_id: str, item: Item, signal_id: str, ref_digest: str) -> str:
