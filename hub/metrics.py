@@ -1,4 +1,5 @@
-"""`/metrics`: Prometheus text format from a registry of this app's own (never the global one).
+"""`/metrics`: Prometheus text format from a registry of this app's own (never the global one), for a bearer
+token with scope `metrics:read` (an operator's scrape client; 401 without one, 403 with another scope).
 
 Feed gauges are read from the database at scrape time (pending changes, seal and cosignature ages,
 batches, signals by status, audit log size and checkpoint age); request counts and latencies by route
@@ -20,7 +21,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub import auditlog, batches, signals
+from hub import auditlog, batches, rls, signals
+from hub.auth import require_scope
 from hub.collections import Collection
 from hub.db import utcnow
 
@@ -47,6 +49,8 @@ class FeedCollector(Collector):
     def _collect(self) -> Iterator[Any]:
         now = utcnow()
         with self.session_factory() as s:
+            # Counts over every partner's rows: with no tenant, row-level security would show no signal at all.
+            rls.set_tenant(s, rls.SYSTEM)
             slugs = dict(s.execute(select(Collection.id, Collection.slug)).all())
             pending = GaugeMetricFamily(
                 "hashfed_pending_changes", "changes waiting to be sealed", labels=["collection"]
@@ -116,6 +120,9 @@ def init_app(app: Flask, session_factory: sessionmaker[Session]) -> CollectorReg
             latency.labels(route, request.method).observe(time.perf_counter() - started)
         return response
 
+    # Labels name every collection (slugs partners may not know of) and the counts show who is busy: an
+    # operator's scrape token only (a governance client with `metrics:read`), as Prometheus sends a bearer token.
+    @require_scope("metrics:read")
     def metrics() -> Response:
         return Response(generate_latest(registry), mimetype=CONTENT_TYPE)
 

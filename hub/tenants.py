@@ -66,11 +66,12 @@ SCOPES: tuple[str, ...] = (
     "audit:read",
     "exports:read",
     "governance",
+    "metrics:read",  # an operator's Prometheus scrape: /metrics names every collection
 )
 KIND_SCOPES: dict[str, frozenset[str]] = {
     PartnerKind.PLATFORM: frozenset({"feed:read", "hashes:write", "match", "reports:write"}),
     PartnerKind.INTAKE: frozenset({"feed:read", "hashes:write", "match"}),
-    PartnerKind.GOVERNANCE: frozenset({"feed:read", "audit:read", "exports:read", "governance"}),
+    PartnerKind.GOVERNANCE: frozenset({"feed:read", "audit:read", "exports:read", "governance", "metrics:read"}),
     PartnerKind.REGULATOR: frozenset({"audit:read", "exports:read"}),
 }
 

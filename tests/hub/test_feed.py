@@ -155,11 +155,12 @@ def test_ack_must_name_a_real_checkpoint(client, session, world):
 
 def test_metrics_expose_feed_state(client, session, world):
     hk, owner, c, _auth = world
+    scrape = factories.auth(factories.token(session, factories.partner(session, kind="governance"), ["metrics:read"]))
     kit.submit(session, c, owner, [{"type": "pdq", "value": kit.pdq()}])
-    text = client.get("/metrics").get_data(as_text=True)
+    text = client.get("/metrics", headers=scrape).get_data(as_text=True)
     assert f'hashfed_pending_changes{{collection="{c.slug}"}} 1.0' in text
     kit.seal(session, hk)
-    text = client.get("/metrics").get_data(as_text=True)
+    text = client.get("/metrics", headers=scrape).get_data(as_text=True)
     assert f'hashfed_batches_sealed_total{{collection="{c.slug}"}} 1.0' in text
     assert 'hashfed_signals{status="active"} 1.0' in text
     assert "hashfed_http_requests_total" in text
