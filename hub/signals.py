@@ -608,9 +608,11 @@ def submit(
     """Add signals to a collection (contributors only); all or nothing, one audit entry.
 
     With an idempotency key, a replay with the same request digest returns the first response and
-    writes nothing; the same key with another digest is a 422.
+    writes nothing; the same key with another digest is a 422. A replay is authorised as a new request
+    is: a partner that lost its contributor access gets the 403 or 404, not the stored 201.
     """
     now = now or utcnow()
+    collection = collections.contributable(session, collection_id, partner_id)
     if idempotency_key is not None:
         if (
             not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH
@@ -624,7 +626,6 @@ def submit(
         replay = _replay(session, partner_id, idempotency_key, request_sha256)
         if replay is not None:
             return replay
-    collection = collections.contributable(session, collection_id, partner_id)
     valid = validate(items, collection.types, collection.min_quality)
 
     # Serialize with other writers (the audit log's lock) so that deduplication cannot race.
