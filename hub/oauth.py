@@ -555,10 +555,29 @@ def _basic_is_text() -> bool:
     return True
 
 
+def _parameter_problem() -> str | None:
+    """Why the request's parameters are refused, if they are: each is sent once, in the form body only.
+
+    RFC 6749 3.1 and 3.2 (a parameter MUST NOT be included more than once; the token request is a POST with a
+    form body), RFC 7009 2.1 and RFC 7662 2.1 likewise; a token in a query string would also reach access logs.
+    """
+    if flask_request.args:
+        return "parameters go in the form body, not the query string"
+    repeated = [k for k, values in flask_request.form.lists() if len(values) > 1]
+    if repeated:
+        # Named back only when it looks like a parameter name: the client chose these strings.
+        named = sorted(k for k in repeated if k.isascii() and k.replace("_", "").isalpha() and len(k) <= 40)
+        return "a parameter may be sent once only" + (f": {', '.join(named)}" if named else "")
+    return None
+
+
 def _endpoint(name: str) -> Response:
     require_secure_transport()
     srv = server()
-    if not _basic_is_text():
+    problem = _parameter_problem()
+    if problem is not None:
+        response = srv.handle_error_response(None, InvalidRequestError(description=problem))
+    elif not _basic_is_text():
         response = srv.handle_error_response(None, InvalidClientError(status_code=401))
     elif name == "token":
         response = srv.create_token_response()
