@@ -17,6 +17,7 @@ from flask import Flask, Response, jsonify, request
 from flask_smorest import Blueprint
 from sqlalchemy import CheckConstraint, ForeignKey, String, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from zxcvbn import zxcvbn
 
 from hub import auditlog, rls
 from hub.auditlog import Actor
@@ -30,7 +31,17 @@ from hub.web import commit_despite_error, db
 PEOPLE_KINDS = (PartnerKind.GOVERNANCE.value, PartnerKind.REGULATOR.value)
 SESSION_TTL = timedelta(hours=8)
 PERSONAL_TOKEN_TTL = timedelta(days=90)
+# NIST SP 800-63B 5.1.1.2: at least 8 characters (12 here: these accounts decide for every partner), a maximum
+# of at least 64, and no password from a blocklist of common, guessable and context-specific values.
 MIN_PASSWORD = 12
+MAX_PASSWORD = 128
+# zxcvbn's score (docs/adr/0004): 3 means more than 10^8 guesses, past any common-password list and the
+# repetitive, sequential and keyboard patterns a guesser tries first.
+MIN_PASSWORD_SCORE = 3
+# The hub's own name, in any case: a context-specific word for every user.
+_HUB_WORD = "hashfed"
+# Context words shorter than this go to zxcvbn only: refusing any password containing "ana" refuses "banana".
+_MIN_CONTEXT_WORD = 4
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so a miss costs as much time as a wrong password.
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
@@ -92,8 +103,7 @@ def create_user(session: Session, partner_id: str, email: str, password: str, ac
     email = email.strip().lower()
     if "@" not in email or len(email) > 320:
         raise ValidationError("a user needs a valid email address")
-    if len(password) < MIN_PASSWORD:
-        raise ValidationError(f"a password has at least {MIN_PASSWORD} characters")
+    check_password(password, email=email, partner_name=partner.name)
     if session.scalars(select(User.id).where(User.email == email)).first() is not None:
         raise ConflictError(f"a user {email!r} exists")
     user = User(id=new_id(), partner_id=partner.id, email=email, password_hash=_hasher.hash(password),
@@ -102,6 +112,37 @@ def create_user(session: Session, partner_id: str, email: str, password: str, ac
     session.flush()
     auditlog.record(session, actor, "user.create", f"user/{user.id}", {"partner": partner.id})
     return user
+
+
+def _refuse_password(why: str) -> ValidationError:
+    return ValidationError(why, errors={"password": [why]})
+
+
+def check_password(password: object, *, email: str, partner_name: str) -> None:
+    """Refuse (422, never echoing the password) what NIST SP 800-63B 5.1.1.2 says a verifier refuses.
+
+    Length 12-128; text a database and the hasher take; nothing containing the email's local part, the
+    partner's name or the hub's name; nothing zxcvbn guesses within 10^8 tries (common and breached passwords,
+    dictionary words, repeats such as aaaaaaaaaaaa, sequences, keyboard rows, dates). No composition rules.
+    """
+    if not _is_text(password):
+        raise _refuse_password("a password is text without NUL or unpaired surrogates")
+    if len(password) < MIN_PASSWORD:
+        raise _refuse_password(f"a password has at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise _refuse_password(f"a password has at most {MAX_PASSWORD} characters")
+    local = email.partition("@")[0].lower()
+    lowered = password.lower()
+    for word, what in ((local, "the email address"), (partner_name.lower(), "the partner's name"),
+                       (_HUB_WORD, f"'{_HUB_WORD}'")):
+        if len(word) >= _MIN_CONTEXT_WORD and word in lowered:
+            raise _refuse_password(f"a password may not contain {what}")
+    context = [w for w in (local, *local.replace("_", ".").replace("-", ".").split("."), partner_name, _HUB_WORD) if w]
+    result = zxcvbn(password, user_inputs=context, max_length=MAX_PASSWORD)
+    if result["score"] < MIN_PASSWORD_SCORE:
+        hint = result["feedback"].get("warning") or "it matches a common password or pattern"
+        raise _refuse_password(f"this password is too easy to guess ({hint.rstrip('.').lower()}); try a longer "
+                               "passphrase of unrelated words")
 
 
 def get_user(session: Session, user_id_or_email: str) -> User:
