@@ -1,9 +1,8 @@
 """Append-only tables, enforced by the database itself.
 
-PostgreSQL: row triggers refuse UPDATE and DELETE, a statement trigger refuses TRUNCATE, all set
-`ENABLE ALWAYS` so that even `session_replication_role = replica` does not skip them. SQLite: triggers that
-RAISE(ABORT). Migrations call `install()`; a test checks `missing_triggers()` is empty at head, because
-Alembic's SQLite batch mode silently drops triggers when it rebuilds a table.
+Row triggers refuse UPDATE and DELETE, a statement trigger refuses TRUNCATE, all set `ENABLE ALWAYS` so that
+even `session_replication_role = replica` does not skip them. Migrations call `install()` (again after changing
+a table's columns, as the UPDATE trigger names them); a test checks `missing_triggers()` is empty at head.
 
 The signatures of a signed row are the one exception (`RESIGNABLE`): revoking a key re-signs what it signed
 (`hashfed keys revoke`), so an UPDATE that sets that column and no other is let through; the signed bytes
@@ -43,21 +42,17 @@ $$
 """
 
 
-def trigger_names(table: str, dialect: str) -> tuple[str, ...]:
-    if dialect == "postgresql":
-        return (f"{table}_no_update_delete", f"{table}_no_truncate")
-    return (f"{table}_no_update", f"{table}_no_delete")
+def trigger_names(table: str) -> tuple[str, ...]:
+    return (f"{table}_no_update_delete", f"{table}_no_truncate")
 
 
 def columns(conn: Connection, table: str) -> list[str]:
     """The table's column names, in order."""
-    if conn.dialect.name == "postgresql":
-        query = (
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = current_schema() AND table_name = :t ORDER BY ordinal_position"
-        )
-        return [row[0] for row in conn.execute(text(query), {"t": table})]
-    return [row[1] for row in conn.execute(text(f"PRAGMA table_info({table})"))]
+    query = (
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = :t ORDER BY ordinal_position"
+    )
+    return [row[0] for row in conn.execute(text(query), {"t": table})]
 
 
 def install(conn: Connection, table: str, *, resignable: bool = True) -> None:
@@ -71,55 +66,37 @@ def install(conn: Connection, table: str, *, resignable: bool = True) -> None:
     update = "UPDATE"
     if column:
         update = f"UPDATE OF {', '.join(c for c in columns(conn, table) if c != column)}"
-    if conn.dialect.name == "postgresql":
-        upd, trunc = trigger_names(table, "postgresql")
-        conn.execute(text(_PG_FUNCTION))
-        conn.execute(
-            text(
-                f"CREATE TRIGGER {upd} BEFORE {update} OR DELETE ON {table} "
-                "FOR EACH ROW EXECUTE FUNCTION hashfed_append_only()"
-            )
+    upd, trunc = trigger_names(table)
+    conn.execute(text(_PG_FUNCTION))
+    conn.execute(
+        text(
+            f"CREATE TRIGGER {upd} BEFORE {update} OR DELETE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION hashfed_append_only()"
         )
-        conn.execute(
-            text(
-                f"CREATE TRIGGER {trunc} BEFORE TRUNCATE ON {table} "
-                "FOR EACH STATEMENT EXECUTE FUNCTION hashfed_append_only()"
-            )
+    )
+    conn.execute(
+        text(
+            f"CREATE TRIGGER {trunc} BEFORE TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION hashfed_append_only()"
         )
-        conn.execute(text(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {upd}"))
-        conn.execute(text(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trunc}"))
-        return
-    upd, dele = trigger_names(table, conn.dialect.name)
-    for name, op in ((upd, update), (dele, "DELETE")):
-        conn.execute(
-            text(
-                f"CREATE TRIGGER {name} BEFORE {op} ON {table} "
-                f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {op.split()[0]} refused'); END"
-            )
-        )
+    )
+    conn.execute(text(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {upd}"))
+    conn.execute(text(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trunc}"))
 
 
 def uninstall(conn: Connection, table: str) -> None:
-    for name in trigger_names(table, conn.dialect.name):
-        suffix = f" ON {table}" if conn.dialect.name == "postgresql" else ""
-        conn.execute(text(f"DROP TRIGGER IF EXISTS {name}{suffix}"))
+    for name in trigger_names(table):
+        conn.execute(text(f"DROP TRIGGER IF EXISTS {name} ON {table}"))
 
 
 def missing_triggers(conn: Connection) -> list[str]:
     """Names of expected append-only triggers that are absent or not `ENABLE ALWAYS`."""
     missing: list[str] = []
     for table in APPEND_ONLY_TABLES:
-        for name in trigger_names(table, conn.dialect.name):
-            if conn.dialect.name == "postgresql":
-                row = conn.execute(
-                    text("SELECT tgenabled FROM pg_trigger WHERE tgname = :n AND NOT tgisinternal"), {"n": name}
-                ).first()
-                if row is None or row[0] != "A":
-                    missing.append(name)
-            else:
-                row = conn.execute(
-                    text("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = :n"), {"n": name}
-                ).first()
-                if row is None:
-                    missing.append(name)
+        for name in trigger_names(table):
+            row = conn.execute(
+                text("SELECT tgenabled FROM pg_trigger WHERE tgname = :n AND NOT tgisinternal"), {"n": name}
+            ).first()
+            if row is None or row[0] != "A":
+                missing.append(name)
     return missing

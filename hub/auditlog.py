@@ -18,17 +18,14 @@ from sqlalchemy import (
     LargeBinary,
     SmallInteger,
     Text,
-    bindparam,
-    func,
     insert,
     select,
     text,
     tuple_,
-    update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from audit.canonical import canonical_json, format_time
+from audit.canonical import canonical_json
 from audit.errors import VerificationError
 from audit.log import (
     NodeStore,
@@ -42,7 +39,7 @@ from audit.log import (
     required_keys_for_inclusion,
     required_keys_for_root,
 )
-from audit.merkle import NodeKey, leaf_hash
+from audit.merkle import NodeKey
 from audit.note import Checkpoint, sign_checkpoint
 from audit.signing import Signer
 from hub.db import AWAIT_DURABLE, EARLY_RELEASE, Base, UTCDateTime, utcnow
@@ -153,29 +150,15 @@ def next_seq(session: Session) -> int:
     """The next leaf index, taken under a lock held until the caller's transaction ends.
 
     Services that lock other rows before recording call this first, so every writer takes the audit lock
-    before any other (no deadlocks). On SQLite every write transaction starts with BEGIN IMMEDIATE
-    (hub.db), which already serializes writers.
+    before any other (no deadlocks).
     """
     query = select(AuditHead.next_seq).where(AuditHead.id == 1).with_for_update()
     return int(session.execute(query).scalar_one())
 
 
-# Built once: every entry runs the same statements, and building them costs more than sending them.
-# SQLite: take the next seq and the entry's time (never before the previous one's), then insert.
-_AT = bindparam("at", type_=UTCDateTime())
-_TAKE_SEQ = (
-    update(AuditHead)
-    .where(AuditHead.id == 1)
-    .values(
-        next_seq=AuditHead.next_seq + 1,
-        last_time=func.max(func.coalesce(AuditHead.last_time, _AT), _AT, type_=UTCDateTime()),
-    )
-    .returning(AuditHead.next_seq, AuditHead.last_time)
-    .execution_options(synchronize_session=False)
-)
-_INSERT_ENTRY = insert(AuditEntry)
-# PostgreSQL: the same in one call to a function of migration 0003, sent on the DBAPI cursor (psycopg2 adapts
-# bytes and aware datetimes itself): SQLAlchemy's statement and result layers cost more than the call.
+# The append is one call to a function of migration 0003 (take the next seq and the entry's time, never before
+# the previous one's, splice them in, insert), sent on the DBAPI cursor (psycopg2 adapts bytes and aware
+# datetimes itself): SQLAlchemy's statement and result layers cost more than the call.
 _APPEND_PG = "SELECT seq, entry, leaf_hash FROM hashfed_audit_append(%s, %s, %s)"
 # The same, asking for early lock release at commit (hub.db._await_durable, migration 0011): still one round trip.
 _APPEND_PG_EARLY = "SELECT set_config('hashfed.early_release', 'on', true); " + _APPEND_PG
@@ -207,28 +190,20 @@ def record(
     # Everything but seq and time is encoded before a seq is taken: a bad entry never leaves a gap.
     head, tail = _entry_parts(actor.to_dict(), action, subject, details)
     moment = (now or utcnow()).astimezone(UTC).replace(microsecond=0)
-    if session.get_bind().dialect.name == "postgresql":
-        # One round trip: the database function does what the lines below do (migration 0003).
-        dbapi = session.connection().connection.dbapi_connection
-        if dbapi is None:
-            raise AuditLogError("no database connection to record the audit entry on")
-        early = bool(session.info.get(EARLY_RELEASE))
-        cursor: Any = dbapi.cursor()
-        try:
-            cursor.execute(_APPEND_PG_EARLY if early else _APPEND_PG, (head, tail, moment))
-            seq, entry, leaf = cursor.fetchone()
-        finally:
-            cursor.close()
-        if early:
-            session.info[AWAIT_DURABLE] = (session.get_transaction(), dbapi)
-        return Recorded(seq=int(seq), entry=bytes(entry), leaf_hash=bytes(leaf), details=details)
-    taken, last_time = session.execute(_TAKE_SEQ, {"at": moment}).one()
-    seq, moment = int(taken) - 1, last_time or moment
-    entry = b"".join((head, str(seq).encode(), tail, canonical_json(format_time(moment)), b"}"))
-    leaf = leaf_hash(entry)
-    # A Core INSERT, not session.add(): the ORM unit of work costs more than the round trip itself.
-    session.execute(_INSERT_ENTRY, {"seq": seq, "entry": entry, "leaf_hash": leaf, "recorded_at": moment})
-    return Recorded(seq=seq, entry=entry, leaf_hash=leaf, details=details)
+    # One round trip: the database function takes the seq and time and inserts the entry (migration 0003).
+    dbapi = session.connection().connection.dbapi_connection
+    if dbapi is None:
+        raise AuditLogError("no database connection to record the audit entry on")
+    early = bool(session.info.get(EARLY_RELEASE))
+    cursor: Any = dbapi.cursor()
+    try:
+        cursor.execute(_APPEND_PG_EARLY if early else _APPEND_PG, (head, tail, moment))
+        seq, entry, leaf = cursor.fetchone()
+    finally:
+        cursor.close()
+    if early:
+        session.info[AWAIT_DURABLE] = (session.get_transaction(), dbapi)
+    return Recorded(seq=int(seq), entry=bytes(entry), leaf_hash=bytes(leaf), details=details)
 
 
 def _entry_parts(actor: dict[str, str], action: str, subject: str, details: dict[str, Any]) -> tuple[bytes, bytes]:
@@ -347,9 +322,8 @@ def integrate(session: Session, origin: str, signer: Signer, now: datetime) -> I
 
 
 def lock_integrator(session: Session) -> None:
-    """Hold the integrate lock until the transaction ends (PostgreSQL; SQLite's BEGIN IMMEDIATE suffices)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_INTEGRATE_LOCK})
+    """Hold the integrate lock until the transaction ends."""
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_INTEGRATE_LOCK})
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """`hashfed backup`: a consistent copy of the hub's database, and a restore that proves the log it brings back.
 
-A backup folder holds the database (PostgreSQL: `pg_dump --format=custom` as the owner, from one exported
-snapshot; SQLite: the online backup API), the signed key set envelopes, the latest signed audit checkpoint,
+A backup folder holds the database (`pg_dump --format=custom` as the owner, from one exported snapshot), the
+signed key set envelopes, the latest signed audit checkpoint,
 and `manifest.json` with the schema revision, the audit tree size and the SHA-256 of every file. The online
 signing keys and the hub secret are copied only with `include_keys` (they belong in a separately encrypted
 backup); the root key is never copied. A restore refuses a folder whose files do not match the manifest and a
@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import sqlite3
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -34,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from audit.export import verify_export
 from audit.keyset import ROLES
-from hub import auditlog, keys, migrate, rls
+from hub import auditlog, embedded, keys, migrate, rls
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory
 from hub.errors import HubError
@@ -42,7 +41,8 @@ from hub.errors import HubError
 FORMAT = "hashfed-backup/v1"
 MANIFEST = "manifest.json"
 PG_DUMP_FILE = "database.pgdump"
-SQLITE_FILE = "database.sqlite"
+# The manifest names the database kind; a backup of another kind cannot be restored into this hub.
+BACKEND = "postgresql"
 CHECKPOINT_FILE = "audit-checkpoint.note"
 KEYSETS_DIR = "keysets"
 KEYS_DIR = "keys"
@@ -135,16 +135,14 @@ def create(settings: Settings, to: Path, now: datetime, *, include_keys: bool = 
         raise BackupError(f"{to} is not empty")
     to.mkdir(parents=True, exist_ok=True)
     os.chmod(to, 0o700)  # the database holds partners' hashes and token digests
-    if settings.is_sqlite:
-        state = _create_sqlite(settings.database_url, to)
-    else:
-        state = _create_postgres(settings.database_url, to)
+    # As the schema's owner (the embedded server's `hashfed`): it may read every row, row-level security aside.
+    state = _create_postgres(settings.owner_url, to)
     files = {p.relative_to(to).as_posix(): sha256_file(p) for p in sorted(to.rglob("*")) if p.is_file()}
     if include_keys:
         files.update(_copy_keys(settings.keys_path, to / KEYS_DIR))
     manifest = Manifest(
         created_at=now.isoformat(),
-        backend="sqlite" if settings.is_sqlite else "postgresql",
+        backend=BACKEND,
         hub_name=settings.hub_name,
         files=files,
         keys_included=include_keys,
@@ -241,34 +239,6 @@ def _create_postgres(url: str, to: Path) -> dict[str, Any]:
     return state
 
 
-def _sqlite_path(url: str) -> Path:
-    database = make_url(url).database
-    if not database or database == ":memory:":
-        raise BackupError("an in-memory SQLite database has nothing to back up")
-    return Path(database)
-
-
-def _create_sqlite(url: str, to: Path) -> dict[str, Any]:
-    source = _sqlite_path(url)
-    if not source.exists():
-        raise BackupError(f"{source} does not exist")
-    target = to / SQLITE_FILE
-    # The online backup API copies a consistent snapshot while the hub keeps writing (WAL mode).
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
-    dst = sqlite3.connect(target)
-    try:
-        src.backup(dst)
-    finally:
-        dst.close()
-        src.close()
-    engine = make_engine(f"sqlite:///{target}")
-    try:
-        with engine.connect() as conn:
-            return _snapshot_state(conn, to)
-    finally:
-        engine.dispose()
-
-
 def _copy_keys(keys_path: Path, dest: Path) -> dict[str, str]:
     """The online role keys (current and retired) and the hub secret; never the root key."""
     wanted = [p for p in sorted(keys_path.glob("*.pem")) if p.name.split(".")[0] in ROLES]
@@ -311,16 +281,13 @@ def read_manifest(folder: Path) -> Manifest:
 def is_empty(engine: Engine) -> bool:
     """No table of ours (or anyone's) in the database."""
     with engine.connect() as conn:
-        if conn.dialect.name == "sqlite":
-            n = conn.scalar(text("SELECT count(*) FROM sqlite_master WHERE type = 'table'"))
-        else:
-            n = conn.scalar(
-                text(
-                    "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S') "
-                    "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'"
-                )
+        n = conn.scalar(
+            text(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S') "
+                "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'"
             )
+        )
     return not n
 
 
@@ -338,47 +305,33 @@ def restore(
     Refused before anything is written: a file that does not match the manifest, a backup of the other
     backend, key files that differ from those on this host, or a non-empty database unless `force`."""
     manifest = read_manifest(folder)
-    backend = "sqlite" if settings.is_sqlite else "postgresql"
-    if manifest.backend != backend:
-        raise BackupError(f"this is a {manifest.backend} backup; the hub's database is {backend}")
+    if manifest.backend != BACKEND:
+        raise BackupError(f"this is a {manifest.backend} backup; the hub runs on {BACKEND}")
     if manifest.keys_included:
         _check_keys(folder / KEYS_DIR, settings.keys_path)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.owner_url)
     try:
         if not force and not is_empty(engine):
             raise BackupError("the database is not empty; restore into an empty one, or pass --force to replace it")
     finally:
         engine.dispose()
-    if backend == "sqlite":
-        _restore_sqlite(folder / SQLITE_FILE, _sqlite_path(settings.database_url))
-    else:
-        uri, env = _libpq(settings.database_url)
-        engine = make_engine(settings.database_url)
-        try:
-            pg_restore = _tool("pg_restore", engine)
-        finally:
-            engine.dispose()
-        args = [pg_restore, "--exit-on-error", "--single-transaction", "--no-owner", "--no-privileges",
-                f"--dbname={uri}"]
-        if force:
-            args += ["--clean", "--if-exists"]
-        _run([*args, str(folder / PG_DUMP_FILE)], env)
+    uri, env = _libpq(settings.owner_url)
+    engine = make_engine(settings.owner_url)
+    try:
+        pg_restore = _tool("pg_restore", engine)
+    finally:
+        engine.dispose()
+    args = [pg_restore, "--exit-on-error", "--single-transaction", "--no-owner", "--no-privileges",
+            f"--dbname={uri}"]
+    if force:
+        args += ["--clean", "--if-exists"]
+    _run([*args, str(folder / PG_DUMP_FILE)], env)
+    if settings.embedded:  # the dump carries no privileges: the hub's role gets its own again
+        embedded.grant_app_role(settings.owner_url)
     if manifest.keys_included:
         _place_keys(folder / KEYS_DIR, settings.keys_path)
     return check(settings, manifest, now, kept=[*([folder / CHECKPOINT_FILE] if manifest.audit_checkpoint else []),
                                                    *kept], keyset_sha256=keyset_sha256)
-
-
-def _restore_sqlite(backup: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    src = sqlite3.connect(f"file:{backup}?mode=ro", uri=True)
-    dst = sqlite3.connect(target)
-    try:
-        # Replaces every page of the target, in one transaction of the destination (a hub reading it waits).
-        src.backup(dst)
-    finally:
-        dst.close()
-        src.close()
 
 
 def _check_keys(source: Path, keys_path: Path) -> None:
@@ -399,7 +352,7 @@ def _place_keys(source: Path, keys_path: Path) -> None:
 
 @contextmanager
 def _session(settings: Settings) -> Iterator[Session]:
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.owner_url)
     try:
         with make_session_factory(engine)() as session:
             rls.set_tenant(session, rls.SYSTEM)
@@ -419,7 +372,7 @@ def check(
     """The restored database's checks: schema at the head, the backup's figures, and the audit log verifying
     (`hashfed-audit verify`) against key set v1's pin and every kept checkpoint."""
     result = Restored(manifest, checked_against=[str(p) for p in kept])
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.owner_url)
     try:
         problem = migrate.schema_status(engine)
     finally:

@@ -62,5 +62,5 @@ def backup_restore(settings: Settings, source: Path, kept: tuple[Path, ...], key
         for p in r.problems:
             click.echo(f"problem: {p}", err=True)
         raise SystemExit(1)
-    if not settings.is_sqlite:
+    if not settings.embedded:  # the embedded server's role was granted by the restore
         click.echo("grant the application role again: hashfed db grant ROLE")

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from hub import audit_cli, backup_cli, embedded, migrate, rls, serving
 from hub.config import Settings, record_base_url, recorded_base_url
 from hub.db import make_engine, make_session_factory
-from hub.dbroles import grant_app_role
 from hub.errors import ConfigError, HubError
 
 
@@ -73,12 +72,7 @@ def _migrate(settings: Settings, revision: str = "heads") -> None:
     `hashfed db grant` itself, as the operator decides the role)."""
     migrate.upgrade(settings.owner_url, revision)
     if settings.embedded:
-        engine = make_engine(settings.owner_url)
-        try:
-            with engine.begin() as conn:
-                grant_app_role(conn, embedded.APP_ROLE)
-        finally:
-            engine.dispose()
+        embedded.grant_app_role(settings.owner_url)
 
 
 @main.command()
@@ -156,7 +150,7 @@ def db_current(settings: Settings) -> None:
 @click.pass_obj
 def db_grant(settings: Settings, role: str, create: bool, password_env: str | None) -> None:
     """Grant the application ROLE what the serving hub needs (PostgreSQL). Run after every upgrade."""
-    from hub.dbroles import ensure_role, set_password
+    from hub.dbroles import ensure_role, grant_app_role, set_password
 
     password = None
     if password_env is not None:
@@ -205,7 +199,7 @@ def serve(settings: Settings, host: str | None, port: int | None, workers: int, 
         click.echo(f"key set v1 SHA-256 (partners pin this): {pin}")
         click.echo("print it again with: hashfed keys show --pin")
 
-    if settings.embedded or settings.is_sqlite:
+    if settings.embedded:
         serving.serve_embedded(settings, host, port, threads, ready=ready)
     else:
         serving.serve_gunicorn(settings, host, port, workers, threads, ready=ready)

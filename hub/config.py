@@ -17,7 +17,7 @@ from hub.proxies import Network, parse_networks
 
 # Variables with these names belong to other tools (tests, the partner kit) and are not hub settings.
 _FOREIGN = (
-    "HASHFED_TEST_", "HASHFED_REQUIRE_POSTGRES", "HASHFED_REQUIRE_BROWSER", "HASHFED_PARTNER_", "HASHFED_BENCH_",
+    "HASHFED_TEST_", "HASHFED_REQUIRE_BROWSER", "HASHFED_PARTNER_", "HASHFED_BENCH_",
 )
 
 
@@ -76,10 +76,6 @@ class Settings:
             object.__setattr__(self, "hub_name", urlsplit(self.base_url).netloc or "localhost")
         object.__setattr__(self, "var_dir", Path(self.var_dir))
         _check(self)
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
 
     @property
     def owner_url(self) -> str:
@@ -193,8 +189,11 @@ def _check(s: Settings) -> None:
     url = urlsplit(s.base_url)
     if url.scheme not in ("http", "https") or not url.netloc or url.query or url.fragment:
         raise ConfigError(f"HASHFED_BASE_URL={s.base_url!r} must be an http(s) URL without query or fragment")
-    if s.database_url and not s.database_url.startswith(("sqlite", "postgresql")):
-        raise ConfigError(f"HASHFED_DATABASE_URL={s.database_url!r}: only sqlite and postgresql are supported")
+    if s.database_url and not s.database_url.startswith("postgresql"):
+        raise ConfigError(
+            f"HASHFED_DATABASE_URL={s.database_url!r}: the hub runs on PostgreSQL only (leave it unset for the "
+            "embedded PostgreSQL under the var folder)"
+        )
     if logging.getLevelName(s.log_level) == f"Level {s.log_level}":
         raise ConfigError(f"HASHFED_LOG_LEVEL={s.log_level!r} is not a logging level")
     if "/" in s.hub_name or not s.hub_name.strip():

@@ -1,10 +1,9 @@
-"""Database wiring: the declarative base, engines for SQLite and PostgreSQL, and session factories."""
+"""Database wiring: the declarative base, PostgreSQL engines and session factories."""
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, exc
@@ -12,7 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-# Constraint names are fixed so that migrations on SQLite (batch mode) and PostgreSQL agree.
+# Constraint names are fixed so that migrations and the models agree.
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -29,7 +28,7 @@ class Base(DeclarativeBase):
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """A timezone-aware UTC datetime on both databases (SQLite stores no zone)."""
+    """A timezone-aware datetime, always handed back in UTC (the server's session time zone may differ)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -60,16 +59,8 @@ def normalize_url(url: str) -> str:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for `url`; SQLite gets WAL mode, foreign keys and working SAVEPOINTs."""
-    url = normalize_url(url)
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
-        _sqlite_recipe(engine)
-        return engine
-    engine = create_engine(url, **kwargs)
+    """An engine for the PostgreSQL at `url`; idle pooled connections are pinged before use."""
+    engine = create_engine(normalize_url(url), **kwargs)
     if not kwargs.get("pool_pre_ping") and kwargs.get("poolclass") is None:
         _ping_idle_connections(engine)
     return engine
@@ -105,26 +96,6 @@ def _ping_idle_connections(engine: Engine) -> None:
             engine.dialect.do_ping(dbapi_conn)
         except engine.dialect.loaded_dbapi.Error as e:
             raise exc.DisconnectionError(f"database connection lost while idle: {e}") from e
-
-
-def _sqlite_recipe(engine: Engine) -> None:
-    """SQLAlchemy's documented pysqlite recipe: let SQLAlchemy emit BEGIN so SAVEPOINTs work."""
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
-        if engine.url.database and engine.url.database != ":memory:":
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        # IMMEDIATE takes the write lock at BEGIN: two writers queue instead of failing on upgrade.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 # Session.info keys of the audit log's early lock release (PostgreSQL; hub.auditlog.record, docs/operations.md).

@@ -18,8 +18,6 @@ _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 def grant_app_role(conn: Connection, role: str) -> None:
     """Grant `role` what the serving hub needs on every table at the current schema, and no more."""
-    if conn.dialect.name != "postgresql":
-        return  # SQLite has no roles; its append-only triggers still hold.
     if not _ROLE.match(role):
         raise ValueError(f"invalid role name {role!r}")
     tables = [

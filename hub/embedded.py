@@ -23,8 +23,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from hub import dbroles
 from hub.db import make_engine
-from hub.dbroles import ensure_role
 from hub.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def _ensure_database(handle: EmbeddedPostgres) -> None:
                 conn.execute(text(f"CREATE ROLE {OWNER} LOGIN NOSUPERUSER NOCREATEROLE NOBYPASSRLS"))
             if conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": DATABASE}) is None:
                 conn.execute(text(f'CREATE DATABASE "{DATABASE}" OWNER {OWNER} ENCODING \'UTF8\''))
-            ensure_role(conn, APP_ROLE)
+            dbroles.ensure_role(conn, APP_ROLE)
     finally:
         engine.dispose()
 
@@ -126,3 +126,13 @@ def server_programs() -> tuple[Path, list[str]]:
         utils.ensure_folder_permissions(path, readable | stat.S_IXGRP | stat.S_IXOTH)
         utils.ensure_folder_permissions(path.parent / "lib", readable)
     return bindir, ["runuser", "-u", SERVER_USER, "--"]
+
+
+def grant_app_role(owner_url: str) -> None:
+    """Give the hub's role its privileges on the current schema (after migrations or a restore)."""
+    engine = make_engine(owner_url)
+    try:
+        with engine.begin() as conn:
+            dbroles.grant_app_role(conn, APP_ROLE)
+    finally:
+        engine.dispose()

@@ -5,8 +5,7 @@ transaction's tenant, `current_setting('hashfed.partner')`, set with `set_tenant
 (`'system'`) sees every row: the operator CLI, scheduled jobs and the authentication lookup itself (before
 the partner is known) use it. No tenant set means no partner-owned row is visible or writable.
 `FORCE ROW LEVEL SECURITY` holds the policy for the table owner too; the hub connects as a role that owns
-no table and may not bypass RLS (hub/dbroles.py). SQLite has no RLS: there the application's scoping
-(the partner from the token, passed to every service) is the only guard.
+no table and may not bypass RLS (hub/dbroles.py), on the embedded default as in production.
 
 Migrations call `enable(op.get_bind(), "signals", "contributor_id")`.
 """
@@ -31,9 +30,7 @@ def policy_name(table: str) -> str:
 
 
 def enable(conn: Connection, table: str, partner_column: str = "partner_id") -> None:
-    """Enable and force RLS on `table`, limiting it to rows of the transaction's tenant (PostgreSQL)."""
-    if conn.dialect.name != "postgresql":
-        return
+    """Enable and force RLS on `table`, limiting it to rows of the transaction's tenant."""
     for name in (table, partner_column):
         if not _IDENT.match(name):
             raise ValueError(f"invalid SQL identifier {name!r}")
@@ -49,8 +46,6 @@ def enable(conn: Connection, table: str, partner_column: str = "partner_id") -> 
 
 def disable(conn: Connection, table: str) -> None:
     """Undo `enable` (for a migration's downgrade)."""
-    if conn.dialect.name != "postgresql":
-        return
     if not _IDENT.match(table):
         raise ValueError(f"invalid SQL identifier {table!r}")
     conn.execute(text(f"DROP POLICY IF EXISTS {policy_name(table)} ON {table}"))
@@ -60,9 +55,6 @@ def disable(conn: Connection, table: str) -> None:
 
 def set_tenant(session: Session | Connection, partner_id: str | None) -> None:
     """Set the tenant for the rest of the current transaction (`SYSTEM` for all, None for none)."""
-    bind = session.get_bind() if isinstance(session, Session) else session
-    if bind.dialect.name != "postgresql":
-        return
     session.execute(
         text("SELECT set_config(:name, :value, true)"), {"name": SETTING, "value": partner_id or ""}
     )

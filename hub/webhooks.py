@@ -398,8 +398,8 @@ def deliver_webhooks(
     allow: Networks = settings.webhook_allow if settings is not None else ()
     with session_factory.begin() as session:
         rls.set_tenant(session, rls.SYSTEM)
-        if session.get_bind().dialect.name == "postgresql":  # two schedulers never queue the same delivery
-            session.execute(text("SELECT pg_advisory_xact_lock(hashtext('hashfed.webhooks'))"))
+        # Two schedulers never queue the same delivery.
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext('hashfed.webhooks'))"))
         queued = _queue(session, now)
         due = list(
             session.scalars(

@@ -22,7 +22,6 @@ if connectable is None:
             connection=connection,
             target_metadata=Base.metadata,
             compare_type=True,
-            render_as_batch=engine.dialect.name == "sqlite",
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -1,8 +1,9 @@
-"""Database fixtures: every database test runs on SQLite and on PostgreSQL.
+"""Database fixtures: every database test runs on a real PostgreSQL, always.
 
-Each test session creates its own PostgreSQL database (from HASHFED_TEST_POSTGRES_URL) and drops it at the
-end; the schema always comes from the migrations. Each test runs inside a transaction that is rolled back.
-When PostgreSQL is unreachable its tests skip, unless HASHFED_REQUIRE_POSTGRES=1, where they fail.
+The server is HASHFED_TEST_POSTGRES_URL when set (CI sets the machine's), otherwise a private one started once
+per test session from the wheel the hub embeds: no database test can skip. Each test session creates its own
+database there and drops it at the end; the schema always comes from the migrations. Each test runs inside a
+transaction that is rolled back.
 
 No test may depend on today's date. `--clock DATE` (or HASHFED_TEST_CLOCK) runs the whole suite with the wall clock
 moved to DATE and ticking from there (time-machine moves datetime.now and time.time for every thread of this
@@ -17,6 +18,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +29,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub import embedded, migrate
@@ -37,7 +38,6 @@ from hub.db import make_engine
 from hub.dbroles import ensure_role, grant_app_role
 
 _EMBEDDED: list[embedded.EmbeddedPostgres] = []  # this session's private server, when no URL is given
-REQUIRE_POSTGRES = os.environ.get("HASHFED_REQUIRE_POSTGRES") == "1"
 BASE_URL = "http://127.0.0.1:8000"
 # On PostgreSQL the tests, like the serving hub, connect as a role that owns no table (docs/operations.md).
 APP_ROLE = "hashfed_app"
@@ -103,64 +103,34 @@ def _stop_embedded() -> None:
         shutil.rmtree(server.pgdata.parent, ignore_errors=True)
 
 
-def _postgres_unavailable() -> str | None:
-    url = admin_url()
-    engine = make_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return None
-    except OperationalError as e:
-        return f"PostgreSQL unreachable at {make_url(url).render_as_string(hide_password=True)}: {e.orig}"
-    finally:
-        engine.dispose()
-
-
-def require_postgres() -> None:
-    """Skip, or fail when HASHFED_REQUIRE_POSTGRES=1, if PostgreSQL cannot be reached."""
-    problem = _postgres_unavailable()
-    if problem is None:
-        return
-    if REQUIRE_POSTGRES:
-        pytest.fail(f"{problem} (HASHFED_REQUIRE_POSTGRES=1)", pytrace=False)
-    pytest.skip(problem)
-
-
 @dataclass
 class Database:
     """A migrated database made for this test session (or one test), dropped afterwards."""
 
-    backend: str
+    name: str
     url: str  # the owner's URL: migrations and superuser-only checks
     app_url: str  # the application role's URL: what the hub and the tests use
     engine: Engine  # connected as the application role
 
 
-def create_database(backend: str, tmp: Path, *, migrate_to: str | None = "heads") -> tuple[str, object]:
-    """Create an empty database; returns its URL and a handle that `drop_database` takes."""
-    if backend == "sqlite":
-        path = tmp / f"hashfed-{secrets.token_hex(4)}.db"
-        url = f"sqlite:///{path}"
-        handle: object = path
-    else:
-        require_postgres()
-        name = f"hashfed_test_{os.getpid()}_{secrets.token_hex(4)}"
-        admin = make_engine(admin_url(), isolation_level="AUTOCOMMIT")
+def create_database(*, migrate_to: str | None = "heads") -> tuple[str, str]:
+    """Create an empty database on the test server; returns its owner URL and its name."""
+    name = f"hashfed_test_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = make_engine(admin_url(), isolation_level="AUTOCOMMIT")
+    try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
         admin.dispose()
-        url = make_url(admin_url()).set(database=name).render_as_string(hide_password=False)
-        handle = name
+    url = make_url(admin_url()).set(database=name).render_as_string(hide_password=False)
     if migrate_to:
         migrate.upgrade(url, migrate_to)
-        grant(backend, url)
-    return url, handle
+        grant(url)
+    return url, name
 
 
-def grant(backend: str, url: str) -> None:
+def grant(url: str) -> None:
     """Give the application role its privileges (run again after migrating further)."""
-    if backend != "postgresql":
-        return
     engine = make_engine(url)
     with engine.begin() as conn:
         ensure_role(conn, APP_ROLE)
@@ -168,46 +138,42 @@ def grant(backend: str, url: str) -> None:
     engine.dispose()
 
 
-def app_url(backend: str, url: str) -> str:
-    if backend != "postgresql":
-        return url
+def app_url(url: str) -> str:
     return make_url(url).set(username=APP_ROLE, password=None).render_as_string(hide_password=False)
 
 
-def drop_database(backend: str, handle: object) -> None:
-    if backend == "sqlite":
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{handle}{suffix}").unlink(missing_ok=True)
-        return
+def drop_database(name: str) -> None:
     admin = make_engine(admin_url(), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{handle}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    """One migrated database per backend for the whole test session."""
-    backend: str = request.param
-    url, handle = create_database(backend, tmp_path_factory.mktemp(backend))
-    engine = make_engine(app_url(backend, url))
     try:
-        yield Database(backend, url, app_url(backend, url), engine)
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+@contextmanager
+def _made_database() -> Iterator[Database]:
+    url, name = create_database()
+    engine = make_engine(app_url(url))
+    try:
+        yield Database(name, url, app_url(url), engine)
     finally:
         engine.dispose()
-        drop_database(backend, handle)
+        drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def database() -> Iterator[Database]:
+    """One migrated database for the whole test session."""
+    with _made_database() as db:
+        yield db
 
 
 @pytest.fixture
-def fresh_database(database: Database, tmp_path: Path) -> Iterator[Database]:
+def fresh_database() -> Iterator[Database]:
     """A database of this test's own, for tests that commit (append-only rows, concurrency)."""
-    url, handle = create_database(database.backend, tmp_path)
-    engine = make_engine(app_url(database.backend, url))
-    try:
-        yield Database(database.backend, url, app_url(database.backend, url), engine)
-    finally:
-        engine.dispose()
-        drop_database(database.backend, handle)
+    with _made_database() as db:
+        yield db
 
 
 @pytest.fixture

@@ -82,8 +82,7 @@ def upgrade() -> None:
     )
     for table in _APPEND_ONLY:
         appendonly.install(bind, table)
-    if bind.dialect.name == "postgresql":
-        bind.exec_driver_sql(APPEND_FUNCTION)
+    bind.exec_driver_sql(APPEND_FUNCTION)
 
 
 # One round trip per audit entry on PostgreSQL (hub.auditlog.record): take the seq and the time from the
@@ -114,8 +113,7 @@ def downgrade() -> None:
     bind = op.get_bind()
     for table in _APPEND_ONLY:
         appendonly.uninstall(bind, table)
-    if bind.dialect.name == "postgresql":
-        bind.execute(sa.text("DROP FUNCTION IF EXISTS hashfed_audit_append(bytea, bytea, timestamptz)"))
+    bind.execute(sa.text("DROP FUNCTION IF EXISTS hashfed_audit_append(bytea, bytea, timestamptz)"))
     op.drop_table("audit_head")
     op.drop_table("signing_keys")
     op.drop_table("key_sets")

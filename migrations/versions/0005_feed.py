@@ -105,7 +105,6 @@ def upgrade() -> None:
         ["collection_id", "type", "value"],
         unique=True,
         postgresql_where=sa.text("status = 'active'"),
-        sqlite_where=sa.text("status = 'active'"),
     )
     op.create_table(
         "pending_changes",
@@ -194,19 +193,17 @@ def upgrade() -> None:
     bind = op.get_bind()
     for table in _APPEND_ONLY:
         appendonly.install(bind, table)
-    if bind.dialect.name == "postgresql":
-        lz4 = bind.execute(
-            sa.text("SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'")
-        ).scalar()
-        for column in ("payload", "envelope"):
-            if lz4:
-                op.execute(f"ALTER TABLE batches ALTER COLUMN {column} SET COMPRESSION lz4")
-            else:
-                op.execute(f"ALTER TABLE batches ALTER COLUMN {column} SET STORAGE EXTERNAL")
-    if bind.dialect.name == "postgresql":
-        # Updates set a signal's seqs and status once or twice in its life: room on the page lets them be
-        # HOT updates (no index entries written), about three times faster when sealing a million.
-        op.execute("ALTER TABLE signals SET (fillfactor = 50)")
+    lz4 = bind.execute(
+        sa.text("SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'")
+    ).scalar()
+    for column in ("payload", "envelope"):
+        if lz4:
+            op.execute(f"ALTER TABLE batches ALTER COLUMN {column} SET COMPRESSION lz4")
+        else:
+            op.execute(f"ALTER TABLE batches ALTER COLUMN {column} SET STORAGE EXTERNAL")
+    # Updates set a signal's seqs and status once or twice in its life: room on the page lets them be
+    # HOT updates (no index entries written), about three times faster when sealing a million.
+    op.execute("ALTER TABLE signals SET (fillfactor = 50)")
     rls.enable(bind, "idempotency_keys", "partner_id")
 
 

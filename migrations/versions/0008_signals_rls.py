@@ -26,8 +26,6 @@ MEMBERS_POLICY = "signals_collection_members"
 
 def upgrade() -> None:
     bind = op.get_bind()
-    if bind.dialect.name != "postgresql":
-        return
     rls.enable(bind, "signals", "contributor_id")
     # Permissive policies combine with OR: members of the collection may also read (never write) its signals.
     bind.execute(
@@ -41,7 +39,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     bind = op.get_bind()
-    if bind.dialect.name != "postgresql":
-        return
     bind.execute(sa.text(f"DROP POLICY IF EXISTS {MEMBERS_POLICY} ON signals"))
     rls.disable(bind, "signals")

@@ -53,8 +53,6 @@ def upgrade() -> None:
     )
     op.drop_column("signals", "removed_seq")
     op.drop_column("signals", "added_seq")
-    if bind.dialect.name != "postgresql":
-        return
     op.execute("ALTER TABLE signals RESET (fillfactor)")
     op.execute("ALTER TABLE signal_seqs ENABLE ROW LEVEL SECURITY")
     op.execute("ALTER TABLE signal_seqs FORCE ROW LEVEL SECURITY")
@@ -70,12 +68,11 @@ def upgrade() -> None:
 def downgrade() -> None:
     bind = op.get_bind()
     rls.set_tenant(bind, rls.SYSTEM)
-    if bind.dialect.name == "postgresql":
-        op.execute(f"DROP POLICY IF EXISTS {_READ_POLICY} ON signal_seqs")
-        op.execute(f"DROP POLICY IF EXISTS {_WRITE_POLICY} ON signal_seqs")
-        op.execute("ALTER TABLE signal_seqs NO FORCE ROW LEVEL SECURITY")
-        op.execute("ALTER TABLE signal_seqs DISABLE ROW LEVEL SECURITY")
-        op.execute("ALTER TABLE signals SET (fillfactor = 50)")
+    op.execute(f"DROP POLICY IF EXISTS {_READ_POLICY} ON signal_seqs")
+    op.execute(f"DROP POLICY IF EXISTS {_WRITE_POLICY} ON signal_seqs")
+    op.execute("ALTER TABLE signal_seqs NO FORCE ROW LEVEL SECURITY")
+    op.execute("ALTER TABLE signal_seqs DISABLE ROW LEVEL SECURITY")
+    op.execute("ALTER TABLE signals SET (fillfactor = 50)")
     op.add_column("signals", sa.Column("added_seq", sa.BigInteger(), nullable=True))
     op.add_column("signals", sa.Column("removed_seq", sa.BigInteger(), nullable=True))
     op.execute(

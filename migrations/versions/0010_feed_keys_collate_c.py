@@ -10,7 +10,7 @@ default collation (collections, members, reports) take "C" (an explicit non-defa
 
 ALTER COLUMN ... TYPE rebuilds the indexes of each table; the row-level security policies that read those
 columns are dropped and re-created exactly as they were (PostgreSQL refuses to change a column a policy
-uses). SQLite compares bytewise already: nothing to do there. The downgrade restores the default collation.
+uses). The downgrade restores the default collation.
 
 Revision ID: 0010_feed_keys_collate_c
 Revises: 0009_signal_seqs
@@ -67,8 +67,6 @@ def _policies(bind: sa.Connection) -> list[tuple[str, str, str]]:
 
 def _set_collation(collation: str) -> None:
     bind = op.get_bind()
-    if bind.dialect.name != "postgresql":
-        return
     policies = _policies(bind)
     for table, name, _ in policies:
         op.execute(f"DROP POLICY {name} ON {table}")

@@ -13,7 +13,6 @@ each other's flushes and cannot share them. `hub.auditlog.record` now asks for e
   signed, served and then lost in a crash could be signed again differently: a fork).
 
 `hashfed.commit_mode` (session level) tells which one the last audited commit took: `early` or `synchronous`.
-SQLite: nothing (one writer at a time, `BEGIN IMMEDIATE`).
 
 Revision ID: 0011_audit_early_release
 Revises: 0010_feed_keys_collate_c
@@ -72,8 +71,6 @@ def mark_trigger(table: str) -> str:
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
     op.execute(_MARK_FUNCTION)
     for table in PUBLISHING_TABLES:
         name = mark_trigger(table)
@@ -95,8 +92,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
     op.execute(f"DROP TRIGGER IF EXISTS {DECIDE_TRIGGER} ON audit_entries")
     op.execute("DROP FUNCTION IF EXISTS hashfed_commit_durability()")
     for table in PUBLISHING_TABLES:

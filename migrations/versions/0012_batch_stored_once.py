@@ -72,7 +72,7 @@ def upgrade() -> None:
     with op.batch_alter_table("batches") as b:
         b.alter_column("signatures", existing_type=sa.LargeBinary(), nullable=False)
         b.drop_column("envelope")
-    appendonly.install(bind, "batches")  # SQLite's batch mode rebuilt the table without its triggers
+    appendonly.install(bind, "batches")  # the UPDATE trigger names the columns, which changed
 
 
 def downgrade() -> None:
@@ -90,9 +90,8 @@ def downgrade() -> None:
         b.alter_column("envelope", existing_type=sa.LargeBinary(), nullable=False)
         b.drop_column("signatures")
     appendonly.install(bind, "batches")
-    if bind.dialect.name == "postgresql":
-        lz4 = bind.execute(
-            sa.text("SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'")
-        ).scalar()
-        storage = "SET COMPRESSION lz4" if lz4 else "SET STORAGE EXTERNAL"
-        op.execute(f"ALTER TABLE batches ALTER COLUMN envelope {storage}")
+    lz4 = bind.execute(
+        sa.text("SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'")
+    ).scalar()
+    storage = "SET COMPRESSION lz4" if lz4 else "SET STORAGE EXTERNAL"
+    op.execute(f"ALTER TABLE batches ALTER COLUMN envelope {storage}")

@@ -144,10 +144,10 @@ def require_browser() -> None:
 def served_hub(tmp_path: Path) -> Iterator[str]:
     """The hub on a real HTTP server on a free port; its base URL.
 
-    The docs page reads no database, so an unmigrated SQLite file is enough (no partner set-up as in
+    The docs page reads no database, so a URL never connected to is enough (no partner set-up as in
     tests/partners/realhub.py, which serves through the test client rather than a socket).
     """
-    settings = Settings(var_dir=tmp_path / "var", database_url=f"sqlite:///{tmp_path / 'hub.db'}")
+    settings = Settings(var_dir=tmp_path / "var", database_url="postgresql://nobody@127.0.0.1:1/none")
     server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

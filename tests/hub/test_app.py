@@ -5,6 +5,7 @@ from hub.app import create_app
 from hub.config import Settings
 from hub.errors import ConflictError
 from hub.tenants import Partner
+from tests.conftest import create_database, drop_database
 
 
 def test_healthz(client):
@@ -20,10 +21,14 @@ def test_readyz_is_200_at_head(client):
 
 
 def test_readyz_is_503_on_an_unmigrated_database(tmp_path):
-    settings = Settings(var_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/empty.db")
-    r = create_app(settings).test_client().get("/readyz")
-    assert r.status_code == 503
-    assert "not initialised" in r.json["reason"]
+    url, name = create_database(migrate_to=None)
+    try:
+        settings = Settings(var_dir=tmp_path, database_url=url)
+        r = create_app(settings).test_client().get("/readyz")
+        assert r.status_code == 503
+        assert "not initialised" in r.json["reason"]
+    finally:
+        drop_database(name)
 
 
 def test_readyz_is_503_when_the_database_is_unreachable(tmp_path):

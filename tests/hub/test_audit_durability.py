@@ -14,8 +14,6 @@ ACTOR = Actor(type="partner", partner="p1", client="c1")
 
 @pytest.fixture
 def pg(fresh_database):
-    if fresh_database.backend != "postgresql":
-        pytest.skip("early lock release is a PostgreSQL commit mode; SQLite has one writer at a time")
     return fresh_database
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from audit.note import Checkpoint, Note
 from hub.auditlog import AuditEntry
-from hub.backup import MANIFEST, PG_DUMP_FILE, SQLITE_FILE
+from hub.backup import MANIFEST, PG_DUMP_FILE
 from hub.cli import main
 from hub.db import make_engine
 from tests.conftest import BASE_URL, Database, create_database, drop_database
@@ -69,17 +69,17 @@ def hub(fresh_database: Database, tmp_path: Path) -> Hub:
 
 @pytest.fixture
 def empty_url(fresh_database: Database, tmp_path: Path) -> Iterator[str]:
-    """An empty database (no schema) of the same backend to restore into."""
+    """An empty database (no schema) to restore into."""
     (tmp_path / "target").mkdir()
-    url, handle = create_database(fresh_database.backend, tmp_path / "target", migrate_to=None)
+    url, handle = create_database(migrate_to=None)
     try:
         yield url
     finally:
-        drop_database(fresh_database.backend, handle)
+        drop_database(handle)
 
 
 def _database_file(folder: Path) -> Path:
-    return next(p for p in (folder / PG_DUMP_FILE, folder / SQLITE_FILE) if p.exists())
+    return folder / PG_DUMP_FILE
 
 
 def test_a_restored_log_verifies_against_earlier_checkpoints_and_is_a_prefix_of_the_later_log(

@@ -13,6 +13,7 @@ from hub.app import create_app
 from hub.cli import main
 from hub.config import Settings
 from hub.db import make_engine
+from tests.conftest import create_database, drop_database
 
 
 def test_init_creates_and_migrates_the_embedded_database(tmp_path):
@@ -30,10 +31,13 @@ def test_init_creates_and_migrates_the_embedded_database(tmp_path):
 
 
 def test_db_current_fails_on_an_unmigrated_database(tmp_path):
-    env = {"HASHFED_DATABASE_URL": f"sqlite:///{tmp_path}/empty.db"}
-    result = CliRunner().invoke(main, ["db", "current"], env=env)
-    assert result.exit_code == 1
-    assert "hashfed db upgrade" in result.output
+    url, name = create_database(migrate_to=None)
+    try:
+        result = CliRunner().invoke(main, ["db", "current"], env={"HASHFED_DATABASE_URL": url})
+        assert result.exit_code == 1
+        assert "hashfed db upgrade" in result.output
+    finally:
+        drop_database(name)
 
 
 def test_a_misspelt_setting_stops_the_cli_with_a_clear_message(tmp_path):
@@ -105,8 +109,6 @@ def test_a_busy_port_is_a_one_line_error_before_anything_starts(tmp_path):
 
 @pytest.mark.postgres_only
 def test_db_grant_creates_the_application_role_with_a_password_from_the_environment(fresh_database):
-    if fresh_database.backend != "postgresql":
-        pytest.skip("roles and passwords are PostgreSQL's")
     role = f"hashfed_app_{secrets.token_hex(3)}"
     env = {"HASHFED_DATABASE_URL": fresh_database.url, "APP_PASSWORD_FOR_TEST": "a long app password"}
     runner = CliRunner()

@@ -28,7 +28,6 @@ def test_reads_every_documented_variable():
         }
     )
     assert s.var_dir == Path("/srv/hashfed")
-    assert not s.is_sqlite
     assert s.token_endpoint == "https://hub.example.org/oauth/token"
     assert s.log_level == "DEBUG"
     assert s.seal_interval_s == 30
@@ -41,12 +40,13 @@ def test_reads_every_documented_variable():
         ({"HASHFED_SEAL_INTERVAL_S": "soon"}, "HASHFED_SEAL_INTERVAL_S='soon' is malformed"),
         ({"HASHFED_SEAL_INTERVAL_S": "0"}, "must be a positive integer"),
         ({"HASHFED_BASE_URL": "ftp://hub"}, "must be an http(s) URL"),
-        ({"HASHFED_DATABASE_URL": "mysql://x"}, "only sqlite and postgresql"),
+        ({"HASHFED_DATABASE_URL": "mysql://x"}, "PostgreSQL only"),
+        ({"HASHFED_DATABASE_URL": "sqlite:///var/hashfed.db"}, "PostgreSQL only"),
         ({"HASHFED_LOG_LEVEL": "LOUD"}, "not a logging level"),
         ({"HASHFED_HUB_NAME": "a/b"}, "must not contain '/'"),
         ({"HASHFED_REDIS_URL": "localhost:6379"}, "must be a redis:// URL"),
     ],
-    ids=["misspelt name", "not a number", "zero interval", "bad scheme", "unsupported db", "bad level",
+    ids=["misspelt name", "not a number", "zero interval", "bad scheme", "unsupported db", "sqlite", "bad level",
          "slash in hub name", "redis without scheme"],
 )
 def test_unknown_or_malformed_settings_stop_start_up(env, message):

@@ -117,8 +117,8 @@ def cluster() -> Iterator[Cluster]:
 def test_an_acknowledged_submission_survives_a_crash(cluster: Cluster, tmp_path: Path) -> None:
     owner_url = cluster.url
     migrate.upgrade(owner_url, "heads")
-    grant("postgresql", owner_url)
-    url = app_url("postgresql", owner_url)
+    grant(owner_url)
+    url = app_url(owner_url)
     settings = Settings(var_dir=tmp_path / "var", database_url=url, base_url=BASE_URL, hub_name="hub.test")
     engine = make_engine(url)
     owner = make_engine(owner_url)  # reads every row (no row-level security) after each recovery

@@ -8,12 +8,11 @@ from sqlalchemy.exc import OperationalError
 
 from hub import db
 from hub.db import make_engine
-from tests.conftest import admin_url, require_postgres
+from tests.conftest import admin_url
 
 
 @pytest.fixture
 def engine():
-    require_postgres()
     engine = make_engine(admin_url(), pool_size=1, max_overflow=0)
     yield engine
     engine.dispose()

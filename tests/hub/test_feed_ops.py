@@ -192,8 +192,6 @@ def test_the_embedded_scheduler_runs_the_jobs_and_stops(fresh_database, tmp_path
 
 @pytest.mark.postgres_only
 def test_row_level_security_isolates_idempotency_keys(database, connection, session, settings):
-    if database.backend != "postgresql":
-        pytest.skip("row-level security is PostgreSQL's")
     keys = kit.hub_keys(session, settings)
     a, b = kit.partner(session, "a"), kit.partner(session, "b")
     ca = kit.collection(session, keys, a)
@@ -238,8 +236,6 @@ def test_row_level_security_isolates_idempotency_keys(database, connection, sess
 def test_row_level_security_on_signals_shows_members_their_collection_and_lets_only_owners_write(
     database, connection, session, settings
 ):
-    if database.backend != "postgresql":
-        pytest.skip("row-level security is PostgreSQL's")
     keys = kit.hub_keys(session, settings)
     owner, reader, stranger = kit.partner(session, "owner"), kit.partner(session, "reader"), kit.partner(session, "x")
     c = kit.collection(session, keys, owner)
@@ -276,8 +272,6 @@ def test_row_level_security_on_signals_shows_members_their_collection_and_lets_o
 def test_row_level_security_on_signal_seqs_follows_the_signal_and_lets_only_the_sealer_write(
     database, connection, session, settings
 ):
-    if database.backend != "postgresql":
-        pytest.skip("row-level security is PostgreSQL's")
     keys = kit.hub_keys(session, settings)
     owner, reader, stranger = kit.partner(session, "owner"), kit.partner(session, "reader"), kit.partner(session, "x")
     c = kit.collection(session, keys, owner)

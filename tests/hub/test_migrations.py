@@ -1,6 +1,5 @@
 """The schema comes only from migrations: they run on both databases, match the models, and keep triggers."""
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -25,7 +24,7 @@ def test_append_only_triggers_exist_at_head(connection):
 
 
 def test_full_downgrade_and_upgrade_round_trip(database, tmp_path):
-    url, handle = create_database(database.backend, tmp_path)
+    url, handle = create_database()
     try:
         migrate.downgrade(url, "base")
         engine = make_engine(url)
@@ -38,13 +37,11 @@ def test_full_downgrade_and_upgrade_round_trip(database, tmp_path):
             assert appendonly.missing_triggers(conn) == []
         engine.dispose()
     finally:
-        drop_database(database.backend, handle)
+        drop_database(handle)
 
 
 def test_the_application_role_cannot_change_the_audit_log_even_without_triggers(database):
     """On PostgreSQL the hub's role has only SELECT and INSERT on append-only tables."""
-    if database.backend != "postgresql":
-        pytest.skip("roles and grants are PostgreSQL's")
     from sqlalchemy import text
 
     from hub.appendonly import APPEND_ONLY_TABLES
@@ -65,7 +62,7 @@ def test_signal_seqs_move_out_of_signals_and_back(database, tmp_path):
 
     from sqlalchemy import inspect, text
 
-    url, handle = create_database(database.backend, tmp_path, migrate_to="0008_signals_rls")
+    url, handle = create_database(migrate_to="0008_signals_rls")
     engine = make_engine(url)
     rows = [("s-new", None, None), ("s-added", 3, None), ("s-removed", 1, 4)]
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -85,19 +82,18 @@ def test_signal_seqs_move_out_of_signals_and_back(database, tmp_path):
             assert "added_seq" not in {c["name"] for c in inspect(conn).get_columns("signals")}
             moved = conn.execute(text("SELECT signal_id, added_seq, removed_seq FROM signal_seqs ORDER BY signal_id"))
             assert sorted(tuple(r) for r in moved) == sorted(r for r in rows if r[1] is not None)
-            if database.backend == "postgresql":  # nothing updates signals in bulk any more
-                assert conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'signals'")).scalar() is None
+            # nothing updates signals in bulk any more
+            assert conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'signals'")).scalar() is None
         migrate.downgrade(url, "0008_signals_rls")
         with engine.connect() as conn:
             back = conn.execute(text("SELECT id, added_seq, removed_seq FROM signals"))
             assert sorted(tuple(r) for r in back) == sorted(rows)
             assert "signal_seqs" not in inspect(conn).get_table_names()
-            if database.backend == "postgresql":
-                options = conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'signals'")).scalar()
-                assert options == ["fillfactor=50"]
+            options = conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'signals'")).scalar()
+            assert options == ["fillfactor=50"]
     finally:
         engine.dispose()
-        drop_database(database.backend, handle)
+        drop_database(handle)
 
 
 def test_feed_keys_collate_c_and_back(database, tmp_path):
@@ -107,7 +103,7 @@ def test_feed_keys_collate_c_and_back(database, tmp_path):
 
     from sqlalchemy import text
 
-    url, handle = create_database(database.backend, tmp_path, migrate_to="0009_signal_seqs")
+    url, handle = create_database(migrate_to="0009_signal_seqs")
     engine = make_engine(url)
     collations = (
         "SELECT table_name || '.' || column_name, coalesce(collation_name, '') FROM information_schema.columns"
@@ -125,26 +121,24 @@ def test_feed_keys_collate_c_and_back(database, tmp_path):
                 {"v": "ab" * 16, "t": datetime(2026, 1, 1, tzinfo=UTC)},
             )
             conn.execute(text("INSERT INTO pending_changes VALUES ('c', 's-1', 'add', 1)"))
-            before = conn.execute(text(policies)).all() if database.backend == "postgresql" else []
+            before = conn.execute(text(policies)).all()
         migrate.upgrade(url, "0010_feed_keys_collate_c")
         with engine.connect() as conn:
             assert conn.execute(text("SELECT id, value FROM signals")).all() == [("s-1", "ab" * 16)]
             assert conn.execute(text("SELECT signal_id FROM pending_changes")).scalars().all() == ["s-1"]
-            if database.backend == "postgresql":
-                changed = dict(conn.execute(text(collations)).all())
-                assert changed["signals.id"] == "C" and changed["signals.value"] == "C"
-                assert changed["pending_changes.signal_id"] == "C" and changed["signal_seqs.signal_id"] == "C"
-                assert changed["signals.case_ref"] == ""  # not a key: left alone
-                assert conn.execute(text(policies)).all() == before
+            changed = dict(conn.execute(text(collations)).all())
+            assert changed["signals.id"] == "C" and changed["signals.value"] == "C"
+            assert changed["pending_changes.signal_id"] == "C" and changed["signal_seqs.signal_id"] == "C"
+            assert changed["signals.case_ref"] == ""  # not a key: left alone
+            assert conn.execute(text(policies)).all() == before
         migrate.downgrade(url, "0009_signal_seqs")
         with engine.connect() as conn:
             assert conn.execute(text("SELECT id FROM signals")).scalars().all() == ["s-1"]
-            if database.backend == "postgresql":
-                assert set(dict(conn.execute(text(collations)).all()).values()) == {""}
-                assert conn.execute(text(policies)).all() == before
+            assert set(dict(conn.execute(text(collations)).all()).values()) == {""}
+            assert conn.execute(text(policies)).all() == before
     finally:
         engine.dispose()
-        drop_database(database.backend, handle)
+        drop_database(handle)
 
 
 def test_batches_store_payload_once_and_back(database, tmp_path):
@@ -156,7 +150,7 @@ def test_batches_store_payload_once_and_back(database, tmp_path):
 
     from hub.batches import envelope_of
 
-    url, handle = create_database(database.backend, tmp_path, migrate_to="0011_audit_early_release")
+    url, handle = create_database(migrate_to="0011_audit_early_release")
     engine = make_engine(url)
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     payload = b'{"adds":[],"collection":"c-1","prev":null,"removes":[],"sealed_at":"2026-01-01T00:00:00Z","seq":1}'
@@ -193,7 +187,7 @@ def test_batches_store_payload_once_and_back(database, tmp_path):
             assert appendonly.missing_triggers(conn) == []
     finally:
         engine.dispose()
-        drop_database(database.backend, handle)
+        drop_database(handle)
 
 
 def test_pending_changes_carry_their_entries_and_back(database, tmp_path):
@@ -203,7 +197,7 @@ def test_pending_changes_carry_their_entries_and_back(database, tmp_path):
 
     from sqlalchemy import inspect, text
 
-    url, handle = create_database(database.backend, tmp_path, migrate_to="0012_batch_stored_once")
+    url, handle = create_database(migrate_to="0012_batch_stored_once")
     engine = make_engine(url)
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     try:
@@ -240,4 +234,4 @@ def test_pending_changes_carry_their_entries_and_back(database, tmp_path):
             assert len(conn.execute(text("SELECT signal_id FROM pending_changes")).all()) == 2
     finally:
         engine.dispose()
-        drop_database(database.backend, handle)
+        drop_database(handle)

@@ -278,8 +278,6 @@ def test_the_fast_document_encoder_writes_rfc8785_bytes(report_id, actioned):
 
 
 def test_row_level_security_hides_other_partners_reports(database, client, session, w):
-    if database.backend != "postgresql":
-        pytest.skip("row-level security is PostgreSQL's")
     from hub import rls
     from hub.reports.models import Report, ReportOutcome
 
