@@ -7,6 +7,8 @@ from typing import Any
 
 from flask import Flask, Response, request
 from flask_smorest import Api
+from flask_smorest.error_handler import ErrorSchema
+from marshmallow import fields
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
@@ -26,8 +28,17 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
+class HubErrorSchema(ErrorSchema):
+    """The error body as the hub sends it: flask-smorest's, plus RFC 6749/6750's fields on OAuth errors."""
+
+    error = fields.String(metadata={"description": "OAuth error code (RFC 6749 5.2, RFC 6750 3.1)"})
+    error_description = fields.String(metadata={"description": "OAuth error description"})
+
+
 class HubApi(Api):
     """flask-smorest's Api with one error body for every error, keeping the headers an exception carries."""
+
+    ERROR_SCHEMA = HubErrorSchema
 
     def handle_http_exception(self, error: HTTPException) -> tuple[dict[str, Any], int, dict[str, str]]:
         payload, code, headers = super().handle_http_exception(error)
