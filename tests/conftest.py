@@ -43,6 +43,7 @@ BASE_URL = "http://127.0.0.1:8000"
 APP_ROLE = "hashfed_app"
 
 
+_HARNESS = ("HASHFED_TEST_", "HASHFED_REQUIRE_BROWSER")
 _CLOCK = pytest.StashKey[time_machine.travel]()
 
 
@@ -61,11 +62,10 @@ def shifted_clock(value: str) -> datetime:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # The hub's own settings from the caller's shell would leak into every CLI test: tests set what they need.
-    from hub.config import _ENV
-
-    for name in _ENV:
-        os.environ.pop(name, None)
+    # HASHFED_* settings from the caller's shell (a hub's, or stale ones) would leak into every CLI test, which
+    # refuses unknown names: tests set what they need. The test harness's own variables stay.
+    for name in [n for n in os.environ if n.startswith("HASHFED_") and not n.startswith(_HARNESS)]:
+        del os.environ[name]
     value = config.getoption("--clock")
     if value:
         traveller = time_machine.travel(shifted_clock(value), tick=True)
