@@ -5,8 +5,8 @@ bytes; leaf seq-1 of the collection's log is SHA-256(0x00 || payload). After a r
 (C2SP signed note, `checkpoint` key, key name = origin) with a `cosignature/v1` line from the `timestamp`
 key, refreshed by `cosign_stale` so partners can tell a fresh view from a replayed one.
 
-Two sealers never write the same seq: each takes a per-collection advisory lock (PostgreSQL; SQLite
-serializes writers with BEGIN IMMEDIATE), re-reads the head under it, and (collection, seq) is unique.
+Two sealers never write the same seq: each takes a per-collection advisory lock, re-reads the head under it,
+and (collection, seq) is unique.
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ import json
 import re
 import secrets
 import struct
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Generator, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import islice
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -33,14 +32,12 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
-    func,
     insert,
     inspect,
     select,
     text,
     tuple_,
 )
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from audit.canonical import canonical_json, format_time
@@ -62,7 +59,7 @@ from hub import auditlog, collections, rls
 from hub.auditlog import Actor
 from hub.db import Base, UTCDateTime
 from hub.errors import HubError, NotFoundError
-from hub.signals import Pending, PendingChange, Signal, SignalSeq
+from hub.signals import Pending, PendingChange, SignalSeq
 
 # Namespace (first key) of the per-collection advisory locks; the second key is hashtext(collection id).
 SEAL_LOCK = 0x68667364  # "hfsd"
@@ -273,12 +270,9 @@ _COPY_BATCH = (
 
 
 def _insert_batch(session: Session, row: dict[str, Any]) -> None:
-    """Store one sealed batch. On PostgreSQL through COPY in binary format: a batch of 50,000 entries is
-    ~10 MB of payload, which an INSERT would send hex-escaped (twice the bytes) inside the
-    statement text for the server to parse."""
-    if session.get_bind().dialect.name != "postgresql":
-        session.execute(insert(Batch).values(**row))
-        return
+    """Store one sealed batch through COPY in binary format: a batch of 50,000 entries is ~10 MB of payload,
+    which an INSERT would send hex-escaped (twice the bytes) inside the statement text for the server to parse.
+    psycopg2 has no binary COPY row writer (docs/adr/0003), so the one row is packed here."""
     micros = (row["sealed_at"] - _PG_EPOCH) // timedelta(microseconds=1)
     fields = (
         row["collection_id"].encode(),
@@ -309,11 +303,8 @@ def _insert_batch(session: Session, row: dict[str, Any]) -> None:
 
 
 def lock_collection(session: Session, collection_id: str) -> None:
-    """Hold the collection's seal lock until the transaction ends (PostgreSQL)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(:ns, hashtext(:c))"), {"ns": SEAL_LOCK, "c": collection_id}
-        )
+    """Hold the collection's seal lock until the transaction ends."""
+    session.execute(text("SELECT pg_advisory_xact_lock(:ns, hashtext(:c))"), {"ns": SEAL_LOCK, "c": collection_id})
 
 
 def head(session: Session, collection_id: str) -> CollectionHead | None:
@@ -373,23 +364,7 @@ def ensure_head(
     return current
 
 
-# SQLite: the copies the pending rows carry, completed from the signal where a row has none (before 0013).
-_PENDING = (
-    select(
-        PendingChange.signal_id,
-        PendingChange.op,
-        PendingChange.audit_seq,
-        func.coalesce(PendingChange.type, Signal.type),
-        func.coalesce(PendingChange.value, Signal.value),
-        func.coalesce(PendingChange.quality, Signal.quality),
-        func.coalesce(PendingChange.tags, Signal.tags),
-        func.coalesce(PendingChange.reason, Signal.removal_reason),
-    )
-    .join(Signal, Signal.id == PendingChange.signal_id)
-    .order_by(PendingChange.signal_id)
-)
-
-# PostgreSQL: one batch is the pending signal id range (lo, hi]. A cursor over pending_changes' primary key
+# One batch is the pending signal id range (lo, hi]. A cursor over pending_changes' primary key
 # (declared: planned for a fast start, index order, no sort) skips to each `hi` without sending the ids; then
 # one statement takes the range's pending rows out, records the batch seq of each add in `signal_seqs` (a narrow
 # insert) and returns what the payload needs, which the pending rows carry: `signals` is not read. The cursor
@@ -414,22 +389,6 @@ _PROBE_PG = (
 )
 _MARK_REMOVED_PG = "UPDATE signal_seqs SET removed_seq = %(seq)s WHERE signal_id = ANY(%(ids)s::varchar[])"
 
-# SQLite: one batch's pending changes are the signal id range (lo, hi] of the collection's pending rows.
-_MARK_ADDED = text(
-    "INSERT INTO signal_seqs (signal_id, added_seq) SELECT signal_id, :seq FROM pending_changes"
-    " WHERE collection_id = :c AND signal_id > :lo AND signal_id <= :hi AND op = 'add'"
-)
-_MARK_REMOVED = text(
-    "UPDATE signal_seqs SET removed_seq = :seq WHERE signal_id IN (SELECT signal_id FROM pending_changes"
-    " WHERE collection_id = :c AND signal_id > :lo AND signal_id <= :hi AND op = 'remove')"
-)
-_TAKE = text("DELETE FROM pending_changes WHERE collection_id = :c AND signal_id > :lo AND signal_id <= :hi")
-
-
-def _rowcount(session: Session, statement: Any, args: dict[str, Any]) -> int:
-    return cast("CursorResult[Any]", session.connection().execute(statement, args)).rowcount
-
-
 def _sealed_pages(
     session: Session, collection_id: str, size: int, first_seq: int
 ) -> Generator[Callable[[], Sequence[Any]]]:
@@ -438,35 +397,10 @@ def _sealed_pages(
     no longer pending once the page is taken; its removes' `removed_seq` once it is read.
 
     Each page is taken when the generator advances and read by calling what it yields, in order, each before
-    the generator advances twice more: on PostgreSQL the taking is the database's work and the reading is
-    Python's, so they can overlap. Rows are plain tuples (signal_id, op, audit_seq, type, value, quality, tags,
+    the generator advances twice more: the taking is the database's work and the reading is Python's, so they
+    can overlap. Rows are plain tuples (signal_id, op, audit_seq, type, value, quality, tags,
     removal_reason): SQLAlchemy's row objects cost more than the queries here.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        yield from _sealed_pages_pg(session, collection_id, size, first_seq)
-        return
-    rows = session.connection().execute(_PENDING.where(PendingChange.collection_id == collection_id))
-    stream = iter(rows.all())
-    seq, lo = first_seq, ""  # every id sorts after the empty string
-    while page := list(islice(stream, size)):
-        args = {"seq": seq, "c": collection_id, "lo": lo, "hi": page[-1][0]}
-        marked = _rowcount(session, _MARK_ADDED, args) + _rowcount(session, _MARK_REMOVED, args)
-        taken = _rowcount(session, _TAKE, args)
-        if marked != len(page) or taken != len(page):
-            raise SealError(
-                f"collection {collection_id}: batch {seq}: {len(page)} changes, {marked} marked, {taken} taken"
-            )
-        yield _ready(page)
-        seq, lo = seq + 1, page[-1][0]
-
-
-def _ready(page: Sequence[Any]) -> Callable[[], Sequence[Any]]:
-    return lambda: page
-
-
-def _sealed_pages_pg(
-    session: Session, collection_id: str, size: int, first_seq: int
-) -> Generator[Callable[[], Sequence[Any]]]:
     dbapi = session.connection().connection.dbapi_connection
     if dbapi is None:
         raise SealError("no database connection to read pending changes from")
@@ -591,17 +525,6 @@ def _batch_from(
     return BatchPayload(collection_id, seq, prev, now, tuple(adds), tuple(removes))
 
 
-def _start(
-    ahead: ThreadPoolExecutor | None, pages: Iterator[Callable[[], Sequence[Any]]]
-) -> Future[Callable[[], Sequence[Any]] | None]:
-    """The next page taken, on the worker thread if there is one, else now."""
-    if ahead is not None:
-        return ahead.submit(next, pages, None)
-    done: Future[Callable[[], Sequence[Any]] | None] = Future()
-    done.set_result(next(pages, None))
-    return done
-
-
 def seal_collection(
     session: Session,
     collection_id: str,
@@ -632,15 +555,13 @@ def seal_collection(
     seqs: list[int] = []
     total_adds = total_removes = 0
     pages = _sealed_pages(session, collection_id, max_entries, frontier.size + 1)
-    # PostgreSQL: a worker thread takes the next batch (psycopg2 releases the GIL while it waits on the server)
-    # while this thread turns the current one's result into rows, encodes, hashes and signs it; nothing else is
-    # written until the worker has finished, and psycopg2 serializes statements on the connection (a read that
-    # must complete rows from their signals waits for the worker's statement). SQLite's connection stays on
-    # its thread.
-    ahead = ThreadPoolExecutor(max_workers=1) if session.get_bind().dialect.name == "postgresql" else None
+    # A worker thread takes the next batch (psycopg2 releases the GIL while it waits on the server) while this
+    # thread turns the current one's result into rows, encodes, hashes and signs it; nothing else is written
+    # until the worker has finished, and psycopg2 serializes statements on the connection.
+    ahead = ThreadPoolExecutor(max_workers=1)
     try:
         taken = next(pages, None)
-        upcoming = _start(ahead, pages) if taken is not None else None
+        upcoming = ahead.submit(next, pages, None) if taken is not None else None
         while taken is not None and upcoming is not None:
             rows = taken()
             seq = frontier.size + 1
@@ -675,10 +596,9 @@ def seal_collection(
             total_adds += adds
             total_removes += removes
             prev = digest
-            upcoming = _start(ahead, pages) if taken is not None else None
+            upcoming = ahead.submit(next, pages, None) if taken is not None else None
     finally:
-        if ahead is not None:
-            ahead.shutdown(wait=True)
+        ahead.shutdown(wait=True)
         pages.close()
     if not seqs:
         return None

@@ -34,7 +34,6 @@ from sqlalchemy import (
     insert,
     select,
     text,
-    tuple_,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -51,8 +50,6 @@ MAX_CASE_REF_LENGTH = 200
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
 # A bulk audit entry lists the new ids up to this many; beyond it, their count and digest.
 AUDIT_ID_LIST_LIMIT = 100
-_INSERT_CHUNK = 5_000
-_LOOKUP_CHUNK = 2_000
 
 HEX_LENGTHS = {"pdq": 64, "md5": 32, "sha256": 64}
 ZERO_PDQ = "0" * 64  # real feeds have carried it: the hash of a blank image matches everything blank
@@ -99,7 +96,6 @@ class Signal(Base):
             "value",
             unique=True,
             postgresql_where=text("status = 'active'"),
-            sqlite_where=text("status = 'active'"),
         ),
     )
 
@@ -312,16 +308,7 @@ def validate(items: Any, types: Sequence[str], min_quality: int) -> list[Item]:
     return out
 
 
-def _chunks(seq: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(seq), size):
-        yield seq[start : start + size]
-
-
-def _is_postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
-# PostgreSQL: one index probe per item, whatever the planner's (often stale, right after bulk ingest) statistics
+# One index probe per item, whatever the planner's (often stale, right after bulk ingest) statistics
 # say: a LATERAL subquery with LIMIT is not flattened into a join, so it cannot become a hash join over the table.
 _LOOKUP_RETIRED_PG = text(
     "SELECT u.type, u.value FROM unnest(string_to_array(:types, ','), string_to_array(:values, ',')) AS u(type, value)"
@@ -360,48 +347,21 @@ def _pg_list(values: Iterable[str]) -> str:
 
 
 def _retired(session: Session, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
-    if _is_postgres(session):
-        rows = session.execute(
-            _LOOKUP_RETIRED_PG, {"types": _pg_list(t for t, _ in pairs), "values": _pg_list(v for _, v in pairs)}
-        )
-        return {(t, v) for t, v in rows}
-    found: set[tuple[str, str]] = set()
-    for chunk in _chunks(pairs, _LOOKUP_CHUNK):
-        rows = session.execute(
-            select(RetiredValue.type, RetiredValue.value).where(
-                tuple_(RetiredValue.type, RetiredValue.value).in_(list(chunk))
-            )
-        )
-        found.update((t, v) for t, v in rows)
-    return found
+    rows = session.execute(
+        _LOOKUP_RETIRED_PG, {"types": _pg_list(t for t, _ in pairs), "values": _pg_list(v for _, v in pairs)}
+    )
+    return {(t, v) for t, v in rows}
 
 
 def _existing(
     session: Session, collection_id: str, pairs: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], str]:
-    """Ids of the active signals among `pairs` in the collection (one query on PostgreSQL)."""
-    if _is_postgres(session):
-        rows = session.execute(
-            _LOOKUP_ACTIVE_PG,
-            {"c": collection_id, "types": _pg_list(t for t, _ in pairs), "values": _pg_list(v for _, v in pairs)},
-        )
-        return {(t, v): i for t, v, i in rows}
-    found: dict[tuple[str, str], str] = {}
-    by_type: dict[str, list[str]] = {}
-    for t, v in pairs:
-        by_type.setdefault(t, []).append(v)
-    for kind, values in by_type.items():
-        for chunk in _chunks(values, _LOOKUP_CHUNK):
-            rows = session.execute(
-                select(Signal.value, Signal.id).where(
-                    Signal.collection_id == collection_id,
-                    Signal.type == kind,
-                    Signal.status == SignalStatus.ACTIVE.value,
-                    Signal.value.in_(list(chunk)),
-                )
-            )
-            found.update(((kind, v), i) for v, i in rows)
-    return found
+    """Ids of the active signals among `pairs` in the collection (one query)."""
+    rows = session.execute(
+        _LOOKUP_ACTIVE_PG,
+        {"c": collection_id, "types": _pg_list(t for t, _ in pairs), "values": _pg_list(v for _, v in pairs)},
+    )
+    return {(t, v): i for t, v, i in rows}
 
 
 _INSERT_PG = text(
@@ -430,56 +390,21 @@ def _insert(
 ) -> None:
     if not ids:
         return
-    if _is_postgres(session):
-        session.execute(
-            _INSERT_PG,
-            {
-                "c": collection_id,
-                "p": partner_id,
-                "a": audit_seq,
-                "now": now,
-                "ids": _pg_list(ids),
-                "types": _pg_list(it.type for it in items),
-                "values": _pg_list(it.value for it in items),
-                "qualities": _pg_array(it.quality for it in items),
-                "tags": _pg_array(it.tags for it in items),
-                "refs": _pg_array(it.case_ref for it in items),
-            },
-        )
-        return
-    rows = [
+    session.execute(
+        _INSERT_PG,
         {
-            "id": sid,
-            "collection_id": collection_id,
-            "type": it.type,
-            "value": it.value,
-            "quality": it.quality,
-            "tags": it.tags,
-            "case_ref": it.case_ref,
-            "contributor_id": partner_id,
-            "status": SignalStatus.ACTIVE.value,
-            "added_audit_seq": audit_seq,
-            "created_at": now,
-        }
-        for sid, it in zip(ids, items, strict=True)
-    ]
-    pending = [
-        {
-            "collection_id": collection_id,
-            "signal_id": sid,
-            "op": Pending.ADD.value,
-            "audit_seq": audit_seq,
-            "type": it.type,
-            "value": it.value,
-            "quality": it.quality,
-            "tags": it.tags,
-        }
-        for sid, it in zip(ids, items, strict=True)
-    ]
-    for chunk in _chunks(rows, _INSERT_CHUNK):
-        session.execute(insert(Signal), list(chunk))
-    for chunk in _chunks(pending, _INSERT_CHUNK):
-        session.execute(insert(PendingChange), list(chunk))
+            "c": collection_id,
+            "p": partner_id,
+            "a": audit_seq,
+            "now": now,
+            "ids": _pg_list(ids),
+            "types": _pg_list(it.type for it in items),
+            "values": _pg_list(it.value for it in items),
+            "qualities": _pg_array(it.quality for it in items),
+            "tags": _pg_array(it.tags for it in items),
+            "refs": _pg_array(it.case_ref for it in items),
+        },
+    )
 
 
 # The variant nibble of a UUID (RFC 9562 section 4.1: binary 10xx) from any random hex digit.
@@ -578,7 +503,7 @@ def _write_all_new(
     actor: Actor,
     now: datetime,
 ) -> tuple[dict[str, Any], list[str]] | None:
-    """PostgreSQL: write the submission as if none of its values were active in the collection, which is the
+    """Write the submission as if none of its values were active in the collection, which is the
     common case, without probing for them first; None if one was.
 
     The partial unique index of active values probes each new row anyway: a value already active violates it,
@@ -635,9 +560,7 @@ def submit(
         if replay is not None:
             return replay
     pairs = list(dict.fromkeys((it.type, it.value) for it in valid))
-    postgres = _is_postgres(session)
-    if postgres:
-        session.execute(_NO_JIT_PG)
+    session.execute(_NO_JIT_PG)
     denied = _retired(session, pairs)
     if denied:
         bad = {
@@ -647,7 +570,7 @@ def submit(
         }
         raise ConflictError(f"{len(bad)} signals are on the retired deny list", errors={"signals": bad})
 
-    written = _write_all_new(session, collection.id, partner_id, valid, len(pairs), actor, now) if postgres else None
+    written = _write_all_new(session, collection.id, partner_id, valid, len(pairs), actor, now)
     if written is None:
         known = _existing(session, collection.id, pairs)
         written = _write(session, collection.id, partner_id, valid, len(pairs), known, actor, now)

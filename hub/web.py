@@ -18,7 +18,7 @@ from hub.config import Settings
 from hub.errors import BadRequestError, ValidationError
 
 # The largest values the database's integer columns hold: a request naming a larger seq, size or version is
-# refused as input (4xx) before it reaches a query, where it would overflow (SQLite) or be cast (PostgreSQL).
+# refused as input (4xx) before it reaches a query, where PostgreSQL would refuse it with an error.
 MAX_BIGINT = 2**63 - 1  # seqs, sizes, indexes (BIGINT)
 MAX_INTEGER = 2**31 - 1  # key set versions (INTEGER)
 # The deepest JSON body read: a report's signal reference, the deepest the API takes, is 4 levels down. Deeper
