@@ -125,6 +125,18 @@ def make_session_factory(engine: Engine, *, early_release: bool = True) -> sessi
     return factory
 
 
+def durable_before_answering(session: Session) -> None:
+    """Flush the WAL after this transaction's commit, as after an audited one, though it writes nothing.
+
+    For an answer that acknowledges another transaction's write (an idempotent replay): that commit may have
+    released the audit lock early and be visible before it is on disk, and the replay must not acknowledge it
+    sooner than its own request does. The flush covers every commit before it in the WAL.
+    """
+    dbapi = session.connection().connection.dbapi_connection
+    if dbapi is not None and session.info.get(EARLY_RELEASE):
+        session.info.setdefault(AWAIT_DURABLE, (session.get_transaction(), dbapi))
+
+
 def _await_durable(session: Session) -> None:
     """After a commit that released the audit lock early, flush the WAL through it before returning.
 

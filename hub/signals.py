@@ -40,7 +40,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hub import auditlog, collections
 from hub.auditlog import Actor
-from hub.db import Base, UTCDateTime, utcnow
+from hub.db import Base, UTCDateTime, durable_before_answering, utcnow
 from hub.errors import ConflictError, NotFoundError, PayloadTooLargeError, ValidationError
 
 MAX_SIGNALS_PER_REQUEST = 10_000
@@ -443,6 +443,7 @@ def _replay(session: Session, partner_id: str, key: str, request_sha256: str) ->
             "this Idempotency-Key was used with another request",
             errors={"Idempotency-Key": ["reused with a different body"]},
         )
+    durable_before_answering(session)  # the stored answer may belong to a commit not yet on disk
     return Submitted(json.loads(row.response), row.status, replayed=True)
 
 

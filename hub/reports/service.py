@@ -29,7 +29,7 @@ from hub import auditlog
 from hub.auditlog import Actor
 from hub.batches import CollectionHead
 from hub.collections import Access, CollectionMember
-from hub.db import utcnow
+from hub.db import durable_before_answering, utcnow
 from hub.errors import BadRequestError, NotFoundError, PayloadTooLargeError, ValidationError
 from hub.keys import keyed_digest
 from hub.reports.models import (
@@ -662,6 +662,7 @@ def submit(
     if errors:
         raise _refuse(errors, items)
     if not resolved:
+        durable_before_answering(session)  # every report a replay: their commits may not be on disk yet
         return Submitted(None, [o for o in out if o is not None], 0, len(valid))
 
     votes = _new_false_positive_votes(
@@ -773,6 +774,7 @@ def update_outcome(
     if problems:
         raise ValidationError(f"report {report_id}: {'; '.join(problems)}", errors={"json": problems})
     if (report.outcome, report.actioned_at, report.automated_decision) == (outcome, actioned, decision):
+        durable_before_answering(session)  # a retry: the change it repeats may not be on disk yet
         return Updated(report, False, None)
     votes = set()
     if outcome == FALSE_POSITIVE:

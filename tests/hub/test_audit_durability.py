@@ -6,8 +6,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
+from hub import rls, signals
 from hub.auditlog import Actor, AuditEntry, AuditNode, record
+from hub.config import Settings
 from hub.db import AWAIT_DURABLE, make_engine, make_session_factory
+from hub.tenants import Partner
+from tests.hub import feedkit as kit
 
 ACTOR = Actor(type="partner", partner="p1", client="c1")
 
@@ -129,3 +133,31 @@ def test_every_publishing_table_forces_a_synchronous_commit(pg):
     marked = {table for table, name, enabled in rows if name == f"{table}_publishing" and enabled == "A"}
     assert marked == PUBLISHING
     assert ("audit_entries", "audit_entries_commit_durability", "A") in [tuple(r) for r in rows]
+
+
+def test_an_idempotent_replay_is_answered_only_after_a_flush(pg, xids, tmp_path):
+    """A replay acknowledges another request's write, which may have released the audit lock before its
+    flush: the replay's own commit flushes the WAL behind it, as an audited commit does."""
+    settings = Settings(var_dir=tmp_path / "var", database_url=pg.app_url, hub_name="hub.test")
+    factory = make_session_factory(pg.engine)
+    with factory.begin() as s:
+        rls.set_tenant(s, rls.SYSTEM)
+        keys = kit.hub_keys(s, settings)
+        owner = kit.partner(s, "owner")
+        collection_id, owner_id = kit.collection(s, keys, owner).id, owner.id
+    items = [{"type": "md5", "value": "ab" * 16}]
+
+    def submit(s):
+        rls.set_tenant(s, rls.SYSTEM)
+        return signals.submit(s, collection_id=collection_id, partner_id=owner_id, items=items,
+                              actor=kit.actor_of(s.get(Partner, owner_id)), idempotency_key="k-1",
+                              request_sha256="0" * 64, now=kit.T0)
+
+    with factory.begin() as s:
+        first = submit(s)
+    before = xids()
+    with factory.begin() as s:
+        again = submit(s)
+        assert again.replayed and again.body == first.body
+        assert AWAIT_DURABLE in s.info  # the commit below is followed by the flush
+    assert xids() - before == 1  # nothing written: the one transaction id is the flush's
