@@ -13,18 +13,18 @@ import queue
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
+
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -106,18 +106,12 @@ class Shell:
         self.process.wait()
 
 
-def _free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def served_hub(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """The embedded hub, initialised and served the way `make run PORT=...` does; yields its URL and env."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HASHFED_")}
     env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", HASHFED_VAR_DIR=str(tmp_path / "var"))
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     subprocess.run([BIN / "hashfed", "init", "--base-url", url], env=env, cwd=tmp_path, check=True,
                    capture_output=True, timeout=COMMAND_TIMEOUT_S)

@@ -14,6 +14,7 @@ from hub.cli import main
 from hub.config import Settings
 from hub.db import make_engine
 from tests.conftest import create_database, drop_database
+from tests.ports import free_port
 
 
 def test_init_creates_and_migrates_the_embedded_database(tmp_path):
@@ -46,22 +47,16 @@ def test_a_misspelt_setting_stops_the_cli_with_a_clear_message(tmp_path):
     assert "unknown setting HASHFED_VAR_DRI" in result.output
 
 
-def _free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_the_name_fixed_at_init_is_the_only_one_served(tmp_path):
     var = tmp_path / "var"
     runner = CliRunner()
-    port = _free_port()
+    port = free_port()
     made = runner.invoke(main, ["init", "--base-url", f"http://127.0.0.1:{port}"], env={"HASHFED_VAR_DIR": str(var)})
     assert made.exit_code == 0, made.output
     assert (var / "base_url").read_text() == f"http://127.0.0.1:{port}\n"
 
     # Another port is another name: init refuses it and keeps the record.
-    other = _free_port()
+    other = free_port()
     moved = runner.invoke(main, ["init", "--base-url", f"http://127.0.0.1:{other}"], env={"HASHFED_VAR_DIR": str(var)})
     assert moved.exit_code != 0 and f"names this hub '127.0.0.1:{port}'" in moved.output, moved.output
     assert (var / "base_url").read_text() == f"http://127.0.0.1:{port}\n"

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
 import time
-from contextlib import closing
 from pathlib import Path
 
 import psutil
@@ -24,14 +22,9 @@ from sqlalchemy import text
 
 from hub import embedded
 from hub.db import make_engine
+from tests.ports import free_port
 
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _postgres_of(pgdata: Path) -> list[psutil.Process]:
@@ -56,7 +49,7 @@ def _run(var: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_serve_starts_shares_and_stops_the_private_server(tmp_path: Path, stop: signal.Signals) -> None:
     var = tmp_path / "var"
-    port = _free_port()
+    port = free_port()
     made = _run(var, "init", "--base-url", f"http://127.0.0.1:{port}")
     assert made.returncode == 0, made.stdout + made.stderr
     pgdata = (var / embedded.PG_DIR).resolve()

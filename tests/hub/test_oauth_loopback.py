@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 
 import requests
@@ -17,16 +16,11 @@ from hub.auditlog import Actor
 from hub.config import Settings
 from hub.db import make_session_factory
 from tests.hub import factories as f
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.ports import free_port
 
 
 def test_authlib_client_gets_a_token_with_private_key_jwt(fresh_database, tmp_path):
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     settings = Settings(
         var_dir=tmp_path / "var", database_url=fresh_database.app_url, base_url=base, hub_name="hub.test"

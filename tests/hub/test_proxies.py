@@ -17,6 +17,7 @@ from hub.config import Settings
 from hub.errors import ConfigError
 from hub.serving import make_embedded_server
 from tests.hub import factories as f
+from tests.ports import free_port
 
 PROXY = "10.0.0.5"
 CLIENT = "203.0.113.9"
@@ -85,18 +86,12 @@ def test_proxy_settings_are_checked(changes, message):
     )
 
 
-def _free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def served(settings, database, session_factory) -> Iterator[str]:
     """The app on a real waitress server (as `hashfed serve` builds it) behind a 'proxy' on 127.0.0.1."""
     app = create_app(settings.replace(trusted_proxies=("127.0.0.1",)), engine=database.engine,
                      session_factory=session_factory)
-    port = _free_port()
+    port = free_port()
     server = make_embedded_server(app, "127.0.0.1", port, 2)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
