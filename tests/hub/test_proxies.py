@@ -15,7 +15,7 @@ import requests
 from hub.app import MAX_BODY_BYTES, create_app
 from hub.config import Settings
 from hub.errors import ConfigError
-from hub.serving import make_embedded_server
+from hub.ops.serving import make_embedded_server
 from tests.hub import factories as f
 from tests.ports import free_port
 
@@ -98,7 +98,8 @@ def served(settings, database, session_factory) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.close()
+        # Closed from the server's own loop thread: closing it from here races its poll (EBADF).
+        server.trigger.pull_trigger(server.close)
         thread.join(timeout=5)
 
 
