@@ -91,7 +91,8 @@ class Matcher:
 
     def warmup(self) -> None:
         """Compile (or load from numba's cache) the kernels now rather than on the first query: the PDQ
-        index's, and those of a match with hits (~70 ms to load, measured: 15% of a 2,000-query run at 10M)."""
+        index's, and those of a match with hits (loading them from the cache would otherwise land in the first
+        hit's query)."""
         self._pdq.warmup()
         tiny = Matcher(background_merge=False)
         words = np.ones((1, 4), dtype=np.uint64)
@@ -195,7 +196,7 @@ class Matcher:
 
         Hits are filtered and mapped to (collection, signal id) in one numba call over the whole batch
         (``SignalTable.report``); Python objects are made only for the matches returned. A query without hits
-        costs the hex parse, one kernel call and a few dict lookups (~5 us)."""
+        costs the hex parse, one kernel call and a few dict lookups."""
         kind = _TYPES.get(signal_type) or SignalType.parse(signal_type)
         wanted = None if collections is None else frozenset(collections)
         asked = None if threshold is None else check_threshold(threshold)

@@ -30,8 +30,9 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from partners.matching import _kernels, memory
+from partners.matching import memory
 from partners.matching.errors import DuplicateIdError, InvalidHashError, MatchingError
+from partners.matching.kernels import build, common, mih, scan
 from partners.matching.signals import (
     DEFAULT_PDQ_THRESHOLD,
     PDQ_BITS,
@@ -53,21 +54,19 @@ SIDE_BITS = 16  # side tables (recent adds) use 16 chunks of 16 bits: see Layout
 SIDE_LAYOUT_MIN = 1 << 12  # below this (16 tables of 2^16 buckets for a few hashes) a side table uses Layout.for_size
 SIDE_LAYOUT_MAX = 1 << 18  # above this a side table falls back to Layout.for_size
 
-# Cost model of one query, in nanoseconds, measured on the reference machine (2-core AMD EPYC, AVX2 without
-# AVX-512, one thread): a probe costs ~6 ns even when its bucket is empty (the occupancy bitmaps, 11 MiB at
-# 23 bits, are read from L3), a non-empty one and each candidate about one cache miss more (measured per
-# query: 1M d=31 36-55 us, d=52 1.0-1.5 ms; 10M d=31 190-300 us, d=52 5.7-7.7 ms). The tiled scan costs per
-# stored hash and query (vectorized XOR + POPCNT over three words: 0.85-0.9 ns with AVX2's nibble-lookup
-# popcount, where AVX-512 VPOPCNTQ did all four words in ~0.35 ns), plus the copy of each tile into its word
-# arrays, which the queries of a batch share. So at 10M a batch at d=52 is cheaper by MIH here (~6.5 ms a
-# query against ~9 ms), and at 1M by the scan (~0.9 ms against 1-1.5 ms).
+# Cost model of one query, in nanoseconds, calibrated on the reference machine (one thread, a CPU without
+# AVX-512 VPOPCNTQ; figures in docs/perf.md). A probe costs even when its bucket is empty (the occupancy
+# bitmaps, 11 MiB at 23 bits, are read from L3), a non-empty one and each candidate about one cache miss more.
+# The tiled scan costs per stored hash and query (vectorized XOR + popcount over three words), plus the copy
+# of each tile into its word arrays, which the queries of a batch share. With these constants a batch at
+# d=52 goes to MIH at 10M hashes and to the scan at 1M (tests/matching pins both).
 _NS_PER_PROBE = 6.0
 _NS_PER_MISS = 30.0
 _NS_PER_SCANNED = 0.9
 _NS_PER_TILED_ROW = 1.5
 # A segment given to the scan is searched by a call of its own (output arrays, a concatenation and a sort in
-# Python), where a segment searched by MIH joins the one mih_search call: measured ~10 us per single query
-# for a side table of a few hashes that the model (without this term) sent to the scan.
+# Python), where a segment searched by MIH joins the one mih_search call: without this term, the model sent a
+# side table of a few hashes to the scan on every single query.
 _NS_PER_SCAN_CALL = 5_000.0
 
 
@@ -82,8 +81,8 @@ class Layout:
     @classmethod
     def for_size(cls, n: int) -> Layout:
         """At most one hash per 8 buckets (bits = log2(n) + 3, clamped to 8..23): most probes then hit an
-        empty bucket, which the occupancy bitmap answers from cache (measured: 11 x 23 bits is twice as fast
-        as 12 x 20 bits at 1M hashes)."""
+        empty bucket, which the occupancy bitmap answers from cache, so wide chunks (11 x 23 bits from 1M
+        hashes on) beat more, narrower ones with fuller buckets."""
         bits = min(MAX_CHUNK_BITS, max(MIN_CHUNK_BITS, math.ceil(math.log2(max(n, 2))) + 3))
         return cls(bits=bits, chunks=PDQ_BITS // bits)
 
@@ -92,10 +91,9 @@ class Layout:
         """The layout of a side table (recent adds, up to the merge threshold): 16 x 16 bits.
 
         A side table is probed by every query next to the main table, so its cost per query matters more than
-        its size. Measured per query at d=31 (one kernel call per 5,000 queries, 2-core EPYC): 10k hashes
-        cost 1.8 us with 16 x 16 bits against 3.0 us with :meth:`for_size`'s 15 x 17; 100k cost 8.3 us against
-        ~20 us with 12 x 20. Sixteen chunks use all 256 bits and give every chunk radius 1 at d=31 (272
-        probes), and the 4 MiB of offsets build in 6 ms (10k) to 16 ms (100k)."""
+        its size: at 10k-100k hashes 16 x 16 bits probe fewer buckets per query than :meth:`for_size`'s 15 x 17
+        .. 12 x 20, tuned for main tables of millions. Sixteen chunks use all 256 bits and give every chunk
+        radius 1 at d=31 (272 probes), and the 4 MiB of offsets are quick to build again on every add."""
         if not SIDE_LAYOUT_MIN <= n <= SIDE_LAYOUT_MAX:
             return cls.for_size(n)
         return cls(bits=SIDE_BITS, chunks=PDQ_BITS // SIDE_BITS)
@@ -158,7 +156,7 @@ def _address(arr: npt.NDArray[np.generic]) -> int:
     return int(arr.ctypes.data)
 
 
-_PACKINGS = ((1, _kernels.PER_U8, np.uint8, 0xFF), (2, _kernels.PER_U16, np.uint16, 0xFFFF))  # width, per line
+_PACKINGS = ((1, common.PER_U8, np.uint8, 0xFF), (2, common.PER_U16, np.uint16, 0xFFFF))  # width, per line
 
 
 def _lines(buckets: int, per: int) -> int:
@@ -169,27 +167,27 @@ def _starts_with(
     starts: npt.NDArray[Any], keys: I64Array, buckets: int, *, copy: bool = True
 ) -> npt.NDArray[Any]:
     """A chunk's bucket starts with new rows in buckets ``keys`` (sorted; none: the same starts), in the
-    narrowest width whose lines hold their rows: packed lines (see ``_kernels.PER_U8``), or plain uint32 in a
+    narrowest width whose lines hold their rows: packed lines (see ``common.PER_U8``), or plain uint32 in a
     chunk with a line of more than 65,535 rows (``starts`` itself when it is that already, there are no keys
     and ``copy`` is false: a memory-mapped saved index keeps its map)."""
     width = starts.itemsize
     for packed_width, per, kind, most in _PACKINGS:
         bounds = np.minimum(np.arange(_lines(buckets, per) + 1, dtype=np.int64) * per, buckets)
         at = np.empty(len(bounds), dtype=np.int64)
-        _kernels.starts_at(starts, width, bounds, at)
+        build.starts_at(starts, width, bounds, at)
         at += np.searchsorted(keys, bounds, side="left")  # new rows in buckets below each bound
         if int(np.diff(at).max()) <= most:  # the fullest line fits this width
             buf = memory.empty((len(bounds) - 1, 64 // packed_width), kind)
             head, shift = 4 // packed_width, 8 * packed_width
             if buf.dtype == starts.dtype and buf.shape == starts.shape:  # the same packing: copy and adjust
-                _kernels.merge_starts_same(starts, keys, buf, per, head, shift)
+                build.merge_starts_same(starts, keys, buf, per, head, shift)
             else:
-                _kernels.merge_starts_packed(starts, width, keys, buckets, buf, per, head, shift)
+                build.merge_starts_packed(starts, width, keys, buckets, buf, per, head, shift)
             return buf
     if width == 4 and not len(keys) and not copy:
         return starts
     out = memory.empty(buckets + 1, np.uint32)
-    _kernels.merge_starts_plain(starts, width, keys, out)
+    build.merge_starts_plain(starts, width, keys, out)
     return out
 
 
@@ -215,7 +213,7 @@ class PdqTable:
     Row i is ``hashes[i]``, or ``tail[i - len(hashes)]`` for rows that merges appended (so a large base array
     is never copied to grow). Each chunk has its own bucket arrays: ``starts[c]``, where each bucket's rows
     begin in ``rows[c]`` (packed in 64-byte lines of uint8 or uint16 starts relative to a uint32 base, or
-    plain uint32 in a chunk with very full lines; see ``_kernels.PER_U8``), ``rows[c]`` and ``occ[c]``. A
+    plain uint32 in a chunk with very full lines; see ``common.PER_U8``), ``rows[c]`` and ``occ[c]``. A
     merge replaces them one chunk at a time, so it never holds two copies of the whole table.
     """
 
@@ -256,7 +254,7 @@ class PdqTable:
         for c in range(lay.chunks):
             rows.append(memory.empty(n, np.uint32))
             occ.append(memory.empty(nb // 64, np.uint64))
-            _kernels.build_chunk(words, c * lay.bits, lay.bits, offs, rows[c], occ[c])
+            build.build_chunk(words, c * lay.bits, lay.bits, offs, rows[c], occ[c])
             starts.append(_starts_with(offs, _NO_KEYS, nb))
         return cls(words, lay, starts, rows, occ)  # type: ignore[arg-type]
 
@@ -282,7 +280,7 @@ class PdqTable:
         if starts.itemsize == 4:
             return starts
         out: U32Array = np.empty((1 << self.layout.bits) + 1, dtype=np.uint32)
-        _kernels.merge_starts_plain(starts, starts.itemsize, _NO_KEYS, out)
+        build.merge_starts_plain(starts, starts.itemsize, _NO_KEYS, out)
         return out
 
     def __len__(self) -> int:
@@ -304,11 +302,11 @@ class PdqTable:
 
     def choose_mode(self, threshold: int, n_queries: int = 1) -> Literal["mih", "scan"]:
         """MIH unless the cost model says a tiled scan of every row is cheaper (large thresholds, batches)."""
-        mih = self._mih_ns.get(threshold)
-        if mih is None:
-            mih = self._mih_ns[threshold] = self.layout.estimate_ns(threshold, len(self))
-        scan = len(self) * (_NS_PER_SCANNED + _NS_PER_TILED_ROW / max(n_queries, 1)) + _NS_PER_SCAN_CALL
-        return "mih" if mih <= scan else "scan"
+        mih_ns = self._mih_ns.get(threshold)
+        if mih_ns is None:
+            mih_ns = self._mih_ns[threshold] = self.layout.estimate_ns(threshold, len(self))
+        scan_ns = len(self) * (_NS_PER_SCANNED + _NS_PER_TILED_ROW / max(n_queries, 1)) + _NS_PER_SCAN_CALL
+        return "mih" if mih_ns <= scan_ns else "scan"
 
     def search(
         self, queries: U64Array, threshold: int, dead: U8Array, mode: SearchMode = "auto"
@@ -338,8 +336,8 @@ def _mih(queries: U64Array, threshold: int, desc: I64Array) -> tuple[I64Array, I
     parts: list[tuple[I64Array, I64Array, I64Array]] = []
     start = 0
     while True:
-        out = np.empty((3, cap), dtype=np.int64)  # query, id, distance: one allocation (a single query's
-        done, count = _kernels.mih_search(queries[start:] if start else queries, threshold, desc, out)  # cost)
+        out = np.empty((3, cap), dtype=np.int64)  # query, id, distance: one allocation per call
+        done, count = mih.mih_search(queries[start:] if start else queries, threshold, desc, out)
         if not start and done >= nq:  # the usual case: all in one call
             return out[0, :count], out[1, :count], out[2, :count]
         hits = out[:, :count]
@@ -365,7 +363,7 @@ def _scan(queries: U64Array, threshold: int, seg: _Segment) -> tuple[I64Array, I
     """Tiled scan of one segment, its base then its tail (unordered hits); resumes where an output buffer
     overflowed."""
     table = seg.table
-    tile = _kernels.SCAN_TILE
+    tile = scan.SCAN_TILE
     cap = max(1024 + 8 * int(queries.shape[0]), 2 * tile)
     parts: list[tuple[I64Array, I64Array, I64Array]] = []
     for words, row0 in ((table.hashes, 0), (table.tail, len(table.hashes))):
@@ -373,7 +371,7 @@ def _scan(queries: U64Array, threshold: int, seg: _Segment) -> tuple[I64Array, I
         row, qi = 0, 0
         while row < n:
             out_q, out_id, out_dist = (np.empty(cap, dtype=np.int64) for _ in range(3))
-            row, qi, count = _kernels.scan_search(
+            row, qi, count = scan.scan_search(
                 queries, threshold, words, row0, seg.rows, seg.dead, seg.ids, seg.dense, tile, row, qi,
                 out_q, out_id, out_dist,
             )  # fmt: skip
@@ -441,8 +439,8 @@ class _Segment:
         return words, self.ids_of(np.flatnonzero(keep))
 
     def descriptor(self, threshold: int) -> I64Array:
-        """This segment's row of the ``mih_search`` descriptor for ``threshold`` (see ``_kernels.D_*``)."""
-        table, k = self.table, _kernels
+        """This segment's row of the ``mih_search`` descriptor for ``threshold`` (see ``kernels.mih.D_*``)."""
+        table, k = self.table, mih
         lay = table.layout
         radii = table.radii(threshold)
         masks = _probe_masks(lay.bits, int(radii.max()))
@@ -790,13 +788,13 @@ class PdqIndex:
         del main
         nb = 1 << lay.bits
         for c in range(lay.chunks):
-            _kernels.chunk_keys(words, c * lay.bits, lay.bits, keys)
+            build.chunk_keys(words, c * lay.bits, lay.bits, keys)
             order = np.argsort(keys, kind="stable")
             sorted_keys = keys[order]
             new_starts = _starts_with(starts[c], sorted_keys, nb)
             new_rows_c = memory.empty(n + k, np.uint32)
             new_occ = memory.empty(len(occ[c]), np.uint64)
-            _kernels.merge_chunk(
+            build.merge_chunk(
                 starts[c], starts[c].itemsize, rows[c], occ[c], sorted_keys, new_rows[order], new_rows_c, new_occ
             )
             starts[c], rows[c], occ[c] = new_starts, new_rows_c, new_occ

@@ -11,7 +11,7 @@ A Python dict of 10M signals costs well over a gigabyte; this table costs 23 byt
   ``sid``, which is never copied to grow (a bulk load adopts the caller's array); later keys are in
   ``sid_more`` (key k at ``sid_more[k - len(sid)]``);
 - ``order`` (int32): every key ever assigned, sorted by (collection, form, sid), for lookups by binary search
-  (``_kernels.lookup_signals``). Removed keys stay in it (marked free) and are reused when the same signal
+  (``kernels.gather.lookup_signals``). Removed keys stay in it (marked free) and are reused when the same signal
   comes back; a new signal gets a new key, so the arrays grow by 23 bytes per distinct signal ever added.
 
 ``coll``, ``kind``, ``sid_more`` and ``order`` keep room for more keys (:func:`room`, address space only), so
@@ -29,8 +29,9 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from partners.matching import _kernels, memory
+from partners.matching import memory
 from partners.matching.errors import DuplicateIdError, MatchingError
+from partners.matching.kernels import gather
 from partners.matching.signals import I64Array, SignalType
 
 SignalId = int | str
@@ -83,10 +84,10 @@ def room(n: int) -> int:
 def sort_batch(form: npt.NDArray[np.int8], sid: U64Array, *, reserve: int = 0) -> npt.NDArray[np.int32]:
     """Positions of a batch of ids sorted by (form, sid), or :class:`DuplicateIdError` if an id repeats.
 
-    A radix sort in numba over an int32 permutation (``_kernels.sort_ids``): at 10M UUIDs about 1.7 s (2-core EPYC) and
-    80 MB (the permutation and its scratch), where ``np.unique(axis=0)`` of an (n, 3) array took seconds and
-    gigabytes. The result is also the batch's slice of the table's ``order``; ``reserve`` keys of room after
-    it (see :func:`room`) let a first batch's result become ``order`` and grow in place.
+    A radix sort in numba over an int32 permutation (``kernels.gather.sort_ids``): 80 MB at 10M UUIDs (the
+    permutation and its scratch), where ``np.unique(axis=0)`` of an (n, 3) array needs gigabytes. The result
+    is also the batch's slice of the table's ``order``; ``reserve`` keys of room after it (see :func:`room`)
+    let a first batch's result become ``order`` and grow in place.
     """
     n = len(form)
     if n >= MAX_KEYS:
@@ -94,7 +95,7 @@ def sort_batch(form: npt.NDArray[np.int8], sid: U64Array, *, reserve: int = 0) -
     perm: npt.NDArray[np.int32] = memory.empty(n + reserve, np.int32)[:n] if reserve else np.empty(n, np.int32)  # type: ignore[assignment]
     perm[:] = np.arange(n, dtype=np.int32)
     scratch = np.empty(n if n > 32 else 0, dtype=np.int32)
-    if _kernels.sort_ids(form, sid, perm, scratch) >= 0:
+    if gather.sort_ids(form, sid, perm, scratch) >= 0:
         raise DuplicateIdError("a signal id appears twice in one batch of adds")
     return perm
 
@@ -170,7 +171,7 @@ class SignalTable:
         q_coll = np.full(n, coll, dtype=COLL_DTYPE)
         q_form = np.ascontiguousarray(form, dtype=np.int8)
         sid = np.ascontiguousarray(sid, dtype=np.uint64)
-        _kernels.lookup_signals(
+        gather.lookup_signals(
             self.order, self.coll, self.kind, _FORM_SHIFT, self.sid, self.sid_more, q_coll, q_form, sid, pos
         )
         inside = pos < len(self.order)
@@ -269,7 +270,7 @@ class SignalTable:
         out = np.empty((5, m), dtype=np.int64)
         out_sid = np.empty((m, 2), dtype=np.uint64)
         out_text = np.empty((m, 36), dtype=np.uint32)
-        count, ties, others = _kernels.gather_hits(
+        count, ties, others = gather.gather_hits(
             q, keys, dist, self.coll, self.kind, self.sid, self.sid_more, limits, _TYPE_MASK, _FORM_SHIFT,
             FORM_UUID, out, out_sid, out_text,
         )  # fmt: skip
@@ -322,7 +323,7 @@ class SignalTable:
         pos = np.empty(len(new_keys), dtype=np.int64)
         forms = (self.kind[new_keys] >> np.int8(_FORM_SHIFT)).astype(np.int8)
         sids = self.sids_of(new_keys.astype(np.int64))
-        _kernels.lookup_signals(
+        gather.lookup_signals(
             self.order, self.coll, self.kind, _FORM_SHIFT, self.sid, self.sid_more, self.coll[new_keys], forms,
             sids, pos,
         )  # fmt: skip
@@ -331,7 +332,7 @@ class SignalTable:
             grown = memory.empty(room(total), np.int32)
             grown[:n] = self.order
             self._order_room = grown  # type: ignore[assignment]
-        _kernels.insert_sorted(self._order_room, n, pos, new_keys)
+        gather.insert_sorted(self._order_room, n, pos, new_keys)
         self.order = self._order_room[:total]
 
     def arrays(self) -> dict[str, npt.NDArray[np.generic]]:

@@ -6,7 +6,7 @@ Layout of an index directory::
                      "files": {name: {"dtype", "shape", "sha256"}}}
     hashes.npy      (n, 4) uint64, rows sorted by id
     ids.npy         (n,) int64, strictly increasing
-    offs.npy rows.npy occ.npy   the MIH bucket tables, chunk after chunk (see ``_kernels.build_chunk``); the
+    offs.npy rows.npy occ.npy   the MIH bucket tables, chunk after chunk (see ``kernels.build.build_chunk``); the
                                 bucket starts as one uint32 per bucket (in memory they are packed in cache
                                 lines, see ``PdqTable``: packed from these at load, expanded at save)
 

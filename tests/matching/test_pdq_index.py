@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from partners.matching import _kernels
 from partners.matching.errors import DuplicateIdError, InvalidThresholdError
+from partners.matching.kernels import build, scan
 from partners.matching.pdq_index import Layout, PdqIndex, PdqTable
 from partners.matching.storage import load_pdq, save_pdq
 from tests.matching.conftest import brute_force, flip_bits, random_words
@@ -201,7 +201,7 @@ def test_a_large_side_table_has_its_own_multi_index_and_exact_answers(rng: np.ra
 
 def test_scan_resumes_after_an_output_overflow(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
     """With small tiles the scan's output buffer (sized for a few hits) overflows mid-tile; nothing is lost."""
-    monkeypatch.setattr(_kernels, "SCAN_TILE", 64)
+    monkeypatch.setattr(scan, "SCAN_TILE", 64)
     queries = random_words(rng, 30)
     stored = np.concatenate([np.stack([flip_bits(rng, q, k % 40) for k in range(100)]) for q in queries])
     stored = stored[rng.permutation(len(stored))]
@@ -224,7 +224,7 @@ def test_auto_mode_scans_large_thresholds_in_batches_only() -> None:
         assert table.choose_mode(31, 1000) == "mih"
         assert table.choose_mode(52, 1) == "mih"
         assert table.choose_mode(64, 1) == "scan"
-    # without AVX-512 the scan costs ~0.9 ns per row and query: a d=52 batch is cheaper by MIH at 10M only
+    # with the cost model's constants (a scan without AVX-512): a d=52 batch is cheaper by MIH at 10M only
     assert small.choose_mode(52, 1000) == "scan"
     assert big.choose_mode(52, 1000) == "mih"
 
@@ -283,7 +283,7 @@ def test_append_merge_is_exact_at_every_step_and_honours_removes(
                 assert got == want_ids, (label, threshold, mode)
 
     steps: list[int] = []
-    real_merge_chunk = _kernels.merge_chunk
+    real_merge_chunk = build.merge_chunk
 
     def merge_chunk_checked(*args: object) -> None:
         check(f"before chunk {len(steps)}")  # the state published after the previous chunk
@@ -294,7 +294,7 @@ def test_append_merge_is_exact_at_every_step_and_honours_removes(
         steps.append(1)
         real_merge_chunk(*args)
 
-    monkeypatch.setattr(_kernels, "merge_chunk", merge_chunk_checked)
+    monkeypatch.setattr(build, "merge_chunk", merge_chunk_checked)
     index.merge()
     assert index.last_merge is not None and index.last_merge[0] == "append"
     assert len(steps) == index._state.main.table.layout.chunks
