@@ -22,17 +22,18 @@ from sqlalchemy.engine import make_url
 
 from audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from audit.payloads import AuditEntry as EntryPayload
-from hub import auditlog, migrate
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory
-from hub.jobs import integrate_audit_log
+from hub.ops import migrate
+from hub.ops.jobs import integrate_audit_log
+from hub.transparency import auditlog
 
 ADMIN = os.environ.get("HASHFED_BENCH_ADMIN_URL", "postgresql://root@127.0.0.1:5432/postgres")
 ROOT = Path(__file__).resolve().parents[1]
 
 WRITER = """
 import sys, time
-from hub.auditlog import Actor, record
+from hub.transparency.auditlog import Actor, record
 from hub.db import make_engine, make_session_factory
 factory = make_session_factory(make_engine(sys.argv[1]), early_release=sys.argv[4] == "early")
 n, start = int(sys.argv[2]), float(sys.argv[3])

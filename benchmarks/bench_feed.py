@@ -29,12 +29,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scratch import ADMIN, scratch_database
 from sqlalchemy import text
 
-from hub import collections, jobs, keys, rls
+from hub import rls
 from hub.app import create_app
-from hub.auditlog import Actor
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory
-from hub.keys import HubKeys
+from hub.feed import collections
+from hub.ops import jobs
+from hub.transparency import keys
+from hub.transparency.auditlog import Actor
+from hub.transparency.keys import HubKeys
 from tests.hub import factories
 from tests.hub import feedkit as kit
 from tests.hub.auditkit import make_hub_keys

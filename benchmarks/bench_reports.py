@@ -27,10 +27,10 @@ from sqlalchemy import func, select
 
 from hub import rls
 from hub.app import create_app
-from hub.auditlog import AuditEntry
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory
 from hub.reports.models import Report
+from hub.transparency.auditlog import AuditEntry
 from tests.hub import factories, reportkit
 from tests.hub import feedkit as kit
 

@@ -28,11 +28,13 @@ sys.path.insert(0, str(ROOT))
 import requests  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
-from hub import collections, rls, tenants  # noqa: E402
-from hub.auditlog import Actor  # noqa: E402
+from hub import rls  # noqa: E402
 from hub.config import Settings  # noqa: E402
 from hub.db import make_engine, make_session_factory  # noqa: E402
-from hub.keys import HubKeys, keyset_record  # noqa: E402
+from hub.feed import collections  # noqa: E402
+from hub.identity import tenants  # noqa: E402
+from hub.transparency.auditlog import Actor  # noqa: E402
+from hub.transparency.keys import HubKeys, keyset_record  # noqa: E402
 
 BIN = Path(sys.executable).parent
 APP_ROLE = "hashfed_app"

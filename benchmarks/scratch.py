@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from hub import migrate
 from hub.db import make_engine
-from hub.dbroles import ensure_role, grant_app_role
+from hub.ops import migrate
+from hub.ops.dbroles import ensure_role, grant_app_role
 
 ADMIN = os.environ.get("HASHFED_BENCH_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres")
 APP_ROLE = "hashfed_app"

@@ -13,19 +13,20 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 
-from hub import apidocs, auditapi, feed, health, match, metrics, oauth, people, webhooks
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory
 from hub.errors import HubError
+from hub.feed import routes as feed_routes
+from hub.identity import routes as identity_routes
+from hub.matching import routes as matching_routes
+from hub.ops import apidocs, health, metrics
 from hub.proxies import TrustedProxies, parse_networks
 from hub.reports import routes as reports_routes
-from hub.web import HubRequest, HubState, discard_session, finish_session, refuse_hostile_input
+from hub.transparency import routes as transparency_routes
+from hub.web import MAX_BODY_BYTES, HubRequest, HubState, discard_session, finish_session, refuse_hostile_input
+from hub.webhooks import routes as webhooks_routes
 
 log = logging.getLogger(__name__)
-
-# The largest request body the hub reads (a bulk submission of 50,000 signals is about 6 MiB); the servers
-# refuse a larger declared Content-Length before reading it.
-MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 class HubErrorSchema(ErrorSchema):
@@ -45,7 +46,7 @@ class HubApi(Api):
         # werkzeug exceptions carry headers such as Allow (405) and WWW-Authenticate (401).
         merged = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
         merged.update(headers or {})
-        # OAuth errors (hub.auth.OAuthHTTPError) keep their RFC 6749 `error` and `error_description` too.
+        # OAuth errors (hub.identity.auth.OAuthHTTPError) keep their RFC 6749 `error` and `error_description` too.
         payload.update(getattr(error, "oauth_body", {}))
         if "message" not in payload and code != 500:
             payload["message"] = error.description
@@ -140,14 +141,13 @@ def create_app(
     api = HubApi(app)
     app.register_error_handler(HubError, handle_hub_error)
     api.register_blueprint(health.blp)
-    api.register_blueprint(auditapi.blp)
-    oauth.init_app(app, api)
-    people.init_app(app, api)
-    api.register_blueprint(feed.blp)
+    api.register_blueprint(transparency_routes.blp)
+    identity_routes.init_app(app, api)  # OAuth and console routes, their rate limits, the security scheme
+    api.register_blueprint(feed_routes.blp)
     metrics.init_app(app, app.extensions["hashfed"].session_factory)
     api.register_blueprint(reports_routes.blp)
-    api.register_blueprint(webhooks.blp)
-    api.register_blueprint(match.blp)
+    api.register_blueprint(webhooks_routes.blp)
+    api.register_blueprint(matching_routes.blp)
     apidocs.init_app(app)  # /docs: flask-smorest's own page has an inline script
 
     @app.after_request

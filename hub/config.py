@@ -27,7 +27,7 @@ class Settings:
 
     var_dir: Path = Path("var")
     # SQLAlchemy URL of the database the hub uses; empty means the embedded default, a private PostgreSQL
-    # under var_dir/pg (hub/embedded.py) that the CLI starts and fills in with the application role's URL.
+    # under var_dir/pg (hub/ops/embedded.py) that the CLI starts and fills in with the application role's URL.
     database_url: str = ""
     # The schema owner's URL, for migrations and grants; empty means database_url (an external server's
     # operator runs those as the owner). Set for the embedded server, never from the environment.

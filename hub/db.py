@@ -98,7 +98,8 @@ def _ping_idle_connections(engine: Engine) -> None:
             raise exc.DisconnectionError(f"database connection lost while idle: {e}") from e
 
 
-# Session.info keys of the audit log's early lock release (PostgreSQL; hub.auditlog.record, docs/operations.md).
+# Session.info keys of the audit log's early lock release (PostgreSQL; hub.transparency.auditlog.record,
+# docs/operations.md).
 # EARLY_RELEASE: this session's audited commits may release the audit lock before their WAL flush.
 # AWAIT_DURABLE: set by `record`: (root transaction, DBAPI connection) whose commit must be made durable
 # before the session's commit returns.
@@ -140,7 +141,7 @@ def durable_before_answering(session: Session) -> None:
 def _await_durable(session: Session) -> None:
     """After a commit that released the audit lock early, flush the WAL through it before returning.
 
-    `hub.auditlog.record` asks for early release; unless the transaction also published a signed statement,
+    `hub.transparency.auditlog.record` asks for early release; unless the transaction also published a signed statement,
     the database commits it with `synchronous_commit = off` (migration 0011): the lock on the next audit seq
     is released as soon as the commit record is written, not after its fsync, so the next writer's entry
     does not wait for this one's flush and flushes can be shared. Nothing has been reported to anyone yet:

@@ -5,7 +5,7 @@ transaction's tenant, `current_setting('hashfed.partner')`, set with `set_tenant
 (`'system'`) sees every row: the operator CLI, scheduled jobs and the authentication lookup itself (before
 the partner is known) use it. No tenant set means no partner-owned row is visible or writable.
 `FORCE ROW LEVEL SECURITY` holds the policy for the table owner too; the hub connects as a role that owns
-no table and may not bypass RLS (hub/dbroles.py), on the embedded default as in production.
+no table and may not bypass RLS (hub/ops/dbroles.py), on the embedded default as in production.
 
 Migrations call `enable(op.get_bind(), "signals", "contributor_id")`.
 """

@@ -19,6 +19,9 @@ from hub.errors import BadRequestError, ValidationError
 
 # The largest values the database's integer columns hold: a request naming a larger seq, size or version is
 # refused as input (4xx) before it reaches a query, where PostgreSQL would refuse it with an error.
+# The largest request body the hub reads (a bulk submission of 50,000 signals is about 6 MiB); the servers
+# refuse a larger declared Content-Length before reading it.
+MAX_BODY_BYTES = 64 * 1024 * 1024
 MAX_BIGINT = 2**63 - 1  # seqs, sizes, indexes (BIGINT)
 MAX_INTEGER = 2**31 - 1  # key set versions (INTEGER)
 # The deepest JSON body read: a report's signal reference, the deepest the API takes, is 4 levels down. Deeper

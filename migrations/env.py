@@ -5,10 +5,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import pool
 
-from hub.db import Base, make_engine
-from hub.models import import_all
+from hub.db import make_engine
+from hub.models import metadata
 
-import_all()
 config = context.config
 url = config.get_main_option("sqlalchemy.url")
 if not url:
@@ -20,13 +19,13 @@ if connectable is None:
     with engine.connect() as connection:
         context.configure(
             connection=connection,
-            target_metadata=Base.metadata,
+            target_metadata=metadata,
             compare_type=True,
         )
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()
 else:
-    context.configure(connection=connectable, target_metadata=Base.metadata, compare_type=True)
+    context.configure(connection=connectable, target_metadata=metadata, compare_type=True)
     with context.begin_transaction():
         context.run_migrations()

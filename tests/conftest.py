@@ -31,11 +31,11 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub import embedded, migrate
 from hub.app import create_app
 from hub.config import Settings
 from hub.db import make_engine
-from hub.dbroles import ensure_role, grant_app_role
+from hub.ops import embedded, migrate
+from hub.ops.dbroles import ensure_role, grant_app_role
 
 _EMBEDDED: list[embedded.EmbeddedPostgres] = []  # this session's private server, when no URL is given
 BASE_URL = "http://127.0.0.1:8000"

@@ -8,7 +8,7 @@ import click
 import yaml
 from sqlalchemy.engine import make_url
 
-from hub.cli import main
+from hub.cli.main import main
 from hub.config import Settings
 from hub.proxies import parse_networks
 

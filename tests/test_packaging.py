@@ -40,7 +40,7 @@ def test_audit_imports_no_database_framework():
 def test_console_scripts_and_extras_are_declared():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert meta["scripts"] == {
-        "hashfed": "hub.cli:main",
+        "hashfed": "hub.cli.main:main",
         "hashfed-partner": "partners.cli:main",
         "hashfed-audit": "audit.cli:main",
     }

@@ -7,10 +7,10 @@ from typing import Any
 from flask import request
 from flask_smorest import Blueprint
 
-from hub.auth import current_principal, require_scope
 from hub.errors import BadRequestError
-from hub.keys import ensure_hub_secret
+from hub.identity.auth import current_principal, require_scope
 from hub.reports import schemas, service
+from hub.transparency.keys import ensure_hub_secret
 from hub.web import db, settings, state
 
 blp = Blueprint("reports", __name__, description="Match and takedown reports with their outcome history")

@@ -25,13 +25,11 @@ from sqlalchemy import Table, and_, insert, or_, select
 from sqlalchemy.orm import Session
 
 from audit.canonical import canonical_json, format_time
-from hub import auditlog
-from hub.auditlog import Actor
-from hub.batches import CollectionHead
-from hub.collections import Access, CollectionMember
 from hub.db import durable_before_answering, utcnow
 from hub.errors import BadRequestError, NotFoundError, PayloadTooLargeError, ValidationError
-from hub.keys import keyed_digest
+from hub.feed.batches import CollectionHead
+from hub.feed.collections import Access, CollectionMember
+from hub.feed.signals import HEX_LENGTHS, Signal, SignalSeq
 from hub.reports.models import (
     MAX_REPORT_ID_LENGTH,
     OUTCOMES,
@@ -40,7 +38,9 @@ from hub.reports.models import (
     ReportOutcome,
     SignalFlag,
 )
-from hub.signals import HEX_LENGTHS, Signal, SignalSeq
+from hub.transparency import auditlog
+from hub.transparency.auditlog import Actor
+from hub.transparency.keys import keyed_digest
 
 MAX_REPORTS_PER_REQUEST = 1000
 MAX_CONTENT_REF_LENGTH = 512

@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from hub import appendonly
 from hub.db import UTCDateTime
+from hub.transparency import appendonly
 
 revision = "0002_audit_entries"
 down_revision = "0001_partners"

@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from hub import appendonly
 from hub.db import UTCDateTime
+from hub.transparency import appendonly
 
 revision = "0003_audit_tree"
 down_revision = "0002_audit_entries"
@@ -65,7 +65,7 @@ def upgrade() -> None:
             name="ck_signing_keys_role",
         ),
     )
-    # The writers' row: the next audit seq and the newest entry time (hub.auditlog.AuditHead).
+    # The writers' row: the next audit seq and the newest entry time (hub.transparency.auditlog.AuditHead).
     op.create_table(
         "audit_head",
         sa.Column("id", sa.SmallInteger(), autoincrement=False, nullable=False),
@@ -85,7 +85,7 @@ def upgrade() -> None:
     bind.exec_driver_sql(APPEND_FUNCTION)
 
 
-# One round trip per audit entry on PostgreSQL (hub.auditlog.record): take the seq and the time from the
+# One round trip per audit entry on PostgreSQL (hub.transparency.auditlog.record): take the seq and the time from the
 # head row, splice them into the entry's pre-encoded RFC 8785 parts, insert. SECURITY INVOKER: the hub's
 # role needs its own UPDATE on audit_head and INSERT on audit_entries. The time format is
 # audit.canonical.format_time's; a test checks the bytes equal audit.payloads.AuditEntry.to_bytes().

@@ -25,8 +25,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from hub import appendonly, rls
+from hub import rls
 from hub.db import UTCDateTime
+from hub.transparency import appendonly
 
 revision = "0005_feed"
 down_revision = "0002_audit_entries"

@@ -18,8 +18,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from hub import appendonly, rls
+from hub import rls
 from hub.db import UTCDateTime
+from hub.transparency import appendonly
 
 revision = "0006_reports"
 down_revision = ("0003_audit_tree", "0004_oauth", "0005_feed")

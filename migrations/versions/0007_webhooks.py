@@ -1,4 +1,4 @@
-"""Webhooks: a partner's endpoint and the checkpoint deliveries the hub pushes to it (hub/webhooks.py).
+"""Webhooks: a partner's endpoint and the checkpoint deliveries the hub pushes to it (hub/webhooks/service.py).
 
 `webhook_endpoints` holds one HTTPS URL per partner; `webhook_deliveries` one row per (partner, collection,
 checkpoint size) announced, with its attempts, so retries back off and each final outcome is audited. Both

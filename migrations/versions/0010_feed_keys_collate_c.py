@@ -27,7 +27,7 @@ down_revision = "0009_signal_seqs"
 branch_labels = None
 depends_on = None
 
-# (table, column, length): what the models declare (hub/signals.py).
+# (table, column, length): what the models declare (hub/feed/signals.py).
 COLUMNS = (
     ("signals", "id", 36),
     ("signals", "collection_id", 36),

@@ -2,7 +2,7 @@
 
 Every audited transaction holds the lock on the next audit seq (`audit_head`) until it ends, so that seqs stay
 gapless. With a synchronous commit that includes the commit's WAL flush (an fsync), so writers queue behind
-each other's flushes and cannot share them. `hub.auditlog.record` now asks for early release
+each other's flushes and cannot share them. `hub.transparency.auditlog.record` now asks for early release
 (`hashfed.early_release`); a deferred constraint trigger on `audit_entries` decides at commit time:
 
 - the transaction wrote none of the tables that hold signed, published statements (checkpoints, batches,

@@ -5,7 +5,7 @@ a batch of 50,000 entries was about 10 MB of payload and 14 MB of envelope, both
 written to the WAL by the sealer. The envelope's canonical JSON is a function of the payload and its
 `signatures` list (RFC 8785 orders the members payload, payloadType, signatures, and base64 and the payload
 type need no escaping), so the envelope column becomes `signatures`, the canonical JSON of that list, and the
-hub rebuilds the envelope's exact bytes when it serves them (`hub.batches.envelope_of`).
+hub rebuilds the envelope's exact bytes when it serves them (`hub.feed.batches.envelope_of`).
 
 Each existing envelope is split at its `signatures` member and checked to rebuild exactly: a stored envelope
 that does not is an error, not something to convert. The downgrade rebuilds the envelopes. `batches` is
@@ -23,7 +23,8 @@ import base64
 import sqlalchemy as sa
 from alembic import op
 
-from hub import appendonly, rls
+from hub import rls
+from hub.transparency import appendonly
 
 revision = "0012_batch_stored_once"
 down_revision = "0011_audit_early_release"
@@ -34,7 +35,7 @@ _MARK = b',"signatures":'
 
 
 def envelope_of(payload: bytes, signatures: bytes) -> bytes:
-    """The envelope's canonical JSON from its parts (as `hub.batches.envelope_of` at this revision)."""
+    """The envelope's canonical JSON from its parts (as `hub.feed.batches.envelope_of` at this revision)."""
     return b'{"payload":"%s","payloadType":"application/vnd.hashfed.batch.v1+json","signatures":%s}' % (
         base64.b64encode(payload),
         signatures,

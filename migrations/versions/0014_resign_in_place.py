@@ -5,7 +5,7 @@ key signed, whatever time a payload claims. So the hub re-signs, in the same tra
 envelope (`batches.signatures`), collection checkpoint and audit checkpoint note it signed with the current
 key of its role. The append-only triggers of these three tables now let through an UPDATE that sets that one
 column and no other (payload, size and root stay immutable, so every log and root is unchanged); DELETE
-and TRUNCATE stay refused, and the application role gets UPDATE on that column only (hub/dbroles.py).
+and TRUNCATE stay refused, and the application role gets UPDATE on that column only (hub/ops/dbroles.py).
 
 The downgrade installs the strict triggers again (re-signed rows stay as they are: their signatures verify).
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from hub import appendonly
+from hub.transparency import appendonly
 
 revision = "0014_resign_in_place"
 down_revision = "0013_pending_carries_entries"

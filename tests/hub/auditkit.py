@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session
 
 from audit.keyset import ROLES
 from audit.signing import Ed25519Signer
-from hub import keys
 from hub.config import Settings
+from hub.transparency import keys
 
 HUB = "hub.test"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

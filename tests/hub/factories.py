@@ -17,12 +17,13 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 from sqlalchemy.orm import Session
 
-from hub import rls, tenants
-from hub.auditlog import Actor
+from hub import rls
 from hub.config import Settings
-from hub.keys import ensure_hub_secret
-from hub.oauth import AccessToken, new_token_string, store_token
-from hub.tenants import KIND_SCOPES, OAuthClient, Partner, PartnerKind
+from hub.identity import tenants
+from hub.identity.models import KIND_SCOPES, AccessToken, OAuthClient, Partner, PartnerKind
+from hub.identity.tokens import new_token_string, store_token
+from hub.transparency.auditlog import Actor
+from hub.transparency.keys import ensure_hub_secret
 
 HUB_SECRET = b"\x01" * 32  # for clients whose secret no test presents
 

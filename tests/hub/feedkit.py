@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
-from hub import batches, collections, rls, signals
-from hub.auditlog import Actor
+from hub import rls
 from hub.config import Settings
-from hub.keys import HubKeys
-from hub.tenants import Partner
+from hub.feed import batches, collections, signals
+from hub.identity.models import Partner
+from hub.transparency.auditlog import Actor
+from hub.transparency.keys import HubKeys
 from tests.hub.auditkit import make_hub_keys
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -8,7 +8,8 @@ from typing import Any
 from click.testing import CliRunner
 
 from audit.keyset import TrustedKeySet
-from hub import batches, keys
+from hub.feed import batches
+from hub.transparency import keys
 from partners.mirror import Mirror
 from partners.sync import Syncer
 from partners.transport import Transport

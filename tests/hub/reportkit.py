@@ -9,13 +9,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hub import collections
-from hub.auditlog import Actor, AuditEntry
-from hub.collections import Access
 from hub.config import Settings
-from hub.keys import HubKeys
+from hub.feed import collections
+from hub.feed.collections import Access
+from hub.identity.models import Partner
 from hub.reports.models import Report, ReportOutcome, SignalFlag
-from hub.tenants import Partner
+from hub.transparency.auditlog import Actor, AuditEntry
+from hub.transparency.keys import HubKeys
 from tests.hub import factories as f
 from tests.hub import feedkit as kit
 

@@ -4,7 +4,7 @@ from sqlalchemy import func, select
 from hub.app import create_app
 from hub.config import Settings
 from hub.errors import ConflictError
-from hub.tenants import Partner
+from hub.identity.models import Partner
 from tests.conftest import create_database, drop_database
 
 

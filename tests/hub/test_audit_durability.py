@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from hub import rls, signals
-from hub.auditlog import Actor, AuditEntry, AuditNode, record
+from hub import rls
 from hub.config import Settings
 from hub.db import AWAIT_DURABLE, make_engine, make_session_factory
-from hub.tenants import Partner
+from hub.feed import signals
+from hub.identity.models import Partner
+from hub.transparency.auditlog import Actor, AuditEntry, AuditNode, record
 from tests.hub import feedkit as kit
 
 ACTOR = Actor(type="partner", partner="p1", client="c1")

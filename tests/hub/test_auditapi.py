@@ -9,8 +9,8 @@ import pytest
 
 from audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from audit.note import open_checkpoint
-from hub.auditlog import Actor, record
-from hub.jobs import integrate_audit_log
+from hub.ops.jobs import integrate_audit_log
+from hub.transparency.auditlog import Actor, record
 from tests.hub import factories as f
 from tests.hub.auditkit import HUB, T0, make_hub_keys
 

@@ -12,12 +12,12 @@ from sqlalchemy.exc import DBAPIError
 from audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from audit.note import open_checkpoint
 from audit.payloads import AuditEntry as EntryPayload
-from hub import auditlog
-from hub.appendonly import APPEND_ONLY_TABLES
-from hub.auditlog import Actor, record
 from hub.db import make_engine
 from hub.errors import BadRequestError, NotFoundError
-from hub.jobs import integrate_audit_log
+from hub.ops.jobs import integrate_audit_log
+from hub.transparency import auditlog
+from hub.transparency.appendonly import APPEND_ONLY_TABLES
+from hub.transparency.auditlog import Actor, record
 from tests.hub.auditkit import HUB, T0, make_hub_keys
 
 ACTOR = Actor(type="partner", partner="p1", client="c1")

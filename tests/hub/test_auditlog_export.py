@@ -15,10 +15,10 @@ from sqlalchemy import select, text
 
 from audit.export import verify_export
 from audit.payloads import AuditEntry as EntryPayload
-from hub import appendonly, auditlog
-from hub.auditlog import Actor, AuditEntry, record
 from hub.db import make_engine, make_session_factory
-from hub.jobs import integrate_audit_log
+from hub.ops.jobs import integrate_audit_log
+from hub.transparency import appendonly, auditlog
+from hub.transparency.auditlog import Actor, AuditEntry, record
 from tests.hub.auditkit import HUB, T0, make_hub_keys, settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +28,7 @@ def test_two_processes_append_without_gap_or_duplicate(fresh_database):
     script = textwrap.dedent(
         """
         import sys
-        from hub.auditlog import Actor, record
+        from hub.transparency.auditlog import Actor, record
         from hub.db import make_engine, make_session_factory
         factory = make_session_factory(make_engine(sys.argv[1]))
         for i in range(150):
@@ -100,7 +100,7 @@ def test_the_verifier_passes_a_real_export_and_fails_a_tampered_one(fresh_databa
     _settings, factory = _build(fresh_database, tmp_path)
     good = _export(factory, tmp_path / "good")
     with factory() as s:
-        from hub.keys import keyset_record
+        from hub.transparency.keys import keyset_record
 
         pin = keyset_record(s, 1).payload_sha256
     report = verify_export(good, pin)

@@ -13,10 +13,10 @@ from click.testing import CliRunner, Result
 from sqlalchemy import select
 
 from audit.note import Checkpoint, Note
-from hub.auditlog import AuditEntry
-from hub.backup import MANIFEST, PG_DUMP_FILE
-from hub.cli import main
+from hub.cli.main import main
 from hub.db import make_engine
+from hub.ops.backup import MANIFEST, PG_DUMP_FILE
+from hub.transparency.auditlog import AuditEntry
 from tests.conftest import BASE_URL, Database, create_database, drop_database
 
 

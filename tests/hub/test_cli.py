@@ -8,11 +8,11 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from hub import embedded
 from hub.app import create_app
-from hub.cli import main
+from hub.cli.main import main
 from hub.config import Settings
 from hub.db import make_engine
+from hub.ops import embedded
 from tests.conftest import create_database, drop_database
 from tests.ports import free_port
 

@@ -9,9 +9,10 @@ from sqlalchemy import select
 
 from audit.keyset import TrustedKeySet
 from audit.payloads import CollectionDescriptor, open_payload
-from hub import collections, keys
-from hub.auditlog import Actor, AuditEntry
 from hub.errors import ConflictError, NotFoundError, ValidationError
+from hub.feed import collections
+from hub.transparency import keys
+from hub.transparency.auditlog import Actor, AuditEntry
 from tests.hub import feedkit as kit
 
 

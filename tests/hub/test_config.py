@@ -8,7 +8,7 @@ from hub.errors import ConfigError
 
 def test_defaults_are_the_embedded_postgresql_under_var():
     s = Settings.from_env({})
-    assert s.database_url == "" and not s.embedded  # the CLI starts var/pg and fills both in (hub/embedded.py)
+    assert s.database_url == "" and not s.embedded  # the CLI starts var/pg and fills both in (hub/ops/embedded.py)
     assert s.var_dir == Path("var")
     assert s.hub_name == "127.0.0.1:8000"
     assert s.token_endpoint == "http://127.0.0.1:8000/oauth/token"

@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from hub import embedded, migrate
 from hub.app import create_app
-from hub.auditlog import AuditEntry
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory
-from hub.signals import Signal
+from hub.feed.signals import Signal
+from hub.ops import embedded, migrate
+from hub.transparency.auditlog import AuditEntry
 from tests.conftest import BASE_URL, app_url, grant
 from tests.hub import factories
 from tests.hub import feedkit as kit

@@ -20,8 +20,8 @@ import pytest
 import requests
 from sqlalchemy import text
 
-from hub import embedded
 from hub.db import make_engine
+from hub.ops import embedded
 from tests.ports import free_port
 
 BIN = Path(sys.executable).parent

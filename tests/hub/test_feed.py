@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from hub import collections
-from hub.auditlog import Actor, AuditEntry
-from hub.signals import Signal
+from hub.feed import collections
+from hub.feed.signals import Signal
+from hub.transparency.auditlog import Actor, AuditEntry
 from tests.hub import factories
 from tests.hub import feedkit as kit
 
@@ -131,7 +131,7 @@ def test_batch_etag_and_304(client, session, world):
 
 def test_ack_must_name_a_real_checkpoint(client, session, world):
     from audit.merkle import b64encode
-    from hub import batches
+    from hub.feed import batches
 
     hk, owner, c, auth = world
     kit.submit(session, c, owner, [{"type": "pdq", "value": kit.pdq()}])
@@ -175,7 +175,7 @@ def test_snapshot_chunks_cover_every_active_signal_once_and_match_their_digests(
 
     from audit.dsse import Envelope
     from audit.payloads import Snapshot
-    from hub import snapshots
+    from hub.feed import snapshots
 
     monkeypatch.setattr(snapshots, "CHUNK_SIZE", 3)
     hk, owner, c, auth = world

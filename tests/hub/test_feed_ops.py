@@ -10,15 +10,16 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select, text
 
-from hub import batches, collections, rls, signals
+from hub import rls
 from hub.app import create_app
-from hub.auditlog import Actor, AuditEntry
-from hub.cli import main
+from hub.cli.main import main
 from hub.config import Settings
 from hub.db import make_session_factory
-from hub.scheduler import start_embedded
-from hub.signals import IdempotencyKey, PendingChange, Signal, SignalSeq
-from hub.tenants import PartnerKind
+from hub.feed import batches, collections, signals
+from hub.feed.signals import IdempotencyKey, PendingChange, Signal, SignalSeq
+from hub.identity.models import PartnerKind
+from hub.ops.scheduler import start_embedded
+from hub.transparency.auditlog import Actor, AuditEntry
 from tests.hub import factories
 from tests.hub import feedkit as kit
 

@@ -13,16 +13,15 @@ import pytest
 from sqlalchemy import func, select
 
 from audit.merkle import b64encode
-from hub import people
-from hub.auditlog import Actor, AuditEntry
-from hub.batches import CollectionHead
-from hub.collections import Collection
-from hub.oauth import AccessToken
+from hub.feed.batches import CollectionHead
+from hub.feed.collections import Collection
+from hub.feed.signals import IdempotencyKey, PendingChange, RetiredValue, Signal
+from hub.identity import people
+from hub.identity.models import KIND_SCOPES, AccessToken
 from hub.reports import service
 from hub.reports.models import Report, ReportOutcome
-from hub.signals import IdempotencyKey, PendingChange, RetiredValue, Signal
-from hub.tenants import KIND_SCOPES
-from hub.webhooks import WebhookEndpoint
+from hub.transparency.auditlog import Actor, AuditEntry
+from hub.webhooks.service import WebhookEndpoint
 from tests.hub import factories as f
 from tests.hub import feedkit as kit
 

@@ -15,10 +15,9 @@ from joserfc import jwt
 from sqlalchemy import func, select
 
 from audit.merkle import b64encode
-from hub import people
-from hub.auditlog import Actor, AuditEntry
-from hub.oauth import AccessToken, UsedJti
-from hub.people import ConsoleSession
+from hub.identity import people
+from hub.identity.models import AccessToken, ConsoleSession, UsedJti
+from hub.transparency.auditlog import Actor, AuditEntry
 from tests.hub import factories as f
 from tests.hub import feedkit as kit
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from hub import collections
-from hub.auditlog import Actor, AuditEntry
-from hub.collections import Access
-from hub.signals import IdempotencyKey, PendingChange, Signal
+from hub.feed import collections
+from hub.feed.collections import Access
+from hub.feed.signals import IdempotencyKey, PendingChange, Signal
+from hub.transparency.auditlog import Actor, AuditEntry
 from tests.hub import factories as f
 from tests.hub import feedkit as kit
 

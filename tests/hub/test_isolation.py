@@ -18,9 +18,8 @@ from sqlalchemy import func, select, text
 
 from hub import rls
 from hub.app import create_app
-from hub.auditlog import AuditEntry
-from hub.oauth import AccessToken
-from hub.tenants import SCOPES, OAuthClient, PartnerKind
+from hub.identity.models import SCOPES, AccessToken, OAuthClient, PartnerKind
+from hub.transparency.auditlog import AuditEntry
 from tests.hub import factories as f
 from tests.hub import reportkit
 

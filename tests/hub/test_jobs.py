@@ -7,9 +7,10 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from hub.db import utcnow
-from hub.jobs import sweep_tokens
-from hub.oauth import AccessToken, UsedJti, token_digest
-from hub.scheduler import add_jobs, plan
+from hub.identity.models import AccessToken, UsedJti
+from hub.identity.tokens import token_digest
+from hub.ops.jobs import sweep_tokens
+from hub.ops.scheduler import add_jobs, plan
 from tests.hub import factories as f
 
 
@@ -49,8 +50,8 @@ def test_the_scheduler_plans_every_job(settings, session_factory):
 
 def test_an_idle_run_reports_nothing_to_the_scheduler_log():
     """The embedded hub logs a job's result only when it did something: the start-up banner stays visible."""
-    from hub.auditlog import Integrated
-    from hub.webhooks import Delivered
+    from hub.transparency.auditlog import Integrated
+    from hub.webhooks.service import Delivered
 
     assert not Integrated(old_size=3, size=3, checkpoint=None)
     assert Integrated(old_size=3, size=4, checkpoint=None) and Integrated(3, 3, "note")

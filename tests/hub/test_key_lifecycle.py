@@ -22,9 +22,10 @@ from audit.errors import RevokedKeyError
 from audit.export import verify_export
 from audit.note import SIG_ED25519, Note, note_key_hash
 from audit.payloads import open_payload
-from hub import auditlog, batches, keys
-from hub.audit_cli import audit_group, keys_group
+from hub.cli.audit import audit_group, keys_group
 from hub.db import make_engine
+from hub.feed import batches
+from hub.transparency import auditlog, keys
 from partners import errors
 from partners.mirror import Mirror
 from partners.sync import Syncer

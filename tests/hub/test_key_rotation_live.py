@@ -15,8 +15,8 @@ import pytest
 
 from audit.dsse import Envelope
 from audit.payloads import Snapshot, open_payload
-from hub import keys
-from hub.audit_cli import keys_group
+from hub.cli.audit import keys_group
+from hub.transparency import keys
 from partners.mirror import Mirror
 from tests.conftest import Database
 from tests.hub.keykit import (

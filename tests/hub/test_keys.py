@@ -13,9 +13,9 @@ from audit.dsse import Envelope
 from audit.errors import RotationError
 from audit.keyset import TrustedKeySet
 from audit.signing import Ed25519Signer
-from hub import keys
-from hub.cli import main
+from hub.cli.main import main
 from hub.errors import ConflictError
+from hub.transparency import keys
 from tests.hub.auditkit import T0, make_hub_keys
 
 

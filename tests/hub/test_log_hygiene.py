@@ -10,9 +10,9 @@ from __future__ import annotations
 import base64
 import logging
 
-from hub import people
 from hub.app import create_app
-from hub.auditlog import Actor
+from hub.identity import people
+from hub.transparency.auditlog import Actor
 from tests.hub import factories as f
 
 PASSWORD = "a staff password nobody logs"

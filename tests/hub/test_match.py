@@ -7,10 +7,13 @@ import secrets
 import pytest
 from sqlalchemy import func, select
 
-from hub import collections, match, rls, signals
-from hub.auditlog import Actor, AuditEntry
-from hub.collections import Access
-from hub.tenants import PartnerKind
+from hub import rls
+from hub.feed import collections, signals
+from hub.feed.collections import Access
+from hub.identity.models import PartnerKind
+from hub.matching import routes as match_routes
+from hub.matching import service as match
+from hub.transparency.auditlog import Actor, AuditEntry
 from tests.hub import factories as f
 from tests.hub import feedkit as fk
 
@@ -150,7 +153,7 @@ def test_a_match_writes_no_audit_entry(client, session, world):
 def test_new_batches_update_the_index_in_place_and_a_sealed_retraction_stops_matching(app, client, session, world):
     token = world["tokens"]["reader"]
     assert post(client, token, [{"type": "md5", "value": world["md5"]}]).json["results"][0]["matches"]
-    index = app.extensions["hashfed"].services[match._SERVICE]
+    index = app.extensions["hashfed"].services[match_routes._SERVICE]
     matcher = index.matcher
     assert index.builds == 1
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from hub.auditlog import AuditEntry
-from hub.tenants import KIND_SCOPES
+from hub.identity.models import KIND_SCOPES
+from hub.transparency.auditlog import AuditEntry
 from tests.hub import factories as f
 from tests.hub import feedkit as kit
 

@@ -3,9 +3,10 @@
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from hub import appendonly, migrate
-from hub.db import Base, make_engine
-from hub.models import import_all
+from hub.db import make_engine
+from hub.models import metadata
+from hub.ops import migrate
+from hub.transparency import appendonly
 from tests.conftest import create_database, drop_database
 
 
@@ -14,8 +15,7 @@ def test_database_is_at_head(connection):
 
 
 def test_models_and_migrations_agree(connection):
-    import_all()
-    diff = compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}), Base.metadata)
+    diff = compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}), metadata)
     assert diff == []
 
 
@@ -44,7 +44,7 @@ def test_the_application_role_cannot_change_the_audit_log_even_without_triggers(
     """On PostgreSQL the hub's role has only SELECT and INSERT on append-only tables."""
     from sqlalchemy import text
 
-    from hub.appendonly import APPEND_ONLY_TABLES
+    from hub.transparency.appendonly import APPEND_ONLY_TABLES
 
     with database.engine.connect() as conn:
         for table in APPEND_ONLY_TABLES:
@@ -148,7 +148,7 @@ def test_batches_store_payload_once_and_back(database, tmp_path):
 
     from sqlalchemy import inspect, text
 
-    from hub.batches import envelope_of
+    from hub.feed.batches import envelope_of
 
     url, handle = create_database(migrate_to="0011_audit_early_release")
     engine = make_engine(url)

@@ -11,10 +11,10 @@ from flask_smorest import Blueprint
 from sqlalchemy import func, select
 
 from hub.app import create_app
-from hub.auditlog import AuditEntry
-from hub.auth import current_principal, require_scope
-from hub.oauth import AccessToken, token_digest
-from hub.tenants import PartnerStatus
+from hub.identity.auth import current_principal, require_scope
+from hub.identity.models import AccessToken, PartnerStatus
+from hub.identity.tokens import token_digest
+from hub.transparency.auditlog import AuditEntry
 from tests.hub import factories as f
 
 TOKEN_URL = "http://127.0.0.1:8000/oauth/token"
@@ -115,13 +115,13 @@ def test_client_secret_basic_refusals(pc, session, settings, case):
     elif case == "unknown client":
         client_id = "hfc_nobody"
     elif case == "revoked client":
-        from hub import tenants
-        from hub.auditlog import Actor
+        from hub.identity import tenants
+        from hub.transparency.auditlog import Actor
 
         tenants.revoke_client(session, c.client_id, Actor.operator())
     elif case == "suspended partner":
-        from hub import tenants
-        from hub.auditlog import Actor
+        from hub.identity import tenants
+        from hub.transparency.auditlog import Actor
 
         tenants.set_partner_status(session, owner.id, PartnerStatus.SUSPENDED, Actor.operator())
     else:
@@ -239,8 +239,8 @@ def test_insufficient_scope_is_403(pc, session):
 
 
 def test_suspending_a_partner_stops_its_tokens_at_once(pc, session):
-    from hub import tenants
-    from hub.auditlog import Actor
+    from hub.identity import tenants
+    from hub.transparency.auditlog import Actor
 
     owner = f.partner(session)
     value = f.token(session, owner, ["feed:read"])
@@ -255,8 +255,8 @@ def test_suspending_a_partner_stops_its_tokens_at_once(pc, session):
 
 
 def test_revoking_a_client_stops_its_tokens(pc, session, settings):
-    from hub import tenants
-    from hub.auditlog import Actor
+    from hub.identity import tenants
+    from hub.transparency.auditlog import Actor
 
     owner = f.partner(session)
     c = f.client(session, owner)

@@ -10,11 +10,12 @@ from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from werkzeug.serving import make_server
 
-from hub import rls, tenants
+from hub import rls
 from hub.app import create_app
-from hub.auditlog import Actor
 from hub.config import Settings
 from hub.db import make_session_factory
+from hub.identity import tenants
+from hub.transparency.auditlog import Actor
 from tests.hub import factories as f
 from tests.ports import free_port
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from hub.auditlog import AuditEntry
-from hub.oauth import AccessToken
+from hub.identity.models import AccessToken
+from hub.transparency.auditlog import AuditEntry
 from tests.hub import factories as f
 
 

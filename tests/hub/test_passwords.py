@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from hub import people
-from hub.auditlog import Actor, AuditEntry
 from hub.errors import ValidationError
-from hub.people import User
+from hub.identity import people
+from hub.identity.models import User
+from hub.transparency.auditlog import Actor, AuditEntry
 from tests.hub import factories as f
 
 EMAIL = "ana.lopez@example.org"

@@ -7,11 +7,11 @@ import json
 from click.testing import CliRunner
 from flask_smorest import Blueprint
 
-from hub import people
 from hub.app import create_app
-from hub.auditlog import Actor
-from hub.auth import current_principal, require_scope
-from hub.cli import main
+from hub.cli.main import main
+from hub.identity import people
+from hub.identity.auth import current_principal, require_scope
+from hub.transparency.auditlog import Actor
 from tests.hub import factories as f
 
 PASSWORD = "correct horse battery"
@@ -88,7 +88,7 @@ def test_cli_partner_client_user(fresh_database, tmp_path, monkeypatch):
 def test_wrong_passwords_are_audited_once_a_minute_and_throttled(settings, database, session_factory, session):
     from sqlalchemy import select
 
-    from hub.auditlog import AuditEntry
+    from hub.transparency.auditlog import AuditEntry
 
     gov = f.partner(session, kind="governance")
     people.create_user(session, gov.id, "bo@example.org", PASSWORD, Actor.operator())

@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 
 from audit.merkle import b64decode, b64encode
-from hub import keys, signals
+from hub.feed import signals
+from hub.transparency import keys
 from tests.hub import factories
 from tests.hub import feedkit as kit
 from tests.hub.protocol_client import FeedClient, Mirror, ProtocolError

@@ -13,13 +13,13 @@ from audit.canonical import canonical_json
 from audit.cli import main as audit_main
 from audit.export import verify_export
 from audit.merkle import leaf_hash, verify_inclusion
-from hub import auditlog
 from hub.app import create_app
-from hub.auditlog import Actor, AuditEntry
 from hub.config import Settings
 from hub.db import make_session_factory
-from hub.jobs import integrate_audit_log
+from hub.ops.jobs import integrate_audit_log
 from hub.reports import service
+from hub.transparency import auditlog
+from hub.transparency.auditlog import Actor, AuditEntry
 from tests.conftest import BASE_URL
 from tests.hub import factories as f
 from tests.hub import feedkit as kit

@@ -10,10 +10,10 @@ import base64
 
 from sqlalchemy import select
 
-from hub import tenants
-from hub.auditlog import Actor, AuditEntry
-from hub.oauth import AccessToken, token_digest
-from hub.tenants import PartnerStatus
+from hub.identity import tenants
+from hub.identity.models import AccessToken, PartnerStatus
+from hub.identity.tokens import token_digest
+from hub.transparency.auditlog import Actor, AuditEntry
 from tests.hub import factories as f
 
 

@@ -13,10 +13,11 @@ from audit.keyset import TrustedKeySet
 from audit.merkle import leaf_hash, root_of, verify_consistency
 from audit.note import SIG_COSIGNATURE, NoteVerifier, open_checkpoint
 from audit.payloads import BatchAdd, BatchPayload, BatchRemove, open_payload
-from hub import batches, keys, signals
-from hub.batches import Batch
 from hub.config import Settings
 from hub.db import make_session_factory
+from hub.feed import batches, signals
+from hub.feed.batches import Batch
+from hub.transparency import keys
 from tests.hub import feedkit as kit
 
 
@@ -120,8 +121,8 @@ def test_fast_encoding_is_exactly_rfc8785(adds):
 def _seal_in_process(url: str, var_dir: str, rounds: int) -> None:
     from datetime import UTC, datetime
 
-    from hub import jobs
     from hub.db import make_engine
+    from hub.ops import jobs
 
     settings = Settings(var_dir=var_dir, database_url=url, hub_name="hub.test", max_batch_entries=7)
     engine = make_engine(url)

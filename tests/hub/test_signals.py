@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from hub import signals
-from hub.auditlog import Actor, AuditEntry
 from hub.errors import ConflictError, ForbiddenError, NotFoundError, PayloadTooLargeError, ValidationError
-from hub.signals import Signal
+from hub.feed import signals
+from hub.feed.signals import Signal
+from hub.transparency.auditlog import Actor, AuditEntry
 from tests.hub import feedkit as kit
 
 
@@ -193,7 +193,7 @@ def test_a_retired_value_is_a_409_and_writes_nothing(session, world):
 
 def test_only_contributors_submit_and_others_do_not_learn_the_collection_exists(session, world):
     keys, _owner, c = world
-    from hub import collections
+    from hub.feed import collections
 
     reader, stranger = kit.partner(session), kit.partner(session)
     collections.set_access(
@@ -215,7 +215,7 @@ def test_only_contributors_submit_and_others_do_not_learn_the_collection_exists(
 
 def test_retraction_by_contributor_only_and_once(session, world):
     keys, owner, c = world
-    from hub import collections
+    from hub.feed import collections
 
     other = kit.partner(session)
     collections.set_access(

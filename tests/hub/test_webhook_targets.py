@@ -22,10 +22,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 
-from hub import webhooks
 from hub.app import create_app
-from hub.auditlog import Actor
-from hub.auditlog import AuditEntry as AuditRow
+from hub.transparency.auditlog import Actor
+from hub.transparency.auditlog import AuditEntry as AuditRow
+from hub.webhooks import service as webhooks
 from tests.conftest import Database
 from tests.partners.realhub import FlaskTransport, RealHub
 

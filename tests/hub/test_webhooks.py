@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from hub import webhooks
-from hub.auditlog import Actor
-from hub.auditlog import AuditEntry as AuditRow
+from hub.transparency.auditlog import Actor
+from hub.transparency.auditlog import AuditEntry as AuditRow
+from hub.webhooks import service as webhooks
 from partners.mirror import Mirror
 from partners.sync import Syncer
 from partners.webhook import WEBHOOK_PATH, WebhookVerifier, make_server

@@ -16,14 +16,16 @@ from flask import Flask
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub import batches, collections, rls, signals, tenants
+from hub import rls
 from hub.app import create_app
-from hub.audit_cli import init_keys
-from hub.auditlog import Actor
+from hub.cli.audit import init_keys
 from hub.config import Settings
 from hub.db import make_session_factory
-from hub.keys import HubKeys, keyset_record, latest_record
+from hub.feed import batches, collections, signals
+from hub.identity import tenants
 from hub.proxies import parse_networks
+from hub.transparency.auditlog import Actor
+from hub.transparency.keys import HubKeys, keyset_record, latest_record
 from partners.errors import ResponseTooLargeError
 from partners.transport import Response, Transport
 
@@ -102,7 +104,7 @@ class RealHub:
 
     def publish_keyset(self) -> None:
         """Sign the next key set version with the local root key (the embedded default keeps one)."""
-        from hub import keys
+        from hub.transparency import keys
 
         root = keys.load_signer(keys.default_root_path(self.settings.keys_path))
         with self.session() as s:

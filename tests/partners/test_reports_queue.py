@@ -15,10 +15,10 @@ from sqlalchemy import func, select, update
 from werkzeug.serving import make_server
 
 from hub.app import create_app
-from hub.auditlog import AuditEntry
 from hub.config import Settings
 from hub.db import make_session_factory
 from hub.reports.models import Report, ReportOutcome
+from hub.transparency.auditlog import AuditEntry
 from partners import config as cfg
 from partners.cli import main as cli
 from partners.reports import MatchedSignal, ReportQueue, ReportQueueError, outbox

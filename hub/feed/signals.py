@@ -1,0 +1,760 @@
+"""Signals: hash submission (bulk, validated, deduplicated, idempotent), retraction and retirement.
+
+A submission is all or nothing: one bad item refuses the whole request (422 naming each bad item), a
+retired (type, value) refuses it with a 409, and otherwise every new signal is inserted in chunks with one
+audit entry for the request. New signals and retractions wait as `pending` changes until the sealer
+(hub/feed/batches.py) puts them into the collection's next batch.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from hub.db import Base, UTCDateTime, durable_before_answering, utcnow
+from hub.errors import ConflictError, NotFoundError, PayloadTooLargeError, ValidationError
+from hub.feed import collections
+from hub.transparency import auditlog
+from hub.transparency.auditlog import Actor
+
+MAX_SIGNALS_PER_REQUEST = 10_000
+MAX_TAGS = 20
+MAX_TAG_LENGTH = 64
+MAX_CASE_REF_LENGTH = 200
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
+# A bulk audit entry lists the new ids up to this many; beyond it, their count and digest.
+AUDIT_ID_LIST_LIMIT = 100
+
+HEX_LENGTHS = {"pdq": 64, "md5": 32, "sha256": 64}
+ZERO_PDQ = "0" * 64  # real feeds have carried it: the hash of a blank image matches everything blank
+_HEX = re.compile(r"[0-9a-fA-F]*")
+_HEX_OF = {kind: re.compile(f"[0-9a-fA-F]{{{n}}}") for kind, n in HEX_LENGTHS.items()}
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]*")
+_ITEM_KEYS = frozenset({"type", "value", "quality", "tags", "case_ref"})
+
+
+class SignalStatus(enum.StrEnum):
+    ACTIVE = "active"
+    RETRACTED = "retracted"
+    RETIRED = "retired"
+
+
+class Pending(enum.StrEnum):
+    """A change waiting for the sealer."""
+
+    ADD = "add"
+    REMOVE = "remove"
+
+
+class Signal(Base):
+    """One hash in one collection, from submission to its removal.
+
+    Two indexes only, each with a reader: the primary key (retraction, reports, the sealer's join) and the
+    partial unique index of active values (deduplication, the deny list's sweep, the matcher's lookups). No
+    foreign keys: their per-row checks were a third of bulk ingest on PostgreSQL, and the service checks
+    both under the audit lock (the collection is contributable, the contributor is the token's partner);
+    collections and partners are never deleted (partners are suspended). On PostgreSQL the key columns
+    (ids, type, value, status) collate "C" (migration 0010): bytewise comparisons in every index.
+    """
+
+    __tablename__ = "signals"
+    __table_args__ = (
+        CheckConstraint("type IN ('pdq', 'md5', 'sha256')", name="type"),
+        CheckConstraint("status IN ('active', 'retracted', 'retired')", name="status"),
+        CheckConstraint("quality IS NULL OR (quality >= 0 AND quality <= 100)", name="quality"),
+        # Deduplication: one active signal per (type, value) in a collection; a retracted one may come back.
+        Index(
+            "uq_signals_active_value",
+            "collection_id",
+            "type",
+            "value",
+            unique=True,
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    collection_id: Mapped[str] = mapped_column(String(36))
+    type: Mapped[str] = mapped_column(String(10))
+    # Normalized: lowercase hex.
+    value: Mapped[str] = mapped_column(String(64))
+    quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Canonical JSON list of tags, or NULL.
+    tags: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The contributor's opaque case reference (never served to other partners, never audited).
+    case_ref: Mapped[str | None] = mapped_column(String(MAX_CASE_REF_LENGTH), nullable=True)
+    contributor_id: Mapped[str] = mapped_column(String(36))
+    status: Mapped[str] = mapped_column(String(10))
+    # Audit entry of the submission (the batches that published it are in `signal_seqs`).
+    added_audit_seq: Mapped[int] = mapped_column(BigInteger)
+    # Audit entry of the retraction or retirement.
+    removed_audit_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    removal_reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class PendingChange(Base):
+    """A change waiting for the sealer: a row per add or remove, deleted when its batch is sealed.
+
+    Submission and retraction insert here; the sealer reads a collection's rows in signal id order, so it
+    never scans or rewrites the wide `signals` rows to find its work. A row carries what its batch entry
+    needs (a copy of the signal's type, value, quality and tags, or the removal's reason), so the sealer
+    does not read `signals` either; a row without them (written before migration 0013) is completed from
+    the signal. A signal has at most one pending change: retracting a never-published add deletes the add
+    instead.
+    """
+
+    __tablename__ = "pending_changes"
+    __table_args__ = (CheckConstraint("op IN ('add', 'remove')", name="op"),)
+
+    collection_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    signal_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    op: Mapped[str] = mapped_column(String(6))
+    # Audit entry of the submission or removal that authorized the change (the batch entry's audit_seq).
+    audit_seq: Mapped[int] = mapped_column(BigInteger)
+    # An add's batch entry, copied from the signal at submission (a signal's hash never changes).
+    type: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    value: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tags: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # A remove's reason (the signal's removal_reason).
+    reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
+
+
+class SignalSeq(Base):
+    """The batches that published a signal: the seq of its add, and of its removal once that is sealed.
+
+    A row exists from the seal of the signal's add on (no row: never published). Kept out of `signals` so that
+    sealing inserts one narrow row per add instead of rewriting a wide signal row (a new tuple version, and a
+    full-page image of every signal page it touches for the first time since a checkpoint); readers join it
+    on the primary key. On PostgreSQL a row is visible exactly when its signal is, and only the sealer
+    (SYSTEM) writes.
+    """
+
+    __tablename__ = "signal_seqs"
+
+    signal_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    added_seq: Mapped[int] = mapped_column(BigInteger)
+    removed_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class RetiredValue(Base):
+    """The deny list: a (type, value) governance retired may never be submitted again (409)."""
+
+    __tablename__ = "retired_values"
+
+    type: Mapped[str] = mapped_column(String(10), primary_key=True)
+    value: Mapped[str] = mapped_column(String(64), primary_key=True)
+    retired_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    audit_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class IdempotencyKey(Base):
+    """A submission's Idempotency-Key, per partner: a replay with the same body gets the stored response."""
+
+    __tablename__ = "idempotency_keys"
+
+    partner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(MAX_IDEMPOTENCY_KEY_LENGTH), primary_key=True)
+    # Lowercase hex SHA-256 of the request (collection and body bytes).
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    response: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Item(NamedTuple):
+    """A validated, normalized submission item (a tuple: validation makes up to 10,000 per request)."""
+
+    type: str
+    value: str
+    quality: int | None
+    tags: str | None
+    case_ref: str | None
+
+
+@dataclass
+class Submitted:
+    """The outcome of a submission: the response body, and whether it was an idempotent replay."""
+
+    body: dict[str, Any]
+    status: int = 201
+    replayed: bool = False
+    new_ids: list[str] = field(default_factory=list)
+
+
+def _item_problems(raw: Any, types: Sequence[str], min_quality: int) -> tuple[Item | None, list[str]]:
+    if not isinstance(raw, dict):
+        return None, ["an item is an object with type and value"]
+    problems: list[str] = []
+    extra = raw.keys() - _ITEM_KEYS
+    if extra:
+        problems.append(f"unknown fields: {', '.join(sorted(map(str, extra)))}")
+    kind, value = raw.get("type"), raw.get("value")
+    if not isinstance(kind, str):  # an object or a list is no type, and cannot be looked up in a dict
+        kind = None
+    if kind not in HEX_LENGTHS:
+        problems.append(f"type must be one of {', '.join(HEX_LENGTHS)}")
+    elif kind not in types:
+        problems.append(f"this collection does not take {kind} signals")
+    if not isinstance(value, str):
+        problems.append("value must be a string of hex digits")
+    elif kind in HEX_LENGTHS:
+        if len(value) != HEX_LENGTHS[kind]:
+            problems.append(f"a {kind} value is {HEX_LENGTHS[kind]} hex characters, got {len(value)}")
+        elif not _HEX.fullmatch(value):
+            problems.append("value is not hex")
+        elif kind == "pdq" and value == ZERO_PDQ:
+            problems.append("the all-zero PDQ hash is refused")
+    quality = raw.get("quality")
+    if quality is not None:
+        if kind != "pdq":
+            problems.append("quality applies to pdq signals only")
+        elif type(quality) is not int or not 0 <= quality <= 100:
+            problems.append("quality must be an integer from 0 to 100")
+        elif quality < min_quality:
+            problems.append(f"quality {quality} is below this collection's minimum {min_quality}")
+    tags = raw.get("tags")
+    tags_json: str | None = None
+    if tags is not None:
+        if (
+            not isinstance(tags, list)
+            or len(tags) > MAX_TAGS
+            or not all(isinstance(t, str) and len(t) <= MAX_TAG_LENGTH and _TAG.fullmatch(t) for t in tags)
+        ):
+            problems.append(
+                f"tags must be a list of at most {MAX_TAGS} strings of 1-{MAX_TAG_LENGTH} "
+                "letters, digits and _.:/-"
+            )
+        elif tags:
+            tags_json = json.dumps(sorted(set(tags)), separators=(",", ":"))
+    case_ref = raw.get("case_ref")
+    if case_ref is not None and (
+        not isinstance(case_ref, str) or not 0 < len(case_ref) <= MAX_CASE_REF_LENGTH
+    ):
+        problems.append(f"case_ref must be a string of 1-{MAX_CASE_REF_LENGTH} characters")
+    if problems:
+        return None, problems
+    return Item(str(kind), str(value).lower(), quality, tags_json, case_ref), []
+
+
+def validate(items: Any, types: Sequence[str], min_quality: int) -> list[Item]:
+    """Normalize every item or raise: 413 over the limit, 422 naming each bad item by its index.
+
+    The common item (a known type, a hex value of the right length, an optional quality, no tags) takes a
+    fast path of a few checks; anything else goes through `_item_problems`, which names every problem.
+    """
+    if not isinstance(items, list) or not items:
+        raise ValidationError("signals must be a non-empty list", errors={"signals": ["a non-empty list"]})
+    if len(items) > MAX_SIGNALS_PER_REQUEST:
+        raise PayloadTooLargeError(f"at most {MAX_SIGNALS_PER_REQUEST} signals per request, got {len(items)}")
+    patterns = {kind: _HEX_OF[kind] for kind in types if kind in _HEX_OF}
+    out: list[Item] = []
+    append = out.append
+    errors: dict[str, list[str]] = {}
+    keys = _ITEM_KEYS
+    for i, raw in enumerate(items):
+        if type(raw) is dict and raw.keys() <= keys and "tags" not in raw:
+            kind = raw.get("type")
+            value = raw.get("value")
+            pattern = patterns.get(kind) if type(kind) is str else None
+            if pattern is not None and type(value) is str and pattern.fullmatch(value):
+                value = value.lower()
+                quality = raw.get("quality")
+                case_ref = raw.get("case_ref")
+                if (
+                    value != ZERO_PDQ
+                    and (quality is None or (kind == "pdq" and type(quality) is int and min_quality <= quality <= 100))
+                    and (case_ref is None or (type(case_ref) is str and 0 < len(case_ref) <= MAX_CASE_REF_LENGTH))
+                ):
+                    append(Item(str(kind), value, quality, None, case_ref))
+                    continue
+        item, problems = _item_problems(raw, types, min_quality)
+        if problems:
+            errors[str(i)] = problems
+        elif item is not None:
+            append(item)
+    if errors:
+        raise ValidationError(
+            f"{len(errors)} of {len(items)} signals are invalid", errors={"signals": errors}
+        )
+    return out
+
+
+# One index probe per item, whatever the planner's (often stale, right after bulk ingest) statistics
+# say: a LATERAL subquery with LIMIT is not flattened into a join, so it cannot become a hash join over the table.
+_LOOKUP_RETIRED_PG = text(
+    "SELECT u.type, u.value FROM unnest(string_to_array(:types, ','), string_to_array(:values, ',')) AS u(type, value)"
+    " CROSS JOIN LATERAL (SELECT 1 FROM retired_values r WHERE r.type = u.type AND r.value = u.value LIMIT 1) AS r"
+)
+_LOOKUP_ACTIVE_PG = text(
+    "SELECT u.type, u.value, s.id FROM unnest(string_to_array(:types, ','), string_to_array(:values, ','))"
+    " AS u(type, value) CROSS JOIN LATERAL (SELECT id FROM signals WHERE collection_id = :c AND type = u.type"
+    " AND value = u.value AND status = 'active' LIMIT 1) AS s"
+)
+# Each statement's plan is cheap next to JIT-compiling it: the estimated cost of 10,000 index probes crosses
+# jit_above_cost, and compiling took ~20 ms of a ~120 ms lookup. For this transaction only.
+_NO_JIT_PG = text("SET LOCAL jit = off")
+# The partial unique index of active values: a new signal that is already active in its collection violates it.
+_ACTIVE_VALUE_INDEX = "uq_signals_active_value"
+
+
+def _pg_array(values: Iterable[str | int | None]) -> str:
+    """A PostgreSQL array literal, sent as one string the server parses in one go (psycopg2 renders a list
+    as ARRAY[...] of 10,000 separate constants)."""
+    parts = []
+    for v in values:
+        if v is None:
+            parts.append("NULL")
+        elif isinstance(v, int):
+            parts.append(str(v))
+        else:
+            parts.append('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return "{" + ",".join(parts) + "}"
+
+
+def _pg_list(values: Iterable[str]) -> str:
+    """Values with no comma and no NULL (hex digests, ids, type names) for `string_to_array(:x, ',')`, which
+    the server splits in about half the time it parses an array literal."""
+    return ",".join(values)
+
+
+def _retired(session: Session, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    rows = session.execute(
+        _LOOKUP_RETIRED_PG, {"types": _pg_list(t for t, _ in pairs), "values": _pg_list(v for _, v in pairs)}
+    )
+    return {(t, v) for t, v in rows}
+
+
+def _existing(
+    session: Session, collection_id: str, pairs: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """Ids of the active signals among `pairs` in the collection (one query)."""
+    rows = session.execute(
+        _LOOKUP_ACTIVE_PG,
+        {"c": collection_id, "types": _pg_list(t for t, _ in pairs), "values": _pg_list(v for _, v in pairs)},
+    )
+    return {(t, v): i for t, v, i in rows}
+
+
+_INSERT_PG = text(
+    # One statement: the new rows from arrays, and their pending adds from what was inserted.
+    "WITH new AS ("
+    " INSERT INTO signals (id, collection_id, type, value, quality, tags, case_ref, contributor_id, status,"
+    " added_audit_seq, created_at)"
+    " SELECT u.id, :c, u.type, u.value, u.quality, u.tags, u.case_ref, :p, 'active', :a, :now"
+    " FROM unnest(string_to_array(:ids, ','), string_to_array(:types, ','), string_to_array(:values, ','),"
+    " CAST(:qualities AS integer[]), CAST(:tags AS text[]), CAST(:refs AS varchar[]))"
+    " AS u(id, type, value, quality, tags, case_ref)"
+    " RETURNING id, type, value, quality, tags)"
+    " INSERT INTO pending_changes (collection_id, signal_id, op, audit_seq, type, value, quality, tags)"
+    " SELECT :c, id, 'add', :a, type, value, quality, tags FROM new"
+).bindparams(bindparam("now", type_=UTCDateTime()))
+
+
+def _insert(
+    session: Session,
+    collection_id: str,
+    partner_id: str,
+    audit_seq: int,
+    now: datetime,
+    ids: Sequence[str],
+    items: Sequence[Item],
+) -> None:
+    if not ids:
+        return
+    session.execute(
+        _INSERT_PG,
+        {
+            "c": collection_id,
+            "p": partner_id,
+            "a": audit_seq,
+            "now": now,
+            "ids": _pg_list(ids),
+            "types": _pg_list(it.type for it in items),
+            "values": _pg_list(it.value for it in items),
+            "qualities": _pg_array(it.quality for it in items),
+            "tags": _pg_array(it.tags for it in items),
+            "refs": _pg_array(it.case_ref for it in items),
+        },
+    )
+
+
+# The variant nibble of a UUID (RFC 9562 section 4.1: binary 10xx) from any random hex digit.
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
+
+
+def new_ids(count: int) -> list[str]:
+    """`count` fresh signal ids, in increasing order: UUID version 7 (RFC 9562), 48-bit Unix milliseconds then
+    74 random bits.
+
+    Time-ordered ids make the primary key and the pending changes grow at their right edge instead of
+    touching a random index page per row, and the sealer's id order follows submission order. Sorted within
+    a request too (they share one millisecond), so rows are stored in id order and the sealer's inserts into
+    `signal_seqs`, which follow it, append to the index's rightmost page.
+    """
+    stamp = f"{time.time_ns() // 1_000_000:012x}"
+    head = f"{stamp[:8]}-{stamp[8:]}-7"
+    noise = os.urandom(10 * count).hex()
+    return sorted(
+        f"{head}{noise[i : i + 3]}-{_VARIANT[noise[i + 3]]}{noise[i + 4 : i + 7]}-{noise[i + 7 : i + 19]}"
+        for i in range(0, 20 * count, 20)
+    )
+
+
+def ids_digest(ids: Iterable[str]) -> str:
+    """Lowercase hex SHA-256 of the ids joined by newlines: how a bulk audit entry names its signals."""
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()
+
+
+def _replay(session: Session, partner_id: str, key: str, request_sha256: str) -> Submitted | None:
+    row = session.get(IdempotencyKey, (partner_id, key))
+    if row is None:
+        return None
+    if row.request_sha256 != request_sha256:
+        raise ValidationError(
+            "this Idempotency-Key was used with another request",
+            errors={"Idempotency-Key": ["reused with a different body"]},
+        )
+    durable_before_answering(session)  # the stored answer may belong to a commit not yet on disk
+    return Submitted(json.loads(row.response), row.status, replayed=True)
+
+
+def _write(
+    session: Session,
+    collection_id: str,
+    partner_id: str,
+    valid: Sequence[Item],
+    distinct: int,
+    known: dict[tuple[str, str], str],
+    actor: Actor,
+    now: datetime,
+) -> tuple[dict[str, Any], list[str]]:
+    """Record the submission and insert the items not in `known` (the ids of active signals by (type, value));
+    return the response body and the new ids. `distinct`: how many different (type, value) pairs `valid` holds."""
+    known = dict(known)
+    fresh: list[Item] = []
+    fresh_ids: list[str] = []
+    ids: list[str] = []
+    unused = iter(new_ids(distinct - len(known)))
+    for it in valid:
+        key = (it.type, it.value)
+        sid = known.get(key)
+        if sid is None:
+            sid = next(unused)
+            known[key] = sid
+            fresh.append(it)
+            fresh_ids.append(sid)
+        ids.append(sid)
+
+    details: dict[str, Any] = {
+        "collection": collection_id,
+        "count": len(fresh_ids),
+        "duplicates": len(valid) - len(fresh_ids),
+    }
+    if len(fresh_ids) <= AUDIT_ID_LIST_LIMIT:
+        details["ids"] = fresh_ids
+    else:
+        details["ids_sha256"] = ids_digest(fresh_ids)
+    rec = auditlog.record(session, actor, "signals.submit", f"collection/{collection_id}", details, now=now)
+    _insert(session, collection_id, partner_id, rec.seq, now, fresh_ids, fresh)
+    body = {
+        "collection": collection_id,
+        "audit_seq": rec.seq,
+        "accepted": len(fresh_ids),
+        "duplicates": len(valid) - len(fresh_ids),
+        "ids": ids,
+    }
+    return body, fresh_ids
+
+
+def _write_all_new(
+    session: Session,
+    collection_id: str,
+    partner_id: str,
+    valid: Sequence[Item],
+    distinct: int,
+    actor: Actor,
+    now: datetime,
+) -> tuple[dict[str, Any], list[str]] | None:
+    """Write the submission as if none of its values were active in the collection, which is the
+    common case, without probing for them first; None if one was.
+
+    The partial unique index of active values probes each new row anyway: a value already active violates it,
+    and the savepoint takes back the audit entry and every row (the audit seq too: it is a row, not a sequence)
+    before the caller looks the active values up and writes again. Half the index probes of a submission.
+    """
+    try:
+        with session.begin_nested():
+            return _write(session, collection_id, partner_id, valid, distinct, {}, actor, now)
+    except IntegrityError as e:
+        if getattr(getattr(e.orig, "diag", None), "constraint_name", None) != _ACTIVE_VALUE_INDEX:
+            raise
+        return None
+
+
+def submit(
+    session: Session,
+    *,
+    collection_id: str,
+    partner_id: str,
+    items: Any,
+    actor: Actor,
+    idempotency_key: str | None = None,
+    request_sha256: str | None = None,
+    now: datetime | None = None,
+) -> Submitted:
+    """Add signals to a collection (contributors only); all or nothing, one audit entry.
+
+    With an idempotency key, a replay with the same request digest returns the first response and
+    writes nothing; the same key with another digest is a 422. A replay is authorised as a new request
+    is: a partner that lost its contributor access gets the 403 or 404, not the stored 201.
+    """
+    now = now or utcnow()
+    collection = collections.contributable(session, collection_id, partner_id)
+    if idempotency_key is not None:
+        if (
+            not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH
+            or not (idempotency_key.isascii() and idempotency_key.isprintable())
+            or request_sha256 is None
+        ):
+            raise ValidationError(
+                "invalid Idempotency-Key",
+                errors={"Idempotency-Key": [f"1-{MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters"]},
+            )
+        replay = _replay(session, partner_id, idempotency_key, request_sha256)
+        if replay is not None:
+            return replay
+    valid = validate(items, collection.types, collection.min_quality)
+
+    # Serialize with other writers (the audit log's lock) so that deduplication cannot race.
+    auditlog.next_seq(session)
+    if idempotency_key is not None and request_sha256 is not None:
+        replay = _replay(session, partner_id, idempotency_key, request_sha256)
+        if replay is not None:
+            return replay
+    pairs = list(dict.fromkeys((it.type, it.value) for it in valid))
+    session.execute(_NO_JIT_PG)
+    denied = _retired(session, pairs)
+    if denied:
+        bad = {
+            str(i): ["this hash was retired and may not be submitted again"]
+            for i, it in enumerate(valid)
+            if (it.type, it.value) in denied
+        }
+        raise ConflictError(f"{len(bad)} signals are on the retired deny list", errors={"signals": bad})
+
+    written = _write_all_new(session, collection.id, partner_id, valid, len(pairs), actor, now)
+    if written is None:
+        known = _existing(session, collection.id, pairs)
+        written = _write(session, collection.id, partner_id, valid, len(pairs), known, actor, now)
+    body, fresh_ids = written
+    if idempotency_key is not None and request_sha256 is not None:
+        session.add(
+            IdempotencyKey(
+                partner_id=partner_id,
+                key=idempotency_key,
+                request_sha256=request_sha256,
+                status=201,
+                response=json.dumps(body, separators=(",", ":")).encode(),
+                created_at=now,
+            )
+        )
+    session.flush()
+    return Submitted(body, 201, new_ids=fresh_ids)
+
+
+def _remove(
+    session: Session, signal: Signal, status: SignalStatus, reason: str, audit_seq: int, now: datetime
+) -> None:
+    signal.status = status.value
+    signal.removal_reason = reason
+    signal.removed_audit_seq = audit_seq
+    signal.removed_at = now
+    if session.get(SignalSeq, signal.id) is None:
+        # Never published: drop its pending add, and no batch ever mentions it.
+        session.execute(
+            delete(PendingChange).where(
+                PendingChange.collection_id == signal.collection_id, PendingChange.signal_id == signal.id
+            )
+        )
+    else:
+        session.execute(
+            insert(PendingChange).values(
+                collection_id=signal.collection_id,
+                signal_id=signal.id,
+                op=Pending.REMOVE.value,
+                audit_seq=audit_seq,
+                reason=reason,
+            )
+        )
+
+
+def is_pending(session: Session, signal_id: str) -> bool:
+    """Whether a change of this signal waits for the sealer."""
+    return session.scalar(select(PendingChange.op).where(PendingChange.signal_id == signal_id)) is not None
+
+
+def _signal_in(session: Session, collection_id: str, signal_id: str) -> Signal:
+    signal = session.scalars(
+        select(Signal).where(Signal.id == signal_id, Signal.collection_id == collection_id).with_for_update()
+    ).first()
+    if signal is None:
+        raise NotFoundError("no such signal")
+    return signal
+
+
+def retract(
+    session: Session,
+    *,
+    collection_id: str,
+    signal_id: str,
+    partner_id: str | None,
+    actor: Actor,
+    reason: str = "withdrawn",
+    now: datetime | None = None,
+) -> Signal:
+    """Withdraw a signal: by its contributor (`partner_id`) or by governance (`partner_id=None`). Audited.
+
+    Another partner's signal is a 404, an already removed one a 409.
+    """
+    now = now or utcnow()
+    if partner_id is not None:
+        collections.contributable(session, collection_id, partner_id)
+    auditlog.next_seq(session)  # the audit lock before the row lock: the order the sealer takes them in
+    signal = _signal_in(session, collection_id, signal_id)
+    if partner_id is not None and signal.contributor_id != partner_id:
+        raise NotFoundError("no such signal")
+    if signal.status != SignalStatus.ACTIVE.value:
+        raise ConflictError(f"this signal is already {signal.status}")
+    rec = auditlog.record(
+        session,
+        actor,
+        "signal.retract",
+        f"signal/{signal.id}",
+        {"collection": signal.collection_id, "reason": reason},
+        now=now,
+    )
+    _remove(session, signal, SignalStatus.RETRACTED, reason, rec.seq, now)
+    session.flush()
+    return signal
+
+
+def retire(
+    session: Session, *, collection_id: str, signal_id: str, actor: Actor, now: datetime | None = None
+) -> Signal:
+    """Governance retires a signal: removed from its collection and its (type, value) denied forever."""
+    now = now or utcnow()
+    auditlog.next_seq(session)  # the audit lock before the row lock: the order the sealer takes them in
+    signal = _signal_in(session, collection_id, signal_id)
+    if signal.status == SignalStatus.RETIRED.value:
+        raise ConflictError("this signal is already retired")
+    rec = auditlog.record(
+        session, actor, "signal.retire", f"signal/{signal.id}", {"collection": signal.collection_id}, now=now
+    )
+    if signal.status == SignalStatus.ACTIVE.value:
+        _remove(session, signal, SignalStatus.RETIRED, "retired", rec.seq, now)
+    else:
+        signal.status = SignalStatus.RETIRED.value
+    if session.get(RetiredValue, (signal.type, signal.value)) is None:
+        session.add(RetiredValue(type=signal.type, value=signal.value, retired_at=now, audit_seq=rec.seq))
+    session.flush()
+    return signal
+
+
+@dataclass(frozen=True)
+class Retired:
+    """The outcome of retiring a (type, value): its audit entry and the signals the next batches remove."""
+
+    type: str
+    value: str
+    audit_seq: int
+    removed: list[str]
+
+
+def retire_value(
+    session: Session, *, kind: str, value: Any, actor: Actor, now: datetime | None = None
+) -> Retired:
+    """Governance retires a hash everywhere: deny-listed, and every active signal of it removed. Audited.
+
+    Already on the deny list is a 409; a bad type or value a 422. The audit entry names the removed signal
+    ids and the SHA-256 of the value, never the value itself (the log is public to auditors).
+    """
+    now = now or utcnow()
+    if kind not in HEX_LENGTHS or not isinstance(value, str) or not _HEX_OF[kind].fullmatch(value):
+        raise ValidationError(
+            "invalid hash", errors={"value": [f"type is one of {', '.join(HEX_LENGTHS)}, value its hex digest"]}
+        )
+    value = value.lower()
+    auditlog.next_seq(session)  # the audit lock before the row locks: the order the sealer takes them in
+    if session.get(RetiredValue, (kind, value)) is not None:
+        raise ConflictError("this hash is already retired")
+    found: list[Signal] = []
+    for cid in session.scalars(select(collections.Collection.id).order_by(collections.Collection.id)):
+        # Per collection, so the lookup uses the (collection_id, type, value) index of active values.
+        found.extend(
+            session.scalars(
+                select(Signal)
+                .where(
+                    Signal.collection_id == cid,
+                    Signal.type == kind,
+                    Signal.value == value,
+                    Signal.status == SignalStatus.ACTIVE.value,
+                )
+                .with_for_update()
+            )
+        )
+    removed = sorted(s.id for s in found)
+    rec = auditlog.record(
+        session,
+        actor,
+        "signal.retire",
+        f"hash/{kind}/{hashlib.sha256(value.encode()).hexdigest()}",
+        {"type": kind, "removed": removed, "collections": sorted({s.collection_id for s in found})},
+        now=now,
+    )
+    for signal in found:
+        _remove(session, signal, SignalStatus.RETIRED, "retired", rec.seq, now)
+    session.add(RetiredValue(type=kind, value=value, retired_at=now, audit_seq=rec.seq))
+    session.flush()
+    return Retired(kind, value, rec.seq, removed)
+
+
+def pending_counts(session: Session) -> dict[str, int]:
+    """Pending changes per collection id (for metrics and the sealer)."""
+    rows = session.execute(
+        select(PendingChange.collection_id, func.count()).group_by(PendingChange.collection_id)
+    )
+    return {c: n for c, n in rows}
+
+
+def status_counts(session: Session) -> dict[str, int]:
+    return {s: n for s, n in session.execute(select(Signal.status, func.count()).group_by(Signal.status))}

@@ -1,0 +1,1 @@
+"""Checkpoint webhooks: partners' endpoints, signed deliveries with retries, and their registration routes."""
