@@ -3,6 +3,9 @@ WAL flush, and that the session's commit returns only after a synchronous flush 
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterator
+
 import pytest
 from sqlalchemy import text
 
@@ -11,20 +14,52 @@ from hub.config import Settings
 from hub.db import AWAIT_DURABLE, make_engine, make_session_factory
 from hub.feed import signals
 from hub.identity.models import Partner
+from hub.ops import embedded, migrate
 from hub.transparency.auditlog import Actor, AuditEntry, AuditNode, record
+from tests.conftest import Database, app_url, grant
 from tests.hub import feedkit as kit
 
 ACTOR = Actor(type="partner", partner="p1", client="c1")
 
 
+@pytest.fixture(scope="module")
+def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded.EmbeddedPostgres]:
+    """A PostgreSQL of this module's own: the tests count transaction ids, which are server-wide, so no other
+    client (another test run on a shared server, autovacuum) may take any meanwhile."""
+    server = embedded.start(tmp_path_factory.mktemp("durability"))
+    engine = make_engine(server.superuser_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text("ALTER SYSTEM SET autovacuum = off"))
+        conn.execute(text("SELECT pg_reload_conf()"))
+    engine.dispose()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 @pytest.fixture
-def pg(fresh_database):
-    return fresh_database
+def pg(private_server: embedded.EmbeddedPostgres) -> Iterator[Database]:
+    name = f"durability_{secrets.token_hex(4)}"
+    admin = make_engine(private_server.superuser_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    owner_url = private_server.url("postgres", name)
+    migrate.upgrade(owner_url)
+    grant(owner_url)
+    engine = make_engine(app_url(owner_url))
+    try:
+        yield Database(name, owner_url, app_url(owner_url), engine)
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture
 def xids(pg):
-    """Transaction ids handed out so far in the test's own database (nothing else writes to it)."""
+    """Transaction ids handed out so far on the module's private server (nothing else runs there)."""
     engine = make_engine(pg.url)
 
     def count() -> int:
