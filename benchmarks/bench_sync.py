@@ -36,9 +36,9 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 
-from partners.mirror import Mirror  # noqa: E402
-from partners.sync import Syncer  # noqa: E402
-from partners.transport import RequestsTransport, Response, Transport  # noqa: E402
+from partners.client.mirror import Mirror  # noqa: E402
+from partners.client.sync import Syncer  # noqa: E402
+from partners.client.transport import RequestsTransport, Response, Transport  # noqa: E402
 
 
 class TimedTransport(Transport):
@@ -56,7 +56,7 @@ class TimedTransport(Transport):
             self.waiting += time.perf_counter() - t0
 
 
-from partners.verify import Policy  # noqa: E402
+from partners.client.verify import Policy  # noqa: E402
 
 
 @contextmanager
@@ -150,8 +150,8 @@ def hub_server(count: int, batch: int, database: str) -> Iterator[tuple[str, Any
 def session_for(source: str, url: str, hub: Any) -> requests.Session:
     if source == "audit":
         return requests.Session()
-    from partners.auth import make_session
-    from partners.config import PartnerConfig
+    from partners.client.auth import make_session
+    from partners.client.config import PartnerConfig
 
     secret = Path(tempfile.mkdtemp()) / "secret"
     fd = os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600)

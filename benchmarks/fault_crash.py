@@ -48,11 +48,11 @@ from fault_stack import BIN, Client, Stack, token
 from sqlalchemy import text
 
 from hub.db import make_engine
-from partners.auth import make_session
-from partners.config import PartnerConfig
-from partners.mirror import Mirror
-from partners.sync import Syncer
-from partners.transport import RequestsTransport, Transport
+from partners.client.auth import make_session
+from partners.client.config import PartnerConfig
+from partners.client.mirror import Mirror
+from partners.client.sync import Syncer
+from partners.client.transport import RequestsTransport, Transport
 
 SIGNALS_PER_REQUEST = 5
 RETRY_PAUSE_S = 0.2

@@ -42,7 +42,7 @@ from fault_stack import Client, Stack, token
 from sqlalchemy import text
 
 from hub.db import make_engine
-from partners.transport import Response, Transport
+from partners.client.transport import Response, Transport
 
 _ID = re.compile(r"^(?=.*\d)[0-9A-Za-z_-]{8,}$|^\d+$")
 

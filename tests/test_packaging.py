@@ -41,7 +41,7 @@ def test_console_scripts_and_extras_are_declared():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert meta["scripts"] == {
         "hashfed": "hub.cli.main:main",
-        "hashfed-partner": "partners.cli:main",
+        "hashfed-partner": "partners.cli.main:main",
         "hashfed-audit": "audit.cli:main",
     }
     extras = meta["optional-dependencies"]

@@ -10,10 +10,10 @@ from click.testing import CliRunner
 from audit.keyset import TrustedKeySet
 from hub.feed import batches
 from hub.transparency import keys
-from partners.mirror import Mirror
-from partners.sync import Syncer
-from partners.transport import Transport
-from partners.verify import Policy
+from partners.client.mirror import Mirror
+from partners.client.sync import Syncer
+from partners.client.transport import Transport
+from partners.client.verify import Policy
 from tests.partners.realhub import FlaskTransport, RealHub
 
 

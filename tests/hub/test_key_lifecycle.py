@@ -26,11 +26,11 @@ from hub.cli.audit import audit_group, keys_group
 from hub.db import make_engine
 from hub.feed import batches
 from hub.transparency import auditlog, keys
-from partners import errors
-from partners.mirror import Mirror
-from partners.sync import Syncer
-from partners.transport import Response, Transport
-from partners.verify import Policy
+from partners.client import errors
+from partners.client.mirror import Mirror
+from partners.client.sync import Syncer
+from partners.client.transport import Response, Transport
+from partners.client.verify import Policy
 from tests.conftest import Database
 from tests.hub.keykit import (
     head_root,

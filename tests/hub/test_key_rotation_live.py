@@ -17,7 +17,7 @@ from audit.dsse import Envelope
 from audit.payloads import Snapshot, open_payload
 from hub.cli.audit import keys_group
 from hub.transparency import keys
-from partners.mirror import Mirror
+from partners.client.mirror import Mirror
 from tests.conftest import Database
 from tests.hub.keykit import (
     key_of,

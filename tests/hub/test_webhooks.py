@@ -13,9 +13,9 @@ from sqlalchemy import select
 from hub.transparency.auditlog import Actor
 from hub.transparency.auditlog import AuditEntry as AuditRow
 from hub.webhooks import service as webhooks
-from partners.mirror import Mirror
-from partners.sync import Syncer
-from partners.webhook import WEBHOOK_PATH, WebhookVerifier, make_server
+from partners.client.mirror import Mirror
+from partners.client.sync import Syncer
+from partners.client.webhook import WEBHOOK_PATH, WebhookVerifier, make_server
 from tests.conftest import Database
 from tests.partners.realhub import FlaskTransport, RealHub
 

@@ -28,7 +28,7 @@ from audit.payloads import (
     sha256_hex,
 )
 from audit.signing import Ed25519Signer, Signer
-from partners.transport import Response, Transport
+from partners.client.transport import Response, Transport
 
 HUB = "hub.test"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -245,7 +245,7 @@ class FakeTransport(Transport):
         if response is None:
             response = self.serve(method, path, params, json_body)
         if len(response.body) > max_bytes:
-            from partners.errors import ResponseTooLargeError
+            from partners.client.errors import ResponseTooLargeError
 
             raise ResponseTooLargeError(f"{path}: more than {max_bytes} bytes")
         return response

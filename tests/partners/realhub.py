@@ -26,8 +26,8 @@ from hub.identity import tenants
 from hub.proxies import parse_networks
 from hub.transparency.auditlog import Actor
 from hub.transparency.keys import HubKeys, keyset_record, latest_record
-from partners.errors import ResponseTooLargeError
-from partners.transport import Response, Transport
+from partners.client.errors import ResponseTooLargeError
+from partners.client.transport import Response, Transport
 
 HUB_NAME = "hub.test"
 BASE_URL = "http://127.0.0.1:8000"

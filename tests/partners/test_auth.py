@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from joserfc.jwk import ECKey
 
-from partners.auth import make_session
-from partners.config import PartnerConfig
-from partners.errors import AuthError, ConfigError
+from partners.client.auth import make_session
+from partners.client.config import PartnerConfig
+from partners.client.errors import AuthError, ConfigError
 from tests.conftest import Database
 from tests.partners.realhub import RealHub
 
@@ -87,7 +87,7 @@ def test_public_jwk_is_refused(tmp_path: Path) -> None:
 def test_cli_enroll_sync_status_against_the_served_hub(served: tuple[RealHub, str], tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from partners.cli import main
+    from partners.cli.main import main
 
     hub, url = served
     cid = hub.create_collection("ncii-main")

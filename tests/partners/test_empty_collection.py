@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from partners.mirror import Mirror
-from partners.sync import Syncer
-from partners.verify import Policy
+from partners.client.mirror import Mirror
+from partners.client.sync import Syncer
+from partners.client.verify import Policy
 from tests.conftest import Database
 from tests.partners.realhub import FlaskTransport, RealHub
 

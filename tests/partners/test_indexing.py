@@ -11,10 +11,10 @@ import pytest
 from audit.canonical import canonical_json
 from audit.dsse import sign_envelope
 from audit.payloads import BatchAdd, BatchPayload, BatchRemove, sha256_hex
-from partners.indexing import CURRENT, LocalIndex, SyncHook, index_dir
-from partners.mirror import Mirror
-from partners.sync import Syncer
-from partners.verify import Policy
+from partners.client.indexing import CURRENT, LocalIndex, SyncHook, index_dir
+from partners.client.mirror import Mirror
+from partners.client.sync import Syncer
+from partners.client.verify import Policy
 from tests.partners.fakehub import FakeHub, FakeTransport
 
 

@@ -15,14 +15,14 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from partners import errors
-from partners.cli import main
-from partners.mirror import Mirror
-from partners.schedule import Runner, next_delay, parse_duration
-from partners.sync import Syncer, SyncReport
-from partners.transport import RequestsTransport, check_status, retry_after_seconds
-from partners.verify import Policy
-from partners.webhook import WEBHOOK_PATH, WebhookVerifier, make_server
+from partners.cli.main import main
+from partners.client import errors
+from partners.client.mirror import Mirror
+from partners.client.schedule import Runner, next_delay, parse_duration
+from partners.client.sync import Syncer, SyncReport
+from partners.client.transport import RequestsTransport, check_status, retry_after_seconds
+from partners.client.verify import Policy
+from partners.client.webhook import WEBHOOK_PATH, WebhookVerifier, make_server
 from tests.partners.fakehub import FakeHub, FakeTransport
 
 
@@ -93,7 +93,7 @@ def test_runner_counts_failures_and_honours_retry_after() -> None:
     results = [errors.RateLimitedError("429", 429, 900.0), errors.TransportError("down"), None]
 
     def fake_sync(collections: Any) -> SyncReport:
-        from partners.sync import CollectionResult
+        from partners.client.sync import CollectionResult
 
         e = results.pop(0)
         return SyncReport([CollectionResult("c1", error=e)])
@@ -210,7 +210,7 @@ def test_policy_defaults() -> None:
 def test_runner_runs_now_then_on_push_and_stops() -> None:
     import threading as th
 
-    from partners.sync import CollectionResult
+    from partners.client.sync import CollectionResult
 
     calls: list[Any] = []
     done = th.Event()

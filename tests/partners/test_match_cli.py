@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageDraw
 
-from partners import config as cfg
-from partners.cli import main
+from partners.cli.main import main
+from partners.client import config as cfg
+from partners.client.mirror import Mirror
 from partners.matching.hashing import hash_file
-from partners.mirror import Mirror
 from tests.partners.fakehub import FakeHub
 from tests.partners.test_indexing import seal_values, sync
 
@@ -141,7 +141,7 @@ def test_match_report_queues_one_pending_review_report_per_matched_signal(home: 
     """The hub (https://hub.test) is unreachable here: the reports wait in the kit's queue for the next run."""
     from sqlalchemy import select
 
-    from partners.reports import QUEUE_FILE, ReportQueue, outbox
+    from partners.client.reports import QUEUE_FILE, ReportQueue, outbox
 
     r = run(home, "match", str(files["original"]), "--report", "--ref", "post-1", "--surface", "existing_content")
     assert r.exit_code == 0, r.output

@@ -15,11 +15,11 @@ from audit.dsse import Envelope
 from audit.keyset import TrustedKeySet
 from audit.merkle import b64encode
 from hub.feed import batches, collections
-from partners import errors
-from partners.mirror import Mirror
-from partners.sync import Syncer
-from partners.transport import Response, Transport
-from partners.verify import (
+from partners.client import errors
+from partners.client.mirror import Mirror
+from partners.client.sync import Syncer
+from partners.client.transport import Response, Transport
+from partners.client.verify import (
     CollectionState,
     Policy,
     expected_origin,

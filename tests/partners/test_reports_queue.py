@@ -19,10 +19,10 @@ from hub.config import Settings
 from hub.db import make_session_factory
 from hub.reports.models import Report, ReportOutcome
 from hub.transparency.auditlog import AuditEntry
-from partners import config as cfg
-from partners.cli import main as cli
-from partners.reports import MatchedSignal, ReportQueue, ReportQueueError, outbox
-from partners.transport import RequestsTransport
+from partners.cli.main import main as cli
+from partners.client import config as cfg
+from partners.client.reports import MatchedSignal, ReportQueue, ReportQueueError, outbox
+from partners.client.transport import RequestsTransport
 from tests.hub import factories as f
 from tests.hub import reportkit as rk
 

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from audit.merkle import b64encode
-from partners import errors
-from partners.mirror import Mirror
-from partners.sync import Syncer
-from partners.transport import Response
-from partners.verify import Policy
+from partners.client import errors
+from partners.client.mirror import Mirror
+from partners.client.sync import Syncer
+from partners.client.transport import Response
+from partners.client.verify import Policy
 from tests.partners.fakehub import HUB, FakeHub, FakeTransport, seeded
 
 

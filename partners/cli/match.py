@@ -1,7 +1,7 @@
 """`hashfed-partner hash` and `hashfed-partner match`: the reference matcher on the partner's own machine.
 
 Media never leaves the machine: files are hashed here (PDQ, MD5, SHA-256) and matched against the index
-kept from the verified mirror (partners/indexing.py). Needs the `[match]` extra (numpy, numba, pdqhash,
+kept from the verified mirror (partners/client/indexing.py). Needs the `[match]` extra (numpy, numba, pdqhash,
 Pillow); without it both commands say so instead of failing on an import.
 """
 
@@ -15,11 +15,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import click
+from sqlalchemy import select
 
-from partners.cli import Context, main
+from partners.cli.context import Context, send_reports
+from partners.client.errors import PartnerError
+from partners.client.indexing import LocalIndex, index_dir
+from partners.client.mirror import signals as mirror_signals
+from partners.client.reports import QUEUE_FILE, MatchedSignal, ReportQueue
 
 if TYPE_CHECKING:
-    from partners.indexing import LocalIndex
     from partners.matching.hashing import HashResult
     from partners.matching.matcher import Match
 
@@ -41,7 +45,7 @@ def _require_match_extra() -> None:
 
 def _files(paths: Sequence[str]) -> Iterator[tuple[str, HashResult]]:
     """Hash files one by one, with a tqdm bar over many files when stderr is a terminal."""
-    from partners.matching.hashing import hash_file
+    from partners.matching.hashing import hash_file  # pdqhash and Pillow come with [match]: loaded only to hash
 
     bar = None
     if len(paths) >= PROGRESS_MIN_FILES and sys.stderr.isatty():
@@ -61,7 +65,7 @@ def _files(paths: Sequence[str]) -> Iterator[tuple[str, HashResult]]:
 # --- hash ---------------------------------------------------------------------------------------------------
 
 
-@main.command("hash")
+@click.command("hash")
 @click.argument("files", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file (JSON lines).")
 def hash_command(files: Sequence[str], as_json: bool) -> None:
@@ -151,9 +155,6 @@ def _effective_threshold(index: LocalIndex, asked: int | None, collections: Sequ
 
 
 def _open_index(ctx: Context) -> LocalIndex:
-    from partners.errors import PartnerError
-    from partners.indexing import LocalIndex, index_dir
-
     config = ctx.config()
     mirror = ctx.mirror(config)
     try:
@@ -162,7 +163,7 @@ def _open_index(ctx: Context) -> LocalIndex:
         raise click.ClickException(str(e)) from e
 
 
-@main.command("match")
+@click.command("match")
 @click.argument("items", nargs=-1, required=True, metavar="FILE_OR_HASH...")
 @click.option(
     "--type",
@@ -177,7 +178,7 @@ def _open_index(ctx: Context) -> LocalIndex:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per query hash (JSON lines).")
 @click.option(
     "--report",
-    "send_reports",
+    "report",
     is_flag=True,
     help="Report every match to the hub as pending_review (queued locally; retried if the hub is down).",
 )
@@ -203,7 +204,7 @@ def match_command(
     threshold: int | None,
     only: Sequence[str],
     as_json: bool,
-    send_reports: bool,
+    report: bool,
     content_ref: str | None,
     surface: str,
 ) -> None:
@@ -214,7 +215,7 @@ def match_command(
     item becomes `pending_review` reports; update them later with `hashfed-partner report --ref ...`.
     """
     _require_match_extra()
-    if content_ref is not None and (not send_reports or len(items) != 1):
+    if content_ref is not None and (not report or len(items) != 1):
         raise click.UsageError("--ref names one item's content: give it with --report and a single item")
     index = _open_index(ctx)
     found_per_item: dict[str, list[Match]] = {}
@@ -249,7 +250,7 @@ def match_command(
                 click.echo(f"{kind:6}  {m.collection:36}  {m.signal_id!s:36}  {m.distance:>4}  {q.arg}")
     if not as_json and not index.heads:
         click.echo("the mirror holds no collection yet: run `hashfed-partner sync` first", err=True)
-    if send_reports:
+    if report:
         _report_matches(ctx, index, found_per_item, content_ref, surface)
     if failed:
         click.echo(f"{failed} file(s) could not be hashed completely", err=True)
@@ -260,13 +261,6 @@ def _report_matches(
     ctx: Context, index: LocalIndex, found: dict[str, list[Match]], content_ref: str | None, surface: str
 ) -> None:
     """Queue one pending_review report per (item, matched signal), then try to send the queue."""
-    from sqlalchemy import select
-
-    from partners.cli import send_reports
-    from partners.errors import PartnerError
-    from partners.mirror import signals as mirror_signals
-    from partners.reports import QUEUE_FILE, MatchedSignal, ReportQueue
-
     queue = ReportQueue.open(ctx.home / QUEUE_FILE)
     try:
         queued = 0
@@ -299,3 +293,6 @@ def _report_matches(
     click.echo(f"reports sent {result.sent}, rejected {result.rejected}, waiting {result.waiting}", err=True)
     if result.error:
         click.echo(f"the hub was not reached ({result.error}); reports are sent on the next run", err=True)
+
+
+COMMANDS = (hash_command, match_command)

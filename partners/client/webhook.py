@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from partners.errors import ForkError, KeySetRefusedError, RefusedError, WebhookError
-from partners.mirror import Mirror
-from partners.verify import Policy, expected_origin, open_keysets, verify_checkpoint
+from partners.client.errors import ForkError, KeySetRefusedError, RefusedError, WebhookError
+from partners.client.mirror import Mirror
+from partners.client.verify import Policy, expected_origin, open_keysets, verify_checkpoint
 
 log = logging.getLogger("hashfed.partner.webhook")
 

@@ -41,8 +41,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit.canonical import format_time
-from partners.errors import AuthError, PartnerError, TransportError
-from partners.transport import Transport
+from partners.client.errors import AuthError, PartnerError, TransportError
+from partners.client.transport import Transport
 
 QUEUE_FILE = "reports.db"
 MAX_PER_REQUEST = 1000

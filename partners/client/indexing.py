@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from partners.errors import PartnerError
-from partners.mirror import Mirror
+from partners.client.errors import PartnerError
+from partners.client.mirror import Mirror
 
 if TYPE_CHECKING:
+    from partners.client.sync import SyncReport
     from partners.matching.matcher import Matcher
-    from partners.sync import SyncReport
 
 log = logging.getLogger("hashfed.partner.index")
 

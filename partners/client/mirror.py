@@ -46,8 +46,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from audit.canonical import format_time, parse_time
 from audit.merkle import CompactRange
 from audit.payloads import CollectionDescriptor
-from partners.errors import MirrorError
-from partners.verify import ChunkSignal, CollectionState, KeptCheckpoint, VerifiedBatch
+from partners.client.errors import MirrorError
+from partners.client.verify import ChunkSignal, CollectionState, KeptCheckpoint, VerifiedBatch
 
 SCHEMA_VERSION = 1
 

@@ -31,7 +31,7 @@ from audit.merkle import CompactRange, leaf_hash, verify_consistency
 from audit.note import SIG_COSIGNATURE, SIG_ED25519, NoteVerifier, open_checkpoint
 from audit.payloads import BatchPayload, CollectionDescriptor, Snapshot, SnapshotChunk, open_payload
 from audit.signing import key_id
-from partners.errors import (
+from partners.client.errors import (
     BatchOrderError,
     CheckpointSignatureError,
     ConsistencyProofError,
@@ -220,7 +220,7 @@ def verify_descriptor(trusted: TrustedKeySet, envelope: bytes, collection: str, 
 
 
 def cosigner_names(hub: str, origin: str) -> tuple[str, ...]:
-    """The key name of the hub's `timestamp` cosignatures: `<hub>/timestamp` (hub/batches.py)."""
+    """The key name of the hub's `timestamp` cosignatures: `<hub>/timestamp` (hub/feed/batches.py)."""
     return (f"{hub}/timestamp",)
 
 

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from partners.errors import ConfigError
-from partners.verify import Policy
+from partners.client.errors import ConfigError
+from partners.client.verify import Policy
 
 CONFIG_FILE = "config.json"
 ENV_HOME = "HASHFED_PARTNER_HOME"

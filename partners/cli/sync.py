@@ -1,8 +1,4 @@
-"""`hashfed-partner`: enroll, sync (once or on a schedule), status, confirm, listen.
-
-`main` is a click group that other parts of the kit attach to (the matcher adds `hash` and `match`):
-`from partners.cli import main; @main.command() def hash(...)`.
-"""
+"""`hashfed-partner enroll`, `sync`, `status`, `confirm`, `listen` and `webhook`: the verified sync client."""
 
 from __future__ import annotations
 
@@ -10,73 +6,18 @@ import json
 import ssl
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import click
 
-from partners import config as cfg
-from partners import logs
-from partners.errors import PartnerError
-from partners.indexing import sync_hook as index_sync_hook
-from partners.mirror import Mirror
-from partners.reports import OUTCOMES, FlushResult, ReportQueue
-from partners.reports import QUEUE_FILE as REPORT_QUEUE_FILE
-from partners.schedule import Runner, parse_duration
-from partners.sync import Syncer, SyncReport
-from partners.transport import RequestsTransport
-
-
-@dataclass
-class Context:
-    """What every command gets: the configuration folder."""
-
-    home: Path
-
-    def config(self) -> cfg.PartnerConfig:
-        try:
-            return cfg.load(self.home)
-        except PartnerError as e:
-            raise click.ClickException(str(e)) from e
-
-    def mirror(self, config: cfg.PartnerConfig) -> Mirror:
-        try:
-            return Mirror.open(config.mirror(self.home))
-        except PartnerError as e:
-            raise click.ClickException(str(e)) from e
-
-
-def _progress_factory() -> Any:
-    """tqdm bars on a terminal, nothing otherwise."""
-    if not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-
-    def factory(total: int, label: str) -> Any:
-        return tqdm(total=total, desc=label, unit="item", leave=False, mininterval=0.5) if total > 1000 else None
-
-    return factory
-
-
-def build_syncer(ctx: Context, config: cfg.PartnerConfig, mirror: Mirror) -> Syncer:
-    """A syncer over an authenticated requests transport."""
-    from partners.auth import make_session
-
-    try:
-        session = make_session(config)
-    except PartnerError as e:
-        raise click.ClickException(str(e)) from e
-    return Syncer(
-        RequestsTransport(config.hub_url, session),
-        mirror,
-        config.keyset_sha256,
-        config.policy(),
-        only=config.collections,
-        progress=_progress_factory(),
-        on_synced=index_sync_hook(ctx.home, mirror),
-    )
+from partners.cli.context import Context, build_syncer
+from partners.client import config as cfg
+from partners.client.errors import PartnerError
+from partners.client.schedule import Runner, parse_duration
+from partners.client.sync import SyncReport
+from partners.client.transport import check_status
+from partners.client.webhook import WebhookVerifier, make_server
 
 
 def _print_report(report: SyncReport) -> None:
@@ -88,23 +29,7 @@ def _print_report(report: SyncReport) -> None:
             click.echo(f"{r.collection}: FAILED [{r.error.check}] {r.error}", err=True)
 
 
-@click.group()
-@click.option(
-    "--home",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Configuration folder (default: $HASHFED_PARTNER_HOME or ./hashfed-partner).",
-)
-@click.option("--log-json", is_flag=True, help="Log JSON lines instead of text.")
-@click.option("-v", "--verbose", is_flag=True)
-@click.pass_context
-def main(ctx: click.Context, home: Path | None, log_json: bool, verbose: bool) -> None:
-    """The hashfed partner kit: a sync client that verifies every byte it applies."""
-    logs.setup(log_json, verbose)
-    ctx.obj = Context(cfg.home_dir(home))
-
-
-@main.command()
+@click.command()
 @click.option("--hub", "hub_url", required=True, help="The hub's base URL, e.g. https://hub.example.org")
 @click.option("--client-id", required=True)
 @click.option("--key", "key_path", type=click.Path(dir_okay=False), help="Private JWK (private_key_jwt).")
@@ -153,7 +78,7 @@ def enroll(
     click.echo(f"enrolled {client_id} with {hub_url}; configuration in {saved}")
 
 
-@main.command()
+@click.command()
 @click.option("--once", "mode", flag_value="once", default=True, help="Sync once and exit (default).")
 @click.option("--every", default=None, help="Sync on a schedule, e.g. 5m.")
 @click.option("--jitter", default="30s", show_default=True, help="Random delay added to each scheduled run.")
@@ -190,7 +115,7 @@ def _age(cosigned_at: int | None) -> str:
     )
 
 
-@main.command()
+@click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def status(ctx: Context, as_json: bool) -> None:
@@ -229,7 +154,7 @@ def status(ctx: Context, as_json: bool) -> None:
         click.echo(f"ALERT {a['kind']} on {a['collection']} at {a['detected_at']}: {a['detail']}")
 
 
-@main.command()
+@click.command()
 @click.argument("collection")
 @click.option("--seq", type=int, default=None, help="The held batch's seq, to be sure of what you confirm.")
 @click.option("--clear-fork", is_flag=True, help="Resolve the collection's fork alerts (after investigating).")
@@ -250,7 +175,7 @@ def confirm(ctx: Context, collection: str, seq: int | None, clear_fork: bool) ->
     click.echo(f"{collection}: batch {held.seq} (removes {held.removes} of {held.active}) will be applied next sync")
 
 
-@main.command()
+@click.command()
 @click.option("--port", type=int, required=True)
 @click.option("--host", default="0.0.0.0", show_default=True)  # noqa: S104 - a receiver listens for the hub
 @click.option("--every", default="15m", show_default=True, help="Scheduled syncs besides the pushes.")
@@ -270,8 +195,6 @@ def listen(
     tls_key: str | None,
 ) -> None:
     """Receive the hub's signed checkpoint webhooks (/hashfed/webhook) and sync at once, and on a schedule."""
-    from partners.webhook import WebhookVerifier, make_server
-
     config = ctx.config()
     mirror = ctx.mirror(config)
     syncer = build_syncer(ctx, config, mirror)
@@ -294,71 +217,12 @@ def listen(
         mirror.close()
 
 
-def send_reports(config: cfg.PartnerConfig, queue: ReportQueue) -> FlushResult:
-    """Send what waits in the report queue with a `reports:write` token (the kit's sync config is untouched)."""
-    from dataclasses import replace
-
-    from partners.auth import make_session
-
-    transport = RequestsTransport(config.hub_url, make_session(replace(config, scope="reports:write")))
-    try:
-        return queue.flush(transport)
-    finally:
-        transport.close()
-
-
-@main.command()
-@click.option("--outcome", type=click.Choice(OUTCOMES), default=None, help="The new outcome.")
-@click.option("--ref", "content_ref", default=None, help="Every report this kit made for this content reference.")
-@click.option("--id", "report_ids", multiple=True, help="A report id (repeatable).")
-@click.option("--actioned-at", default=None, help="RFC 3339 time of the action (default: now).")
-@click.option("--automated-decision", is_flag=True, help="The decision was made by a machine, not a person.")
-@click.option("--send-only", is_flag=True, help="Only send what waits in the queue.")
-@click.pass_obj
-def report(
-    ctx: Context,
-    outcome: str | None,
-    content_ref: str | None,
-    report_ids: Sequence[str],
-    actioned_at: str | None,
-    automated_decision: bool,
-    send_only: bool,
-) -> None:
-    """Record a new outcome for reports (queued locally, then sent; retried later if the hub is unreachable)."""
-
-
-    config = ctx.config()
-    queue = ReportQueue.open(ctx.home / REPORT_QUEUE_FILE)
-    try:
-        if not send_only:
-            if outcome is None or not (content_ref or report_ids):
-                raise click.UsageError("give --outcome and --ref or --id (or --send-only)")
-            ids = [*(queue.reports_for_ref(content_ref) if content_ref else []), *report_ids]
-            if not ids:
-                raise click.ClickException(f"no report was made for reference {content_ref!r}")
-            for rid in dict.fromkeys(ids):
-                queue.enqueue_outcome(rid, outcome, actioned_at=actioned_at, automated_decision=automated_decision)
-            click.echo(f"queued outcome {outcome} for {len(set(ids))} report(s)")
-        result = send_reports(config, queue)
-    except PartnerError as e:
-        raise click.ClickException(str(e)) from e
-    finally:
-        queue.close()
-    click.echo(f"sent {result.sent}, rejected {result.rejected}, waiting {result.waiting}")
-    if result.error:
-        click.echo(f"the hub was not reached ({result.error}); waiting reports are sent on the next run", err=True)
-        if send_only:
-            sys.exit(1)
-
-
-@main.command()
+@click.command()
 @click.argument("url", required=False)
 @click.option("--delete", is_flag=True, help="Stop the hub's webhooks to this partner.")
 @click.pass_obj
 def webhook(ctx: Context, url: str | None, delete: bool) -> None:
     """Register URL (https://.../hashfed/webhook) as this partner's webhook endpoint at the hub, or show it."""
-    from partners.transport import check_status
-
     config = ctx.config()
     mirror = ctx.mirror(config)
     transport = build_syncer(ctx, config, mirror).transport
@@ -379,4 +243,4 @@ def webhook(ctx: Context, url: str | None, delete: bool) -> None:
         mirror.close()
 
 
-from partners import match_cli  # noqa: E402, F401 - attaches `hash` and `match` to `main`
+COMMANDS = (enroll, sync, status, confirm, listen, webhook)

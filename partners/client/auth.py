@@ -13,8 +13,8 @@ from typing import Any
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
 
-from partners.config import PartnerConfig, check_secret_file
-from partners.errors import AuthError, ConfigError
+from partners.client.config import PartnerConfig, check_secret_file
+from partners.client.errors import AuthError, ConfigError
 
 LEEWAY_S = 60  # seconds before expiry at which a token is renewed
 _ALGS = {"RSA": "RS256", "EC": "ES256", "OKP": "EdDSA"}

@@ -1,4 +1,4 @@
-"""The sync orchestrator: fetch with the `Transport`, verify with `partners.verify`, apply to the `Mirror`.
+"""The sync orchestrator: fetch with the `Transport`, verify with `partners.client.verify`, apply to the `Mirror`.
 
 One collection at a time: key sets (walked forward from the pin), descriptor, checkpoint, then a snapshot
 for a new partner, then pages of batches by `since_size`, each page applied in one transaction with the new
@@ -21,7 +21,7 @@ from audit.dsse import Envelope
 from audit.errors import VerificationError
 from audit.keyset import TrustedKeySet
 from audit.merkle import b64decode, b64encode
-from partners.errors import (
+from partners.client.errors import (
     ConsistencyProofError,
     ForkError,
     HaltedError,
@@ -33,9 +33,9 @@ from partners.errors import (
     ResponseTooLargeError,
     SnapshotError,
 )
-from partners.mirror import Mirror
-from partners.transport import Caps, Response, Transport, check_status
-from partners.verify import (
+from partners.client.mirror import Mirror
+from partners.client.transport import Caps, Response, Transport, check_status
+from partners.client.verify import (
     ChunkSignal,
     CollectionState,
     KeptCheckpoint,

@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from partners.errors import (
+from partners.client.errors import (
     HubStatusError,
     MalformedResponseError,
     RateLimitedError,

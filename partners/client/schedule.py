@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from partners.errors import HaltedError, HeldBatchError, PartnerError, RateLimitedError
-from partners.sync import SyncReport
+from partners.client.errors import HaltedError, HeldBatchError, PartnerError, RateLimitedError
+from partners.client.sync import SyncReport
 
 log = logging.getLogger("hashfed.partner.schedule")
 

@@ -1,0 +1,1 @@
+"""`hashfed-partner`: the click group (`main.py`), what its commands share (`context.py`) and the commands."""
