@@ -9,13 +9,14 @@ from typing import Any
 
 import flask_smorest
 from flask import Flask, Request, current_app, g, request
+from marshmallow import Schema, fields
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from webargs import core as webargs_core
 from webargs.flaskparser import FlaskParser, is_json_request
 
 from hub.config import Settings
-from hub.errors import BadRequestError, ValidationError
+from hub.errors import BadRequestError, PayloadTooLargeError, ValidationError
 
 # The largest values the database's integer columns hold: a request naming a larger seq, size or version is
 # refused as input (4xx) before it reaches a query, where PostgreSQL would refuse it with an error.
@@ -199,3 +200,38 @@ class Blueprint(flask_smorest.Blueprint):
     """flask-smorest's Blueprint with `HubParser` for `@blp.arguments`."""
 
     ARGUMENTS_PARSER = HubParser()
+
+
+# --- bulk bodies: documented item by item, checked by the service ------------------------------------------------
+
+
+class ItemList(fields.List):
+    """A request's list of 1 to `max_items` items: the OpenAPI document shows each item's schema (fields,
+    types, enums, limits), while a load checks only the list and passes the items on as sent.
+
+    The service's validator checks every item against the same constants and names each bad one by its
+    index (`errors.<name>.<index>`); a marshmallow load of every item would cost many times that check on the
+    bulk routes. A non-list or empty list is a 422 and too many items a 413, in the body the services send.
+    """
+
+    def __init__(self, item: type[Schema], *, max_items: int, **kwargs: Any) -> None:
+        metadata = {"minItems": 1, "maxItems": max_items, **kwargs.pop("metadata", {})}
+        super().__init__(fields.Nested(item), required=True, metadata=metadata, **kwargs)
+        self.max_items = max_items
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[Any]:
+        name = self.data_key or self.name
+        if type(value) is not list or not value:
+            raise ValidationError(f"{name} must be a non-empty list", errors={name: ["a non-empty list"]})
+        if len(value) > self.max_items:
+            raise PayloadTooLargeError(f"at most {self.max_items} {name} per request, got {len(value)}")
+        return value
+
+
+class StrictBoolean(fields.Boolean):
+    """JSON true or false only (marshmallow's Boolean also takes "yes", 1 and "on")."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if type(value) is not bool:
+            raise self.make_error("invalid", input=value)
+        return value

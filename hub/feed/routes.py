@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import Response, request, stream_with_context
-from marshmallow import Schema, fields, validate
 
 from audit.errors import VerificationError
 from audit.merkle import b64decode, b64encode
@@ -21,6 +20,19 @@ from hub import rls
 from hub.db import utcnow
 from hub.errors import NotFoundError, ServiceUnavailableError, ValidationError
 from hub.feed import batches, collections, signals, snapshots
+from hub.feed.schemas import (
+    AckedSchema,
+    AckSchema,
+    ChunkArgs,
+    CollectionCreateSchema,
+    CollectionSchema,
+    PageArgs,
+    RetiredSchema,
+    RetireSchema,
+    RetractSchema,
+    SubmitSchema,
+    SubmittedSchema,
+)
 from hub.identity.auth import current_principal, require_scope
 from hub.transparency import auditlog
 from hub.transparency.keys import HubKeys, serving_keys
@@ -28,8 +40,6 @@ from hub.web import MAX_BIGINT, Blueprint, db, settings, state
 
 blp = Blueprint("feed", __name__, description="Collections, the signed delta feed, and hash submission")
 
-MAX_PAGE = 100
-DEFAULT_PAGE = 20
 _JSON = "application/json"
 
 
@@ -49,80 +59,6 @@ def _head(c: str) -> batches.CollectionHead:
     if head is None:
         raise NotFoundError("this collection has no checkpoint yet; the scheduler signs one shortly")
     return head
-
-
-# --- schemas -----------------------------------------------------------------------------------------------
-
-
-class SubmitSchema(Schema):
-    # Taken as sent and checked by hub.feed.signals.validate, which is fast, names each bad item by index and refuses
-    # anything but a non-empty list (422): a List of Raw fields took ~16 ms per 10,000 items to copy them.
-    signals = fields.Raw(required=True, metadata={"type": "array", "items": {}, "description": "up to 10,000 items"})
-
-
-class SubmittedSchema(Schema):
-    collection = fields.String()
-    audit_seq = fields.Integer()
-    accepted = fields.Integer()
-    duplicates = fields.Integer()
-    ids = fields.List(fields.String(), metadata={"description": "the signal id of each item, in order"})
-
-
-class PageArgs(Schema):
-    since_size = fields.Integer(required=True, validate=validate.Range(min=0, max=MAX_BIGINT))
-    limit = fields.Integer(load_default=DEFAULT_PAGE, validate=validate.Range(min=1, max=MAX_PAGE))
-
-
-class ChunkArgs(Schema):
-    seq = fields.Integer(validate=validate.Range(min=1, max=MAX_BIGINT))
-
-
-class AckSchema(Schema):
-    # strict: 1.5 or "1" is no size (marshmallow would take int(1.5)); query integers arrive as text, these never.
-    size = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=MAX_BIGINT))
-    root = fields.String(required=True, metadata={"description": "base64 root hash at size"})
-
-
-class AckedSchema(Schema):
-    audit_seq = fields.Integer()
-
-
-class CollectionCreateSchema(Schema):
-    slug = fields.String(required=True)
-    owner = fields.String(required=True)
-    category = fields.String(load_default="ncii")
-    signal_types = fields.List(fields.String(), load_default=lambda: ["pdq", "md5", "sha256"])
-    pdq_threshold = fields.Integer(load_default=31, strict=True, validate=validate.Range(min=0, max=256))
-    min_quality = fields.Integer(load_default=50, strict=True, validate=validate.Range(min=0, max=100))
-
-
-class CollectionSchema(Schema):
-    id = fields.String()
-    slug = fields.String()
-    category = fields.String()
-    signal_types = fields.List(fields.String())
-    pdq_threshold = fields.Integer()
-    min_quality = fields.Integer()
-    descriptor_version = fields.Integer()
-    access = fields.List(fields.String())
-
-
-class RetireSchema(Schema):
-    type = fields.String(required=True, validate=validate.OneOf(list(signals.HEX_LENGTHS)))
-    value = fields.String(required=True, metadata={"description": "the hash, lowercase or uppercase hex"})
-
-
-class RetiredSchema(Schema):
-    type = fields.String()
-    value = fields.String()
-    audit_seq = fields.Integer()
-    removed = fields.List(fields.String(), metadata={"description": "signal ids the next batches remove"})
-
-
-class RetractSchema(Schema):
-    reason = fields.String(
-        load_default="withdrawn", validate=validate.OneOf(["withdrawn", "error", "policy"])
-    )
 
 
 def _summary(c: collections.Collection, access: list[str]) -> dict[str, Any]:

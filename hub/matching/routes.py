@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from hub import rls
+from hub.feed.signals import HEX_LENGTHS
 from hub.identity.auth import current_principal, require_scope
-from hub.matching.service import MatchIndex, parse_queries, readable_ids
-from hub.web import Blueprint, db, state
+from hub.matching.service import MAX_QUERIES, MAX_THRESHOLD, MatchIndex, parse_queries, readable_ids
+from hub.web import Blueprint, ItemList, db, state
 
 blp = Blueprint("match", __name__, description="The hub-hosted reference matcher (hashes only, never media)")
 
@@ -26,13 +27,26 @@ def match_index() -> MatchIndex:
     return index
 
 
-class MatchRequestSchema(Schema):
-    # Items are checked by parse_queries (names each bad item by index).
-    queries = fields.List(
-        fields.Raw(),
+class QuerySchema(Schema):
+    """One query hash; `parse_queries` enforces these fields and limits, naming each bad item by its index."""
+
+    type = fields.String(required=True, validate=validate.OneOf(list(HEX_LENGTHS)))
+    value = fields.String(
         required=True,
-        metadata={"description": 'up to 1,000 {"type": "pdq"|"md5"|"sha256", "value": hex, "threshold"?: 0..64}'},
+        validate=[validate.Length(min(HEX_LENGTHS.values()), max(HEX_LENGTHS.values())),
+                  validate.Regexp("^[0-9a-fA-F]+$")],
+        metadata={"description": "hex: " + ", ".join(f"{kind} {n} digits" for kind, n in HEX_LENGTHS.items())},
     )
+    threshold = fields.Integer(
+        allow_none=True,
+        strict=True,
+        validate=validate.Range(0, MAX_THRESHOLD),
+        metadata={"description": "pdq: at most this distance, and never above the collection's threshold"},
+    )
+
+
+class MatchRequestSchema(Schema):
+    queries = ItemList(QuerySchema, max_items=MAX_QUERIES)
 
 
 class MatchSchema(Schema):

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import request
-from flask_smorest import Blueprint
-
-from hub.errors import BadRequestError
 from hub.identity.auth import current_principal, require_scope
 from hub.reports import schemas, service
 from hub.transparency.keys import ensure_hub_secret
-from hub.web import db, settings, state
+from hub.web import Blueprint, db, settings, state
 
 blp = Blueprint("reports", __name__, description="Match and takedown reports with their outcome history")
 
@@ -27,35 +23,21 @@ def _hub_secret() -> bytes:
     return secret
 
 
-def _json_body() -> Any:
-    body = request.get_json(silent=True)
-    if body is None:
-        raise BadRequestError("the body must be JSON (Content-Type: application/json)")
-    return body
-
-
-def _doc_body(schema: type) -> dict[str, Any]:
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
-
-
 @blp.route("/v1/reports", methods=["POST"])
 @require_scope(_SCOPE)
-@blp.doc(**_doc_body(schemas.ReportBatchSchema))
+@blp.arguments(schemas.ReportBatchSchema)
 @blp.response(201, schemas.ReportsSubmittedSchema, description="reports recorded (some may be replays)")
 @blp.alt_response(200, schema=schemas.ReportsSubmittedSchema, description="every report was a replay")
-@blp.alt_response(400, description="the body is not JSON")
+@blp.alt_response(400, description='the body is not {"reports": [...]}')
 @blp.alt_response(413, description="more than 1,000 reports")
 @blp.alt_response(422, description="an item is refused (errors.reports names each by index); nothing written")
-def submit_reports() -> tuple[dict[str, Any], int]:
+def submit_reports(args: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Report up to 1,000 matches; each is idempotent under the partner's own report id."""
-    body = _json_body()
-    if not isinstance(body, dict) or set(body) != {"reports"}:
-        raise BadRequestError('the body is {"reports": [...]}')
     principal = current_principal()
     done = service.submit(
         db(),
         partner_id=principal.partner_id,
-        items=body["reports"],
+        items=args["reports"],
         actor=principal.actor(),
         hub_secret=_hub_secret(),
         flag_threshold=settings().false_positive_flag_threshold,
@@ -102,12 +84,11 @@ def get_report(report_id: str) -> dict[str, Any]:
 
 @blp.route("/v1/reports/<string:report_id>", methods=["PATCH"])
 @require_scope(_SCOPE)
-@blp.doc(**_doc_body(schemas.ReportOutcomeChangeSchema))
+@blp.arguments(schemas.OutcomeSchema)
 @blp.response(200, schemas.ReportSchema, description="the report with its history (unchanged if a repeat)")
-@blp.alt_response(400, description="the body is not JSON")
 @blp.alt_response(404, description="no such report of this partner")
-@blp.alt_response(422, description="a malformed outcome or time")
-def change_outcome(report_id: str) -> dict[str, Any]:
+@blp.alt_response(422, description="a malformed field (errors.json names it), or a time out of order")
+def change_outcome(args: dict[str, Any], report_id: str) -> dict[str, Any]:
     """Record a new outcome: the next version of the report's history, with its own audit entry."""
     principal = current_principal()
     session = db()
@@ -115,7 +96,7 @@ def change_outcome(report_id: str) -> dict[str, Any]:
         session,
         partner_id=principal.partner_id,
         report_id=report_id,
-        body=_json_body(),
+        body=args,
         actor=principal.actor(),
         flag_threshold=settings().false_positive_flag_threshold,
     )

@@ -1,59 +1,96 @@
-"""The reports API's contract in the OpenAPI document, and the JSON views of a report."""
+"""The reports API's contract (a report's fields declared once: POST, PATCH, GET) and its JSON views."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
 from audit.canonical import format_time
+from hub.errors import BadRequestError
+from hub.feed.signals import HEX_LENGTHS
 from hub.reports.models import MAX_REPORT_ID_LENGTH, OUTCOMES, SURFACES, Report, ReportOutcome
-from hub.reports.service import MAX_CONTENT_REF_LENGTH, MAX_PAGE, MAX_REPORTS_PER_REQUEST, ReportDocument
+from hub.reports.service import (
+    MAX_CONTENT_REF_LENGTH,
+    MAX_PAGE,
+    MAX_REPORTS_PER_REQUEST,
+    MAX_SEQ,
+    PENDING,
+    ReportDocument,
+)
+from hub.web import ItemList, StrictBoolean
+
+_TIME = {"format": "date-time"}
 
 
 class ReportSignalRefSchema(Schema):
-    """The signal as the partner's mirror holds it (`id`), or its `type` and `value`."""
+    """The signal as the partner's mirror holds it (`{"id"}`), or `{"type", "value"}`: one form, not both."""
 
-    id = fields.String(metadata={"description": "signal id from a batch"})
-    type = fields.String(validate=validate.OneOf(("pdq", "md5", "sha256")))
-    value = fields.String(metadata={"description": "lowercase hex"})
+    id = fields.String(validate=validate.Length(1, 36), metadata={"description": "signal id from a batch"})
+    type = fields.String(validate=validate.OneOf(list(HEX_LENGTHS)))
+    value = fields.String(
+        validate=[validate.Length(min(HEX_LENGTHS.values()), max(HEX_LENGTHS.values())),
+                  validate.Regexp("^[0-9a-fA-F]+$")],
+        metadata={"description": "hex: " + ", ".join(f"{kind} {n} digits" for kind, n in HEX_LENGTHS.items())},
+    )
 
 
-class ReportItemSchema(Schema):
-    """One report (POST /v1/reports); the service checks every field and names each bad item."""
+class OutcomeSchema(Schema):
+    """A report's outcome: the body of PATCH /v1/reports/{id}, and part of every report and of each version
+    of its history. Times are taken as sent; the service parses them (RFC 3339 with a zone, whole seconds)."""
+
+    outcome = fields.String(required=True, validate=validate.OneOf(OUTCOMES))
+    actioned_at = fields.String(
+        allow_none=True,
+        metadata={**_TIME, "description": f"null for {PENDING}, required otherwise; not before matched_at"},
+    )
+    automated_decision = StrictBoolean(required=True)
+
+
+class _MatchSchema(OutcomeSchema):
+    """What a report says about its match: fixed when the report is made."""
 
     id = fields.String(
         required=True,
-        metadata={"description": f"the partner's own report id (1-{MAX_REPORT_ID_LENGTH} of A-Za-z0-9._:-)"},
+        validate=[validate.Length(1, MAX_REPORT_ID_LENGTH), validate.Regexp("^[A-Za-z0-9][A-Za-z0-9._:-]*$")],
+        metadata={"description": "the partner's own report id"},
     )
-    signal = fields.Nested(ReportSignalRefSchema, required=True)
-    collection = fields.String(required=True)
-    seq = fields.Integer(required=True, metadata={"description": "batch seq that brought the signal"})
-    distance = fields.Integer(required=True, metadata={"description": "0 for md5/sha256; PDQ bits"})
-    outcome = fields.String(required=True, validate=validate.OneOf(OUTCOMES))
-    matched_at = fields.String(required=True, metadata={"description": "RFC 3339"})
-    actioned_at = fields.String(
-        allow_none=True, metadata={"description": "RFC 3339; required unless outcome is pending_review"}
+    collection = fields.String(required=True, validate=validate.Length(1, 36))
+    seq = fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(1, MAX_SEQ),
+        metadata={"description": "the collection's batch seq in which the partner received the signal"},
     )
-    automated_detection = fields.Boolean(required=True)
-    automated_decision = fields.Boolean(required=True)
+    distance = fields.Integer(
+        required=True, strict=True, validate=validate.Range(0, 256), metadata={"description": "0 for md5/sha256"}
+    )
     surface = fields.String(required=True, validate=validate.OneOf(SURFACES))
+    matched_at = fields.String(required=True, metadata={**_TIME, "description": "not in the future"})
+    automated_detection = StrictBoolean(required=True)
+
+
+class ReportItemSchema(_MatchSchema):
+    """One report of POST /v1/reports; `hub.reports.service.submit` enforces these fields and limits, then
+    checks the signal, collection and seq against what the partner was served, naming each bad item."""
+
+    signal = fields.Nested(ReportSignalRefSchema, required=True)
     content_ref = fields.String(
         required=True,
-        metadata={
-            "description": f"the partner's own reference (1-{MAX_CONTENT_REF_LENGTH} characters); "
-            "stored only as an HMAC under the hub secret"
-        },
+        validate=validate.Length(1, MAX_CONTENT_REF_LENGTH),
+        metadata={"description": "the partner's own reference; stored only as an HMAC under the hub secret"},
     )
 
 
 class ReportBatchSchema(Schema):
-    reports = fields.List(
-        fields.Nested(ReportItemSchema),
-        required=True,
-        metadata={"description": f"1-{MAX_REPORTS_PER_REQUEST} reports"},
-    )
+    reports = ItemList(ReportItemSchema, max_items=MAX_REPORTS_PER_REQUEST)
+
+    @pre_load
+    def _only_reports(self, data: Any, **_kwargs: Any) -> Any:
+        if not isinstance(data, dict) or set(data) != {"reports"}:
+            raise BadRequestError('the body is {"reports": [...]}')
+        return data
 
 
 class ReportSubmittedItemSchema(Schema):
@@ -70,40 +107,19 @@ class ReportsSubmittedSchema(Schema):
     reports = fields.List(fields.Nested(ReportSubmittedItemSchema))
 
 
-class ReportOutcomeChangeSchema(Schema):
-    """PATCH /v1/reports/{id}: the new outcome."""
-
-    outcome = fields.String(required=True, validate=validate.OneOf(OUTCOMES))
-    actioned_at = fields.String(allow_none=True)
-    automated_decision = fields.Boolean(required=True)
-
-
-class ReportHistorySchema(Schema):
+class ReportHistorySchema(OutcomeSchema):
     version = fields.Integer()
-    outcome = fields.String()
-    actioned_at = fields.String(allow_none=True)
-    automated_decision = fields.Boolean()
-    recorded_at = fields.String()
+    recorded_at = fields.String(metadata=_TIME)
     sha256 = fields.String(metadata={"description": "SHA-256 of the report's canonical JSON at this version"})
     audit_seq = fields.Integer()
 
 
-class ReportSchema(Schema):
-    id = fields.String()
-    signal = fields.String()
-    collection = fields.String()
-    seq = fields.Integer()
-    distance = fields.Integer()
-    surface = fields.String()
+class ReportSchema(_MatchSchema):
+    signal = fields.String(metadata={"description": "the signal id"})
     content_ref_digest = fields.String()
-    matched_at = fields.String()
-    automated_detection = fields.Boolean()
-    outcome = fields.String()
     version = fields.Integer()
-    actioned_at = fields.String(allow_none=True)
-    automated_decision = fields.Boolean()
-    received_at = fields.String()
-    updated_at = fields.String()
+    received_at = fields.String(metadata=_TIME)
+    updated_at = fields.String(metadata=_TIME)
     document = fields.Dict(metadata={"description": "the canonical document of the current version"})
     history = fields.List(fields.Nested(ReportHistorySchema))
 
