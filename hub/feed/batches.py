@@ -40,7 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from audit.canonical import canonical_json, format_time
+from audit.canonical import canonical_json, format_time, parse_json
 from audit.dsse import sign_envelope
 from audit.log import (
     assemble_consistency,
@@ -167,33 +167,19 @@ def cosigner_name(hub_name: str) -> str:
     return f"{hub_name}/timestamp"
 
 
-# --- canonical bytes, fast ---------------------------------------------------------------------------------
+# --- canonical bytes ---------------------------------------------------------------------------------------
 
-# Strings made only of these characters need no escaping in RFC 8785, so the templates below produce exactly
-# the canonical bytes (tests check them against audit's encoder); anything else falls back to audit's encoder.
-_SAFE = re.compile(r"[A-Za-z0-9_.:/+=\- ]*")
-
-
+# The one hand-written canonical JSON of the hub: `_encode_rows`, the batch payload on the sealing hot path
+# (audit's encoder, generic and value by value, would hold sealing below its target; docs/perf.md). Everything
+# else calls `audit.canonical`. Strings made only of these characters need no escaping in RFC 8785 (3.2.2.2), so the
+# template copies them as they are; anything else falls back to audit's encoder. A property test holds the
+# template to rfc8785 byte for byte (tests/hub/test_canonical_templates.py).
+_PLAIN = r"[A-Za-z0-9_.:/+=\- ]*"
+_SAFE = re.compile(_PLAIN)
 # Tags as signals.py stores them: a JSON list of plain strings, which is already their RFC 8785 form.
-_TAGS_JSON = re.compile(r'\[("[A-Za-z0-9_.:/+=\- ]*")(,"[A-Za-z0-9_.:/+=\- ]*")*\]')
-
-
-def _safe(*values: str) -> bool:
-    return all(_SAFE.fullmatch(v) for v in values)
-
-
-def _add_bytes(a: BatchAdd) -> str | None:
-    if not _safe(a.id, a.type, a.value) or (a.tags is not None and not _safe(*a.tags)):
-        return None
-    out = f'{{"audit_seq":{a.audit_seq},"id":"{a.id}"'
-    if a.quality is not None:
-        out += f',"quality":{a.quality}'
-    if a.tags is not None:
-        out += ',"tags":[' + ",".join(f'"{t}"' for t in a.tags) + "]"
-    return out + f',"type":"{a.type}","value":"{a.value}"}}'
-
-
-_BATCH_TYPE = BatchPayload.PAYLOAD_TYPE.encode()
+_TAGS_JSON = re.compile(rf'\[(?:"{_PLAIN}"(?:,"{_PLAIN}")*)?\]')
+# RFC 8785 3.2.2.3 (I-JSON, RFC 7493 2.2): integers beyond +-(2**53 - 1) have no exact JSON number.
+_INT_MAX = 2**53 - 1
 
 
 def signatures_json(payload: bytes, signer: Signer) -> bytes:
@@ -203,36 +189,19 @@ def signatures_json(payload: bytes, signer: Signer) -> bytes:
 
 
 def envelope_of(payload: bytes, signatures: bytes) -> bytes:
-    """Canonical JSON of a batch's DSSE envelope from its payload and its `signatures` JSON: RFC 8785 orders
-    the members payload, payloadType, signatures, and base64 and the payload type need no escaping."""
-    return b'{"payload":"%s","payloadType":"%s","signatures":%s}' % (
-        base64.b64encode(payload),
-        _BATCH_TYPE,
-        signatures,
+    """Canonical JSON of a batch's DSSE envelope from its payload and its stored `signatures` JSON."""
+    return canonical_json(
+        {
+            "payload": base64.b64encode(payload).decode("ascii"),
+            "payloadType": BatchPayload.PAYLOAD_TYPE,
+            "signatures": parse_json(signatures),
+        }
     )
 
 
 def envelope_bytes(payload: bytes, signer: Signer) -> bytes:
     """Canonical JSON of the DSSE envelope of a batch payload signed by `signer`."""
     return envelope_of(payload, signatures_json(payload, signer))
-
-
-def encode_batch(p: BatchPayload) -> bytes:
-    """RFC 8785 bytes of a batch payload; a template for validated data, audit's encoder otherwise."""
-    adds = [_add_bytes(a) for a in p.adds]
-    sealed = format_time(p.sealed_at)
-    if any(a is None for a in adds) or not _safe(
-        p.collection, sealed, *(f"{r.id}{r.reason}" for r in p.removes)
-    ):
-        return p.to_bytes()
-    removes = ",".join(
-        f'{{"audit_seq":{r.audit_seq},"id":"{r.id}","reason":"{r.reason}"}}' for r in p.removes
-    )
-    prev = "null" if p.prev is None else f'"{p.prev}"'
-    return (
-        f'{{"adds":[{",".join(a for a in adds if a is not None)}],"collection":"{p.collection}",'
-        f'"prev":{prev},"removes":[{removes}],"sealed_at":"{sealed}","seq":{p.seq}}}'
-    ).encode()
 
 
 # --- storage -----------------------------------------------------------------------------------------------
@@ -387,9 +356,6 @@ _TAKE_AND_READ_REST_PG = _TAKE_AND_READ_PG.replace(" AND signal_id <= %(hi)s", "
 # 9 MB a batch: with more than the default 4 MB of work_mem it stays in memory instead of going to a temporary
 # file. For the seal's transaction only.
 _SEAL_SETTINGS = "SET LOCAL jit = off; SET LOCAL work_mem = '32MB'"
-_PROBE_PG = (
-    "SELECT id, type, value, quality, tags, removal_reason FROM signals WHERE id = ANY(%(ids)s::varchar[])"
-)
 _MARK_REMOVED_PG = "UPDATE signal_seqs SET removed_seq = %(seq)s WHERE signal_id = ANY(%(ids)s::varchar[])"
 
 def _sealed_pages(
@@ -415,7 +381,9 @@ def _sealed_pages(
 
     def reader(cursor: Any, seq: int) -> Callable[[], Sequence[Any]]:
         def read() -> Sequence[Any]:
-            page = _read_unread(cursor, cursor.fetchall(), collection_id, seq)
+            # RETURNING has no order: sorted here (ids are unique, so tuples compare by id) rather than
+            # spilling 50,000 rows to a sort on disk in the database.
+            page = sorted(cursor.fetchall())
             removed = [row[0] for row in page if row[1] == remove]
             if removed:
                 cursor.execute(_MARK_REMOVED_PG, {"seq": seq, "ids": removed})
@@ -450,41 +418,27 @@ def _sealed_pages(
         ends.close()
 
 
-def _read_unread(cursor: Any, rows: list[tuple[Any, ...]], collection_id: str, seq: int) -> list[tuple[Any, ...]]:
-    """The page in id order, rows that carry no copy of their entry (written before migration 0013: an add
-    without its type, a remove without its reason) completed from their signal, read by id.
-
-    RETURNING has no order: sorted here (ids are unique, so tuples compare by id) rather than spilling 50,000
-    rows to a sort on disk in the database.
-    """
-    add = Pending.ADD.value
-    unread = [row[0] for row in rows if (row[3] is None if row[1] == add else row[7] is None)]
-    if unread:
-        cursor.execute(_PROBE_PG, {"ids": unread})
-        found = {row[0]: row[1:] for row in cursor.fetchall()}
-        missing = [sid for sid in unread if sid not in found]
-        if missing:
-            raise SealError(f"collection {collection_id}: batch {seq}: pending signals {missing[:3]} are missing")
-        rows = [row[:3] + found[row[0]] if row[0] in found else row for row in rows]
-    return sorted(rows)
-
-
 def _encode_rows(
     collection_id: str, seq: int, prev: str | None, now: datetime, rows: Sequence[Any]
 ) -> tuple[bytes, int, int]:
     """RFC 8785 payload bytes of one batch straight from pending rows, and its add and remove counts.
 
-    The template path writes each entry with one f-string; the strings it copies (ids, types, hex values,
-    reasons, and tags stored as a canonical JSON list of plain strings) are checked once per batch to need
-    no escaping. Anything else falls back to building the payload and audit's encoder.
+    The template writes each entry with one f-string, members in RFC 8785 order (3.2.3); the strings it
+    copies (ids, types, hex values, reasons, and tags stored as a canonical JSON list of plain strings) are
+    checked once per batch to need no escaping, and the integers to be exact JSON numbers. Anything else
+    falls back to building the payload and audit's encoder.
     """
     adds: list[str] = []
     removes: list[str] = []
-    plain: list[str] = [collection_id]
+    plain: list[str] = [collection_id] if prev is None else [collection_id, prev]
+    numbers: list[int] = [seq]
     add = Pending.ADD.value  # read once: an enum member's .value is a descriptor call, 50,000 times a batch
     for sid, op, audit_seq, kind, value, quality, tags, reason in rows:
         if op == add:
-            q = "" if quality is None else f',"quality":{quality}'
+            q = ""
+            if quality is not None:
+                q = f',"quality":{quality}'
+                numbers.append(quality)
             if tags is not None:
                 if not _TAGS_JSON.fullmatch(tags):
                     return _encode_slow(collection_id, seq, prev, now, rows)
@@ -492,12 +446,12 @@ def _encode_rows(
             adds.append(f'{{"audit_seq":{audit_seq},"id":"{sid}"{q},"type":"{kind}","value":"{value}"}}')
             plain += (sid, kind, value)
         else:
-            reason = reason or "withdrawn"
             removes.append(f'{{"audit_seq":{audit_seq},"id":"{sid}","reason":"{reason}"}}')
             plain += (sid, reason)
+        numbers.append(audit_seq)
     sealed = format_time(now)
     plain.append(sealed)
-    if not _SAFE.fullmatch("".join(plain)):
+    if not _SAFE.fullmatch("".join(plain)) or min(numbers) < -_INT_MAX or max(numbers) > _INT_MAX:
         return _encode_slow(collection_id, seq, prev, now, rows)
     prev_json = "null" if prev is None else f'"{prev}"'
     payload = (
@@ -511,7 +465,7 @@ def _encode_slow(
     collection_id: str, seq: int, prev: str | None, now: datetime, rows: Sequence[Any]
 ) -> tuple[bytes, int, int]:
     batch = _batch_from(collection_id, seq, prev, now, rows)
-    return encode_batch(batch), len(batch.adds), len(batch.removes)
+    return batch.to_bytes(), len(batch.adds), len(batch.removes)
 
 
 def _batch_from(
@@ -524,7 +478,7 @@ def _batch_from(
             parsed = tuple(json.loads(tags)) if tags else None
             adds.append(BatchAdd(sid, kind, value, int(audit_seq), quality, parsed))
         else:
-            removes.append(BatchRemove(sid, reason or "withdrawn", int(audit_seq)))
+            removes.append(BatchRemove(sid, reason, int(audit_seq)))
     return BatchPayload(collection_id, seq, prev, now, tuple(adds), tuple(removes))
 
 

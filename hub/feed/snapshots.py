@@ -51,14 +51,10 @@ def _adds(rows: Any) -> list[BatchAdd]:
 
 
 def encode_chunk(collection_id: str, seq: int, index: int, adds: list[BatchAdd]) -> bytes:
-    """RFC 8785 bytes of a chunk (the template path when every string is plain, audit's encoder otherwise)."""
-    parts = [batches._add_bytes(a) for a in adds]
-    if any(p is None for p in parts) or not batches._safe(collection_id):
-        return canonical_json(
-            {"collection": collection_id, "seq": seq, "index": index, "signals": [a.to_dict() for a in adds]}
-        )
-    body = ",".join(p for p in parts if p is not None)
-    return f'{{"collection":"{collection_id}","index":{index},"seq":{seq},"signals":[{body}]}}'.encode()
+    """RFC 8785 bytes of a chunk."""
+    return canonical_json(
+        {"collection": collection_id, "seq": seq, "index": index, "signals": [a.to_dict() for a in adds]}
+    )
 
 
 def chunks(session: Session, collection_id: str, seq: int) -> Iterator[tuple[bytes, int, str | None]]:

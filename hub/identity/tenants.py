@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from audit.canonical import canonical_json
+from audit.errors import FormatError
 from hub.db import utcnow
 from hub.errors import ConflictError, NotFoundError, ValidationError
 from hub.identity.models import (
@@ -121,7 +123,7 @@ def _check_scopes(partner: Partner, scopes: list[str]) -> list[str]:
 
 
 def parse_jwks(raw: str | dict[str, Any]) -> str:
-    """Check a public JWKS (RFC 7517) and return it as compact JSON; private keys are refused."""
+    """Check a public JWKS (RFC 7517) and return it as canonical JSON; private keys are refused."""
     from joserfc.errors import JoseError
     from joserfc.jwk import KeySet
 
@@ -133,9 +135,9 @@ def parse_jwks(raw: str | dict[str, Any]) -> str:
             if not isinstance(key, dict) or any(k in key for k in ("d", "p", "q", "k")):
                 raise ValueError("the JWKS holds private or symmetric keys; register public keys only")
         KeySet.import_key_set(data)  # type: ignore[arg-type]
-    except (ValueError, TypeError, JoseError) as e:
+        return canonical_json(data).decode()
+    except (ValueError, TypeError, JoseError, FormatError) as e:
         raise ValidationError(f"invalid JWKS: {e}") from e
-    return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
 
 def create_client(

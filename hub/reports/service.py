@@ -120,9 +120,8 @@ class ReportDocument:
         }
 
     def to_bytes(self) -> bytes:
-        """RFC 8785 canonical JSON (a template for plain strings; tests hold it to audit's encoder)."""
-        fast = _template(self)
-        return fast if fast is not None else canonical_json(self.to_dict())
+        """RFC 8785 canonical JSON."""
+        return canonical_json(self.to_dict())
 
     def sha256(self) -> str:
         return hashlib.sha256(self.to_bytes()).hexdigest()
@@ -147,30 +146,6 @@ class ReportDocument:
             actioned_at=current.actioned_at if current else report.actioned_at,
             automated_decision=current.automated_decision if current else report.automated_decision,
         )
-
-
-# Strings made only of these characters need no escaping in RFC 8785, so the template below writes exactly
-# the canonical bytes (keys in sorted order); anything else goes through audit's encoder.
-_SAFE = re.compile(r"[A-Za-z0-9_.:+\- ]*")
-
-
-def _template(d: ReportDocument) -> bytes | None:
-    matched = format_time(d.matched_at)
-    actioned = "null" if d.actioned_at is None else '"' + format_time(d.actioned_at) + '"'
-    strings = (d.partner, d.id, d.signal, d.collection, d.surface, d.content_ref, d.outcome)
-    if not all(_SAFE.fullmatch(v) for v in strings) or not all(
-        type(n) is int and abs(n) < 2**53 for n in (d.seq, d.distance, d.version)
-    ):
-        return None
-    return (
-        f'{{"actioned_at":{actioned},'
-        f'"automated_decision":{"true" if d.automated_decision else "false"},'
-        f'"automated_detection":{"true" if d.automated_detection else "false"},'
-        f'"collection":"{d.collection}","content_ref":"{d.content_ref}","distance":{d.distance},'
-        f'"id":"{d.id}","matched_at":"{matched}","outcome":"{d.outcome}","partner":"{d.partner}",'
-        f'"seq":{d.seq},"signal":"{d.signal}","surface":"{d.surface}","type":"{DOCUMENT_TYPE}",'
-        f'"version":{d.version}}}'
-    ).encode()
 
 
 def content_ref_digest(hub_secret: bytes, partner_id: str, content_ref: str) -> str:

@@ -208,22 +208,25 @@ def record(
     return Recorded(seq=int(seq), entry=bytes(entry), leaf_hash=bytes(leaf), details=details)
 
 
-def _entry_parts(actor: dict[str, str], action: str, subject: str, details: dict[str, Any]) -> tuple[bytes, bytes]:
-    """The RFC 8785 bytes of an entry around its seq and time.
+# What the database function fills in (migration 0003): the seq's digits after `head`, and after `tail` the time
+# as a JSON string and the closing brace. The entry is encoded with seq 0 and an empty time and cut around them.
+_NO_SEQ = b',"seq":0'
+_NO_TIME_END = b'""}'
 
-    RFC 8785 sorts members by key, and the keys of `audit.payloads.AuditEntry` sort as action, actor,
-    details, seq, subject, time; each value's canonical form does not depend on its neighbours, so the
-    entry is these parts joined. A test checks the result equals `AuditEntry(...).to_bytes()`.
+
+def _entry_parts(actor: dict[str, str], action: str, subject: str, details: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The RFC 8785 bytes of an entry (`audit.payloads.AuditEntry`) around its seq and time, from audit's encoder.
+
+    RFC 8785 sorts the members action, actor, details, seq, subject, time (3.2.3), so with seq 0 the seq is the
+    last `,"seq":0,"subject":` (a string value holds no unescaped quote) and the time is the last value.
     """
+    entry = {"action": action, "actor": actor, "details": details, "seq": 0, "subject": subject, "time": ""}
     try:
-        head = b"".join((
-            b'{"action":', canonical_json(action), b',"actor":', canonical_json(actor),
-            b',"details":', canonical_json(details), b',"seq":',
-        ))
-        tail = b',"subject":' + canonical_json(subject) + b',"time":'
+        encoded = canonical_json(entry)
     except VerificationError as e:
         raise ValueError(f"audit entry is not canonical JSON: {e}") from e
-    return head, tail
+    at = encoded.rindex(_NO_SEQ + b',"subject":')
+    return encoded[: at + len(_NO_SEQ) - 1], encoded[at + len(_NO_SEQ) : -len(_NO_TIME_END)]
 
 
 class SqlNodeStore(NodeStore):

@@ -235,3 +235,79 @@ def test_pending_changes_carry_their_entries_and_back(database, tmp_path):
     finally:
         engine.dispose()
         drop_database(handle)
+
+
+def test_pending_changes_without_their_entries_are_filled_then_refused(database, tmp_path):
+    """0015 fills the copies of pending rows written without them (before 0013's code ran everywhere) from their
+    signals, then checks that every row carries its entry; its downgrade drops the check and keeps the rows."""
+    from datetime import UTC, datetime
+
+    import pytest
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    url, handle = create_database(migrate_to="0014_resign_in_place")
+    engine = make_engine(url)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    pending = "SELECT signal_id, op, audit_seq, type, value, quality, tags, reason FROM pending_changes"
+    try:
+        with engine.begin() as conn:
+            for sid, value, quality, tags, reason in (
+                ("s-add", "ab" * 16, 90, '["x"]', None),
+                ("s-remove", "cd" * 16, None, None, "false positive"),
+                ("s-remove-no-reason", "ef" * 16, None, None, None),
+                ("s-carried", "01" * 16, None, None, None),
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO signals (id, collection_id, type, value, quality, tags, contributor_id, status,"
+                        " added_audit_seq, removal_reason, created_at)"
+                        " VALUES (:id, 'c', 'md5', :v, :q, :g, 'p', 'active', 1, :r, :t)"
+                    ),
+                    {"id": sid, "v": value, "q": quality, "g": tags, "r": reason, "t": t0},
+                )
+            conn.execute(
+                text(
+                    "INSERT INTO pending_changes (collection_id, signal_id, op, audit_seq, type, value) VALUES"
+                    " ('c', 's-add', 'add', 1, NULL, NULL), ('c', 's-remove', 'remove', 2, NULL, NULL),"
+                    " ('c', 's-remove-no-reason', 'remove', 3, NULL, NULL), ('c', 's-carried', 'add', 4, 'md5', :v)"
+                ),
+                {"v": "01" * 16},
+            )
+        migrate.upgrade(url, "0015_pending_entries_required")
+        with engine.connect() as conn:
+            assert sorted(tuple(r) for r in conn.execute(text(pending))) == [
+                ("s-add", "add", 1, "md5", "ab" * 16, 90, '["x"]', None),
+                ("s-carried", "add", 4, "md5", "01" * 16, None, None, None),
+                ("s-remove", "remove", 2, None, None, None, None, "false positive"),
+                ("s-remove-no-reason", "remove", 3, None, None, None, None, "withdrawn"),
+            ]
+            with pytest.raises(IntegrityError, match="ck_pending_changes_entry"):
+                conn.execute(text("UPDATE pending_changes SET type = NULL WHERE signal_id = 's-add'"))
+            conn.rollback()
+        migrate.downgrade(url, "0014_resign_in_place")
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE pending_changes SET type = NULL WHERE signal_id = 's-add'"))
+            assert len(conn.execute(text(pending)).all()) == 4
+    finally:
+        engine.dispose()
+        drop_database(handle)
+
+
+def test_pending_changes_whose_signal_is_gone_stop_the_migration(database, tmp_path):
+    """A pending row with no copy and no signal cannot be sealed: 0015 refuses to run and changes nothing."""
+    import pytest
+    from sqlalchemy import text
+
+    url, handle = create_database(migrate_to="0014_resign_in_place")
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO pending_changes (collection_id, signal_id, op, audit_seq) VALUES"
+                              " ('c', 's-gone', 'add', 1)"))
+        with pytest.raises(RuntimeError, match="s-gone"):
+            migrate.upgrade(url, "0015_pending_entries_required")
+        assert migrate.current_revisions(engine) == ("0014_resign_in_place",)
+    finally:
+        engine.dispose()
+        drop_database(handle)
