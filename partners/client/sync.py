@@ -9,18 +9,18 @@ is fetched again (`PROOF_RETRIES` times) and then refused as a failed verificati
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from audit.canonical import parse_json
+from audit.canonical import fields, parse_json
 from audit.dsse import Envelope
 from audit.errors import VerificationError
 from audit.keyset import TrustedKeySet
 from audit.merkle import b64decode, b64encode
+from audit.payloads import BatchAdd
 from partners.client.errors import (
     ConsistencyProofError,
     ForkError,
@@ -101,6 +101,14 @@ class SyncReport:
 
 
 # Response shapes (docs/protocol.md) ----------------------------------------------------------------------
+# One wire shape per response: the kit parses exactly the keys the hub serves and refuses anything else as
+# `MalformedResponseError` (a chunk: `SnapshotError`), so a shape the hub does not serve is never guessed at.
+
+PAGE_KEYS = {"checkpoint", "size", "since_size", "batches", "proof"}
+CHUNK_KEYS = {"collection", "seq", "index", "signals"}
+# `GET /v1/collections` (hub/feed/schemas.py, CollectionSchema): informative; the kit reads only `id`.
+COLLECTION_KEYS = {"id", "slug", "category", "signal_types", "pdq_threshold", "min_quality", "descriptor_version",
+                   "access"}
 
 
 def _json(response: Response) -> Any:
@@ -110,20 +118,24 @@ def _json(response: Response) -> Any:
         raise MalformedResponseError(str(e)) from e
 
 
-def _envelope_bytes(data: Any, what: str) -> bytes:
-    """The envelope of a response that is either the envelope itself or wraps it under `what`."""
-    if isinstance(data, dict) and "payloadType" not in data and isinstance(data.get(what), dict):
-        data = data[what]
+def _exact(data: Any, what: str, keys: set[str]) -> dict[str, Any]:
+    """`data` as an object with exactly `keys`, or `MalformedResponseError`."""
     try:
-        return Envelope.from_dict(data).to_json()
+        return fields(data, what, keys)
+    except VerificationError as e:
+        raise MalformedResponseError(str(e)) from e
+
+
+def _envelope_bytes(body: bytes, what: str) -> bytes:
+    """The response body is the DSSE envelope itself (a descriptor or a snapshot), nothing wrapped around it."""
+    try:
+        return Envelope.from_json(body).to_json()
     except VerificationError as e:
         raise MalformedResponseError(f"{what}: {e}") from e
 
 
-def _proof(data: Any) -> list[bytes]:
-    raw = data.get("consistency", data.get("proof", []))
-    if isinstance(raw, dict):
-        raw = raw.get("hashes", raw.get("proof", []))
+def _proof(page: dict[str, Any]) -> list[bytes]:
+    raw = page["proof"]
     if not isinstance(raw, list):
         raise MalformedResponseError("the consistency proof is a list of base64 hashes")
     try:
@@ -132,82 +144,73 @@ def _proof(data: Any) -> list[bytes]:
         raise MalformedResponseError(str(e)) from e
 
 
-def _note(data: Any) -> str:
-    note = data.get("checkpoint") if isinstance(data, dict) else None
-    if isinstance(note, dict):
-        note = note.get("note")
+def _note(page: dict[str, Any]) -> str:
+    note = page["checkpoint"]
     if not isinstance(note, str):
-        raise MalformedResponseError("the response carries no checkpoint note")
+        raise MalformedResponseError("a page's checkpoint is the signed note as a string")
     return note
 
 
-def _envelopes(data: dict[str, Any], limit: int, checkpoint: KeptCheckpoint) -> list[Any]:
-    """The page's envelopes: a list of at most `limit`; the page's `size`, if given, is its checkpoint's."""
-    envelopes = data.get("batches", data.get("envelopes"))
+def parse_page(data: Any, since: int) -> dict[str, Any]:
+    """A batches page: exactly `{"checkpoint", "size", "since_size", "batches", "proof"}` for `since`."""
+    page = _exact(data, "a batches page", PAGE_KEYS)
+    if page["since_size"] != since or type(page["since_size"]) is not int:
+        raise MalformedResponseError(f"the page says since_size {page['since_size']!r}, asked {since}")
+    if type(page["size"]) is not int:
+        raise MalformedResponseError("a page's size is an integer")
+    return page
+
+
+def _envelopes(page: dict[str, Any], limit: int, checkpoint: KeptCheckpoint) -> list[Any]:
+    """The page's envelopes: a list of at most `limit`; the page's `size` is its checkpoint's."""
+    envelopes = page["batches"]
     if not isinstance(envelopes, list) or len(envelopes) > limit:
         raise MalformedResponseError("a page holds a list of at most `limit` envelopes")
-    if "size" in data and data["size"] != checkpoint.size:
-        raise MalformedResponseError(f"the page says size {data['size']}, its checkpoint {checkpoint.size}")
+    if page["size"] != checkpoint.size:
+        raise MalformedResponseError(f"the page says size {page['size']}, its checkpoint {checkpoint.size}")
     return envelopes
 
 
 def parse_collection_ids(data: Any) -> list[str]:
-    """Collection ids from `GET /v1/collections` (a list, or {"collections": [...]}, of ids or objects)."""
-    items = data.get("collections", data.get("items")) if isinstance(data, dict) else data
-    if not isinstance(items, list):
-        raise MalformedResponseError("the collection list is not a list")
+    """Collection ids from `GET /v1/collections`: a list of collection objects, as the hub serves it."""
+    if not isinstance(data, list):
+        raise MalformedResponseError("the collection list is a JSON list of collections")
     out = []
-    for item in items:
-        cid = item.get("id") if isinstance(item, dict) else item
+    for item in data:
+        cid = _exact(item, "a listed collection", COLLECTION_KEYS)["id"]
         if not isinstance(cid, str) or not cid or "/" in cid:
             raise MalformedResponseError("a collection id is a non-empty string without '/'")
         out.append(cid)
     return out
 
 
-def _claimed_seq(envelope: Any) -> int | None:
+def _claimed_seq(envelope: bytes) -> int | None:
     """The seq a snapshot envelope claims (unverified: only to pick the checkpoint to compare it with)."""
     try:
-        data = parse_json(Envelope.from_dict(envelope).payload)
+        data = parse_json(Envelope.from_json(envelope).payload)
     except VerificationError:
         return None
     seq = data.get("seq") if isinstance(data, dict) else None
     return seq if type(seq) is int else None
 
 
-def parse_chunk(
-    data: bytes, collection: str | None = None, seq: int | None = None, index: int | None = None
-) -> list[ChunkSignal]:
-    """A snapshot chunk: `{"collection", "seq", "index", "signals": [add...]}` (a bare list is accepted).
+def parse_chunk(data: bytes, collection: str, seq: int, index: int) -> list[ChunkSignal]:
+    """A snapshot chunk: exactly `{"collection", "seq", "index", "signals": [add...]}`, naming this chunk.
 
-    Its digest was checked against the signed snapshot first; the header fields must name this chunk.
+    Its digest was checked against the signed snapshot first; each signal is a batch add (`BatchAdd`).
     """
     try:
-        text = data.decode("utf-8")
-        stripped = text.lstrip()
-        if stripped.startswith(("[", "{")) and not (stripped.startswith("{") and "\n{" in text.strip()):
-            obj = json.loads(text)
-            items = obj.get("signals") if isinstance(obj, dict) else obj
-            if isinstance(obj, dict):
-                for key, want in (("collection", collection), ("seq", seq), ("index", index)):
-                    if want is not None and key in obj and obj[key] != want:
-                        raise SnapshotError(f"chunk says {key} {obj[key]!r}, expected {want!r}")
-        else:
-            items = [json.loads(line) for line in text.splitlines() if line.strip()]
-    except (UnicodeDecodeError, ValueError) as e:
-        raise SnapshotError(f"a chunk is not JSON: {e}") from e
-    if not isinstance(items, list):
-        raise SnapshotError("a chunk holds a list of signals")
-    out = []
-    for s in items:
-        if not isinstance(s, dict) or not all(isinstance(s.get(k), str) and s.get(k) for k in ("id", "type", "value")):
-            raise SnapshotError("a chunk signal has string id, type and value")
-        quality = s.get("quality")
-        tags = s.get("tags")
-        if (quality is not None and type(quality) is not int) or (tags is not None and not isinstance(tags, list)):
-            raise SnapshotError("a chunk signal's quality is an integer and its tags a list")
-        out.append(ChunkSignal(s["id"], s["type"], s["value"], quality, tuple(tags) if tags is not None else None))
-    return out
+        obj = fields(parse_json(data), "a chunk", CHUNK_KEYS)
+        adds = obj["signals"]
+        if not isinstance(adds, list):
+            raise SnapshotError("a chunk holds a list of signals")
+        signals = [BatchAdd.from_dict(a) for a in adds]
+    except VerificationError as e:
+        raise SnapshotError(f"chunk {index}: {e}") from e
+    for key, want in (("collection", collection), ("seq", seq), ("index", index)):
+        if obj[key] != want or type(obj[key]) is not type(want):
+            raise SnapshotError(f"chunk says {key} {obj[key]!r}, expected {want!r}")
+    return [ChunkSignal(a.id, a.type, a.value, a.quality, a.tags) for a in signals]
 
 
 # The orchestrator ----------------------------------------------------------------------------------------
@@ -347,9 +350,7 @@ class Syncer:
         origin = expected_origin(hub, c)
         now = self.clock()
 
-        desc_body = _envelope_bytes(
-            _json(self._get(f"/v1/collections/{c}", "descriptor", self.caps.small)), "descriptor"
-        )
+        desc_body = _envelope_bytes(self._get(f"/v1/collections/{c}", "descriptor", self.caps.small).body, "descriptor")
         verify_descriptor(trusted, desc_body, c, now)
 
         note = self._get(f"/v1/collections/{c}/checkpoint", "checkpoint", self.caps.small).body
@@ -458,10 +459,7 @@ class Syncer:
     def _page(self, c: str, since: int, limit: int) -> dict[str, Any]:
         """One page of batches as JSON."""
         params = {"since_size": since, "limit": limit}
-        data = _json(self._get(f"/v1/collections/{c}/batches", "batches", self.caps.page, params))
-        if not isinstance(data, dict):
-            raise MalformedResponseError("a batches page is an object")
-        return data
+        return parse_page(_json(self._get(f"/v1/collections/{c}/batches", "batches", self.caps.page, params)), since)
 
     def _checkpoint(
         self,
@@ -491,17 +489,14 @@ class Syncer:
         r = self.transport.request("GET", f"/v1/collections/{c}/snapshot", max_bytes=self.caps.small * 4)
         if r.status == 404:
             return None
-        data = _json(check_status(r, "snapshot"))
-        if isinstance(data, dict) and "checkpoint" in data:
-            cp = self._checkpoint(trusted, _note(data), origin, state, cp)
-        envelope = data.get("snapshot", data) if isinstance(data, dict) else data
+        envelope = _envelope_bytes(check_status(r, "snapshot").body, "snapshot")
         snap_seq = _claimed_seq(envelope)
         if snap_seq is not None and snap_seq > cp.size:
             # The hub sealed between the checkpoint and the snapshot: take its newer checkpoint (verified
             # against the one just taken) so the snapshot's root can be compared with a checkpoint.
             note = self._get(f"/v1/collections/{c}/checkpoint", "checkpoint", self.caps.small).body
             cp = self._checkpoint(trusted, note, origin, state, cp)
-        snap = verify_snapshot(trusted, envelope, c, cp, _proof(data) if isinstance(data, dict) else [], self.clock())
+        snap = verify_snapshot(trusted, Envelope.from_json(envelope), c, cp, self.clock())
         new = state_from_snapshot(snap, cp)
         if snap.seq < cp.size:
             # No proof S -> T came with the snapshot: the next page, verified from the snapshot's frontier

@@ -366,17 +366,16 @@ def removal_held(page: VerifiedPage, active: int, max_share: float, confirmed_sh
 
 def verify_snapshot(
     trusted: TrustedKeySet,
-    envelope: Any,
+    envelope: Envelope,
     collection: str,
     checkpoint: KeptCheckpoint,
-    proof: Sequence[bytes],
     now: datetime,
 ) -> Snapshot:
     """A snapshot signed by a `batch` key whose frontier rebuilds its root; at the checkpoint's size its root
-    must be the checkpoint's, below it `proof` (S -> T) must hold when given."""
+    must be the checkpoint's. Below it, the caller proves S is a prefix with the next page (`verify_page`
+    from `state_from_snapshot`) before it stores anything: the hub serves no proof with a snapshot."""
     try:
-        env = envelope if isinstance(envelope, Envelope) else Envelope.from_dict(envelope)
-        snapshot = open_payload(trusted, env, Snapshot, now)
+        snapshot = open_payload(trusted, envelope, Snapshot, now)
     except RootMismatchError as e:
         raise SnapshotError(f"{collection}: snapshot: {e}") from e
     except VerificationError as e:
@@ -385,10 +384,8 @@ def verify_snapshot(
         raise SnapshotError(f"snapshot of {snapshot.collection!r} served for collection {collection!r}")
     if snapshot.seq > checkpoint.size:
         raise SnapshotError(f"{collection}: snapshot at seq {snapshot.seq} is past the checkpoint {checkpoint.size}")
-    if snapshot.seq == checkpoint.size or proof:
-        _check_consistency(collection, snapshot.frontier, checkpoint, proof)
-    # Otherwise (S < T, no proof served) the caller proves S is a prefix with the next page (verify_page
-    # from `state_from_snapshot`) before it stores anything.
+    if snapshot.seq == checkpoint.size:
+        _check_consistency(collection, snapshot.frontier, checkpoint, [])
     return snapshot
 
 

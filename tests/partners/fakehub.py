@@ -1,7 +1,13 @@
-"""A hub built from `audit` primitives alone, served through a `Transport`, for verifier and sync tests.
+"""A hub without a database, served through a `Transport`, for verifier and sync tests.
 
 It signs exactly what the real hub signs (key sets, descriptors, batches, checkpoints with cosignatures,
-snapshots) so attacks can be staged by editing what it serves.
+snapshots) so attacks can be staged by editing what it serves. Its bytes come from the hub's own encoders
+wherever the hub has one outside a database session or a Flask route: batch payloads
+(`BatchPayload.to_bytes`, as the sealer) and envelopes (`hub.feed.batches.envelope_bytes`), snapshot chunks
+(`hub.feed.snapshots.encode_chunk`), descriptors (`hub.feed.collections.descriptor_of`), origins and
+cosigner names. The collection list and the batches page are assembled inside their Flask routes
+(`hub/feed/routes.py`), and key sets and snapshot envelopes need the hub's database (`build_keyset`,
+`snapshots.build`): those are built here with the same `audit` types, in the shapes docs/protocol.md gives.
 """
 
 from __future__ import annotations
@@ -22,12 +28,15 @@ from audit.payloads import (
     BatchAdd,
     BatchPayload,
     BatchRemove,
-    CollectionDescriptor,
     Snapshot,
     SnapshotChunk,
     sha256_hex,
 )
 from audit.signing import Ed25519Signer, Signer
+from hub.feed import batches as hub_batches
+from hub.feed import collections as hub_collections
+from hub.feed import snapshots as hub_snapshots
+from partners.client.errors import ResponseTooLargeError
 from partners.client.transport import Response, Transport
 
 HUB = "hub.test"
@@ -47,7 +56,7 @@ class FakeCollection:
     id: str
     payloads: list[bytes] = field(default_factory=list)
     envelopes: list[bytes] = field(default_factory=list)
-    active: dict[str, dict[str, Any]] = field(default_factory=dict)
+    active: dict[str, BatchAdd] = field(default_factory=dict)
     next_id: int = 0
 
 
@@ -124,9 +133,12 @@ class FakeHub:
         return self.collections[cid]
 
     def descriptor(self, cid: str, **changes: Any) -> bytes:
-        d = CollectionDescriptor(cid, cid, "ncii", f"{HUB}/collections/{cid}", ("pdq", "md5"), 31, 50)
-        data = {**d.to_dict(), **changes}
-        return sign_envelope(d.PAYLOAD_TYPE, canonical_json(data), [self.signers["collection"]]).to_json()
+        row = hub_collections.Collection(
+            id=cid, slug=cid, category="ncii", signal_types="pdq,md5", pdq_threshold=31, min_quality=50
+        )
+        d = hub_collections.descriptor_of(row, HUB)
+        payload = canonical_json({**d.to_dict(), **changes}) if changes else d.to_bytes()
+        return sign_envelope(d.PAYLOAD_TYPE, payload, [self.signers["collection"]]).to_json()
 
     def seal(
         self,
@@ -138,30 +150,41 @@ class FakeHub:
         signer: Signer | None = None,
         **changes: Any,
     ) -> BatchPayload:
+        """Seal `adds` new PDQs of its own and the `removes`; `changes` edit the payload (an attack)."""
         col = self.collections[cid]
-        seq = len(col.payloads) + 1
         new = []
         for _ in range(adds):
             col.next_id += 1
-            sid = f"s{col.next_id}"
-            new.append(BatchAdd(sid, "pdq", pdq(col.next_id), audit_seq=col.next_id, quality=90))
-            col.active[sid] = {"id": sid, "type": "pdq", "value": pdq(col.next_id), "quality": 90}
-        gone = []
-        for sid in removes or []:
+            new.append(BatchAdd(f"s{col.next_id}", "pdq", pdq(col.next_id), audit_seq=col.next_id, quality=90))
+        return self.seal_values(cid, new, removes or [], sealed_at=sealed_at, signer=signer, **changes)
+
+    def seal_values(
+        self,
+        cid: str,
+        adds: list[BatchAdd],
+        removes: list[str],
+        *,
+        sealed_at: datetime | None = None,
+        signer: Signer | None = None,
+        **changes: Any,
+    ) -> BatchPayload:
+        """Seal a batch of these adds and removes, encoded and signed as the hub's sealer does."""
+        col = self.collections[cid]
+        for a in adds:
+            col.active[a.id] = a
+        for sid in removes:
             col.active.pop(sid, None)
-            gone.append(BatchRemove(sid, "retired", audit_seq=1))
         payload = BatchPayload(
             cid,
-            seq,
+            len(col.payloads) + 1,
             sha256_hex(col.payloads[-1]) if col.payloads else None,
             sealed_at or self.now - timedelta(hours=1),
-            tuple(new),
-            tuple(gone),
+            tuple(adds),
+            tuple(BatchRemove(sid, "retired", audit_seq=1) for sid in removes),
         )
-        data = {**payload.to_dict(), **changes}
-        raw = canonical_json(data)
+        raw = canonical_json({**payload.to_dict(), **changes}) if changes else payload.to_bytes()
         col.payloads.append(raw)
-        col.envelopes.append(sign_envelope(BatchPayload.PAYLOAD_TYPE, raw, [signer or self.signers["batch"]]).to_json())
+        col.envelopes.append(hub_batches.envelope_bytes(raw, signer or self.signers["batch"]))
         return payload
 
     def leaves(self, cid: str, size: int | None = None) -> list[bytes]:
@@ -181,10 +204,10 @@ class FakeHub:
         leaves = self.leaves(cid, size)
         cr = CompactRange()
         cr.extend(leaves)
-        origin = origin or f"{HUB}/collections/{cid}"
+        origin = origin or hub_collections.origin(HUB, cid)
         note = sign_checkpoint(Checkpoint(origin, len(leaves), root or cr.root()), signer or self.signers["checkpoint"])
         t = int((cosigned_at or self.now - timedelta(minutes=1)).timestamp())
-        return cosign_note(note, f"{HUB}/timestamp", self.signers["timestamp"], t)
+        return cosign_note(note, hub_batches.cosigner_name(HUB), self.signers["timestamp"], t)
 
     def proof(self, cid: str, size1: int, size2: int) -> list[str]:
         if size1 == 0:
@@ -198,18 +221,16 @@ class FakeHub:
         size = len(col.payloads)
         cr = CompactRange()
         cr.extend(self.leaves(cid))
-        signals = sorted(col.active.values(), key=lambda s: s["id"])
-        chunks = [
-            canonical_json({"signals": signals[i : i + self.chunk_size]})
-            for i in range(0, max(len(signals), 1), self.chunk_size)
-        ]
+        signals = sorted(col.active.values(), key=lambda a: a.id)
+        parts = [signals[i : i + self.chunk_size] for i in range(0, max(len(signals), 1), self.chunk_size)]
+        chunks = [hub_snapshots.encode_chunk(cid, size, i, part) for i, part in enumerate(parts)]
         snap = Snapshot(
             cid,
             size,
             cr.root(),
             cr,
             sha256_hex(col.payloads[-1]),
-            tuple(SnapshotChunk(i, sha256_hex(c), len(json.loads(c)["signals"])) for i, c in enumerate(chunks)),
+            tuple(SnapshotChunk(i, sha256_hex(c), len(p)) for i, (c, p) in enumerate(zip(chunks, parts, strict=True))),
         )
         env = sign_envelope(Snapshot.PAYLOAD_TYPE, snap.to_bytes(), [self.signers["batch"]]).to_json()
         return env, chunks
@@ -245,8 +266,6 @@ class FakeTransport(Transport):
         if response is None:
             response = self.serve(method, path, params, json_body)
         if len(response.body) > max_bytes:
-            from partners.client.errors import ResponseTooLargeError
-
             raise ResponseTooLargeError(f"{path}: more than {max_bytes} bytes")
         return response
 
@@ -259,7 +278,7 @@ class FakeTransport(Transport):
             v = int(parts[2])
             return ok(hub.keysets[v - 1]) if 1 <= v <= len(hub.keysets) else not_found()
         if parts == ["v1", "collections"]:
-            return ok(json.dumps({"collections": [{"id": c} for c in hub.collections]}).encode())
+            return ok(json.dumps([collection_summary(c) for c in hub.collections]).encode())
         cid = parts[2]
         if cid not in hub.collections:
             return not_found()
@@ -273,30 +292,43 @@ class FakeTransport(Transport):
             col = hub.collections[cid]
             size = len(col.payloads)
             end = min(since + limit, size)
+            # As hub/feed/routes.py (`batch_page`) streams it: the envelopes' bytes as stored, in one object.
             return ok(
-                json.dumps(
-                    {
-                        "checkpoint": hub.checkpoint(cid),
-                        "batches": [json.loads(e) for e in col.envelopes[since:end]],
-                        "consistency": hub.proof(cid, end, size),
-                    }
-                ).encode()
+                b'{"checkpoint":%s,"size":%d,"since_size":%d,"batches":[%s],"proof":%s}'
+                % (
+                    json.dumps(hub.checkpoint(cid)).encode(),
+                    size,
+                    since,
+                    b",".join(col.envelopes[since:end]),
+                    json.dumps(hub.proof(cid, end, size)).encode(),
+                )
             )
         if rest[0] == "snapshot":
             if not self.snapshots:
                 return not_found()
             env, chunks = hub.snapshot(cid)
             if len(rest) == 1:
-                return ok(
-                    json.dumps(
-                        {"snapshot": json.loads(env), "checkpoint": hub.checkpoint(cid), "consistency": []}
-                    ).encode()
-                )
-            return ok(chunks[int(rest[2])])
+                return ok(env)
+            index = int(rest[2])
+            return ok(chunks[index]) if index < len(chunks) else not_found()
         if rest == ["ack"] and method == "POST":
             self.acks.append((cid, body))
-            return Response(200, b"{}", {})
+            return ok(json.dumps({"audit_seq": len(self.acks)}).encode())
         return not_found()
+
+
+def collection_summary(cid: str) -> dict[str, Any]:
+    """One item of `GET /v1/collections`, with the keys hub/feed/routes.py's `_summary` gives it."""
+    return {
+        "id": cid,
+        "slug": cid,
+        "category": "ncii",
+        "signal_types": ["pdq", "md5"],
+        "pdq_threshold": 31,
+        "min_quality": 50,
+        "descriptor_version": 1,
+        "access": ["reader"],
+    }
 
 
 def ok(body: bytes, ctype: str = "application/json") -> Response:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from audit.canonical import canonical_json
-from audit.dsse import sign_envelope
-from audit.payloads import BatchAdd, BatchPayload, BatchRemove, sha256_hex
+from audit.payloads import BatchAdd
 from partners.client.indexing import CURRENT, LocalIndex, SyncHook, index_dir
 from partners.client.mirror import Mirror
 from partners.client.sync import Syncer
@@ -20,22 +17,7 @@ from tests.partners.fakehub import FakeHub, FakeTransport
 
 def seal_values(hub: FakeHub, cid: str, adds: list[tuple[str, str, str]], removes: list[str] = ()) -> None:
     """Seal a batch adding (id, type, value) and removing ids (FakeHub.seal only makes PDQs of its own)."""
-    col = hub.collections[cid]
-    for sid in removes:
-        col.active.pop(sid, None)
-    for sid, kind, value in adds:
-        col.active[sid] = {"id": sid, "type": kind, "value": value}
-    payload = BatchPayload(
-        cid,
-        len(col.payloads) + 1,
-        sha256_hex(col.payloads[-1]) if col.payloads else None,
-        hub.now - timedelta(hours=1),
-        tuple(BatchAdd(sid, kind, value, audit_seq=1) for sid, kind, value in adds),
-        tuple(BatchRemove(sid, "retired", audit_seq=1) for sid in removes),
-    )
-    raw = canonical_json(payload.to_dict())
-    col.payloads.append(raw)
-    col.envelopes.append(sign_envelope(BatchPayload.PAYLOAD_TYPE, raw, [hub.signers["batch"]]).to_json())
+    hub.seal_values(cid, [BatchAdd(sid, kind, value, audit_seq=1) for sid, kind, value in adds], list(removes))
 
 
 def pdq(n: int) -> str:

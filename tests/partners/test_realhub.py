@@ -164,7 +164,7 @@ def _on_page(fn: Callable[[dict[str, Any]], None]) -> Edit:
 
 
 def _envs(data: dict[str, Any]) -> list[Any]:
-    return data["batches"] if "batches" in data else data["envelopes"]
+    return data["batches"]
 
 
 def _tampered(data: dict[str, Any]) -> None:

@@ -244,7 +244,7 @@ def _inconsistent_log(hub: FakeHub, t: FakeTransport) -> None:
 
 
 def _bad_proof(hub: FakeHub, t: FakeTransport) -> None:
-    t.override = _page(hub, lambda d: d.__setitem__("consistency", [b64encode(b"\x01" * 32)] * 2))
+    t.override = _page(hub, lambda d: d.__setitem__("proof", [b64encode(b"\x01" * 32)] * 2))
 
 
 def _keyset_rolled_back(hub: FakeHub, t: FakeTransport) -> None:
@@ -342,7 +342,7 @@ def _flaky_proof(hub: FakeHub, failures: int) -> tuple[FakeTransport, dict[str, 
     """A transport whose first `failures` pages carry a broken consistency proof."""
     t = FakeTransport(hub)
     served = {"broken": 0}
-    broken = _page(hub, lambda d: d.__setitem__("consistency", [b64encode(b"\x01" * 32)] * 2))
+    broken = _page(hub, lambda d: d.__setitem__("proof", [b64encode(b"\x01" * 32)] * 2))
 
     def handler(method: str, path: str, params: Any, body: Any) -> Response | None:
         if path.endswith("/batches") and served["broken"] < failures:
