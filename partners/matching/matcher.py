@@ -210,8 +210,8 @@ class Matcher:
             dist = np.zeros(len(keys), dtype=np.int64)
         if len(keys) == 0:  # most queries: no Python object beyond the empty lists
             return [[] for _ in values]
-        # a key freed between the search and now is dropped, as is a collection not asked for (limit -1) or a
-        # distance beyond the collection's threshold
+        # a key freed between the search and now is dropped, as is a collection not asked for (limit -1), one
+        # created after the plan (past the limits) or a distance beyond the collection's threshold
         with self._lock:
             hits = self._table.report(q, keys, dist, limits)
         names = self._table.collections
@@ -234,28 +234,33 @@ class Matcher:
 
     def _plan(self, asked: int | None, wanted: frozenset[str] | None) -> tuple[int, npt.NDArray[np.int64]]:
         """The threshold to search with and each collection's effective limit (-1: not asked), cached until
-        a threshold or a collection is added."""
+        a threshold or a collection is added.
+
+        The limits cover the collections there when the match started; an add may create more before the
+        hits are mapped, and the kernel treats a collection past the limits as not asked. So the plan reads
+        the collections once, and goes to the cache it was made for: a plan made while ``set_threshold``
+        replaced the cache is not kept."""
+        plans = self._plans
         names = self._table.collections
-        key = (asked, wanted, len(names))
-        found = self._plans.get(key)
+        count = len(names)
+        key = (asked, wanted, count)
+        found = plans.get(key)
         if found is None:
+            names = names[:count]  # an add may append collections while this runs
             limits = np.array([self.threshold(c) for c in names], dtype=np.int64)
             if asked is not None:
                 limits = np.minimum(limits, asked)
-            limits[self._unwanted(wanted)] = -1
+            if wanted is not None:
+                limits[np.array([c not in wanted for c in names], dtype=bool)] = -1
             tops = [self.threshold(c) for c in wanted] if wanted is not None else []
             if wanted is None:
                 tops = [self.default_threshold, *self._thresholds.values()]
             widest = max(tops, default=self.default_threshold)
             found = (widest if asked is None else min(asked, widest), limits)
-            if len(self._plans) > 256:  # many distinct collection lists: keep the cache bounded
-                self._plans = {}
-            self._plans[key] = found
+            if len(plans) > 256:  # many distinct collection lists: keep the cache bounded
+                plans.clear()
+            plans[key] = found
         return found
-
-    def _unwanted(self, wanted: frozenset[str] | None) -> npt.NDArray[np.bool_]:
-        names = self._table.collections
-        return np.array([wanted is not None and c not in wanted for c in names], dtype=bool)
 
     # -- persistence ----------------------------------------------------------------------------------
 

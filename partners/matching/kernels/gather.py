@@ -19,16 +19,18 @@ def gather_hits(
 ):
     """Of the hits (query ``q``, ``keys``, ``dist``, sorted by query, distance and key), those to report: the key
     is live (type code ``kind & type_mask`` not 0) and the distance within its collection's limit
-    (``limits[coll]``, -1 for a collection not asked). Their query, distance, collection, id form and position
-    in the hits go to the rows of ``out``, their 128-bit id to ``out_sid``, and a UUID id's 36 characters
-    (canonical, lowercase) to its row of ``out_text`` as code points, so that one ``tolist()`` of a ``U36``
-    view makes the strings. A key's id is ``sid[k]``, or ``sid_more[k - len(sid)]`` for keys added after
+    (``limits[coll]``, -1 for a collection not asked; a collection past the end of ``limits`` was created
+    after the caller planned its match, and is not asked either). Their query, distance, collection, id form
+    and position in the hits go to the rows of ``out``, their 128-bit id to ``out_sid``, and a UUID id's 36
+    characters (canonical, lowercase) to its row of ``out_text`` as code points, so that one ``tolist()`` of a
+    ``U36`` view makes the strings. A key's id is ``sid[k]``, or ``sid_more[k - len(sid)]`` for keys added after
     the table's first batch.
 
     Returns (reported, ties, other forms): ties counts reported hits with the query and distance of the one
     before (their order is decided by collection and id, in Python), other forms those whose id is not a UUID.
     One call instead of a dozen numpy operations, each paying numpy's call overhead on a query's few hits."""
     nb = sid.shape[0]
+    n_limits = limits.shape[0]
     n = 0
     ties = 0
     others = 0
@@ -36,7 +38,7 @@ def gather_hits(
         k = keys[i]
         c = np.int64(coll[k])
         code = np.int64(kind[k])
-        if (code & type_mask) != 0 and dist[i] <= limits[c]:
+        if (code & type_mask) != 0 and c < n_limits and dist[i] <= limits[c]:
             form = code >> form_shift
             if n > 0 and out[0, n - 1] == q[i] and out[1, n - 1] == dist[i]:
                 ties += 1
