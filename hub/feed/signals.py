@@ -127,13 +127,18 @@ class PendingChange(Base):
     Submission and retraction insert here; the sealer reads a collection's rows in signal id order, so it
     never scans or rewrites the wide `signals` rows to find its work. A row carries what its batch entry
     needs (a copy of the signal's type, value, quality and tags, or the removal's reason), so the sealer
-    does not read `signals` either; a row without them (written before migration 0013) is completed from
-    the signal. A signal has at most one pending change: retracting a never-published add deletes the add
-    instead.
+    does not read `signals` either; the `entry` constraint (migration 0015) makes every row carry them. A
+    signal has at most one pending change: retracting a never-published add deletes the add instead.
     """
 
     __tablename__ = "pending_changes"
-    __table_args__ = (CheckConstraint("op IN ('add', 'remove')", name="op"),)
+    __table_args__ = (
+        CheckConstraint("op IN ('add', 'remove')", name="op"),
+        CheckConstraint(
+            "(op = 'add' AND type IS NOT NULL AND value IS NOT NULL) OR (op = 'remove' AND reason IS NOT NULL)",
+            name="entry",
+        ),
+    )
 
     collection_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     signal_id: Mapped[str] = mapped_column(String(36), primary_key=True)
