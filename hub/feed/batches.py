@@ -32,11 +32,9 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
-    insert,
     inspect,
     select,
     text,
-    tuple_,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -62,11 +60,10 @@ from hub.feed import collections
 from hub.feed.collections import Collection
 from hub.feed.signals import Pending, PendingChange, SignalSeq
 from hub.transparency import auditlog
-from hub.transparency.auditlog import Actor
+from hub.transparency.auditlog import Actor, SqlNodeStore
 
 # Namespace (first key) of the per-collection advisory locks; the second key is hashtext(collection id).
 SEAL_LOCK = 0x68667364  # "hfsd"
-_NODE_CHUNK = 10_000
 
 
 class Batch(Base):
@@ -207,31 +204,15 @@ def envelope_bytes(payload: bytes, signer: Signer) -> bytes:
 # --- storage -----------------------------------------------------------------------------------------------
 
 
+def _store(session: Session, collection_id: str) -> SqlNodeStore:
+    return SqlNodeStore(session, CollectionNode, {"collection_id": collection_id})
+
+
 def _nodes(session: Session, collection_id: str, keys: Sequence[NodeKey]) -> dict[NodeKey, bytes]:
-    if not keys:
-        return {}
-    out: dict[NodeKey, bytes] = {}
-    unique = list(dict.fromkeys(keys))
-    for start in range(0, len(unique), 500):
-        chunk = unique[start : start + 500]
-        rows = session.execute(
-            select(CollectionNode.level, CollectionNode.idx, CollectionNode.hash).where(
-                CollectionNode.collection_id == collection_id,
-                tuple_(CollectionNode.level, CollectionNode.idx).in_([tuple(k) for k in chunk]),
-            )
-        )
-        out.update(((level, idx), bytes(h)) for level, idx, h in rows)
-    if len(out) != len(unique):
-        raise SealError(
-            f"collection {collection_id}: log nodes {sorted(set(unique) - set(out))[:3]} are missing"
-        )
+    out = _store(session, collection_id).get_many(keys)
+    if len(out) != len(set(keys)):
+        raise SealError(f"collection {collection_id}: log nodes {sorted(set(keys) - set(out))[:3]} are missing")
     return out
-
-
-def _put_nodes(session: Session, collection_id: str, items: Iterable[tuple[NodeKey, bytes]]) -> None:
-    rows = [{"collection_id": collection_id, "level": k[0], "idx": k[1], "hash": h} for k, h in items]
-    for start in range(0, len(rows), _NODE_CHUNK):
-        session.execute(insert(CollectionNode), rows[start : start + _NODE_CHUNK])
 
 
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -507,6 +488,7 @@ def seal_collection(
     ):
         return None
     current = ensure_head(session, collection_id, hub_name=hub_name, signers=signers, now=now)
+    store = _store(session, collection_id)
     frontier = frontier_from_nodes(current.size, _nodes(session, collection_id, frontier_keys(current.size)))
     prev = current.payload_sha256
     seqs: list[int] = []
@@ -548,7 +530,7 @@ def seal_collection(
                     "audit_seq": rec.seq,
                 },
             )
-            _put_nodes(session, collection_id, nodes_to_store(frontier, [leaf_hash(payload)]))
+            store.put_many(nodes_to_store(frontier, [leaf_hash(payload)]))
             seqs.append(seq)
             total_adds += adds
             total_removes += removes

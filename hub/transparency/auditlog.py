@@ -8,7 +8,7 @@ serialize on it. Reads (entries, roots, proofs) go through `SqlNodeStore`: O(log
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +54,9 @@ AUDIT_INTEGRATE_LOCK = 0x68617368_6665_6402  # one integrator (checkpoint job) a
 MAX_PAGE = 1000
 # Leaf hashes read per query while integrating.
 _INTEGRATE_CHUNK = 50_000
+# Node keys per SELECT and node rows per INSERT of `SqlNodeStore`.
+_NODE_READ_CHUNK = 500
+_NODE_WRITE_CHUNK = 10_000
 
 
 class AuditEntry(Base):
@@ -230,25 +233,34 @@ def _entry_parts(actor: dict[str, str], action: str, subject: str, details: dict
 
 
 class SqlNodeStore(NodeStore):
-    """`audit.log.NodeStore` over the `audit_nodes` table; `get_many` is one query."""
+    """`audit.log.NodeStore` over a table of (level, idx, hash) rows: `audit_nodes`, or one log's rows of a
+    shared table (`collection_nodes` with `scope={"collection_id": ...}`). `get_many` is one query."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(
+        self, session: Session, model: type[Base] = AuditNode, scope: Mapping[str, object] | None = None
+    ) -> None:
         self.session = session
+        self.model = model
+        self.scope = dict(scope or {})
+        cols = model.__table__.c
+        self._select = select(cols.level, cols.idx, cols.hash).where(*(cols[k] == v for k, v in self.scope.items()))
+        self._key = tuple_(cols.level, cols.idx)
 
     def get_many(self, keys: Sequence[NodeKey]) -> dict[NodeKey, bytes]:
-        if not keys:
-            return {}
-        rows = self.session.execute(
-            select(AuditNode.level, AuditNode.idx, AuditNode.hash).where(
-                tuple_(AuditNode.level, AuditNode.idx).in_([tuple(k) for k in keys])
-            )
-        )
-        return {(level, idx): h for level, idx, h in rows}
+        unique = list(dict.fromkeys(keys))
+        out: dict[NodeKey, bytes] = {}
+        # Proofs and frontiers name O(log N) keys, so this is one query; the chunk bounds a caller's odd list.
+        for start in range(0, len(unique), _NODE_READ_CHUNK):
+            chunk = [tuple(k) for k in unique[start : start + _NODE_READ_CHUNK]]
+            rows = self.session.execute(self._select.where(self._key.in_(chunk)))
+            out.update(((level, idx), h) for level, idx, h in rows)
+        return out
 
     def put_many(self, items: Iterable[tuple[NodeKey, bytes]]) -> None:
         rows = [{"level": k[0], "idx": k[1], "hash": h} for k, h in items]
-        for start in range(0, len(rows), 10_000):
-            self.session.execute(insert(AuditNode), rows[start : start + 10_000])
+        statement = insert(self.model).values(self.scope)  # the scope is bound once, not copied into each row
+        for start in range(0, len(rows), _NODE_WRITE_CHUNK):
+            self.session.execute(statement, rows[start : start + _NODE_WRITE_CHUNK])
 
 
 def tree_size(session: Session) -> int:
