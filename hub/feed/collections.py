@@ -25,8 +25,9 @@ from hub.errors import ConflictError, ForbiddenError, NotFoundError, ValidationE
 from hub.identity.models import Partner, PartnerStatus
 from hub.transparency import auditlog
 from hub.transparency.auditlog import Actor
+from partners.matching.signals import SignalType
 
-SIGNAL_TYPES = ("pdq", "md5", "sha256")
+SIGNAL_TYPES = tuple(t.value for t in SignalType)
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _CATEGORY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 

@@ -43,6 +43,7 @@ from hub.errors import ConflictError, NotFoundError, PayloadTooLargeError, Valid
 from hub.feed import collections
 from hub.transparency import auditlog
 from hub.transparency.auditlog import Actor
+from partners.matching.signals import EXACT_HEX_LEN, HEX_LEN
 
 MAX_SIGNALS_PER_REQUEST = 10_000
 MAX_TAGS = 20
@@ -52,7 +53,8 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 200
 # A bulk audit entry lists the new ids up to this many; beyond it, their count and digest.
 AUDIT_ID_LIST_LIMIT = 100
 
-HEX_LENGTHS = {"pdq": 64, "md5": 32, "sha256": 64}
+HEX_LENGTHS = {t.value: n for t, n in HEX_LEN.items()}
+EXACT_TYPES = frozenset(t.value for t in EXACT_HEX_LEN)  # matched by equality: a match's distance is 0
 ZERO_PDQ = "0" * 64  # real feeds have carried it: the hash of a blank image matches everything blank
 _HEX = re.compile(r"[0-9a-fA-F]*")
 _HEX_OF = {kind: re.compile(f"[0-9a-fA-F]{{{n}}}") for kind, n in HEX_LENGTHS.items()}
@@ -86,7 +88,7 @@ class Signal(Base):
 
     __tablename__ = "signals"
     __table_args__ = (
-        CheckConstraint("type IN ('pdq', 'md5', 'sha256')", name="type"),
+        CheckConstraint("type IN (" + ", ".join(f"'{t}'" for t in HEX_LENGTHS) + ")", name="type"),
         CheckConstraint("status IN ('active', 'retracted', 'retired')", name="status"),
         CheckConstraint("quality IS NULL OR (quality >= 0 AND quality <= 100)", name="quality"),
         # Deduplication: one active signal per (type, value) in a collection; a retracted one may come back.

@@ -29,7 +29,7 @@ from hub.db import durable_before_answering, utcnow
 from hub.errors import BadRequestError, NotFoundError, PayloadTooLargeError, ValidationError
 from hub.feed.batches import CollectionHead
 from hub.feed.collections import Access, CollectionMember
-from hub.feed.signals import HEX_LENGTHS, Signal, SignalSeq
+from hub.feed.signals import EXACT_TYPES, HEX_LENGTHS, Signal, SignalSeq
 from hub.reports.models import (
     MAX_REPORT_ID_LENGTH,
     OUTCOMES,
@@ -266,7 +266,7 @@ def _parse_item(raw: Any, now: datetime) -> tuple[Item | None, list[str]]:
     distance = raw.get("distance")
     if type(distance) is not int or not 0 <= distance <= 256:
         problems.append("distance must be an integer from 0 to 256")
-    elif signal_type in ("md5", "sha256") and distance != 0:
+    elif signal_type in EXACT_TYPES and distance != 0:
         problems.append(f"a {signal_type} match has distance 0")
     outcome, actioned, decision = _outcome_fields(raw, problems)
     matched: datetime | None = None
@@ -460,7 +460,7 @@ def _resolve(
     if item.signal_type is not None and item.signal_type != served[0].type:
         return None, [UNKNOWN_SIGNAL]
     signal = max(served, key=lambda s: int(s.added_seq or 0))
-    if signal.type in ("md5", "sha256") and item.distance != 0:
+    if signal.type in EXACT_TYPES and item.distance != 0:
         # A signal named by id shows its type only here; one named by type and value is checked in _parse_item.
         return None, [f"a {signal.type} match has distance 0"]
     return signal, []

@@ -43,10 +43,8 @@ INDEX_DIR = "index"
 CURRENT = "CURRENT"
 FORMAT = "hashfed.kit-index"
 VERSION = 1
-MATCH_TYPES = ("pdq", "md5", "sha256")
 # The matcher refuses PDQ thresholds above 64 (beyond it matches are noise); a descriptor may say up to 256.
 MAX_THRESHOLD = 64
-_HEX_BYTES = {"pdq": 32, "md5": 16, "sha256": 32}
 
 
 class SavedIndexError(PartnerError):
@@ -63,6 +61,14 @@ class Head:
     prev: str | None
 
 
+def value_bytes() -> dict[str, int]:
+    """Bytes of a value of each type the matcher indexes, from its `SignalType` (the hub's table too)."""
+    # Imported here, as the matcher is: `hashfed-partner sync` runs without the [match] extra.
+    from partners.matching.signals import HEX_LEN
+
+    return {t.value: n // 2 for t, n in HEX_LEN.items()}
+
+
 def new_matcher() -> Matcher:
     from partners.matching.matcher import Matcher
 
@@ -77,6 +83,7 @@ class LocalIndex:
         self.mirror = mirror
         self.directory = directory
         self.matcher: Matcher = new_matcher()
+        self.types = value_bytes()  # signal type -> bytes of a value
         self.heads: dict[str, Head] = {}
         self.thresholds: dict[str, int] = {}
         self.builds = 0  # full builds from the mirror's active signals
@@ -127,7 +134,7 @@ class LocalIndex:
         heads = self._mirror_heads()  # read first: the signals read next are at these seqs or newer
         matcher = new_matcher()
         groups: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
-        for s in self.mirror.active_signals(types=MATCH_TYPES):
+        for s in self.mirror.active_signals(types=list(self.types)):
             groups[(s.collection, s.type)].append((s.signal_id, s.value))
         for (c, kind), pairs in groups.items():
             matcher.add(c, kind, pairs)
@@ -185,7 +192,7 @@ class LocalIndex:
             if ch.seq != seq:
                 flush()  # one batch at a time: its adds, then its removes, as the mirror applied them
                 seq = ch.seq
-            if ch.op == "add" and ch.type in MATCH_TYPES:
+            if ch.op == "add" and ch.type in self.types:
                 adds[ch.type].append((ch.signal_id, ch.value))
                 count += 1
             elif ch.op == "remove":
@@ -225,16 +232,16 @@ class LocalIndex:
         # The mirror is read now, at the heads kept (or newer: a concurrent sync only adds what a replay
         # from these heads would add again, and Matcher.add is an upsert).
         heads = dict(self.heads)
-        values: dict[str, list[str]] = {t: [] for t in MATCH_TYPES}
-        refs: dict[str, list[list[str]]] = {t: [] for t in MATCH_TYPES}
-        for s in self.mirror.active_signals(types=MATCH_TYPES):
+        values: dict[str, list[str]] = {t: [] for t in self.types}
+        refs: dict[str, list[list[str]]] = {t: [] for t in self.types}
+        for s in self.mirror.active_signals(types=list(self.types)):
             if s.collection in heads:
                 values[s.type].append(s.value)
                 refs[s.type].append([s.collection, s.signal_id])
         files: dict[str, str] = {}
-        for kind in MATCH_TYPES:
+        for kind in self.types:
             raw = bytes.fromhex("".join(values[kind]))
-            arr = np.frombuffer(raw, dtype=np.uint8).reshape(-1, _HEX_BYTES[kind])
+            arr = np.frombuffer(raw, dtype=np.uint8).reshape(-1, self.types[kind])
             np.save(gen / f"{kind}.npy", arr, allow_pickle=False)
             (gen / f"{kind}.refs.json").write_text(json.dumps(refs[kind]), encoding="utf-8")
         for path in sorted(gen.iterdir()):
@@ -274,13 +281,13 @@ class LocalIndex:
             for name, digest in manifest["files"].items():
                 if _file_sha256(gen / name) != digest:
                     raise SavedIndexError(f"{name}: SHA-256 does not match the manifest")
-            for kind in MATCH_TYPES:
+            for kind in self.types:
                 arr = np.load(gen / f"{kind}.npy", allow_pickle=False)
                 refs = json.loads((gen / f"{kind}.refs.json").read_text(encoding="utf-8"))
-                if arr.ndim != 2 or arr.shape != (len(refs), _HEX_BYTES[kind]) or arr.dtype != np.uint8:
+                if arr.ndim != 2 or arr.shape != (len(refs), self.types[kind]) or arr.dtype != np.uint8:
                     raise SavedIndexError(f"{kind}.npy does not match its refs")
                 raw = arr.tobytes()
-                width = _HEX_BYTES[kind]
+                width = self.types[kind]
                 groups: dict[str, list[tuple[str, str]]] = defaultdict(list)
                 for i, (c, sid) in enumerate(refs):
                     groups[c].append((sid, raw[i * width : (i + 1) * width].hex()))

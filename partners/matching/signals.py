@@ -42,6 +42,8 @@ class SignalType(enum.StrEnum):
 
 
 EXACT_HEX_LEN = {SignalType.MD5: 32, SignalType.SHA256: 64}
+# Hex digits of a value of each type, in the enum's order (the hub's and the kit's one table of types).
+HEX_LEN = {SignalType.PDQ: PDQ_HEX_LEN, **EXACT_HEX_LEN}
 _HEX_RE = re.compile(r"[0-9a-fA-F]*")
 
 
