@@ -1,10 +1,11 @@
 """Feed benchmark on PostgreSQL: ingest N PDQ hashes in requests of 10,000, seal them, fetch the feed.
 
-    .venv/bin/python benchmarks/bench_feed.py [--count 1000000] [--verify]
+    .venv/bin/python benchmarks/bench_feed.py [--count 1000000] [--verify] [--server embedded|external [--url URL]]
 
-Creates its own scratch database (from HASHFED_BENCH_POSTGRES_URL, default postgresql://root@127.0.0.1:5432/
-postgres) and drops it afterwards. Like the serving hub, it connects as the role `hashfed_app`, which owns no
-table and is subject to row-level security. Requests go through the Flask test client (the whole app: auth, parsing,
+Runs on a scratch database of the embedded PostgreSQL (a private server it starts) or of an external server
+(`--url`, default HASHFED_BENCH_POSTGRES_URL or postgresql://root@127.0.0.1:5432/postgres), dropped afterwards
+(benchmarks/servers.py). Like the serving hub, it connects as the role `hashfed_app`, which owns no table and is
+subject to row-level security. Requests go through the Flask test client (the whole app: auth, parsing,
 validation, the service, the commit); sealing runs the scheduler's job function; the new partner pages through
 `/batches` with `limit=20`. Prints rates, bytes on the wire per hash, and the WAL written and checkpoints
 started while sealing (both the whole server's: another job's writes count too).
@@ -13,6 +14,7 @@ started while sealing (both the whole server's: another job's writes count too).
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import secrets
 import sys
@@ -26,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-from scratch import ADMIN, scratch_database
+import servers
+from servers import loadavg
 from sqlalchemy import text
 
 from hub import rls
@@ -43,23 +46,17 @@ from tests.hub import feedkit as kit
 from tests.hub.auditkit import make_hub_keys
 
 
-def _loadavg() -> str:
-    try:
-        return Path("/proc/loadavg").read_text().strip()
-    except OSError:
-        return "n/a"
-
-
 def _wal_and_checkpoints(engine: Any) -> tuple[int, int]:
     """The server's WAL position (bytes) and how many checkpoints it has started: a seal's time depends on
     the checkpoints that fall inside it (each is followed by full-page images of the pages touched next)."""
     with engine.connect() as conn:
-        row = conn.execute(
-            text(
-                "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn, checkpoints_timed + checkpoints_req"
-                " FROM pg_stat_bgwriter"
-            )
-        ).one()
+        # PostgreSQL 17 moved the checkpoint counters from pg_stat_bgwriter to pg_stat_checkpointer.
+        counters = (
+            "num_timed + num_requested FROM pg_stat_checkpointer"
+            if conn.dialect.server_version_info >= (17,)
+            else "checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
+        )
+        row = conn.execute(text(f"SELECT pg_current_wal_lsn() - '0/0'::pg_lsn, {counters}")).one()
     return int(row[0]), int(row[1])
 
 
@@ -70,11 +67,13 @@ def main() -> None:
     ap.add_argument(
         "--verify", action="store_true", help="also verify every envelope with audit (client cost)"
     )
+    servers.add_arguments(ap)
     args = ap.parse_args()
 
-    print(f"loadavg at start: {_loadavg()}")
     tmp = Path(tempfile.mkdtemp())
-    with scratch_database(ADMIN) as scratch:
+    with servers.server(args) as server, server.database() as scratch:
+        print(server.describe())
+        print(f"loadavg at start: {loadavg()}")
         url = scratch.app_url
         settings = Settings(var_dir=tmp / "var", database_url=url, hub_name="bench.test")
         engine = make_engine(url)
@@ -161,8 +160,6 @@ def main() -> None:
             f"fetch  : {sent:,} hashes in {fetch:.1f} s = {sent / fetch:,.0f} hashes/s, "
             f"{wire / sent:.1f} bytes on the wire per hash (uncompressed)"
         )
-        import gzip
-
         targets = {"ingest": 20_000, "seal": 100_000, "fetch": 100_000}  # hashes/s, issue 6
         rows = [("ingest", sent, ingest), ("seal", sealed[0].adds, seal), ("fetch", sent, fetch)]
 
@@ -184,7 +181,7 @@ def main() -> None:
                 f"verify : fetch + verify + apply {len(mirror.signals):,} in {verify:.1f} s = "
                 f"{len(mirror.signals) / verify:,.0f} hashes/s (client side, audit primitives)"
             )
-        print(f"loadavg at end: {_loadavg()}")
+        print(f"loadavg at end: {loadavg()}")
         print("| phase  | hashes    | seconds | hashes/s  | target    | met |")
         print("| ------ | --------- | ------- | --------- | --------- | --- |")
         for phase, n, secs in rows:

@@ -6,9 +6,11 @@ chaining and the consistency proofs, and the SQLite mirror writes.
 Targets: first sync < 60 s, incremental < 1 s.
 
     .venv/bin/python benchmarks/bench_sync.py [--count 1000000] [--incremental 1000] [--source hub|audit]
+        [--server embedded|external [--url URL]]
 
---source hub    the real hub (hub.feed) served by waitress in a thread, PostgreSQL or SQLite scratch database,
-                set up through the hub's services; the kit authenticates with OAuth (client_secret_basic).
+--source hub    the real hub (hub.feed) served by waitress in a thread, on a scratch database of the embedded or
+                an external PostgreSQL (benchmarks/servers.py) as `hashfed_app`, set up through the hub's
+                services; the kit authenticates with OAuth (client_secret_basic).
 --source audit  a log sealed with `audit` primitives (tests/partners/fakehub.py), served by http.server: for
                 when the hub's feed is not available; the kit's work is the same.
 """
@@ -33,6 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import requests  # noqa: E402
 
@@ -118,33 +121,35 @@ def audit_server(count: int, batch: int, snapshots: bool = True) -> Iterator[tup
 
 
 @contextmanager
-def hub_server(count: int, batch: int, database: str) -> Iterator[tuple[str, Any, str]]:
+def hub_server(count: int, batch: int, args: argparse.Namespace) -> Iterator[tuple[str, Any, str]]:
     """The real hub on loopback (waitress in a thread) over a scratch database, set up by its services."""
+    # Imported here: --source audit runs where the hub is not installed.
+    import servers
     from waitress.server import create_server
 
     from hub.db import make_engine
-    from tests.conftest import app_url, create_database, drop_database
     from tests.partners.realhub import RealHub
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-sync-"))
-    url, handle = create_database(database, tmp)
-    engine = make_engine(app_url(database, url))
-    try:
-        hub = RealHub.start(app_url(database, url), engine, tmp / "var")
-        cid = hub.create_collection("bench")
-        t0 = time.perf_counter()
-        hub.submit(cid, count, per_request=10_000)
-        hub.seal(cid, max_entries=batch)
-        print(f"  set-up: submitted and sealed {count:,} signals ({time.perf_counter() - t0:.1f} s)")
-        server = create_server(hub.app, host="127.0.0.1", port=0, threads=4)
-        threading.Thread(target=server.run, daemon=True).start()
+    chosen = argparse.Namespace(server=args.server, url=args.url or servers.ADMIN)
+    with servers.server(chosen) as server, server.database() as scratch:
+        print(server.describe())
+        engine = make_engine(scratch.app_url)
         try:
-            yield f"http://127.0.0.1:{server.effective_port}", hub, cid
+            hub = RealHub.start(scratch.app_url, engine, tmp / "var")
+            cid = hub.create_collection("bench")
+            t0 = time.perf_counter()
+            hub.submit(cid, count, per_request=10_000)
+            hub.seal(cid, max_entries=batch)
+            print(f"  set-up: submitted and sealed {count:,} signals ({time.perf_counter() - t0:.1f} s)")
+            http = create_server(hub.app, host="127.0.0.1", port=0, threads=4)
+            threading.Thread(target=http.run, daemon=True).start()
+            try:
+                yield f"http://127.0.0.1:{http.effective_port}", hub, cid
+            finally:
+                http.close()
         finally:
-            server.close()
-    finally:
-        engine.dispose()
-        drop_database(database, handle)
+            engine.dispose()
 
 
 def session_for(source: str, url: str, hub: Any) -> requests.Session:
@@ -167,8 +172,11 @@ def main() -> None:
     ap.add_argument("--incremental", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=50_000, help="signals per sealed batch")
     ap.add_argument("--source", choices=["hub", "audit"], default=None)
-    ap.add_argument("--database", choices=["sqlite", "postgresql"], default="postgresql")
     ap.add_argument("--no-snapshot", action="store_true", help="first sync by batches, not the snapshot")
+    ap.add_argument(
+        "--server", choices=["embedded", "external"], default="external", help="--source hub: the hub's PostgreSQL"
+    )
+    ap.add_argument("--url", default=None, help="--source hub, external server: a role that may create databases")
     args = ap.parse_args()
     source = args.source or ("hub" if importlib.util.find_spec("hub.feed") else "audit")
     print(f"bench_sync: source={source} count={args.count:,} incremental={args.incremental:,}")
@@ -176,7 +184,7 @@ def main() -> None:
     server = (
         audit_server(args.count, args.batch, not args.no_snapshot)
         if source == "audit"
-        else hub_server(args.count, args.batch, args.database)
+        else hub_server(args.count, args.batch, args)
     )
     with server as (url, hub, cid), tempfile.TemporaryDirectory() as tmp:
         mirror = Mirror.open(f"sqlite:///{tmp}/mirror.db")
