@@ -327,8 +327,8 @@ _LOOKUP_ACTIVE_PG = text(
     " AS u(type, value) CROSS JOIN LATERAL (SELECT id FROM signals WHERE collection_id = :c AND type = u.type"
     " AND value = u.value AND status = 'active' LIMIT 1) AS s"
 )
-# Each statement's plan is cheap next to JIT-compiling it: the estimated cost of 10,000 index probes crosses
-# jit_above_cost, and compiling took ~20 ms of a ~120 ms lookup. For this transaction only.
+# Each statement's plan is cheap next to JIT-compiling it, yet the estimated cost of 10,000 index probes
+# crosses jit_above_cost. For this transaction only.
 _NO_JIT_PG = text("SET LOCAL jit = off")
 # The partial unique index of active values: a new signal that is already active in its collection violates it.
 _ACTIVE_VALUE_INDEX = "uq_signals_active_value"
