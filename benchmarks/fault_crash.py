@@ -19,7 +19,7 @@ It prints one line per round and a summary, and exits 1 if any acknowledged writ
 
     .venv/bin/python benchmarks/fault_crash.py [--rounds 9] [--submitters 4] [--reporters 2]
 
-Needs PostgreSQL's server binaries (initdb, pg_ctl); as root, the `postgres` OS user runs the cluster.
+Uses the embedded PostgreSQL wheel's programs (tests/pgcluster.py); nothing needs to be installed.
 """
 
 from __future__ import annotations

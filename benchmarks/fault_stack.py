@@ -1,7 +1,7 @@
 """The processes the fault and load scripts run, each started and killed on its own.
 
-A private PostgreSQL cluster (initdb in a temporary folder, Unix socket only, run as the `postgres` OS user
-when we are root, as initdb and postgres refuse root), `hashfed serve` (gunicorn) connected as the
+A private PostgreSQL cluster (tests/pgcluster.py: the embedded wheel's programs, a temporary folder, Unix
+socket only), `hashfed serve` (gunicorn) connected as the
 application role, and `hashfed scheduler`. Partners, OAuth clients and a collection are made through the
 hub's own services as the owner. Used by benchmarks/fault_crash.py and benchmarks/load_partners.py.
 """
@@ -9,17 +9,12 @@ hub's own services as the owner. Used by benchmarks/fault_crash.py and benchmark
 from __future__ import annotations
 
 import os
-import pwd
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
-from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +30,8 @@ from hub.feed import collections  # noqa: E402
 from hub.identity import tenants  # noqa: E402
 from hub.transparency.auditlog import Actor  # noqa: E402
 from hub.transparency.keys import HubKeys, keyset_record  # noqa: E402
+from tests.pgcluster import Cluster  # noqa: E402
+from tests.ports import free_port  # noqa: E402
 
 BIN = Path(sys.executable).parent
 APP_ROLE = "hashfed_app"
@@ -50,85 +47,6 @@ SERVER_SETTINGS = {
     "wal_writer_flush_after": "1GB",
     "max_connections": "300",
 }
-
-
-def free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def bindir() -> Path:
-    found = shutil.which("pg_ctl")
-    if found and shutil.which("initdb"):
-        return Path(found).parent
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
-    if not versions:
-        sys.exit("PostgreSQL server binaries (initdb, pg_ctl) not found")
-    return versions[-1].parent
-
-
-@dataclass
-class Cluster:
-    """A private PostgreSQL cluster listening on a Unix socket in its own folder."""
-
-    home: Path
-    port: int
-    settings: Mapping[str, str] = field(default_factory=lambda: dict(SERVER_SETTINGS))
-    bin: Path = field(default_factory=bindir)
-    run_as: list[str] = field(default_factory=list)
-
-    @classmethod
-    def make(cls, settings: Mapping[str, str] | None = None) -> Cluster:
-        home = Path(tempfile.mkdtemp(prefix="hashfed-fault-"))  # short: a socket path has at most 107 bytes
-        run_as: list[str] = []
-        if os.geteuid() == 0:
-            user = pwd.getpwnam("postgres")
-            os.chown(home, user.pw_uid, user.pw_gid)
-            run_as = ["runuser", "-u", "postgres", "--"]
-        return cls(home, free_port(), dict(settings or SERVER_SETTINGS), run_as=run_as)
-
-    def version(self) -> str:
-        done = subprocess.run([str(self.bin / "pg_ctl"), "--version"], capture_output=True, text=True)
-        return done.stdout.strip().removeprefix("pg_ctl (").replace(")", "", 1)
-
-    @property
-    def data(self) -> Path:
-        return self.home / "data"
-
-    def url(self, user: str = "postgres", database: str = DATABASE) -> str:
-        return f"postgresql://{user}@/{database}?host={self.home}&port={self.port}"
-
-    def _run(self, *args: str, check: bool = True) -> None:
-        done = subprocess.run([*self.run_as, *args], capture_output=True, text=True, timeout=120)
-        if check and done.returncode != 0:
-            log = self.home / "server.log"
-            tail = log.read_text()[-2000:] if log.exists() else ""
-            raise RuntimeError(f"{' '.join(args)} failed: {done.stdout}{done.stderr}{tail}")
-
-    def init(self) -> None:
-        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                  "--no-sync", "-E", "UTF8", "--locale=C")
-        with (self.data / "postgresql.conf").open("a") as conf:
-            conf.write(f"unix_socket_directories = '{self.home}'\nport = {self.port}\n")
-            conf.writelines(f"{name} = {value}\n" for name, value in self.settings.items())
-        self.start()
-        engine = make_engine(self.url(database="postgres"), isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {DATABASE}"))
-        engine.dispose()
-
-    def start(self) -> None:
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.home / "server.log"),
-                  "-w", "-t", "120", "start")
-
-    def crash(self, *, check: bool = True) -> None:
-        """`pg_ctl stop -m immediate`: every server process quits at once, no shutdown checkpoint."""
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop", check=check)
-
-    def remove(self) -> None:
-        self.crash(check=False)
-        shutil.rmtree(self.home, ignore_errors=True)
 
 
 class Proc:
@@ -183,11 +101,11 @@ class Stack:
     def __init__(self, work: Path, *, workers: int = 2, threads: int = 8, seal_interval_s: int = 1,
                  checkpoint_interval_s: int = 1, server_settings: Mapping[str, str] | None = None) -> None:
         self.work = work
-        self.cluster = Cluster.make(server_settings)
+        self.cluster = Cluster.make(server_settings or SERVER_SETTINGS, prefix="hashfed-fault-")
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.owner_url = self.cluster.url()
-        self.app_url = self.cluster.url(APP_ROLE)
+        self.owner_url = self.cluster.url(database=DATABASE)
+        self.app_url = self.cluster.url(APP_ROLE, DATABASE)
         self.common = {
             "PATH": os.environ.get("PATH", ""),
             "PYTHONPATH": os.environ.get("PYTHONPATH", ""),  # to run another checkout of the hub
@@ -223,6 +141,12 @@ class Stack:
 
     def create(self) -> None:
         self.cluster.init()
+        engine = make_engine(self.cluster.url(), isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                conn.execute(text(f"CREATE DATABASE {DATABASE}"))
+        finally:
+            engine.dispose()
         self.hashfed("init")
         self.hashfed("db", "grant", APP_ROLE, "--create")
 

@@ -9,12 +9,7 @@ itself stays unflushed: only the request's own flush can make its rows survive.
 from __future__ import annotations
 
 import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,11 +19,12 @@ from hub.app import create_app
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory
 from hub.feed.signals import Signal
-from hub.ops import embedded, migrate
+from hub.ops import migrate
 from hub.transparency.auditlog import AuditEntry
 from tests.conftest import BASE_URL, app_url, grant
 from tests.hub import factories
 from tests.hub import feedkit as kit
+from tests.pgcluster import Cluster
 
 CRASHES = 5
 # Few enough that a request's WAL (about 2 KiB plus 1 KiB per signal) stays within one 8 KiB WAL page.
@@ -52,70 +48,20 @@ SERVER_SETTINGS = {
 }
 
 
-@dataclass
-class Cluster:
-    """A private PostgreSQL cluster listening on a Unix socket in its own folder."""
-
-    bindir: Path
-    home: Path  # owned by the server's OS user: data, socket and log
-    run_as: list[str]  # runuser prefix when the tests run as root (initdb and postgres refuse root)
-
-    @property
-    def data(self) -> Path:
-        return self.home / "data"
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@/postgres?host={self.home}&port=5432"
-
-    def _run(self, *args: str, check: bool = True) -> None:
-        done = subprocess.run([*self.run_as, *args], capture_output=True, text=True, timeout=60)
-        if check and done.returncode != 0:
-            log = self.home / "server.log"
-            tail = log.read_text()[-2000:] if log.exists() else ""
-            raise RuntimeError(f"{' '.join(args)} failed: {done.stdout}{done.stderr}{tail}")
-
-    def init(self) -> None:
-        # --no-sync: initdb's own fsyncs guard against an OS crash; the test crashes the server only.
-        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                  "--no-sync", "-E", "UTF8", "--locale=C")
-        with (self.data / "postgresql.conf").open("a") as conf:
-            conf.write(f"unix_socket_directories = '{self.home}'\nport = 5432\n")
-            conf.writelines(f"{name} = {value}\n" for name, value in SERVER_SETTINGS.items())
-
-    def start(self) -> None:
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.home / "server.log"),
-                  "-w", "-t", "60", "start")
-
-    def crash(self, *, check: bool = True) -> None:
-        """Stop as a power cut would, for what is not yet written: nothing in WAL buffers survives."""
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop", check=check)
-
-
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
-    # The programs of the PostgreSQL wheel the hub embeds: no server needs to be installed.
-    bindir, run_as = embedded.server_programs()
-    home = Path(tempfile.mkdtemp(prefix="hashfed-crash-"))  # short: a socket path has at most 107 bytes
+    c = Cluster.make(SERVER_SETTINGS, prefix="hashfed-crash-")
     try:
-        if run_as:
-            server_user = pwd.getpwnam(embedded.SERVER_USER)
-            os.chown(home, server_user.pw_uid, server_user.pw_gid)
-        c = Cluster(bindir, home, run_as)
         c.init()
-        c.start()
-        try:
-            yield c
-        finally:
-            c.crash(check=False)  # the server may already be down if the test failed
+        yield c
     finally:
-        shutil.rmtree(home, ignore_errors=True)
+        c.remove()
 
 
 @pytest.mark.postgres_only
 @pytest.mark.slow
 def test_an_acknowledged_submission_survives_a_crash(cluster: Cluster, tmp_path: Path) -> None:
-    owner_url = cluster.url
+    owner_url = cluster.url()
     migrate.upgrade(owner_url, "heads")
     grant(owner_url)
     url = app_url(owner_url)
