@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,20 +42,6 @@ from tests.hub.keykit import (
     trusted,
 )
 from tests.partners.realhub import HUB_NAME, FlaskTransport, RealHub
-
-
-@pytest.fixture
-def hub(fresh_database: Database, tmp_path: Path) -> RealHub:
-    return RealHub.start(fresh_database.app_url, fresh_database.engine, tmp_path / "var")
-
-
-@pytest.fixture
-def mirrors() -> Iterator[list[Mirror]]:
-    opened: list[Mirror] = []
-    yield opened
-    for m in opened:
-        m.close()
-
 
 # 2. Revocation: key set N+1, everything the key signed re-signed --------------------------------------------
 

@@ -7,18 +7,14 @@ rotation); the operator's command runs through `hashfed keys rotate`, the kit sy
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-
-import pytest
 
 from audit.dsse import Envelope
 from audit.payloads import Snapshot, open_payload
 from hub.cli.audit import keys_group
 from hub.transparency import keys
 from partners.client.mirror import Mirror
-from tests.conftest import Database
 from tests.hub.keykit import (
     key_of,
     new_mirror,
@@ -29,20 +25,6 @@ from tests.hub.keykit import (
     trusted,
 )
 from tests.partners.realhub import FlaskTransport, RealHub
-
-
-@pytest.fixture
-def hub(fresh_database: Database, tmp_path: Path) -> RealHub:
-    return RealHub.start(fresh_database.app_url, fresh_database.engine, tmp_path / "var")
-
-
-@pytest.fixture
-def mirrors() -> Iterator[list[Mirror]]:
-    opened: list[Mirror] = []
-    yield opened
-    for m in opened:
-        m.close()
-
 
 # A rotation takes effect in a running hub ---------------------------------------------------------------
 

@@ -26,7 +26,6 @@ from hub.app import create_app
 from hub.transparency.auditlog import Actor
 from hub.transparency.auditlog import AuditEntry as AuditRow
 from hub.webhooks import service as webhooks
-from tests.conftest import Database
 from tests.partners.realhub import FlaskTransport, RealHub
 
 
@@ -73,11 +72,6 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-@pytest.fixture
-def hub(fresh_database: Database, tmp_path: Path) -> RealHub:
-    return RealHub.start(fresh_database.app_url, fresh_database.engine, tmp_path / "var")
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from hub.transparency.auditlog import Actor
@@ -16,13 +15,7 @@ from hub.webhooks import service as webhooks
 from partners.client.mirror import Mirror
 from partners.client.sync import Syncer
 from partners.client.webhook import WEBHOOK_PATH, WebhookVerifier, make_server
-from tests.conftest import Database
 from tests.partners.realhub import FlaskTransport, RealHub
-
-
-@pytest.fixture
-def hub(fresh_database: Database, tmp_path: Path) -> RealHub:
-    return RealHub.start(fresh_database.app_url, fresh_database.engine, tmp_path / "var")
 
 
 def test_register_get_and_delete(hub: RealHub) -> None:
