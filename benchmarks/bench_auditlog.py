@@ -38,6 +38,7 @@ from hub.config import Settings
 from hub.db import make_engine, make_session_factory
 from hub.ops.jobs import integrate_audit_log
 from hub.transparency import auditlog
+from hub.transparency.models import AuditEntry, AuditHead
 from tests.hub.auditkit import make_hub_keys
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,11 +100,11 @@ def _bulk(engine, n: int) -> None:
                 rows.append(
                     {"seq": seq, "entry": entry, "leaf_hash": leaf_hash(entry), "recorded_at": moment}
                 )
-            conn.execute(auditlog.AuditEntry.__table__.insert(), rows)
+            conn.execute(AuditEntry.__table__.insert(), rows)
         # Bulk rows bypass record(): move the writers' head past them.
         last = t0 + timedelta(seconds=(n - 1) // 100)
         conn.execute(
-            auditlog.AuditHead.__table__.update().values(next_seq=n, last_time=last)
+            AuditHead.__table__.update().values(next_seq=n, last_time=last)
         )
 
 

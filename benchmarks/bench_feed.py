@@ -37,6 +37,7 @@ from hub.app import create_app
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory
 from hub.feed import collections
+from hub.feed.models import Access
 from hub.ops import jobs
 from hub.transparency import keys
 from hub.transparency.auditlog import Actor
@@ -88,7 +89,7 @@ def main() -> None:
                 s,
                 c.id,
                 reader.id,
-                collections.Access.READER,
+                Access.READER,
                 True,
                 actor=Actor.operator(),
                 hub_name="bench.test",

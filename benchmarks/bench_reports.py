@@ -34,7 +34,7 @@ from hub.app import create_app
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory
 from hub.reports.models import Report
-from hub.transparency.auditlog import AuditEntry
+from hub.transparency.models import AuditEntry
 from tests.hub import factories, reportkit
 from tests.hub import feedkit as kit
 

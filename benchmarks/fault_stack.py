@@ -27,6 +27,7 @@ from hub import rls  # noqa: E402
 from hub.config import Settings  # noqa: E402
 from hub.db import make_engine, make_session_factory  # noqa: E402
 from hub.feed import collections  # noqa: E402
+from hub.feed.models import Access  # noqa: E402
 from hub.identity import tenants  # noqa: E402
 from hub.transparency.auditlog import Actor  # noqa: E402
 from hub.transparency.keys import HubKeys, keyset_record  # noqa: E402
@@ -194,11 +195,11 @@ class Stack:
                     signer=keys.signer("collection"),
                 )
                 for w in writers[1:]:
-                    collections.set_access(s, c.id, w.partner_id, collections.Access.CONTRIBUTOR, True, actor=op,
+                    collections.set_access(s, c.id, w.partner_id, Access.CONTRIBUTOR, True, actor=op,
                                            hub_name=keys.hub_name, signer=keys.signer("collection"))
                 reading = [client(f"partner-{i}", "platform", list(reader_scopes)) for i in range(readers)]
                 for r in reading:
-                    collections.set_access(s, c.id, r.partner_id, collections.Access.READER, True, actor=op,
+                    collections.set_access(s, c.id, r.partner_id, Access.READER, True, actor=op,
                                            hub_name=keys.hub_name, signer=keys.signer("collection"))
                 return c.id, writers, reading
         finally:

@@ -1,4 +1,4 @@
-"""Every table of the hub on one metadata: each domain's models imported by name, so Alembic sees them all.
+"""Every table of the hub on one metadata: each domain's `models` module imported by name, so Alembic sees them all.
 
 A new domain with tables adds its models module here; `tests/hub/test_migrations.py` fails until it does.
 """
@@ -6,12 +6,12 @@ A new domain with tables adds its models module here; `tests/hub/test_migrations
 from __future__ import annotations
 
 from hub.db import Base
-from hub.feed import batches, collections, signals
+from hub.feed import models as feed
 from hub.identity import models as identity
 from hub.reports import models as reports
-from hub.transparency import auditlog, keys
-from hub.webhooks import service as webhooks
+from hub.transparency import models as transparency
+from hub.webhooks import models as webhooks
 
 # The modules above define the tables; naming them keeps the imports (and documents what is gathered).
-MODULES = (identity, auditlog, keys, collections, signals, batches, reports, webhooks)
+MODULES = (identity, transparency, feed, reports, webhooks)
 metadata = Base.metadata

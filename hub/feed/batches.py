@@ -11,7 +11,6 @@ and (collection, seq) is unique.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import json
@@ -25,20 +24,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
-    ForeignKey,
-    Integer,
-    LargeBinary,
-    SmallInteger,
-    String,
-    Text,
     inspect,
     select,
     text,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
-from audit.canonical import canonical_json, format_time, parse_json
+from audit.canonical import canonical_json, format_time
 from audit.dsse import sign_envelope
 from audit.log import (
     assemble_consistency,
@@ -54,84 +46,24 @@ from audit.note import Checkpoint, cosign_note, sign_checkpoint
 from audit.payloads import BatchAdd, BatchPayload, BatchRemove
 from audit.signing import Signer
 from hub import rls
-from hub.db import Base, UTCDateTime
 from hub.errors import HubError, NotFoundError
 from hub.feed import collections
-from hub.feed.collections import Collection
-from hub.feed.signals import Pending, PendingChange, SignalSeq
+from hub.feed.models import (
+    Batch,
+    Collection,
+    CollectionCheckpoint,
+    CollectionHead,
+    CollectionNode,
+    Pending,
+    PendingChange,
+    SignalSeq,
+    envelope_of,
+)
 from hub.transparency import auditlog
 from hub.transparency.auditlog import Actor, SqlNodeStore
 
 # Namespace (first key) of the per-collection advisory locks; the second key is hashtext(collection id).
 SEAL_LOCK = 0x68667364  # "hfsd"
-
-
-class Batch(Base):
-    """One sealed batch: the exact payload bytes and the signatures of its envelope. Append-only.
-
-    The envelope is stored in its two parts: its canonical JSON is a function of them (`envelope_of`), and
-    storing it whole kept each batch's bytes twice, the second time in base64.
-    """
-
-    __tablename__ = "batches"
-
-    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id"), primary_key=True)
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    payload: Mapped[bytes] = mapped_column(LargeBinary)
-    # Canonical JSON of the DSSE envelope's `signatures` list.
-    signatures: Mapped[bytes] = mapped_column(LargeBinary)
-    # Lowercase hex SHA-256 of the payload: the next batch's `prev` and this batch's ETag.
-    payload_sha256: Mapped[str] = mapped_column(String(64))
-    adds: Mapped[int] = mapped_column(Integer)
-    removes: Mapped[int] = mapped_column(Integer)
-    sealed_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    # The audit entry recording the seal.
-    audit_seq: Mapped[int] = mapped_column(BigInteger)
-
-    @property
-    def envelope(self) -> bytes:
-        """Canonical JSON of the DSSE envelope, exactly as served."""
-        return envelope_of(bytes(self.payload), bytes(self.signatures))
-
-
-class CollectionNode(Base):
-    """A perfect subtree hash of a collection's log, keyed as `audit.log` keys them. Append-only."""
-
-    __tablename__ = "collection_nodes"
-
-    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id"), primary_key=True)
-    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
-    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
-
-
-class CollectionCheckpoint(Base):
-    """Every checkpoint signed for a collection (without cosignatures). Append-only: evidence."""
-
-    __tablename__ = "collection_checkpoints"
-
-    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id"), primary_key=True)
-    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    root: Mapped[bytes] = mapped_column(LargeBinary(32))
-    note: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    audit_seq: Mapped[int] = mapped_column(BigInteger)
-
-
-class CollectionHead(Base):
-    """The latest state of a collection's log: what the feed serves and what the sealer extends."""
-
-    __tablename__ = "collection_heads"
-
-    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id"), primary_key=True)
-    size: Mapped[int] = mapped_column(BigInteger)
-    root: Mapped[bytes] = mapped_column(LargeBinary(32))
-    # SHA-256 of the latest payload (the next `prev`), NULL before the first batch.
-    payload_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    # The latest checkpoint with its newest cosignature, exactly as served.
-    note: Mapped[str] = mapped_column(Text)
-    cosigned_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    sealed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class SealError(HubError):
@@ -183,17 +115,6 @@ def signatures_json(payload: bytes, signer: Signer) -> bytes:
     """Canonical JSON of the `signatures` list of a batch payload's DSSE envelope signed by `signer`."""
     envelope = sign_envelope(BatchPayload.PAYLOAD_TYPE, payload, [signer])
     return canonical_json([{"keyid": s.keyid, "sig": b64encode(s.sig)} for s in envelope.signatures])
-
-
-def envelope_of(payload: bytes, signatures: bytes) -> bytes:
-    """Canonical JSON of a batch's DSSE envelope from its payload and its stored `signatures` JSON."""
-    return canonical_json(
-        {
-            "payload": base64.b64encode(payload).decode("ascii"),
-            "payloadType": BatchPayload.PAYLOAD_TYPE,
-            "signatures": parse_json(signatures),
-        }
-    )
 
 
 def envelope_bytes(payload: bytes, signer: Signer) -> bytes:

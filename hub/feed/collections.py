@@ -8,20 +8,20 @@ Readers see the collection and its feed; contributors may submit to it; anyone e
 
 from __future__ import annotations
 
-import enum
 import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, LargeBinary, String, Text, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from audit.dsse import sign_envelope
 from audit.payloads import CollectionDescriptor
 from audit.signing import Signer
-from hub.db import Base, UTCDateTime, utcnow
+from hub.db import utcnow
 from hub.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
+from hub.feed.models import Access, Collection, CollectionMember
 from hub.identity.models import Partner, PartnerStatus
 from hub.transparency import auditlog
 from hub.transparency.auditlog import Actor
@@ -30,56 +30,6 @@ from partners.matching.signals import SignalType
 SIGNAL_TYPES = tuple(t.value for t in SignalType)
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _CATEGORY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-
-
-class Access(enum.StrEnum):
-    READER = "reader"
-    CONTRIBUTOR = "contributor"
-
-
-class Collection(Base):
-    """A bank of signals with its own Merkle log of batches."""
-
-    __tablename__ = "collections"
-    __table_args__ = (
-        CheckConstraint("pdq_threshold >= 0 AND pdq_threshold <= 256", name="pdq_threshold"),
-        CheckConstraint("min_quality >= 0 AND min_quality <= 100", name="min_quality"),
-    )
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    slug: Mapped[str] = mapped_column(String(63), unique=True)
-    owner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"))
-    category: Mapped[str] = mapped_column(String(32))
-    # Comma-separated subset of SIGNAL_TYPES, in that order.
-    signal_types: Mapped[str] = mapped_column(String(100))
-    pdq_threshold: Mapped[int] = mapped_column(Integer)
-    min_quality: Mapped[int] = mapped_column(Integer)
-    # The latest signed descriptor (DSSE envelope JSON) exactly as served, and how many times it was signed.
-    descriptor: Mapped[bytes] = mapped_column(LargeBinary)
-    descriptor_version: Mapped[int] = mapped_column(Integer)
-    # Audit entry of the change that produced the current descriptor.
-    descriptor_audit_seq: Mapped[int] = mapped_column(BigInteger)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    # Free text for operators; never signed or served to partners.
-    description: Mapped[str] = mapped_column(Text, default="")
-
-    @property
-    def types(self) -> tuple[str, ...]:
-        return tuple(self.signal_types.split(","))
-
-
-class CollectionMember(Base):
-    """A partner's access to a collection: one row per (partner, access)."""
-
-    __tablename__ = "collection_members"
-    __table_args__ = (CheckConstraint("access IN ('reader', 'contributor')", name="access"),)
-
-    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id"), primary_key=True)
-    partner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"), primary_key=True, index=True)
-    access: Mapped[str] = mapped_column(String(20), primary_key=True)
-    granted_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    # Audit entry of the grant.
-    audit_seq: Mapped[int] = mapped_column(BigInteger)
 
 
 def origin(hub_name: str, collection_id: str) -> str:

@@ -27,10 +27,10 @@ from audit.signing import Signer
 from hub import rls
 from hub.errors import ConflictError, NotFoundError
 from hub.feed import batches
-from hub.feed.batches import Batch, CollectionCheckpoint, CollectionHead
-from hub.feed.collections import Collection
+from hub.feed.models import Batch, Collection, CollectionCheckpoint, CollectionHead
 from hub.transparency import keys
-from hub.transparency.auditlog import Actor, AuditCheckpoint, record
+from hub.transparency.auditlog import Actor, record
+from hub.transparency.models import AuditCheckpoint, SigningKey
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def revoke_key(
     current key re-signs. Raises `NotFoundError` for an unknown key, `ConflictError` if already revoked.
     """
     rls.set_tenant(session, rls.SYSTEM)  # the hub's own rows, every collection's
-    row = session.get(keys.SigningKey, key_id)
+    row = session.get(SigningKey, key_id)
     if row is None:
         raise NotFoundError(f"no signing key {key_id}")
     if row.revoked_at is not None:

@@ -2,7 +2,7 @@
 
 Routes are thin: the partner comes from the token (`current_principal()`), services do the work. A partner
 that may not read a collection gets a 404 for all of it. Batch pages are streamed, each envelope rebuilt from
-its stored payload and signatures (`batches.envelope_of`).
+its stored payload and signatures (`models.envelope_of`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from hub import rls
 from hub.db import utcnow
 from hub.errors import NotFoundError, ServiceUnavailableError, ValidationError
 from hub.feed import batches, collections, signals, snapshots
+from hub.feed.models import Access, Collection, CollectionHead
 from hub.feed.schemas import (
     AckedSchema,
     AckSchema,
@@ -50,18 +51,18 @@ def _keys() -> HubKeys:
         raise ServiceUnavailableError("signing keys are not loaded") from e
 
 
-def _readable(c: str) -> collections.Collection:
+def _readable(c: str) -> Collection:
     return collections.readable(db(), c, current_principal().partner_id)
 
 
-def _head(c: str) -> batches.CollectionHead:
+def _head(c: str) -> CollectionHead:
     head = batches.head(db(), c)
     if head is None:
         raise NotFoundError("this collection has no checkpoint yet; the scheduler signs one shortly")
     return head
 
 
-def _summary(c: collections.Collection, access: list[str]) -> dict[str, Any]:
+def _summary(c: Collection, access: list[str]) -> dict[str, Any]:
     return {
         "id": c.id,
         "slug": c.slug,
@@ -356,14 +357,14 @@ def create_collection(args: dict[str, Any]) -> dict[str, Any]:
 @blp.alt_response(404, description="no such collection, partner or access")
 def change_access(c: str, partner_id: str, access: str) -> dict[str, Any]:
     """Grant (PUT) or revoke (DELETE) read or contribute access; audited, descriptor re-signed."""
-    if access not in {a.value for a in collections.Access}:
+    if access not in {a.value for a in Access}:
         raise NotFoundError("access is reader or contributor")
     _as_governance()
     col = collections.set_access(
         db(),
         c,
         partner_id,
-        collections.Access(access),
+        Access(access),
         request.method == "PUT",
         actor=current_principal().actor(),
         hub_name=settings().hub_name,

@@ -8,7 +8,6 @@ audit entry for the request. New signals and retractions wait as `pending` chang
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import json
 import os
@@ -20,14 +19,6 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
-    BigInteger,
-    CheckConstraint,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    String,
-    Text,
     bindparam,
     delete,
     func,
@@ -36,11 +27,23 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
-from hub.db import Base, UTCDateTime, durable_before_answering, utcnow
+from hub.db import UTCDateTime, durable_before_answering, utcnow
 from hub.errors import ConflictError, NotFoundError, PayloadTooLargeError, ValidationError
 from hub.feed import collections
+from hub.feed.models import (
+    MAX_CASE_REF_LENGTH,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    Collection,
+    IdempotencyKey,
+    Pending,
+    PendingChange,
+    RetiredValue,
+    Signal,
+    SignalSeq,
+    SignalStatus,
+)
 from hub.transparency import auditlog
 from hub.transparency.auditlog import Actor
 from partners.matching.signals import EXACT_HEX_LEN, HEX_LEN
@@ -48,8 +51,6 @@ from partners.matching.signals import EXACT_HEX_LEN, HEX_LEN
 MAX_SIGNALS_PER_REQUEST = 10_000
 MAX_TAGS = 20
 MAX_TAG_LENGTH = 64
-MAX_CASE_REF_LENGTH = 200
-MAX_IDEMPOTENCY_KEY_LENGTH = 200
 # A bulk audit entry lists the new ids up to this many; beyond it, their count and digest.
 AUDIT_ID_LIST_LIMIT = 100
 
@@ -60,142 +61,6 @@ _HEX = re.compile(r"[0-9a-fA-F]*")
 _HEX_OF = {kind: re.compile(f"[0-9a-fA-F]{{{n}}}") for kind, n in HEX_LENGTHS.items()}
 _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]*")
 _ITEM_KEYS = frozenset({"type", "value", "quality", "tags", "case_ref"})
-
-
-class SignalStatus(enum.StrEnum):
-    ACTIVE = "active"
-    RETRACTED = "retracted"
-    RETIRED = "retired"
-
-
-class Pending(enum.StrEnum):
-    """A change waiting for the sealer."""
-
-    ADD = "add"
-    REMOVE = "remove"
-
-
-class Signal(Base):
-    """One hash in one collection, from submission to its removal.
-
-    Two indexes only, each with a reader: the primary key (retraction, reports, the sealer's join) and the
-    partial unique index of active values (deduplication, the deny list's sweep, the matcher's lookups). No
-    foreign keys: their per-row checks were a third of bulk ingest on PostgreSQL, and the service checks
-    both under the audit lock (the collection is contributable, the contributor is the token's partner);
-    collections and partners are never deleted (partners are suspended). On PostgreSQL the key columns
-    (ids, type, value, status) collate "C" (migration 0010): bytewise comparisons in every index.
-    """
-
-    __tablename__ = "signals"
-    __table_args__ = (
-        CheckConstraint("type IN (" + ", ".join(f"'{t}'" for t in HEX_LENGTHS) + ")", name="type"),
-        CheckConstraint("status IN ('active', 'retracted', 'retired')", name="status"),
-        CheckConstraint("quality IS NULL OR (quality >= 0 AND quality <= 100)", name="quality"),
-        # Deduplication: one active signal per (type, value) in a collection; a retracted one may come back.
-        Index(
-            "uq_signals_active_value",
-            "collection_id",
-            "type",
-            "value",
-            unique=True,
-            postgresql_where=text("status = 'active'"),
-        ),
-    )
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    collection_id: Mapped[str] = mapped_column(String(36))
-    type: Mapped[str] = mapped_column(String(10))
-    # Normalized: lowercase hex.
-    value: Mapped[str] = mapped_column(String(64))
-    quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    # Canonical JSON list of tags, or NULL.
-    tags: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # The contributor's opaque case reference (never served to other partners, never audited).
-    case_ref: Mapped[str | None] = mapped_column(String(MAX_CASE_REF_LENGTH), nullable=True)
-    contributor_id: Mapped[str] = mapped_column(String(36))
-    status: Mapped[str] = mapped_column(String(10))
-    # Audit entry of the submission (the batches that published it are in `signal_seqs`).
-    added_audit_seq: Mapped[int] = mapped_column(BigInteger)
-    # Audit entry of the retraction or retirement.
-    removed_audit_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    removal_reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-
-
-class PendingChange(Base):
-    """A change waiting for the sealer: a row per add or remove, deleted when its batch is sealed.
-
-    Submission and retraction insert here; the sealer reads a collection's rows in signal id order, so it
-    never scans or rewrites the wide `signals` rows to find its work. A row carries what its batch entry
-    needs (a copy of the signal's type, value, quality and tags, or the removal's reason), so the sealer
-    does not read `signals` either; the `entry` constraint (migration 0015) makes every row carry them. A
-    signal has at most one pending change: retracting a never-published add deletes the add instead.
-    """
-
-    __tablename__ = "pending_changes"
-    __table_args__ = (
-        CheckConstraint("op IN ('add', 'remove')", name="op"),
-        CheckConstraint(
-            "(op = 'add' AND type IS NOT NULL AND value IS NOT NULL) OR (op = 'remove' AND reason IS NOT NULL)",
-            name="entry",
-        ),
-    )
-
-    collection_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    signal_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    op: Mapped[str] = mapped_column(String(6))
-    # Audit entry of the submission or removal that authorized the change (the batch entry's audit_seq).
-    audit_seq: Mapped[int] = mapped_column(BigInteger)
-    # An add's batch entry, copied from the signal at submission (a signal's hash never changes).
-    type: Mapped[str | None] = mapped_column(String(10), nullable=True)
-    value: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    tags: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # A remove's reason (the signal's removal_reason).
-    reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
-
-
-class SignalSeq(Base):
-    """The batches that published a signal: the seq of its add, and of its removal once that is sealed.
-
-    A row exists from the seal of the signal's add on (no row: never published). Kept out of `signals` so that
-    sealing inserts one narrow row per add instead of rewriting a wide signal row (a new tuple version, and a
-    full-page image of every signal page it touches for the first time since a checkpoint); readers join it
-    on the primary key. On PostgreSQL a row is visible exactly when its signal is, and only the sealer
-    (SYSTEM) writes.
-    """
-
-    __tablename__ = "signal_seqs"
-
-    signal_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    added_seq: Mapped[int] = mapped_column(BigInteger)
-    removed_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-
-
-class RetiredValue(Base):
-    """The deny list: a (type, value) governance retired may never be submitted again (409)."""
-
-    __tablename__ = "retired_values"
-
-    type: Mapped[str] = mapped_column(String(10), primary_key=True)
-    value: Mapped[str] = mapped_column(String(64), primary_key=True)
-    retired_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    audit_seq: Mapped[int] = mapped_column(BigInteger)
-
-
-class IdempotencyKey(Base):
-    """A submission's Idempotency-Key, per partner: a replay with the same body gets the stored response."""
-
-    __tablename__ = "idempotency_keys"
-
-    partner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"), primary_key=True)
-    key: Mapped[str] = mapped_column(String(MAX_IDEMPOTENCY_KEY_LENGTH), primary_key=True)
-    # Lowercase hex SHA-256 of the request (collection and body bytes).
-    request_sha256: Mapped[str] = mapped_column(String(64))
-    status: Mapped[int] = mapped_column(Integer)
-    response: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Item(NamedTuple):
@@ -725,7 +590,7 @@ def retire_value(
     if session.get(RetiredValue, (kind, value)) is not None:
         raise ConflictError("this hash is already retired")
     found: list[Signal] = []
-    for cid in session.scalars(select(collections.Collection.id).order_by(collections.Collection.id)):
+    for cid in session.scalars(select(Collection.id).order_by(Collection.id)):
         # Per collection, so the lookup uses the (collection_id, type, value) index of active values.
         found.extend(
             session.scalars(

@@ -24,7 +24,7 @@ from audit.payloads import BatchAdd, Snapshot, SnapshotChunk
 from audit.signing import Signer
 from hub.errors import NotFoundError
 from hub.feed import batches
-from hub.feed.signals import Signal, SignalSeq
+from hub.feed.models import Signal, SignalSeq
 
 CHUNK_SIZE = 50_000
 

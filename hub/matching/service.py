@@ -31,9 +31,8 @@ from sqlalchemy.orm import Session
 from audit.errors import VerificationError
 from audit.payloads import BatchPayload
 from hub.errors import HubError, PayloadTooLargeError, ValidationError
-from hub.feed.batches import Batch, CollectionHead
-from hub.feed.collections import Access, Collection, CollectionMember
-from hub.feed.signals import HEX_LENGTHS, Signal, SignalSeq
+from hub.feed.models import Access, Batch, Collection, CollectionHead, CollectionMember, Signal, SignalSeq
+from hub.feed.signals import HEX_LENGTHS
 from hub.identity.models import Partner, PartnerStatus
 from partners.matching.matcher import Matcher
 

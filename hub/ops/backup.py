@@ -39,6 +39,7 @@ from hub.db import make_engine, make_session_factory
 from hub.errors import HubError
 from hub.ops import embedded, migrate
 from hub.transparency import auditlog, keys
+from hub.transparency.models import KeySetRecord
 
 FORMAT = "hashfed-backup/v1"
 MANIFEST = "manifest.json"
@@ -157,7 +158,7 @@ def create(settings: Settings, to: Path, now: datetime, *, include_keys: bool = 
 def _snapshot_state(conn: Connection, to: Path) -> dict[str, Any]:
     """Read the manifest's figures and write the key sets and latest checkpoint, all from `conn`'s snapshot."""
     with Session(bind=conn) as session:
-        keysets = list(session.scalars(select(keys.KeySetRecord).order_by(keys.KeySetRecord.version)))
+        keysets = list(session.scalars(select(KeySetRecord).order_by(KeySetRecord.version)))
         v1 = keysets[0] if keysets and keysets[0].version == 1 else None
         latest = auditlog.latest_checkpoint(session)
         entries = session.scalar(text("SELECT count(*) FROM audit_entries")) or 0

@@ -23,10 +23,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hub import rls
 from hub.db import utcnow
-from hub.feed import batches, signals
-from hub.feed.collections import Collection
+from hub.feed import signals
+from hub.feed.models import Batch, Collection, CollectionHead
 from hub.identity.auth import require_scope
 from hub.transparency import auditlog
+from hub.transparency.models import AuditEntry
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class FeedCollector(Collector):
                 "age of the newest checkpoint cosignature",
                 labels=["collection"],
             )
-            for head in s.scalars(select(batches.CollectionHead)):
+            for head in s.scalars(select(CollectionHead)):
                 slug = slugs.get(head.collection_id, head.collection_id)
                 if head.sealed_at is not None:
                     seal_age.add_metric([slug], (now - head.sealed_at).total_seconds())
@@ -78,7 +79,7 @@ class FeedCollector(Collector):
             yield cosign_age
             sealed = CounterMetricFamily("hashfed_batches_sealed", "batches sealed", labels=["collection"])
             rows = s.execute(
-                select(batches.Batch.collection_id, func.count()).group_by(batches.Batch.collection_id)
+                select(Batch.collection_id, func.count()).group_by(Batch.collection_id)
             )
             for cid, n in rows:
                 sealed.add_metric([slugs.get(cid, cid)], n)
@@ -87,7 +88,7 @@ class FeedCollector(Collector):
             for status, n in signals.status_counts(s).items():
                 by_status.add_metric([status], n)
             yield by_status
-            size = s.scalar(select(func.count()).select_from(auditlog.AuditEntry)) or 0
+            size = s.scalar(select(func.count()).select_from(AuditEntry)) or 0
             yield GaugeMetricFamily("hashfed_audit_entries", "audit log entries", value=size)
             latest = auditlog.latest_checkpoint(s)
             if latest is not None:

@@ -27,9 +27,8 @@ from sqlalchemy.orm import Session
 from audit.canonical import canonical_json, format_time
 from hub.db import durable_before_answering, utcnow
 from hub.errors import BadRequestError, NotFoundError, PayloadTooLargeError, ValidationError
-from hub.feed.batches import CollectionHead
-from hub.feed.collections import Access, CollectionMember
-from hub.feed.signals import EXACT_TYPES, HEX_LENGTHS, Signal, SignalSeq
+from hub.feed.models import Access, CollectionHead, CollectionMember, Signal, SignalSeq
+from hub.feed.signals import EXACT_TYPES, HEX_LENGTHS
 from hub.reports.models import (
     MAX_REPORT_ID_LENGTH,
     OUTCOMES,

@@ -14,16 +14,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
-    LargeBinary,
-    SmallInteger,
-    Text,
     insert,
     select,
     text,
     tuple_,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
 from audit.canonical import canonical_json
 from audit.errors import VerificationError
@@ -43,9 +39,10 @@ from audit.log import (
 from audit.merkle import NodeKey
 from audit.note import Checkpoint, sign_checkpoint
 from audit.signing import Signer
-from hub.db import AWAIT_DURABLE, EARLY_RELEASE, Base, UTCDateTime, utcnow
+from hub.db import AWAIT_DURABLE, EARLY_RELEASE, Base, utcnow
 from hub.errors import BadRequestError, HubError, NotFoundError
 from hub.transparency.keys import all_envelopes
+from hub.transparency.models import AuditCheckpoint, AuditEntry, AuditHead, AuditNode
 
 # Keys of the PostgreSQL advisory locks of the audit log (constants unique to their purpose).
 AUDIT_INTEGRATE_LOCK = 0x68617368_6665_6402  # one integrator (checkpoint job) at a time
@@ -57,57 +54,6 @@ _INTEGRATE_CHUNK = 50_000
 # Node keys per SELECT and node rows per INSERT of `SqlNodeStore`.
 _NODE_READ_CHUNK = 500
 _NODE_WRITE_CHUNK = 10_000
-
-
-class AuditEntry(Base):
-    """One leaf of the audit log. Append-only: triggers refuse UPDATE, DELETE and TRUNCATE."""
-
-    __tablename__ = "audit_entries"
-
-    # Leaf index in the audit Merkle log, gapless from 0.
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    # RFC 8785 canonical JSON of the entry: exactly the bytes that are hashed.
-    entry: Mapped[bytes] = mapped_column(LargeBinary)
-    # SHA-256(0x00 || entry), RFC 9162 leaf hash.
-    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
-    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-class AuditHead(Base):
-    """One row: the next audit seq and the newest entry time. Writers take it with one UPDATE ... RETURNING.
-
-    A row lock instead of an advisory lock plus a read of the last entry: one round trip per entry fewer,
-    and the lock still orders writers and is held until the writer's transaction ends (gapless seq).
-    """
-
-    __tablename__ = "audit_head"
-
-    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
-    next_seq: Mapped[int] = mapped_column(BigInteger)
-    # Time of the newest entry, whole seconds: entry times never go backwards.
-    last_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-
-
-class AuditNode(Base):
-    """A perfect subtree hash: (level, idx) covers leaves [idx * 2**level, (idx + 1) * 2**level)."""
-
-    __tablename__ = "audit_nodes"
-
-    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
-    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
-
-
-class AuditCheckpoint(Base):
-    """A signed checkpoint of the audit log; the largest size is the integrated tree size."""
-
-    __tablename__ = "audit_checkpoints"
-
-    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    root: Mapped[bytes] = mapped_column(LargeBinary(32))
-    # The C2SP signed note exactly as served.
-    note: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class AuditLogError(HubError):

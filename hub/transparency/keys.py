@@ -20,16 +20,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Integer, LargeBinary, String, func, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from audit.dsse import Envelope, sign_envelope
 from audit.errors import VerificationError
 from audit.keyset import KEYS_TYPE, ROLES, KeyInfo, KeySet, TrustedKeySet
 from audit.signing import Ed25519Signer, Signer, key_id
 from hub.config import Settings
-from hub.db import Base, UTCDateTime
 from hub.errors import ConflictError, HubError, NotFoundError, ServiceUnavailableError
+from hub.transparency.models import KeySetRecord, SigningKey
 
 # A key set is valid this long after it is signed (audit.keyset refuses more than 366 days).
 KEYSET_LIFETIME = timedelta(days=365)
@@ -44,37 +44,6 @@ class KeysError(HubError):
 
     status = 503
     default_message = "signing keys are not ready"
-
-
-class KeySetRecord(Base):
-    """One signed key set version (DSSE envelope bytes). Append-only."""
-
-    __tablename__ = "key_sets"
-
-    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    envelope: Mapped[bytes] = mapped_column(LargeBinary)
-    # Lowercase hex SHA-256 of the payload: what a partner pins.
-    payload_sha256: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-class SigningKey(Base):
-    """The public half of an online signing key and the period it may sign in."""
-
-    __tablename__ = "signing_keys"
-    __table_args__ = (
-        CheckConstraint(
-            "role IN ('batch', 'checkpoint', 'timestamp', 'audit', 'export', 'collection')", name="role"
-        ),
-    )
-
-    # Lowercase hex SHA-256 of the raw public key (the DSSE keyid).
-    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    role: Mapped[str] = mapped_column(String(20))
-    public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
-    valid_from: Mapped[datetime] = mapped_column(UTCDateTime())
-    valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 def whole_second(t: datetime) -> datetime:

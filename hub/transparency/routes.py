@@ -16,6 +16,7 @@ from audit.merkle import b64encode
 from hub.errors import NotFoundError
 from hub.identity.auth import require_scope
 from hub.transparency import auditlog, keys
+from hub.transparency.models import KeySetRecord
 from hub.web import MAX_BIGINT, MAX_INTEGER, db
 
 blp = Blueprint("trust", __name__, description="Signed key sets and the audit log")
@@ -23,7 +24,7 @@ blp = Blueprint("trust", __name__, description="Signed key sets and the audit lo
 _ENVELOPE = "application/json"
 
 
-def _envelope(row: keys.KeySetRecord, cache: str) -> Response:
+def _envelope(row: KeySetRecord, cache: str) -> Response:
     response = Response(bytes(row.envelope), mimetype=_ENVELOPE)
     response.headers["Cache-Control"] = cache
     response.headers["ETag"] = f'"{row.payload_sha256}"'

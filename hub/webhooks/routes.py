@@ -12,7 +12,8 @@ from hub.errors import NotFoundError
 from hub.identity.auth import current_principal, require_scope
 from hub.web import db
 from hub.web import settings as current_settings
-from hub.webhooks.service import WebhookEndpoint, register, unregister
+from hub.webhooks.models import WebhookEndpoint
+from hub.webhooks.service import register, unregister
 
 blp = Blueprint("webhooks", __name__, description="Checkpoint webhooks (push) to a partner's endpoint")
 

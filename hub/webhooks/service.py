@@ -28,65 +28,26 @@ from urllib.parse import urlsplit
 
 import urllib3
 from sqlalchemy import (
-    BigInteger,
-    CheckConstraint,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    UniqueConstraint,
     func,
     select,
     text,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from hub import rls
 from hub.config import Settings
-from hub.db import Base, UTCDateTime
 from hub.errors import NotFoundError, ValidationError
 from hub.feed import batches, collections
 from hub.proxies import Network
 from hub.transparency import auditlog
 from hub.transparency.auditlog import Actor
+from hub.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 BACKOFF_FIRST_S = 30  # seconds before the first retry; doubles each attempt
 BACKOFF_MAX_S = 3600  # seconds: retries never wait longer
 GIVE_UP_AFTER = timedelta(days=1)
 CONNECT_TIMEOUT_S = 5  # seconds to open the connection (and TLS handshake) of a delivery
 READ_TIMEOUT_S = 10  # seconds of silence from the receiver before the attempt is abandoned
-
-
-class WebhookEndpoint(Base):
-    """A partner's webhook URL (one per partner)."""
-
-    __tablename__ = "webhook_endpoints"
-
-    partner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"), primary_key=True)
-    url: Mapped[str] = mapped_column(String(2000))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-class WebhookDelivery(Base):
-    """One checkpoint announced to one partner, with its attempts."""
-
-    __tablename__ = "webhook_deliveries"
-    __table_args__ = (
-        UniqueConstraint("partner_id", "collection_id", "size"),
-        CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="status"),
-        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
-    )
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # also the Hashfed-Delivery header
-    partner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"))
-    collection_id: Mapped[str] = mapped_column(String(36))
-    size: Mapped[int] = mapped_column(BigInteger)  # the checkpoint size that triggered it
-    status: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
-    attempts: Mapped[int] = mapped_column(Integer)
-    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)  # HTTP status, None: no answer
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from hub import rls
 from hub.config import Settings
 from hub.feed import batches, collections, signals
+from hub.feed.models import Collection
 from hub.identity.models import Partner
 from hub.transparency.auditlog import Actor
 from hub.transparency.keys import HubKeys
@@ -47,7 +48,7 @@ def collection(
     slug: str | None = None,
     types: tuple[str, ...] = ("pdq", "md5", "sha256"),
     min_quality: int = 50,
-) -> collections.Collection:
+) -> Collection:
     return collections.create_collection(
         session,
         slug=slug or f"ncii-{secrets.token_hex(3)}",
@@ -67,7 +68,7 @@ def pdq() -> str:
     return secrets.token_hex(32)
 
 
-def submit(session: Session, c: collections.Collection, p: Partner, items: list[dict]) -> signals.Submitted:
+def submit(session: Session, c: Collection, p: Partner, items: list[dict]) -> signals.Submitted:
     # As SYSTEM: a test's requests share its transaction and leave their partner as the tenant.
     rls.set_tenant(session, rls.SYSTEM)
     return signals.submit(

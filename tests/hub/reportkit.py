@@ -11,11 +11,12 @@ from sqlalchemy.orm import Session
 
 from hub.config import Settings
 from hub.feed import collections
-from hub.feed.collections import Access
+from hub.feed.models import Access, Collection
 from hub.identity.models import Partner
 from hub.reports.models import Report, ReportOutcome, SignalFlag
-from hub.transparency.auditlog import Actor, AuditEntry
+from hub.transparency.auditlog import Actor
 from hub.transparency.keys import HubKeys
+from hub.transparency.models import AuditEntry
 from tests.hub import factories as f
 from tests.hub import feedkit as kit
 
@@ -30,8 +31,8 @@ class World:
     owner: Partner
     a: Partner
     b: Partner
-    c: collections.Collection
-    other: collections.Collection  # A and B may not read it
+    c: Collection
+    other: Collection  # A and B may not read it
     signals: list[str]  # ids in c
     values: list[str]  # their pdq values
     other_signal: str
@@ -41,7 +42,7 @@ class World:
     matched: datetime = field(default_factory=lambda: now() - timedelta(hours=1))
 
 
-def grant(session: Session, keys: HubKeys, c: collections.Collection, p: Partner) -> None:
+def grant(session: Session, keys: HubKeys, c: Collection, p: Partner) -> None:
     collections.set_access(
         session, c.id, p.id, Access.READER, True, actor=Actor.operator(), hub_name=keys.hub_name,
         signer=keys.signer("collection"), now=kit.T0,

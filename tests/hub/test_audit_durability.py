@@ -15,7 +15,8 @@ from hub.db import AWAIT_DURABLE, make_engine, make_session_factory
 from hub.feed import signals
 from hub.identity.models import Partner
 from hub.ops import embedded, migrate
-from hub.transparency.auditlog import Actor, AuditEntry, AuditNode, record
+from hub.transparency.auditlog import Actor, record
+from hub.transparency.models import AuditEntry, AuditNode
 from tests.conftest import Database, app_url, grant
 from tests.hub import feedkit as kit
 

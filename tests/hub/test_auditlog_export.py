@@ -18,7 +18,8 @@ from audit.payloads import AuditEntry as EntryPayload
 from hub.db import make_engine, make_session_factory
 from hub.ops.jobs import integrate_audit_log
 from hub.transparency import appendonly, auditlog
-from hub.transparency.auditlog import Actor, AuditEntry, record
+from hub.transparency.auditlog import Actor, record
+from hub.transparency.models import AuditEntry
 from tests.hub.auditkit import HUB, T0, make_hub_keys, settings_for
 
 ROOT = Path(__file__).resolve().parents[2]

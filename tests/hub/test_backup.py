@@ -16,7 +16,7 @@ from audit.note import Checkpoint, Note
 from hub.cli.main import main
 from hub.db import make_engine
 from hub.ops.backup import MANIFEST, PG_DUMP_FILE
-from hub.transparency.auditlog import AuditEntry
+from hub.transparency.models import AuditEntry
 from tests.conftest import BASE_URL, Database, create_database, drop_database
 
 

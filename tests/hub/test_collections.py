@@ -11,8 +11,10 @@ from audit.keyset import TrustedKeySet
 from audit.payloads import CollectionDescriptor, open_payload
 from hub.errors import ConflictError, NotFoundError, ValidationError
 from hub.feed import collections
+from hub.feed.models import Access
 from hub.transparency import keys
-from hub.transparency.auditlog import Actor, AuditEntry
+from hub.transparency.auditlog import Actor
+from hub.transparency.models import AuditEntry
 from tests.hub import feedkit as kit
 
 
@@ -75,7 +77,7 @@ def test_access_changes_are_audited_and_re_sign_the_descriptor(session, settings
         session,
         c.id,
         reader.id,
-        collections.Access.READER,
+        Access.READER,
         True,
         actor=Actor.operator(),
         hub_name="hub.test",
@@ -89,7 +91,7 @@ def test_access_changes_are_audited_and_re_sign_the_descriptor(session, settings
         session,
         c.id,
         reader.id,
-        collections.Access.READER,
+        Access.READER,
         False,
         actor=Actor.operator(),
         hub_name="hub.test",

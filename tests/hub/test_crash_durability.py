@@ -18,9 +18,9 @@ from sqlalchemy import select, text
 from hub.app import create_app
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory
-from hub.feed.signals import Signal
+from hub.feed.models import Signal
 from hub.ops import migrate
-from hub.transparency.auditlog import AuditEntry
+from hub.transparency.models import AuditEntry
 from tests.conftest import BASE_URL, app_url, grant
 from tests.hub import factories
 from tests.hub import feedkit as kit

@@ -6,8 +6,9 @@ import pytest
 from sqlalchemy import func, select
 
 from hub.feed import collections
-from hub.feed.signals import Signal
-from hub.transparency.auditlog import Actor, AuditEntry
+from hub.feed.models import Access, Signal
+from hub.transparency.auditlog import Actor
+from hub.transparency.models import AuditEntry
 from tests.hub import factories
 from tests.hub import feedkit as kit
 
@@ -35,7 +36,7 @@ def test_readers_see_the_feed_and_others_get_404(client, session, world):
         session,
         c.id,
         reader.id,
-        collections.Access.READER,
+        Access.READER,
         True,
         actor=Actor.operator(),
         hub_name="hub.test",

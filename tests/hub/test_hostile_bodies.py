@@ -13,15 +13,14 @@ import pytest
 from sqlalchemy import func, select
 
 from audit.merkle import b64encode
-from hub.feed.batches import CollectionHead
-from hub.feed.collections import Collection
-from hub.feed.signals import IdempotencyKey, PendingChange, RetiredValue, Signal
+from hub.feed.models import Collection, CollectionHead, IdempotencyKey, PendingChange, RetiredValue, Signal
 from hub.identity import people
 from hub.identity.models import KIND_SCOPES, AccessToken
 from hub.reports import service
 from hub.reports.models import Report, ReportOutcome
-from hub.transparency.auditlog import Actor, AuditEntry
-from hub.webhooks.service import WebhookEndpoint
+from hub.transparency.auditlog import Actor
+from hub.transparency.models import AuditEntry
+from hub.webhooks.models import WebhookEndpoint
 from tests.hub import factories as f
 from tests.hub import feedkit as kit
 

@@ -17,7 +17,8 @@ from sqlalchemy import func, select
 from audit.merkle import b64encode
 from hub.identity import people
 from hub.identity.models import AccessToken, ConsoleSession, UsedJti
-from hub.transparency.auditlog import Actor, AuditEntry
+from hub.transparency.auditlog import Actor
+from hub.transparency.models import AuditEntry
 from tests.hub import factories as f
 from tests.hub import feedkit as kit
 

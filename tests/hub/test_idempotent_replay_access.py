@@ -7,9 +7,9 @@ import pytest
 from sqlalchemy import func, select
 
 from hub.feed import collections
-from hub.feed.collections import Access
-from hub.feed.signals import IdempotencyKey, PendingChange, Signal
-from hub.transparency.auditlog import Actor, AuditEntry
+from hub.feed.models import Access, IdempotencyKey, PendingChange, Signal
+from hub.transparency.auditlog import Actor
+from hub.transparency.models import AuditEntry
 from tests.hub import factories as f
 from tests.hub import feedkit as kit
 

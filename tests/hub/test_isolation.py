@@ -19,7 +19,7 @@ from sqlalchemy import func, select, text
 from hub import rls
 from hub.app import create_app
 from hub.identity.models import SCOPES, AccessToken, OAuthClient, PartnerKind
-from hub.transparency.auditlog import AuditEntry
+from hub.transparency.models import AuditEntry
 from tests.hub import factories as f
 from tests.hub import reportkit
 

@@ -9,11 +9,12 @@ from sqlalchemy import func, select
 
 from hub import rls
 from hub.feed import collections, signals
-from hub.feed.collections import Access
+from hub.feed.models import Access
 from hub.identity.models import PartnerKind
 from hub.matching import routes as match_routes
 from hub.matching import service as match
-from hub.transparency.auditlog import Actor, AuditEntry
+from hub.transparency.auditlog import Actor
+from hub.transparency.models import AuditEntry
 from tests.hub import factories as f
 from tests.hub import feedkit as fk
 

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from hub.identity.models import KIND_SCOPES
-from hub.transparency.auditlog import AuditEntry
+from hub.transparency.models import AuditEntry
 from tests.hub import factories as f
 from tests.hub import feedkit as kit
 

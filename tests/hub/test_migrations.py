@@ -148,7 +148,7 @@ def test_batches_store_payload_once_and_back(database, tmp_path):
 
     from sqlalchemy import inspect, text
 
-    from hub.feed.batches import envelope_of
+    from hub.feed.models import envelope_of
 
     url, handle = create_database(migrate_to="0011_audit_early_release")
     engine = make_engine(url)

@@ -14,7 +14,7 @@ from hub.app import create_app
 from hub.identity.auth import current_principal, require_scope
 from hub.identity.models import AccessToken, PartnerStatus
 from hub.identity.tokens import token_digest
-from hub.transparency.auditlog import AuditEntry
+from hub.transparency.models import AuditEntry
 from tests.hub import factories as f
 
 TOKEN_URL = "http://127.0.0.1:8000/oauth/token"

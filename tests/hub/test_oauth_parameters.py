@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from hub.identity.models import AccessToken
-from hub.transparency.auditlog import AuditEntry
+from hub.transparency.models import AuditEntry
 from tests.hub import factories as f
 
 

@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 from hub.errors import ValidationError
 from hub.identity import people
 from hub.identity.models import User
-from hub.transparency.auditlog import Actor, AuditEntry
+from hub.transparency.auditlog import Actor
+from hub.transparency.models import AuditEntry
 from tests.hub import factories as f
 
 EMAIL = "ana.lopez@example.org"

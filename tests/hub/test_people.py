@@ -88,7 +88,7 @@ def test_cli_partner_client_user(fresh_database, tmp_path, monkeypatch):
 def test_wrong_passwords_are_audited_once_a_minute_and_throttled(settings, database, session_factory, session):
     from sqlalchemy import select
 
-    from hub.transparency.auditlog import AuditEntry
+    from hub.transparency.models import AuditEntry
 
     gov = f.partner(session, kind="governance")
     people.create_user(session, gov.id, "bo@example.org", PASSWORD, Actor.operator())

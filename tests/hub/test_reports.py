@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from audit.canonical import canonical_json
-from hub.transparency.auditlog import AuditEntry
+from hub.transparency.models import AuditEntry
 from tests.hub import factories as f
 from tests.hub import reportkit as rk
 

@@ -19,7 +19,8 @@ from hub.db import make_session_factory
 from hub.ops.jobs import integrate_audit_log
 from hub.reports import service
 from hub.transparency import auditlog
-from hub.transparency.auditlog import Actor, AuditEntry
+from hub.transparency.auditlog import Actor
+from hub.transparency.models import AuditEntry
 from tests.conftest import BASE_URL
 from tests.hub import factories as f
 from tests.hub import feedkit as kit

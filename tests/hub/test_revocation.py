@@ -13,7 +13,8 @@ from sqlalchemy import select
 from hub.identity import tenants
 from hub.identity.models import AccessToken, PartnerStatus
 from hub.identity.tokens import token_digest
-from hub.transparency.auditlog import Actor, AuditEntry
+from hub.transparency.auditlog import Actor
+from hub.transparency.models import AuditEntry
 from tests.hub import factories as f
 
 

@@ -16,7 +16,7 @@ from audit.payloads import BatchPayload, open_payload
 from hub.config import Settings
 from hub.db import make_session_factory
 from hub.feed import batches, signals
-from hub.feed.batches import Batch
+from hub.feed.models import Batch, PendingChange, SignalSeq
 from hub.transparency import keys
 from tests.hub import feedkit as kit
 
@@ -82,7 +82,7 @@ def test_a_retraction_after_sealing_is_a_remove_in_the_next_batch(session, world
     second = open_payload(trusted, bytes(_batches(session, c.id)[1].envelope), BatchPayload)
     assert second.adds == () and [(r.id, r.reason) for r in second.removes] == [(sid, "withdrawn")]
     assert second.removes[0].audit_seq == retracted.removed_audit_seq
-    assert session.get(signals.SignalSeq, sid).removed_seq == 2
+    assert session.get(SignalSeq, sid).removed_seq == 2
 
 
 def test_cosignatures_are_refreshed_without_growing_the_tree(session, world):
@@ -139,7 +139,7 @@ def test_concurrent_sealers_never_duplicate_or_skip_a_seq(fresh_database, tmp_pa
         assert [r.seq for r in rows] == list(range(1, 16))  # 100 signals / 7 per batch
         assert sum(r.adds for r in rows) == 100
         assert batches.head(s, cid).size == 15
-        assert s.scalar(select(signals.PendingChange.signal_id)) is None
+        assert s.scalar(select(PendingChange.signal_id)) is None
 
 
 _ROWS = [
@@ -207,11 +207,11 @@ def test_each_signal_is_marked_with_the_batch_that_carries_it(session, world, ma
         ids += sorted([a.id for a in p.adds] + [r.id for r in p.removes])
     assert ids == sorted(old[:2] + new)  # batches follow signal id order
     for sid in new:
-        assert ("add", session.get(signals.SignalSeq, sid).added_seq) == carried[sid]
+        assert ("add", session.get(SignalSeq, sid).added_seq) == carried[sid]
     for sid in old[:2]:
-        row = session.get(signals.SignalSeq, sid)
+        row = session.get(SignalSeq, sid)
         assert row.added_seq == 1 and ("remove", row.removed_seq) == carried[sid]
-    assert session.scalar(select(signals.PendingChange.signal_id)) is None
+    assert session.scalar(select(PendingChange.signal_id)) is None
 
 
 def test_a_collection_interleaved_with_another_seals_every_change_with_its_own_values(session, world):
@@ -239,11 +239,11 @@ def test_a_collection_interleaved_with_another_seals_every_change_with_its_own_v
             p = open_payload(trusted, bytes(row.envelope), BatchPayload)
             for add in p.adds:
                 added[add.id] = add.value
-                assert session.get(signals.SignalSeq, add.id).added_seq == p.seq
+                assert session.get(SignalSeq, add.id).added_seq == p.seq
             removed += [r.id for r in p.removes]
         assert {k: v for k, v in added.items() if k in submitted[c.id]} == submitted[c.id]
         assert removed == ([retracted] if c is b else [])
-    assert session.get(signals.SignalSeq, retracted).removed_seq == len(_batches(session, b.id))
+    assert session.get(SignalSeq, retracted).removed_seq == len(_batches(session, b.id))
 
 
 @pytest.mark.parametrize(
@@ -266,5 +266,5 @@ def test_a_pending_row_without_its_entry_cannot_be_written(session, world, op, v
         kit.seal(session, hk)
         signals.retract(session, collection_id=c.id, signal_id=sid, partner_id=owner.id, actor=kit.actor_of(owner))
     with pytest.raises(IntegrityError, match="ck_pending_changes_entry"), session.begin_nested():
-        session.execute(update(signals.PendingChange).where(signals.PendingChange.signal_id == sid).values(**values))
-    assert session.get(signals.PendingChange, (c.id, sid)).op == op
+        session.execute(update(PendingChange).where(PendingChange.signal_id == sid).values(**values))
+    assert session.get(PendingChange, (c.id, sid)).op == op

@@ -7,8 +7,9 @@ from sqlalchemy import func, select
 
 from hub.errors import ConflictError, ForbiddenError, NotFoundError, PayloadTooLargeError, ValidationError
 from hub.feed import signals
-from hub.feed.signals import Signal
-from hub.transparency.auditlog import Actor, AuditEntry
+from hub.feed.models import Access, IdempotencyKey, PendingChange, Signal
+from hub.transparency.auditlog import Actor
+from hub.transparency.models import AuditEntry
 from tests.hub import feedkit as kit
 
 
@@ -24,7 +25,7 @@ def _counts(session):
     return (
         session.scalar(select(func.count()).select_from(Signal)),
         session.scalar(select(func.count()).select_from(AuditEntry)),
-        session.scalar(select(func.count()).select_from(signals.IdempotencyKey)),
+        session.scalar(select(func.count()).select_from(IdempotencyKey)),
     )
 
 
@@ -128,7 +129,7 @@ def test_a_request_with_an_active_value_writes_one_gapless_audit_entry_and_only_
     entry = session.scalars(select(AuditEntry.entry).where(AuditEntry.seq == seqs[-1])).one()
     assert b'"count":1' in entry and b'"duplicates":1' in entry and again.new_ids[0].encode() in entry
     pending = session.scalars(
-        select(signals.PendingChange.signal_id).where(signals.PendingChange.collection_id == c.id)
+        select(PendingChange.signal_id).where(PendingChange.collection_id == c.id)
     ).all()
     assert sorted(pending) == sorted([first.body["ids"][0], again.body["ids"][0]])
     assert sorted(session.scalars(select(Signal.value).where(Signal.collection_id == c.id))) == sorted([old, new])
@@ -200,7 +201,7 @@ def test_only_contributors_submit_and_others_do_not_learn_the_collection_exists(
         session,
         c.id,
         reader.id,
-        collections.Access.READER,
+        Access.READER,
         True,
         actor=Actor.operator(),
         hub_name=keys.hub_name,
@@ -222,7 +223,7 @@ def test_retraction_by_contributor_only_and_once(session, world):
         session,
         c.id,
         other.id,
-        collections.Access.CONTRIBUTOR,
+        Access.CONTRIBUTOR,
         True,
         actor=Actor.operator(),
         hub_name=keys.hub_name,

@@ -24,8 +24,9 @@ from sqlalchemy import func, select
 
 from hub.app import create_app
 from hub.transparency.auditlog import Actor
-from hub.transparency.auditlog import AuditEntry as AuditRow
+from hub.transparency.models import AuditEntry as AuditRow
 from hub.webhooks import service as webhooks
+from hub.webhooks.models import WebhookDelivery, WebhookEndpoint
 from tests.partners.realhub import FlaskTransport, RealHub
 
 
@@ -98,7 +99,7 @@ def _actions(hub: RealHub) -> list[str]:
 
 def _endpoints(hub: RealHub) -> int:
     with hub.session() as s:
-        return s.scalar(select(func.count()).select_from(webhooks.WebhookEndpoint)) or 0
+        return s.scalar(select(func.count()).select_from(WebhookEndpoint)) or 0
 
 
 def _put(hub: RealHub, url: str) -> tuple[int, dict]:
@@ -118,9 +119,9 @@ def _register(hub: RealHub, url: str) -> None:
         webhooks.register(s, hub.partner_id, url, Actor.operator(), datetime.now(UTC), allow=hub.settings.webhook_allow)
 
 
-def _deliveries(hub: RealHub) -> list[webhooks.WebhookDelivery]:
+def _deliveries(hub: RealHub) -> list[WebhookDelivery]:
     with hub.session() as s:
-        rows = list(s.scalars(select(webhooks.WebhookDelivery)))
+        rows = list(s.scalars(select(WebhookDelivery)))
         s.expunge_all()
         return rows
 
@@ -341,7 +342,7 @@ def test_an_endpoint_stored_before_these_checks_is_refused_at_delivery(hub: Real
     receivers.append(server)
     with hub.session() as s:  # as a row written by an older hub, which stored URLs unchecked
         url = f"http://127.0.0.1:{server.port}/hook\r\nX-Injected: 1"
-        s.add(webhooks.WebhookEndpoint(partner_id=hub.partner_id, url=url, created_at=datetime.now(UTC)))
+        s.add(WebhookEndpoint(partner_id=hub.partner_id, url=url, created_at=datetime.now(UTC)))
     done = webhooks.deliver_webhooks(hub.factory, datetime.now(UTC), settings=hub.settings)
     assert (done.delivered, done.failed) == (0, 1) and server.seen == []
     assert [d.status for d in _deliveries(hub)] == ["failed"]

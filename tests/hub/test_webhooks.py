@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from hub.transparency.auditlog import Actor
-from hub.transparency.auditlog import AuditEntry as AuditRow
+from hub.transparency.models import AuditEntry as AuditRow
 from hub.webhooks import service as webhooks
 from partners.client.mirror import Mirror
 from partners.client.sync import Syncer

@@ -36,6 +36,7 @@ from audit.signing import Ed25519Signer, Signer
 from hub.feed import batches as hub_batches
 from hub.feed import collections as hub_collections
 from hub.feed import snapshots as hub_snapshots
+from hub.feed.models import Collection
 from partners.client.errors import ResponseTooLargeError
 from partners.client.transport import Response, Transport
 
@@ -133,7 +134,7 @@ class FakeHub:
         return self.collections[cid]
 
     def descriptor(self, cid: str, **changes: Any) -> bytes:
-        row = hub_collections.Collection(
+        row = Collection(
             id=cid, slug=cid, category="ncii", signal_types="pdq,md5", pdq_threshold=31, min_quality=50
         )
         d = hub_collections.descriptor_of(row, HUB)

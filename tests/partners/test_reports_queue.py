@@ -18,7 +18,7 @@ from hub.app import create_app
 from hub.config import Settings
 from hub.db import make_session_factory
 from hub.reports.models import Report, ReportOutcome
-from hub.transparency.auditlog import AuditEntry
+from hub.transparency.models import AuditEntry
 from partners.cli.main import main as cli
 from partners.client import config as cfg
 from partners.client.reports import MatchedSignal, ReportQueue, ReportQueueError, outbox
