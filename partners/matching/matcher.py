@@ -4,18 +4,12 @@ One index per signal type holds every collection's signals; each entry's int64 k
 signal id) through a :class:`~partners.matching.signal_table.SignalTable` (numpy arrays, 25 bytes per
 signal, no Python dict). A query runs once per type and filters hits by collection and by each collection's
 threshold, so asking many collections costs one search, not one per collection.
-
-Videos: a ``vpdq`` signal's unique frames (``vpdq.unique_words``) go to a second :class:`PdqIndex` whose ids
-are ``key << 16 | frame``, so a frame hit names its video without a map; a query video's frames are one
-batch search there, and the vPDQ rule counts, per stored video, the query frames and stored frames matched.
-``video_md5`` is an exact index like ``md5``.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import math
 import json
 import os
 import threading
@@ -41,30 +35,16 @@ from partners.matching.signal_table import (
 )
 from partners.matching.signals import (
     DEFAULT_PDQ_THRESHOLD,
-    VIDEO_MD5,
-    VPDQ,
     SignalType,
     check_threshold,
-    parse_type,
     pdq_hex_to_words,
     pdq_words_to_hex,
 )
 from partners.matching.storage import load_pdq, save_pdq
-from partners.matching.vpdq import (
-    DEFAULT_VPDQ_PERCENT,
-    VideoMatch,
-    check_percent,
-    parse_vpdq,
-    percent,
-    unique_words,
-)
 
 FORMAT = "hashfed.matcher"
-_TYPES: dict[str, str] = {str(t): t for t in SignalType}  # a dict lookup per query, not an enum call
-_TYPES.update({VPDQ: VPDQ, VIDEO_MD5: VIDEO_MD5})
-_EXACT = (SignalType.MD5, SignalType.SHA256, VIDEO_MD5)
-VERSION = 2  # 2 added the video types (md5 of videos, vPDQ frames); version 1 saves still load
-_FRAME_BITS = 16  # a frame's id is its video's key << 16 | its index among the video's unique frames
+_TYPES: dict[str, SignalType] = {str(t): t for t in SignalType}  # a dict lookup per query, not an enum call
+VERSION = 1
 
 
 class Match(NamedTuple):
@@ -90,10 +70,7 @@ class Matcher:
     ) -> None:
         self.default_threshold = check_threshold(default_threshold)
         self._pdq = PdqIndex(merge_at=merge_at, background_merge=background_merge)
-        self._exact = {t: ExactIndex(t) for t in _EXACT}  # type: ignore[arg-type]
-        self._frames = PdqIndex(merge_at=merge_at, background_merge=background_merge)  # vPDQ frames
-        self._video_frames: dict[int, int] = {}  # a vpdq signal's key -> its number of unique frames
-        self._percents: dict[str, int] = {}
+        self._exact = {t: ExactIndex(t) for t in (SignalType.MD5, SignalType.SHA256)}
         self._thresholds: dict[str, int] = {}
         self._table = SignalTable()
         self._lock = threading.RLock()
@@ -108,14 +85,6 @@ class Matcher:
     def threshold(self, collection: str) -> int:
         """The collection's PDQ threshold, or the matcher's default."""
         return self._thresholds.get(collection, self.default_threshold)
-
-    def set_vpdq_percent(self, collection: str, percent: int) -> None:
-        """The collection's vPDQ match percentage P (from its signed descriptor), 1..100."""
-        self._percents[collection] = check_percent(percent)
-
-    def vpdq_percent(self, collection: str) -> int:
-        """The collection's vPDQ match percentage P, or 80."""
-        return self._percents.get(collection, DEFAULT_VPDQ_PERCENT)
 
     def __len__(self) -> int:
         return self._table.live
@@ -133,16 +102,15 @@ class Matcher:
 
     def add(self, collection: str, signal_type: str | SignalType, items: Iterable[tuple[SignalId, str]]) -> None:
         """Add (signal id, hash value) pairs to a collection; a signal id already there is replaced."""
-        kind = parse_type(signal_type)
+        kind = SignalType.parse(signal_type)
         pairs = list(items)
         values = [v for _, v in pairs]
-        words = pdq_hex_to_words(values) if kind == SignalType.PDQ else None
-        frames = [unique_words(parse_vpdq(v)) for v in values] if kind == VPDQ else None
-        if words is None and frames is None:  # validate before changing anything
+        words = pdq_hex_to_words(values) if kind is SignalType.PDQ else None
+        if kind is not SignalType.PDQ:  # validate before changing anything
             for v in values:
                 self._exact[kind].parse(v)
         form, sid, text = encode_ids([s for s, _ in pairs])
-        self._add_encoded(collection, kind, form, sid, text, words, values, frames=frames)
+        self._add_encoded(collection, kind, form, sid, text, words, values)
 
     def add_pdq(self, collection: str, signal_uuids: npt.ArrayLike, words: npt.ArrayLike, *, copy: bool = True) -> None:
         """Bulk add of PDQ signals whose ids are UUIDs: ``signal_uuids`` as (n, 2) uint64 (high, low) words
@@ -156,14 +124,13 @@ class Matcher:
     def _add_encoded(
         self,
         collection: str,
-        kind: str,
+        kind: SignalType,
         form: npt.NDArray[np.int8],
         sid: npt.NDArray[np.uint64],
         text: dict[int, str],
         words: npt.NDArray[np.uint64] | None,
         values: list[str],
         copy: bool = True,
-        frames: list[npt.NDArray[np.uint64]] | None = None,
     ) -> None:
         # refuses a repeated id before anything changes; a first batch's result becomes the table's order,
         # with room to grow in place
@@ -187,22 +154,8 @@ class Matcher:
             keys = table.assign(coll, TYPE_CODES[kind], form, sid, text, perm)
             if words is not None:
                 self._pdq.add(words, keys)
-            elif frames is not None:
-                self._add_frames(keys, frames)
             else:
                 self._exact[kind].add(values, keys.tolist())
-
-    def _add_frames(self, keys: npt.NDArray[np.int64], frames: list[npt.NDArray[np.uint64]]) -> None:
-        counts = [len(f) for f in frames]
-        ids = np.concatenate([(int(k) << _FRAME_BITS) + np.arange(n, dtype=np.int64) for k, n in zip(keys, counts)])
-        if len(ids):
-            self._frames.add(np.concatenate(frames), ids)
-        self._video_frames.update(zip(keys.tolist(), counts, strict=True))
-
-    def _frame_ids(self, keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        counts = [self._video_frames.pop(int(k), 0) for k in keys]
-        parts = [(int(k) << _FRAME_BITS) + np.arange(n, dtype=np.int64) for k, n in zip(keys, counts, strict=True)]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def remove(self, collection: str, ids: Iterable[SignalId]) -> int:
         """Remove signals of a collection by id, whatever their type; returns how many were present."""
@@ -224,10 +177,8 @@ class Matcher:
         for code in np.unique(types).tolist():
             of_type = keys[types == code]
             kind = CODE_TYPES[int(code)]
-            if kind == SignalType.PDQ:
+            if kind is SignalType.PDQ:
                 self._pdq.remove(of_type)
-            elif kind == VPDQ:
-                self._frames.remove(self._frame_ids(of_type))
             else:
                 self._exact[kind].remove(of_type.tolist())
         table.free(keys)
@@ -246,20 +197,11 @@ class Matcher:
         Hits are filtered and mapped to (collection, signal id) in one numba call over the whole batch
         (``SignalTable.report``); Python objects are made only for the matches returned. A query without hits
         costs the hex parse, one kernel call and a few dict lookups."""
-        kind = _TYPES.get(signal_type) or parse_type(signal_type)
-        if kind == VPDQ:  # a video's Match: distance = 100 - the smaller share of frames matched, rounded up
-            return [
-                [
-                    Match(math.ceil(100 - min(v.query_percent, v.stored_percent)), v.collection, v.signal_id)
-                    for v in found
-                    if v.both_sides
-                ]
-                for found in self.match_vpdq(values, threshold, collections)
-            ]
+        kind = _TYPES.get(signal_type) or SignalType.parse(signal_type)
         wanted = None if collections is None else frozenset(collections)
         asked = None if threshold is None else check_threshold(threshold)
         search_at, limits = self._plan(asked, wanted)
-        if kind == SignalType.PDQ:
+        if kind is SignalType.PDQ:
             q, keys, dist = self._pdq.search_words(pdq_hex_to_words(values), search_at)
         else:
             found = self._exact[kind].search(values)
@@ -288,62 +230,6 @@ class Matcher:
             qs, ds = hits.queries, hits.distances
             for qi in {qs[i] for i in range(1, len(qs)) if qs[i] == qs[i - 1] and ds[i] == ds[i - 1]}:
                 results[qi].sort(key=_match_order)
-        return results
-
-    def match_vpdq(
-        self, values: Sequence[str], threshold: int | None = None, collections: Iterable[str] | None = None
-    ) -> list[list[VideoMatch]]:
-        """For each ``vpdq`` value, the stored videos that reach the collection's P on at least one side:
-        the share of the query's unique frames matched, or of the stored video's. ``both_sides`` says whether
-        both do (a match by vPDQ's rule); a clip of a stored video reaches it on the query side only. Frames
-        match within min(``threshold``, the collection's PDQ threshold). Best first."""
-        wanted = None if collections is None else frozenset(collections)
-        asked = None if threshold is None else check_threshold(threshold)
-        queries = [unique_words(parse_vpdq(v)) for v in values]
-        results: list[list[VideoMatch]] = [[] for _ in values]
-        sizes = np.array([len(w) for w in queries], dtype=np.int64)
-        if not sizes.sum():
-            return results
-        search_at, limits = self._plan(asked, wanted)
-        q, fids, dist = self._frames.search_words(np.ascontiguousarray(np.concatenate(queries)), search_at)
-        starts = np.concatenate([[0], np.cumsum(sizes)])
-        with self._lock:
-            table = self._table
-            keys = fids >> _FRAME_BITS
-            colls = table.coll[keys].astype(np.int64)
-            asked_c = colls < len(limits)
-            ok = asked_c & (table.live_type(keys) == TYPE_CODES[VPDQ])
-            ok[ok] = dist[ok] <= limits[colls[ok]]
-            q, keys, frame = q[ok], keys[ok], fids[ok] & ((1 << _FRAME_BITS) - 1)
-            value = np.searchsorted(starts, q, side="right") - 1
-            pair = np.stack([value, keys])
-            # per (query value, stored video): distinct query frames and distinct stored frames matched
-            q_pairs, q_counts = np.unique(np.unique(np.stack([value, keys, q]), axis=1)[:2], axis=1, return_counts=True)
-            s_pairs, s_counts = np.unique(np.unique(np.stack([value, keys, frame]), axis=1)[:2], axis=1, return_counts=True)
-            del pair
-            if q_pairs.shape[1] == 0:
-                return results
-            names = table.collections
-            video_keys = q_pairs[1]
-            stored_at = {(int(a), int(b)): int(c) for a, b, c in zip(*s_pairs, s_counts, strict=True)}
-            candidates = []
-            for (vi, key), qc in zip(q_pairs.T.tolist(), q_counts.tolist(), strict=True):
-                name = names[int(table.coll[key])]
-                needed = self.vpdq_percent(name)
-                q_pct = percent(qc, int(sizes[vi]))
-                s_pct = percent(stored_at.get((vi, key), 0), self._video_frames.get(key, 0))
-                if q_pct >= needed or s_pct >= needed:
-                    candidates.append((vi, key, name, q_pct, s_pct, q_pct >= needed and s_pct >= needed))
-            if not candidates:
-                return results
-            picked = np.array([c[1] for c in candidates], dtype=np.int64)
-            zero = np.zeros(len(picked), dtype=np.int64)
-            ids = table.report(np.arange(len(picked), dtype=np.int64), picked, zero, np.zeros(len(names), np.int64)).ids
-        del video_keys
-        for (vi, _, name, q_pct, s_pct, both), sid_ in zip(candidates, ids, strict=True):
-            results[vi].append(VideoMatch(name, sid_, q_pct, s_pct, both))
-        for found in results:
-            found.sort(key=lambda v: (not v.both_sides, -min(v.query_percent, v.stored_percent), v.collection, str(v.signal_id)))
         return results
 
     def _plan(self, asked: int | None, wanted: frozenset[str] | None) -> tuple[int, npt.NDArray[np.int64]]:
