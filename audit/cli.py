@@ -10,6 +10,7 @@ from pathlib import Path
 
 from audit.errors import VerificationError
 from audit.export import verify_export
+from audit.exports import verify_bundle
 from audit.note import SIG_COSIGNATURE, Checkpoint, Note, NoteVerifier
 
 
@@ -72,7 +73,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         help="how many of the given witnesses must have cosigned (default: all of them)",
     )
+    bundle = sub.add_parser("verify-export", help="verify a transparency export bundle (zip) offline")
+    bundle.add_argument("bundle", help="the bundle file")
+    bundle.add_argument(
+        "--keyset-sha256",
+        metavar="DIGEST",
+        help="hex SHA-256 of key set v1's payload (without it: trust on first use)",
+    )
     args = parser.parse_args(argv)
+    if args.command == "verify-export":
+        checked = verify_bundle(args.bundle, args.keyset_sha256)
+        print(checked.verdict)
+        if checked.ok and args.keyset_sha256 is None:
+            print("note: key set v1 trusted on first use; pass --keyset-sha256 to pin it")
+        for note in checked.notes:
+            print(f"note: {note}")
+        return 0 if checked.ok else 1
     witnesses = {w.to_vkey(): w for w in args.witness}
     if args.witness_threshold is not None and not 1 <= args.witness_threshold <= len(witnesses):
         parser.error(f"--witness-threshold is between 1 and the {len(witnesses)} distinct --witness keys given")

@@ -1,0 +1,984 @@
+"""Transparency export bundles: what a regulator receives for a period, and how to verify one offline.
+
+A bundle is a zip file (docs/formats.md, "Transparency export bundles"):
+
+    manifest.json        the manifest (RFC 8785 canonical JSON): period, checkpoint, files and their SHA-256
+    manifest.dsse.json   a DSSE envelope over manifest.json's bytes, signed by the hub's `export` key
+    keys/<v>.json        every key set envelope up to the one current when the bundle was made
+    checkpoint.note      the signed audit checkpoint the bundle was drawn at
+    entries.jsonl        the audit entries of the period, with one entry either side of it
+    proof.json           one multi-leaf inclusion proof of those entries in the checkpoint's tree
+    records.jsonl/.csv   one row per report outcome recorded in the period (statement-of-reasons fields)
+    signals.jsonl/.csv   one row per hash added, withdrawn or retired in the period
+    aggregates.json/.csv the published aggregates, small cells withheld
+
+`verify_bundle` checks the signature, every digest, the proof against the checkpoint, that the entries are
+exactly the period's, that every record and signal event rests on a period entry and every report or signal
+entry of the period has its rows, and recomputes the aggregates with the suppression rule the manifest names.
+This module is also what the hub writes bundles with, so both sides share one definition of each aggregate.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+import zipfile
+from array import array
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from audit.canonical import canonical_json, format_time, parse_canonical, parse_json, parse_time
+from audit.canonical import fields as _fields
+from audit.canonical import int_field as _int
+from audit.dsse import Envelope, verified_keyids
+from audit.errors import (
+    FormatError,
+    LogError,
+    PayloadTypeError,
+    ProofError,
+    RevokedKeyError,
+    RootMismatchError,
+    SignatureError,
+    VerificationError,
+)
+from audit.keyset import KeySet, walk_keysets
+from audit.merkle import HASH_SIZE, b64decode, b64encode, leaf_hash, node_hash
+from audit.note import SIG_ED25519, open_checkpoint
+from audit.payloads import AuditEntry
+from audit.signing import key_id
+
+EXPORT_TYPE = "application/vnd.hashfed.export.v1+json"
+"""The DSSE payload type of a bundle's manifest; signed by keys of the `export` role."""
+EXPORT_ROLE = "export"
+MANIFEST_VERSION = "hashfed.export.v1"
+SUPPRESSION_RULE = "hashfed/small-cells/v1"
+DEFAULT_THRESHOLD = 10
+
+OUTCOMES = ("blocked", "removed", "restricted", "no_action", "false_positive", "pending_review")
+"""Report outcomes, in the column order of the outcome table."""
+DECIDED = frozenset(OUTCOMES) - {"pending_review"}
+TAKEN_DOWN = frozenset({"blocked", "removed"})
+EVENTS = ("added", "withdrawn", "retired")
+"""Signal events, in the column order of the signal table."""
+SIGNAL_ACTIONS = {"signal.retract": "withdrawn", "signal.retire": "retired"}
+
+RECORD_FIELDS = (
+    "audit_seq",
+    "report_sha256",
+    "report",
+    "version",
+    "outcome",
+    "recorded_at",
+    "partner",
+    "collection",
+    "collection_category",
+    "signal",
+    "signal_type",
+    "surface",
+    "matched_at",
+    "actioned_at",
+    "decision_visibility",
+    "decision_ground",
+    "category",
+    "category_specification",
+    "content_type",
+    "automated_detection",
+    "automated_decision",
+    "application_date",
+    "content_date",
+    "source_type",
+)
+SIGNAL_FIELDS = ("audit_seq", "event", "signal", "collection", "signal_type")
+AGGREGATE_CSV_FIELDS = ("table", "row", "column", "value")
+WITHHELD = "withheld"
+
+_DATA_FILES = (
+    "checkpoint.note",
+    "entries.jsonl",
+    "proof.json",
+    "records.jsonl",
+    "records.csv",
+    "signals.jsonl",
+    "signals.csv",
+    "aggregates.json",
+    "aggregates.csv",
+)
+_MANIFEST = "manifest.json"
+_ENVELOPE = "manifest.dsse.json"
+_CHUNK = 1 << 20
+
+
+# --- periods ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Period:
+    """[start, end) in UTC whole seconds, with the label it was asked for (`2026-Q3`, `2026-07`, or a range)."""
+
+    label: str
+    start: datetime
+    end: datetime
+
+    def to_dict(self) -> dict[str, str]:
+        return {"label": self.label, "from": format_time(self.start), "to": format_time(self.end)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Period:
+        d = _fields(data, "period", {"label", "from", "to"})
+        if not isinstance(d["label"], str) or not d["label"]:
+            raise FormatError("period label is a non-empty string")
+        period = cls(d["label"], parse_time(d["from"]), parse_time(d["to"]))
+        if period.end <= period.start:
+            raise FormatError("a period ends after it starts")
+        return period
+
+
+_QUARTER = re.compile(r"(\d{4})-Q([1-4])")
+_MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _month_start(year: int, month: int) -> datetime:
+    return datetime(year + (month - 1) // 12, (month - 1) % 12 + 1, 1, tzinfo=UTC)
+
+
+def _bound(value: str) -> datetime:
+    if _DAY.fullmatch(value):
+        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+    return parse_time(value)
+
+
+def parse_period(label: str | None = None, start: str | None = None, end: str | None = None) -> Period:
+    """`2026-Q3`, `2026-07`, or `start` and `end` (dates `2026-07-01` or times `2026-07-01T00:00:00Z`; end
+    excluded). Raises `ValueError` with a sentence a person can act on."""
+    if label is not None and (start is not None or end is not None):
+        raise ValueError("give a period such as 2026-Q3 or 2026-07, or from and to, not both")
+    if label is not None:
+        if m := _QUARTER.fullmatch(label):
+            year, q = int(m.group(1)), int(m.group(2))
+            return Period(label, _month_start(year, 3 * q - 2), _month_start(year, 3 * q + 1))
+        if m := _MONTH.fullmatch(label):
+            year, month = int(m.group(1)), int(m.group(2))
+            return Period(label, _month_start(year, month), _month_start(year, month + 1))
+        raise ValueError(f"period {label!r} is not a quarter (2026-Q3) or a month (2026-07)")
+    if start is None or end is None:
+        raise ValueError("give a period such as 2026-Q3 or 2026-07, or both from and to")
+    try:
+        a, b = _bound(start), _bound(end)
+    except (FormatError, ValueError) as e:
+        raise ValueError(f"from and to are dates (2026-07-01) or times (2026-07-01T00:00:00Z): {e}") from None
+    if b <= a:
+        raise ValueError("to must be after from")
+    return Period(f"{format_time(a)}/{format_time(b)}", a, b)
+
+
+# --- records: statement-of-reasons fields ------------------------------------------------------------------
+
+_VISIBILITY = {
+    "blocked": "DECISION_VISIBILITY_CONTENT_DISABLED",
+    "removed": "DECISION_VISIBILITY_CONTENT_REMOVED",
+    "restricted": "DECISION_VISIBILITY_OTHER",
+}
+_CONTENT_TYPE = {"pdq": "CONTENT_TYPE_IMAGE", "vpdq": "CONTENT_TYPE_VIDEO"}
+
+
+def dsa_fields(
+    outcome: str,
+    signal_type: str,
+    collection_category: str,
+    automated_detection: bool,
+    automated_decision: bool,
+    matched_at: datetime,
+    actioned_at: datetime | None,
+    recorded_at: datetime,
+) -> dict[str, Any]:
+    """The DSA Transparency Database statement-of-reasons fields a report outcome maps to (docs/formats.md).
+
+    Visibility and ground only for outcomes that restrict content; the rest have null there."""
+    restricts = outcome in _VISIBILITY
+    ncii = collection_category == "ncii"
+    return {
+        "decision_visibility": _VISIBILITY.get(outcome),
+        "decision_ground": "DECISION_GROUND_INCOMPATIBLE_CONTENT" if restricts else None,
+        "category": "STATEMENT_CATEGORY_CYBER_VIOLENCE" if ncii else "STATEMENT_CATEGORY_OTHER",
+        "category_specification": ["KEYWORD_NON_CONSENSUAL_IMAGE_SHARING"] if ncii else [],
+        "content_type": [_CONTENT_TYPE.get(signal_type, "CONTENT_TYPE_OTHER")],
+        "automated_detection": "Yes" if automated_detection else "No",
+        "automated_decision": (
+            "AUTOMATED_DECISION_FULLY" if automated_decision else "AUTOMATED_DECISION_NOT_AUTOMATED"
+        ),
+        "application_date": (actioned_at or recorded_at).date().isoformat(),
+        "content_date": matched_at.date().isoformat(),
+        "source_type": "SOURCE_VOLUNTARY",
+    }
+
+
+def record_row(
+    *,
+    audit_seq: int,
+    report_sha256: str,
+    report: str,
+    version: int,
+    outcome: str,
+    recorded_at: datetime,
+    partner: str,
+    collection: str,
+    collection_category: str,
+    signal: str,
+    signal_type: str,
+    surface: str,
+    matched_at: datetime,
+    actioned_at: datetime | None,
+    automated_detection: bool,
+    automated_decision: bool,
+) -> dict[str, Any]:
+    """One record: a report outcome with its statement-of-reasons fields (`report` and `signal` are keyed
+    digests of this export, never ids or hash values)."""
+    row: dict[str, Any] = {
+        "audit_seq": audit_seq,
+        "report_sha256": report_sha256,
+        "report": report,
+        "version": version,
+        "outcome": outcome,
+        "recorded_at": format_time(recorded_at),
+        "partner": partner,
+        "collection": collection,
+        "collection_category": collection_category,
+        "signal": signal,
+        "signal_type": signal_type,
+        "surface": surface,
+        "matched_at": format_time(matched_at),
+        "actioned_at": None if actioned_at is None else format_time(actioned_at),
+    }
+    row.update(
+        dsa_fields(
+            outcome, signal_type, collection_category, automated_detection, automated_decision,
+            matched_at, actioned_at, recorded_at,
+        )
+    )
+    return row
+
+
+def json_line(row: Mapping[str, Any]) -> bytes:
+    """One JSON Lines row: compact, keys in RECORD/SIGNAL field order, ASCII only."""
+    return json.dumps(row, separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return " ".join(value)
+    return str(value)
+
+
+def csv_lines(columns: Sequence[str], rows: Iterable[Mapping[str, Any]], *, header: bool = True) -> str:
+    """RFC 4180 CSV (CRLF line ends) of `rows` in `columns` order: null is empty, lists are space-separated."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    if header:
+        writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_csv_value(row[c]) for c in columns])
+    return out.getvalue()
+
+
+# --- aggregates -------------------------------------------------------------------------------------------
+
+
+def _percentile(sorted_values: Sequence[int], p: int) -> int:
+    """Nearest-rank percentile (p in percent): the ceil(p/100 * n)-th smallest value."""
+    n = len(sorted_values)
+    rank = max(1, -(-p * n // 100))
+    return sorted_values[rank - 1]
+
+
+def _percent(numerator: int, denominator: int) -> str:
+    """numerator/denominator as a percentage with one decimal, rounded half up, by integer arithmetic."""
+    tenths = (numerator * 1000 * 2 + denominator) // (2 * denominator)
+    return f"{tenths // 10}.{tenths % 10}"
+
+
+class Aggregator:
+    """Counts a period's entries, records and signal events; the hub and the verifier feed it the same rows.
+
+    Memory: a few counters per (collection, type), sets of partner ids, and one integer per actioned record.
+    """
+
+    def __init__(self) -> None:
+        self.signals: dict[tuple[str, str], dict[str, int]] = {}
+        self.outcomes: dict[str, dict[str, int]] = {}
+        self.received = 0
+        self.detected = 0
+        self.decided = 0
+        self.automated = 0
+        self.taken_down = 0
+        self.durations = array("q")
+        self.reporting: set[str] = set()
+        self.receiving: set[str] = set()
+        self.acknowledging: set[str] = set()
+        self.suspensions = 0
+
+    def entry(self, e: AuditEntry) -> None:
+        partner = e.actor.get("partner")
+        if e.action == "token.issue" and isinstance(partner, str) and "feed:read" in e.details.get("scopes", ()):
+            self.receiving.add(partner)
+        elif e.action == "feed.ack" and isinstance(e.details.get("partner"), str):
+            self.acknowledging.add(e.details["partner"])
+        elif e.action == "partner.suspend":
+            self.suspensions += 1
+
+    def record(self, r: Mapping[str, Any]) -> None:
+        outcome = r["outcome"]
+        self.outcomes.setdefault(r["collection"], dict.fromkeys(OUTCOMES, 0))[outcome] += 1
+        self.reporting.add(r["partner"])
+        if r["version"] == 1:
+            self.received += 1
+            self.detected += r["automated_detection"] == "Yes"
+        if outcome in DECIDED:
+            self.decided += 1
+            self.automated += r["automated_decision"] == "AUTOMATED_DECISION_FULLY"
+            self.taken_down += outcome in TAKEN_DOWN
+        if r["actioned_at"] is not None and outcome in _VISIBILITY:
+            seconds = parse_time(r["actioned_at"]) - parse_time(r["matched_at"])
+            self.durations.append(int(seconds.total_seconds()))
+
+    def signal(self, s: Mapping[str, Any]) -> None:
+        self.signals.setdefault((s["collection"], s["signal_type"]), dict.fromkeys(EVENTS, 0))[s["event"]] += 1
+
+    def raw(self) -> dict[str, Any]:
+        """Every aggregate before suppression."""
+        durations = sorted(self.durations)
+        return {
+            "signals": {f"{c}/{t}": dict(v) for (c, t), v in sorted(self.signals.items())},
+            "outcomes": {c: dict(v) for c, v in sorted(self.outcomes.items())},
+            "reports_received": self.received,
+            "automated_detection": [self.detected, self.received],
+            "automated_decision": [self.automated, self.decided],
+            "blocked_or_removed": [self.taken_down, self.decided],
+            "actioned": len(durations),
+            "median_seconds_to_action": _percentile(durations, 50) if durations else None,
+            "p90_seconds_to_action": _percentile(durations, 90) if durations else None,
+            "partners_receiving": len(self.receiving),
+            "partners_acknowledging": len(self.acknowledging),
+            "partners_reporting": len(self.reporting),
+            "partner_suspensions": self.suspensions,
+        }
+
+    def published(self, threshold: int) -> dict[str, Any]:
+        """The aggregates as published under `SUPPRESSION_RULE` with `threshold` (null = withheld)."""
+        return publish(self.raw(), threshold)
+
+
+def _small(value: int, threshold: int) -> bool:
+    return 0 < value < threshold
+
+
+def suppress_table(cells: Sequence[Sequence[int]], threshold: int) -> list[list[int | None]]:
+    """A table with its margins, small cells withheld, then complements until no line has one withheld cell.
+
+    The grid holds the cells, each row's total (last column) and each column's total (last row, with the
+    grand total). Primary: every count from 1 to threshold-1. Secondary: while some row or column of the grid
+    (totals included) has exactly one withheld value, withhold the smallest other non-zero value of that line
+    (else its smallest other value): a withheld value can then never be found by subtraction from its line.
+    """
+    rows = [list(r) for r in cells]
+    ncols = len(rows[0]) if rows else 0
+    grid = [[*r, sum(r)] for r in rows]
+    grid.append([sum(r[j] for r in rows) for j in range(ncols)] + [sum(sum(r) for r in rows)])
+    hidden = [[_small(v, threshold) for v in line] for line in grid]
+
+    def lines() -> Iterator[list[tuple[int, int]]]:
+        for i in range(len(grid)):
+            yield [(i, j) for j in range(ncols + 1)]
+        for j in range(ncols + 1):
+            yield [(i, j) for i in range(len(grid))]
+
+    changed = True
+    while changed:
+        changed = False
+        for line in lines():
+            withheld = [p for p in line if hidden[p[0]][p[1]]]
+            if len(withheld) != 1:
+                continue
+            others = [p for p in line if not hidden[p[0]][p[1]]]
+            if not others:
+                continue
+            pick = min(others, key=lambda p: (grid[p[0]][p[1]] == 0, grid[p[0]][p[1]], p))
+            hidden[pick[0]][pick[1]] = True
+            changed = True
+    return [[None if hidden[i][j] else grid[i][j] for j in range(ncols + 1)] for i in range(len(grid))]
+
+
+def _share(pair: Sequence[int], threshold: int, hidden: bool = False) -> str | None:
+    numerator, denominator = pair
+    if hidden or denominator == 0 or _small(numerator, threshold) or _small(denominator - numerator, threshold):
+        return None
+    if denominator < threshold:
+        return None
+    return _percent(numerator, denominator)
+
+
+def _count(value: int, threshold: int) -> int | None:
+    return None if _small(value, threshold) else value
+
+
+def publish(raw: Mapping[str, Any], threshold: int) -> dict[str, Any]:
+    """Apply the small-cell rule to `Aggregator.raw()` output (see docs/formats.md for each aggregate)."""
+    sig_rows = list(raw["signals"])
+    sig = suppress_table([[raw["signals"][k][e] for e in EVENTS] for k in sig_rows], threshold)
+    out_rows = list(raw["outcomes"])
+    outc = suppress_table([[raw["outcomes"][k][o] for o in OUTCOMES] for k in out_rows], threshold)
+    totals = outc[-1]
+    # The share of decisions that blocked or removed is withheld with any of the counts it is made from.
+    taken_hidden = any(totals[OUTCOMES.index(o)] is None for o in TAKEN_DOWN)
+    actioned = raw["actioned"]
+    timed = actioned >= threshold
+    return {
+        "signals": {
+            "columns": [*EVENTS, "total"],
+            "rows": {k: sig[i] for i, k in enumerate(sig_rows)},
+            "total": sig[-1],
+        },
+        "outcomes": {
+            "columns": [*OUTCOMES, "total"],
+            "rows": {k: outc[i] for i, k in enumerate(out_rows)},
+            "total": totals,
+        },
+        "reports_received": _count(raw["reports_received"], threshold),
+        "automated_detection_percent": _share(raw["automated_detection"], threshold),
+        "automated_decision_percent": _share(raw["automated_decision"], threshold),
+        "blocked_or_removed_percent": _share(raw["blocked_or_removed"], threshold, taken_hidden),
+        "actioned": _count(actioned, threshold),
+        "median_seconds_to_action": raw["median_seconds_to_action"] if timed else None,
+        "p90_seconds_to_action": raw["p90_seconds_to_action"] if timed else None,
+        "partners_receiving": _count(raw["partners_receiving"], threshold),
+        "partners_acknowledging": _count(raw["partners_acknowledging"], threshold),
+        "partners_reporting": _count(raw["partners_reporting"], threshold),
+        "partner_suspensions": _count(raw["partner_suspensions"], threshold),
+    }
+
+
+def aggregates_document(period: Period, threshold: int, published: Mapping[str, Any]) -> dict[str, Any]:
+    """aggregates.json: the period, the rule and the published aggregates."""
+    return {
+        "period": period.to_dict(),
+        "suppression": {"rule": SUPPRESSION_RULE, "threshold": threshold},
+        "aggregates": dict(published),
+    }
+
+
+def aggregates_csv(published: Mapping[str, Any]) -> str:
+    """aggregates.csv: one line per published value (`table,row,column,value`; withheld says so)."""
+    lines: list[dict[str, Any]] = []
+
+    def value(v: Any) -> Any:
+        return WITHHELD if v is None else v
+
+    for table in ("signals", "outcomes"):
+        t = published[table]
+        for name, cells in [*t["rows"].items(), ("total", t["total"])]:
+            for column, v in zip(t["columns"], cells, strict=True):
+                lines.append({"table": table, "row": name, "column": column, "value": value(v)})
+    for key, v in published.items():
+        if key not in ("signals", "outcomes"):
+            lines.append({"table": "summary", "row": "", "column": key, "value": value(v)})
+    return csv_lines(AGGREGATE_CSV_FIELDS, lines)
+
+
+# --- multi-leaf inclusion proof ----------------------------------------------------------------------------
+
+
+def _split(n: int) -> int:
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def multiproof_ranges(lo: int, hi: int, size: int) -> list[tuple[int, int]]:
+    """The subtrees [a, b) of the RFC 9162 tree of `size` leaves that hold none of the leaves [lo, hi) and
+    whose parent holds some: the proof carries their hashes, left to right."""
+    if not 0 <= lo < hi <= size:
+        raise ProofError(f"leaves [{lo}, {hi}) are not a non-empty range of a tree of size {size}")
+    out: list[tuple[int, int]] = []
+
+    def walk(a: int, b: int) -> None:
+        if b <= lo or a >= hi:
+            out.append((a, b))
+        elif b - a > 1 and not (lo <= a and b <= hi):
+            mid = a + _split(b - a)
+            walk(a, mid)
+            walk(mid, b)
+
+    walk(0, size)
+    return out
+
+
+def multiproof_root(lo: int, leaves: Sequence[bytes], size: int, hashes: Sequence[bytes]) -> bytes:
+    """The root of the tree of `size` leaves from leaves [lo, lo + len(leaves)) and the proof's hashes."""
+    hi = lo + len(leaves)
+    ranges = multiproof_ranges(lo, hi, size)
+    if len(hashes) != len(ranges):
+        raise ProofError(f"the proof has {len(hashes)} hashes, leaves [{lo}, {hi}) of size {size} need {len(ranges)}")
+    for h in hashes:
+        if len(h) != HASH_SIZE:
+            raise ProofError("proof hashes are 32 bytes")
+    given = iter(hashes)
+
+    def walk(a: int, b: int) -> bytes:
+        if b <= lo or a >= hi:
+            return next(given)
+        if b - a == 1:
+            return leaves[a - lo]
+        mid = a + _split(b - a)
+        return node_hash(walk(a, mid), walk(mid, b))
+
+    return walk(0, size)
+
+
+# --- writing ----------------------------------------------------------------------------------------------
+
+
+class _HashingWriter:
+    """A member being written: counts and hashes what passes through."""
+
+    def __init__(self, target: IO[bytes]) -> None:
+        self.target = target
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.digest.update(data)
+        self.size += len(data)
+        self.target.write(data)
+
+
+class BundleWriter:
+    """Writes a bundle zip member by member (streamed: nothing is held whole), then the signed manifest.
+
+    Times inside the zip are the bundle's own `created_at`, so the same content gives the same bytes.
+    """
+
+    def __init__(self, fileobj: IO[bytes], created_at: datetime) -> None:
+        self._zip = zipfile.ZipFile(fileobj, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1)
+        t = created_at.astimezone(UTC)
+        self._stamp = (max(t.year, 1980), t.month, t.day, t.hour, t.minute, t.second)
+        self.files: dict[str, dict[str, Any]] = {}
+
+    def _info(self, name: str) -> zipfile.ZipInfo:
+        info = zipfile.ZipInfo(name, self._stamp)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        info.external_attr = 0o644 << 16
+        return info
+
+    def write(self, name: str, chunks: Iterable[bytes]) -> None:
+        """Write one member from byte chunks and note its SHA-256 and size for the manifest."""
+        with self._zip.open(self._info(name), "w", force_zip64=True) as f:
+            w = _HashingWriter(f)
+            buffer: list[bytes] = []
+            held = 0
+            for chunk in chunks:
+                buffer.append(chunk)
+                held += len(chunk)
+                if held >= _CHUNK:
+                    w.write(b"".join(buffer))
+                    buffer, held = [], 0
+            if buffer:
+                w.write(b"".join(buffer))
+        self.files[name] = {"sha256": w.digest.hexdigest(), "bytes": w.size}
+
+    def finish(self, manifest: bytes, envelope: bytes) -> None:
+        """Write manifest.json and its envelope last, and close the zip."""
+        for name, data in ((_MANIFEST, manifest), (_ENVELOPE, envelope)):
+            with self._zip.open(self._info(name), "w") as f:
+                f.write(data)
+        self._zip.close()
+
+
+def manifest_document(
+    *,
+    hub: str,
+    export_id: str,
+    period: Period,
+    created_at: datetime,
+    checkpoint_size: int,
+    checkpoint_root: bytes,
+    first: int,
+    end: int,
+    keysets: int,
+    threshold: int,
+    counts: Mapping[str, int],
+    files: Mapping[str, Mapping[str, Any]],
+    omitted: Mapping[str, str],
+) -> dict[str, Any]:
+    """The manifest: what the bundle is, what it was drawn at, and the digest of every other file."""
+    return {
+        "type": MANIFEST_VERSION,
+        "hub": hub,
+        "export": export_id,
+        "period": period.to_dict(),
+        "created_at": format_time(created_at),
+        "checkpoint": {"origin": f"{hub}/audit", "size": checkpoint_size, "root": b64encode(checkpoint_root)},
+        "entries": {"first": first, "end": end},
+        "keysets": keysets,
+        "suppression": {"rule": SUPPRESSION_RULE, "threshold": threshold},
+        "counts": dict(counts),
+        "files": {k: dict(v) for k, v in sorted(files.items())},
+        "omitted": dict(omitted),
+    }
+
+
+def entry_line(seq: int, entry: bytes) -> bytes:
+    """entries.jsonl: `{"entry": base64 of the canonical entry bytes, "seq": n}` per line."""
+    return canonical_json({"seq": seq, "entry": b64encode(entry)}) + b"\n"
+
+
+def proof_document(size: int, lo: int, hi: int, hashes: Sequence[bytes]) -> bytes:
+    """proof.json: the multi-leaf proof of entries [lo, hi) in the tree of `size` leaves."""
+    return canonical_json({"size": size, "from": lo, "to": hi, "hashes": [b64encode(h) for h in hashes]})
+
+
+def carried_range(first: int, end: int) -> tuple[int, int]:
+    """The entries a bundle carries: the period's [first, end) and one either side (the one before the
+    period if there is one, and the first entry at or after its end, which the checkpoint must hold)."""
+    return max(first - 1, 0), end + 1
+
+
+# --- verifying --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExportReport:
+    """The outcome of `verify_bundle`: `ok`, a one-line `verdict`, and what was recomputed."""
+
+    ok: bool
+    verdict: str
+    records: int = 0
+    signal_events: int = 0
+    entries: int = 0
+    aggregates: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+class _Bundle:
+    def __init__(self, zf: zipfile.ZipFile) -> None:
+        self.zf = zf
+        self.names = set(zf.namelist())
+        if len(self.names) != len(zf.namelist()):
+            raise FormatError("the bundle holds a file name twice")
+
+    def read(self, name: str, limit: int = 64 << 20) -> bytes:
+        if name not in self.names:
+            raise FormatError(f"the bundle has no {name}")
+        if self.zf.getinfo(name).file_size > limit:
+            raise FormatError(f"{name} is larger than {limit} bytes")
+        return self.zf.read(name)
+
+    def lines(self, name: str) -> Iterator[bytes]:
+        with self.zf.open(name) as f:
+            yield from f
+
+    def text_lines(self, name: str) -> Iterator[str]:
+        with self.zf.open(name) as f, io.TextIOWrapper(f, encoding="utf-8", newline="") as t:
+            yield from t
+
+
+def _open_manifest(bundle: _Bundle, pinned: str | None) -> tuple[dict[str, Any], KeySet]:
+    envelope = Envelope.from_json(bundle.read(_ENVELOPE))
+    if envelope.payload_type != EXPORT_TYPE:
+        raise PayloadTypeError(f"manifest envelope payload type {envelope.payload_type!r}, expected {EXPORT_TYPE!r}")
+    versions = sorted(
+        int(k.group(1)) for n in bundle.names if (k := re.fullmatch(r"keys/(0|[1-9][0-9]*)\.json", n))
+    )
+    if versions != list(range(1, len(versions) + 1)) or not versions:
+        raise FormatError("keys/ must hold 1.json, 2.json, ... without gaps")
+    try:
+        trusted = walk_keysets([bundle.read(f"keys/{v}.json") for v in versions], pinned, None)
+    except VerificationError as e:
+        raise type(e)(f"key set: {e}") from e
+    keyset = trusted.keyset
+    # The signature over the exact bytes first (any export key the key sets list), then parse.
+    signed = verified_keyids(envelope, keyset.role_keys(EXPORT_ROLE))
+    if not signed:
+        raise SignatureError("the manifest is not signed by an export key of the pinned key sets")
+    manifest = parse_canonical(envelope.payload)
+    if bundle.read(_MANIFEST) != envelope.payload:
+        raise FormatError("manifest.json is not the payload its envelope signs")
+    m = _fields(
+        manifest,
+        "manifest",
+        {"type", "hub", "export", "period", "created_at", "checkpoint", "entries", "keysets", "suppression",
+         "counts", "files", "omitted"},
+    )
+    if m["type"] != MANIFEST_VERSION:
+        raise FormatError(f"manifest type {m['type']!r} is not {MANIFEST_VERSION!r}")
+    created_at = parse_time(m["created_at"])
+    try:
+        keyset.check_threshold(signed, EXPORT_ROLE, created_at)
+        trusted.check_expiry(created_at)
+    except VerificationError as e:
+        raise type(e)(f"manifest signature: {e}") from e
+    if keyset.hub != m["hub"]:
+        raise FormatError(f"key set hub {keyset.hub!r} is not the manifest's {m['hub']!r}")
+    if m["keysets"] != len(versions):
+        raise FormatError(f"the manifest names {m['keysets']} key sets, the bundle holds {len(versions)}")
+    return m, keyset
+
+
+def _check_files(bundle: _Bundle, files: Any) -> None:
+    if not isinstance(files, dict):
+        raise FormatError("manifest files is an object")
+    expected = set(_DATA_FILES) | {n for n in bundle.names if n.startswith("keys/")}
+    if set(files) != expected:
+        raise FormatError(f"manifest files {sorted(files)} are not the bundle's files {sorted(expected)}")
+    if bundle.names != expected | {_MANIFEST, _ENVELOPE}:
+        extra = sorted(bundle.names - expected - {_MANIFEST, _ENVELOPE})
+        raise FormatError(f"the bundle holds files its manifest does not list: {extra}")
+    for name in sorted(files):
+        spec = _fields(files[name], f"manifest file {name}", {"sha256", "bytes"})
+        digest, size = hashlib.sha256(), 0
+        with bundle.zf.open(name) as f:
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+        if digest.hexdigest() != spec["sha256"] or size != spec["bytes"]:
+            raise FormatError(f"{name}: SHA-256 or size differs from the signed manifest (edited after signing)")
+
+
+def _check_checkpoint(bundle: _Bundle, m: Mapping[str, Any], keyset: KeySet) -> tuple[int, bytes]:
+    cp = _fields(m["checkpoint"], "manifest checkpoint", {"origin", "size", "root"})
+    origin = f"{m['hub']}/audit"
+    if cp["origin"] != origin:
+        raise FormatError(f"manifest checkpoint origin {cp['origin']!r} is not {origin!r}")
+    try:
+        signed = open_checkpoint(bundle.read("checkpoint.note"), origin, list(keyset.role_keys("audit").values()))
+    except VerificationError as e:
+        raise type(e)(f"checkpoint.note: {e} (not signed by an audit key of the key sets)") from e
+    infos = [keyset.keys[key_id(s.public_key)] for s in signed.note.signatures if s.sig_type == SIG_ED25519]
+    if infos and all(i.revoked_at is not None for i in infos):
+        raise RevokedKeyError("checkpoint.note is signed only by revoked audit keys")
+    c = signed.checkpoint
+    if c.size != cp["size"] or b64encode(c.root) != cp["root"]:
+        raise FormatError("checkpoint.note is not the checkpoint the manifest names")
+    return c.size, c.root
+
+
+class _Peek:
+    """An iterator of parsed rows that can look one ahead."""
+
+    def __init__(self, rows: Iterator[dict[str, Any]]) -> None:
+        self._rows = rows
+        self._next: dict[str, Any] | None = next(rows, None)
+
+    def peek(self) -> dict[str, Any] | None:
+        return self._next
+
+    def take(self) -> dict[str, Any]:
+        row = self._next
+        if row is None:
+            raise LogError("no more rows")
+        self._next = next(self._rows, None)
+        return row
+
+
+def _jsonl(bundle: _Bundle, name: str, columns: Sequence[str]) -> Iterator[dict[str, Any]]:
+    """Rows of a .jsonl member, each checked against the same row of its .csv twin."""
+    csv_name = name.replace(".jsonl", ".csv")
+    reader = csv.reader(bundle.text_lines(csv_name))
+    if next(reader, None) != list(columns):
+        raise FormatError(f"{csv_name}: the header is not {','.join(columns)}")
+    previous: tuple[int, ...] = ()
+    for n, line in enumerate(bundle.lines(name), start=1):
+        row = parse_json(line)
+        if not isinstance(row, dict) or list(row) != list(columns):
+            raise FormatError(f"{name} line {n}: the fields are not {', '.join(columns)} in that order")
+        if next(reader, None) != [_csv_value(row[c]) for c in columns]:
+            raise FormatError(f"{csv_name} row {n} is not {name} line {n}")
+        key = (_int(row["audit_seq"], f"{name} line {n} audit_seq"),)
+        if key < previous:
+            raise FormatError(f"{name} line {n}: rows are not in audit_seq order")
+        previous = key
+        yield row
+    if next(reader, None) is not None:
+        raise FormatError(f"{csv_name} has more rows than {name}")
+
+
+_DSA_KEYS = (
+    "decision_visibility", "decision_ground", "category", "category_specification", "content_type",
+    "automated_detection", "automated_decision", "application_date", "content_date", "source_type",
+)
+
+
+def _check_record(r: Mapping[str, Any], e: AuditEntry, where: str) -> None:
+    if r["outcome"] not in OUTCOMES:
+        raise FormatError(f"{where}: unknown outcome {r['outcome']!r}")
+    if r["recorded_at"] != format_time(e.time):
+        raise LogError(f"{where}: recorded_at {r['recorded_at']} is not its entry's time {format_time(e.time)}")
+    if e.action == "reports.submit":
+        if r["version"] != 1 or e.subject != f"partner/{r['partner']}":
+            raise LogError(f"{where}: a first version of a report of partner {r['partner']} is not what entry "
+                           f"{e.seq} records")
+    elif (
+        e.subject.split("/")[:2] != ["report", r["partner"]]
+        or e.details.get("version") != r["version"]
+        or e.details.get("outcome") != r["outcome"]
+    ):
+        raise LogError(f"{where}: version {r['version']} ({r['outcome']}) is not what entry {e.seq} records")
+    actioned = None if r["actioned_at"] is None else parse_time(r["actioned_at"])
+    derived = dsa_fields(
+        r["outcome"], r["signal_type"], r["collection_category"], r["automated_detection"] == "Yes",
+        r["automated_decision"] == "AUTOMATED_DECISION_FULLY", parse_time(r["matched_at"]), actioned, e.time,
+    )
+    if any(derived[k] != r[k] for k in _DSA_KEYS):
+        raise FormatError(f"{where}: its statement-of-reasons fields do not follow from its outcome")
+
+
+def _entry_reports(e: AuditEntry) -> list[str]:
+    if e.action == "reports.submit":
+        reports = e.details.get("reports")
+        if not isinstance(reports, list):
+            raise LogError(f"entry {e.seq}: reports.submit without its reports")
+        return sorted(str(item.get("sha256")) for item in reports if isinstance(item, dict))
+    if e.action == "report.outcome":
+        return [str(e.details.get("sha256"))]
+    return []
+
+
+def _entry_signals(e: AuditEntry) -> tuple[str, int, str | None] | None:
+    """(event, how many, collection) of the signal events an entry must have, or None."""
+    if e.action == "signals.submit":
+        return "added", _int(e.details.get("count"), f"entry {e.seq} count"), e.details.get("collection")
+    if e.action in SIGNAL_ACTIONS:
+        return SIGNAL_ACTIONS[e.action], 1, e.details.get("collection")
+    return None
+
+
+def _verify(path: str, pinned: str | None) -> ExportReport:
+    with zipfile.ZipFile(path) as zf:
+        bundle = _Bundle(zf)
+        m, keyset = _open_manifest(bundle, pinned)
+        _check_files(bundle, m["files"])
+        period = Period.from_dict(m["period"])
+        size, root = _check_checkpoint(bundle, m, keyset)
+        span = _fields(m["entries"], "manifest entries", {"first", "end"})
+        first, end = _int(span["first"], "entries first"), _int(span["end"], "entries end")
+        if end < first:
+            raise FormatError("manifest entries end before they start")
+        if end >= size:
+            raise LogError(
+                f"the checkpoint (size {size}) does not hold entry {end}, the first after the period: it was "
+                "signed before the period closed in the log (another period's checkpoint)"
+            )
+        suppression = _fields(m["suppression"], "manifest suppression", {"rule", "threshold"})
+        if suppression["rule"] != SUPPRESSION_RULE:
+            raise FormatError(f"unknown suppression rule {suppression['rule']!r}")
+        threshold = _int(suppression["threshold"], "suppression threshold", 1)
+        lo, hi = carried_range(first, end)
+        proof = _fields(parse_canonical(bundle.read("proof.json")), "proof.json", {"size", "from", "to", "hashes"})
+        if (proof["size"], proof["from"], proof["to"]) != (size, lo, hi) or not isinstance(proof["hashes"], list):
+            raise FormatError(f"proof.json is not a proof of entries [{lo}, {hi}) in the tree of size {size}")
+
+        agg = Aggregator()
+        records = _Peek(_jsonl(bundle, "records.jsonl", RECORD_FIELDS))
+        events = _Peek(_jsonl(bundle, "signals.jsonl", SIGNAL_FIELDS))
+        leaves: list[bytes] = []
+        previous: AuditEntry | None = None
+        n_records = n_events = 0
+        for n, line in enumerate(bundle.lines("entries.jsonl")):
+            seq = lo + n
+            row = _fields(parse_json(line), f"entries.jsonl line {n + 1}", {"seq", "entry"})
+            if row["seq"] != seq or seq >= hi:
+                raise LogError(f"entries.jsonl line {n + 1}: seq {row['seq']}, expected {seq}")
+            data = b64decode(row["entry"], "entry")
+            e = AuditEntry.from_bytes(data)
+            if e.seq != seq:
+                raise LogError(f"entry {seq}: its body says seq {e.seq}")
+            if previous is not None and e.time < previous.time:
+                raise LogError(f"entry {seq}: time goes backwards")
+            previous = e
+            leaves.append(leaf_hash(data))
+            inside = first <= seq < end
+            if inside != (period.start <= e.time < period.end):
+                raise LogError(
+                    f"entry {seq} at {format_time(e.time)} is {'in' if inside else 'outside'} the bundle's entries "
+                    f"but {'outside' if inside else 'in'} the period {period.label}: the period's entries are not "
+                    "exactly these"
+                )
+            if (r := records.peek()) is not None and r["audit_seq"] < seq:
+                raise LogError(f"record of audit entry {r['audit_seq']}: that entry is not a report entry of the "
+                               "period in the log")
+            if (s := events.peek()) is not None and s["audit_seq"] < seq:
+                raise LogError(f"signal event of audit entry {s['audit_seq']}: that entry is not a signal entry "
+                               "of the period in the log")
+            if not inside:
+                continue
+            agg.entry(e)
+            wanted = _entry_reports(e)
+            got = []
+            while (r := records.peek()) is not None and r["audit_seq"] == seq:
+                rec = records.take()
+                _check_record(rec, e, f"record of entry {seq} ({rec['report_sha256']})")
+                got.append(rec["report_sha256"])
+                agg.record(rec)
+            if sorted(got) != wanted:
+                raise LogError(
+                    f"entry {seq} ({e.action}) records {len(wanted)} report version(s), the bundle has {len(got)} "
+                    "matching records: a record was left out, added or altered"
+                )
+            n_records += len(got)
+            expect = _entry_signals(e)
+            count = 0
+            while (s := events.peek()) is not None and s["audit_seq"] == seq:
+                ev = events.take()
+                if expect is None or ev["event"] != expect[0] or ev["collection"] != expect[2]:
+                    raise LogError(f"signal event of entry {seq} is not what that entry ({e.action}) records")
+                agg.signal(ev)
+                count += 1
+            if expect is not None and count != expect[1]:
+                raise LogError(f"entry {seq} ({e.action}) records {expect[1]} signal(s), the bundle has {count} events")
+            n_events += count
+        if lo + len(leaves) != hi:
+            raise LogError(f"entries.jsonl holds {len(leaves)} entries, the bundle needs [{lo}, {hi})")
+        for left, what in ((records, "record"), (events, "signal event")):
+            r = left.peek()
+            if r is not None:
+                raise LogError(f"{what} of audit entry {r['audit_seq']}: that entry is not in the period in the log")
+        hashes = [b64decode(h, "proof hash") for h in proof["hashes"]]
+        if multiproof_root(lo, leaves, size, hashes) != root:
+            raise RootMismatchError(
+                "the carried entries and proof do not lead to the checkpoint's root: an entry was edited, or the "
+                "checkpoint is another log's or another period's"
+            )
+        counts = {"records": n_records, "signal_events": n_events, "entries": end - first}
+        if m["counts"] != counts:
+            raise FormatError(f"manifest counts {m['counts']} differ from the bundle's {counts}")
+        published = agg.published(threshold)
+        expected_doc = aggregates_document(period, threshold, published)
+        if parse_canonical(bundle.read("aggregates.json")) != expected_doc:
+            raise FormatError("aggregates.json differs from the aggregates recomputed from the records and entries")
+        if bundle.read("aggregates.csv") != aggregates_csv(published).encode():
+            raise FormatError("aggregates.csv differs from the aggregates recomputed from the records and entries")
+    notes = [f"not in this bundle: {k} ({v})" for k, v in sorted(m["omitted"].items())]
+    verdict = (
+        f"OK: export {m['export']} of {m['hub']} for {period.label}: {n_records} records, {n_events} signal events, "
+        f"{end - first} entries [{first}, {end}) in the signed audit checkpoint of size {size}; aggregates "
+        f"recomputed under {SUPPRESSION_RULE} (threshold {threshold}); key set v{keyset.version}"
+    )
+    return ExportReport(True, verdict, n_records, n_events, end - first, published, notes)
+
+
+def verify_bundle(path: str, pinned: str | None = None) -> ExportReport:
+    """Verify a bundle zip; `pinned`: hex SHA-256 of key set v1's payload (None: trust on first use).
+
+    Every failure is a FAIL report naming what does not hold."""
+    try:
+        return _verify(str(path), pinned)
+    except VerificationError as e:
+        return ExportReport(False, f"FAIL ({type(e).__name__}): {e}")
+    except (OSError, zipfile.BadZipFile, KeyError, TypeError, ValueError, csv.Error, EOFError) as e:
+        return ExportReport(False, f"FAIL (FormatError): cannot read the bundle: {e}")
