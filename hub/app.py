@@ -17,6 +17,7 @@ from hub.config import Settings
 from hub.db import make_engine, make_session_factory
 from hub.errors import HubError
 from hub.feed import routes as feed_routes
+from hub.governance import routes as governance_routes
 from hub.identity import routes as identity_routes
 from hub.matching import routes as matching_routes
 from hub.ops import apidocs, health, metrics
@@ -148,6 +149,7 @@ def create_app(
     api.register_blueprint(reports_routes.blp)
     api.register_blueprint(webhooks_routes.blp)
     api.register_blueprint(matching_routes.blp)
+    api.register_blueprint(governance_routes.blp)
     apidocs.init_app(app)  # /docs: flask-smorest's own page has an inline script
 
     @app.after_request

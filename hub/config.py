@@ -68,6 +68,8 @@ class Settings:
     proxy_fix_hops: int = 0
     # A signal reported `false_positive` by this many different partners is flagged for governance review.
     false_positive_flag_threshold: int = 3
+    # Four-eyes rule: an uphold (the hash retired everywhere) takes effect when a second staff member confirms it.
+    four_eyes_uphold: bool = True
     # Networks (CIDR) webhooks may target although not public, over plain http too: tests, private deployments.
     webhook_allow: tuple[Network, ...] = ()
 
@@ -157,6 +159,13 @@ def _str(raw: str) -> str:
     return raw.strip()
 
 
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise ValueError("must be true or false")
+    return value in ("true", "1", "yes", "on")
+
+
 _RATE = re.compile(r"^\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?\s*$")
 
 _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
@@ -181,6 +190,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "HASHFED_PROXY_FIX_HOPS": ("proxy_fix_hops", _non_negative_int),
     "HASHFED_TRUSTED_PROXIES": ("trusted_proxies", lambda raw: tuple(p.strip() for p in raw.split(",") if p.strip())),
     "HASHFED_FALSE_POSITIVE_FLAG_THRESHOLD": ("false_positive_flag_threshold", _positive_int),
+    "HASHFED_FOUR_EYES_UPHOLD": ("four_eyes_uphold", _flag),
     "HASHFED_WEBHOOK_ALLOW": ("webhook_allow", lambda raw: parse_networks(raw.split(","))),
 }
 

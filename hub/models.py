@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from hub.db import Base
 from hub.feed import models as feed
+from hub.governance import models as governance
 from hub.identity import models as identity
 from hub.reports import models as reports
 from hub.transparency import models as transparency
 from hub.webhooks import models as webhooks
 
 # The modules above define the tables; naming them keeps the imports (and documents what is gathered).
-MODULES = (identity, transparency, feed, reports, webhooks)
+MODULES = (identity, transparency, feed, reports, webhooks, governance)
 metadata = Base.metadata

@@ -43,6 +43,8 @@ class SignalStatus(enum.StrEnum):
     ACTIVE = "active"
     RETRACTED = "retracted"
     RETIRED = "retired"
+    QUARANTINED = "quarantined"  # withheld from the feed while staff review a dispute
+    RELEASED = "released"  # a quarantine that ended: the hash was published again under a new signal id
 
 
 class Pending(enum.StrEnum):
@@ -111,7 +113,7 @@ class Signal(Base):
     __tablename__ = "signals"
     __table_args__ = (
         CheckConstraint("type IN (" + ", ".join(f"'{t.value}'" for t in HEX_LEN) + ")", name="type"),
-        CheckConstraint("status IN ('active', 'retracted', 'retired')", name="status"),
+        CheckConstraint("status IN (" + ", ".join(f"'{s.value}'" for s in SignalStatus) + ")", name="status"),
         CheckConstraint("quality IS NULL OR (quality >= 0 AND quality <= 100)", name="quality"),
         # Deduplication: one active signal per (type, value) in a collection; a retracted one may come back.
         Index(
@@ -121,6 +123,14 @@ class Signal(Base):
             "value",
             unique=True,
             postgresql_where=text("status = 'active'"),
+        ),
+        # The quarantined values of a collection: a submission may not add them again while under review.
+        Index(
+            "ix_signals_quarantined",
+            "collection_id",
+            "type",
+            "value",
+            postgresql_where=text("status = 'quarantined'"),
         ),
     )
 
@@ -132,10 +142,9 @@ class Signal(Base):
     quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Canonical JSON list of tags, or NULL.
     tags: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # The contributor's opaque case reference (never served to other partners, never audited).
-    case_ref: Mapped[str | None] = mapped_column(String(MAX_CASE_REF_LENGTH), nullable=True)
+    # The first contributor; every contribution, with its case, is a row of `signal_claims`.
     contributor_id: Mapped[str] = mapped_column(String(36))
-    status: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(12))
     # Audit entry of the submission (the batches that published it are in `signal_seqs`).
     added_audit_seq: Mapped[int] = mapped_column(BigInteger)
     # Audit entry of the retraction or retirement.
@@ -143,6 +152,24 @@ class Signal(Base):
     removal_reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class SignalClaim(Base):
+    """A partner's claim on a signal, for one of its cases ('' for a contribution without a case).
+
+    The case reference is kept only as a keyed digest (`case_digest` in hub/feed/signals.py), so the table
+    alone does not tell which case a hash belongs to. A signal leaves the feed when its last claim is withdrawn.
+    """
+
+    __tablename__ = "signal_claims"
+    __table_args__ = (Index("ix_signal_claims_case", "partner_id", "case_digest"),)
+
+    signal_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    partner_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The submission that made the claim.
+    audit_seq: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class PendingChange(Base):

@@ -36,7 +36,7 @@ from hub.feed.schemas import (
 )
 from hub.identity.auth import current_principal, require_scope
 from hub.transparency import auditlog
-from hub.transparency.keys import HubKeys, serving_keys
+from hub.transparency.keys import HubKeys, ensure_hub_secret, serving_keys
 from hub.web import MAX_BIGINT, Blueprint, db, settings, state
 
 blp = Blueprint("feed", __name__, description="Collections, the signed delta feed, and hash submission")
@@ -49,6 +49,15 @@ def _keys() -> HubKeys:
         return serving_keys(state().services, settings(), db())  # reloaded after a rotation or revocation
     except Exception as e:
         raise ServiceUnavailableError("signing keys are not loaded") from e
+
+
+def _hub_secret() -> bytes:
+    """The hub secret for case reference digests, read once per app."""
+    services = state().services
+    if "feed_hub_secret" not in services:
+        services["feed_hub_secret"] = ensure_hub_secret(settings().keys_path)
+    secret: bytes = services["feed_hub_secret"]
+    return secret
 
 
 def _readable(c: str) -> Collection:
@@ -272,7 +281,7 @@ def ack(args: dict[str, Any], c: str) -> dict[str, int]:
 @blp.response(201, SubmittedSchema)
 @blp.alt_response(403, description="this partner may read but not contribute")
 @blp.alt_response(404, description="no such collection")
-@blp.alt_response(409, description="a (type, value) is on the retired deny list")
+@blp.alt_response(409, description="a (type, value) is retired, or quarantined in this collection")
 @blp.alt_response(413, description="more than 10,000 signals")
 @blp.alt_response(
     422, description="bad items (each named by index), or an Idempotency-Key reused with another body"
@@ -289,6 +298,7 @@ def submit(args: dict[str, Any], c: str) -> Response:
         actor=principal.actor(),
         idempotency_key=request.headers.get("Idempotency-Key"),
         request_sha256=digest,
+        hub_secret=_hub_secret(),
     )
     response = Response(json.dumps(result.body, separators=(",", ":")), status=result.status, mimetype=_JSON)
     if result.replayed:

@@ -1,9 +1,14 @@
-"""Signals: hash submission (bulk, validated, deduplicated, idempotent), retraction and retirement.
+"""Signals: hash submission (bulk, validated, deduplicated, idempotent), case claims, retraction and retirement.
 
 A submission is all or nothing: one bad item refuses the whole request (422 naming each bad item), a
 retired (type, value) refuses it with a 409, and otherwise every new signal is inserted in chunks with one
 audit entry for the request. New signals and retractions wait as `pending` changes until the sealer
 (hub/feed/batches.py) puts them into the collection's next batch.
+
+Every contribution is a claim (`signal_claims`): the contributing partner and its case, the case reference kept
+only as a keyed digest. A duplicate adds its claim to the signal already there; withdrawing a case removes its
+claims, and a signal leaves the feed when no claim is left on it. Governance (hub/governance) withholds,
+re-publishes and retires signals through the functions at the end of this module.
 """
 
 from __future__ import annotations
@@ -25,10 +30,12 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hub import rls
 from hub.db import UTCDateTime, durable_before_answering, utcnow
 from hub.errors import ConflictError, NotFoundError, PayloadTooLargeError, ValidationError
 from hub.feed import collections
@@ -41,11 +48,13 @@ from hub.feed.models import (
     PendingChange,
     RetiredValue,
     Signal,
+    SignalClaim,
     SignalSeq,
     SignalStatus,
 )
 from hub.transparency import auditlog
 from hub.transparency.auditlog import Actor
+from hub.transparency.keys import keyed_digest
 from partners.matching.signals import EXACT_HEX_LEN, HEX_LEN
 
 MAX_SIGNALS_PER_REQUEST = 10_000
@@ -184,8 +193,12 @@ def validate(items: Any, types: Sequence[str], min_quality: int) -> list[Item]:
 # One index probe per item, whatever the planner's (often stale, right after bulk ingest) statistics
 # say: a LATERAL subquery with LIMIT is not flattened into a join, so it cannot become a hash join over the table.
 _LOOKUP_RETIRED_PG = text(
-    "SELECT u.type, u.value FROM unnest(string_to_array(:types, ','), string_to_array(:values, ',')) AS u(type, value)"
-    " CROSS JOIN LATERAL (SELECT 1 FROM retired_values r WHERE r.type = u.type AND r.value = u.value LIMIT 1) AS r"
+    # Values a submission may not add: retired everywhere, or quarantined in this collection (under review).
+    "SELECT u.type, u.value, r.why FROM unnest(string_to_array(:types, ','), string_to_array(:values, ','))"
+    " AS u(type, value) CROSS JOIN LATERAL ("
+    "(SELECT 'retired' AS why FROM retired_values r WHERE r.type = u.type AND r.value = u.value)"
+    " UNION ALL (SELECT 'quarantined' FROM signals q WHERE q.collection_id = :c AND q.type = u.type"
+    " AND q.value = u.value AND q.status = 'quarantined') LIMIT 1) AS r"
 )
 _LOOKUP_ACTIVE_PG = text(
     "SELECT u.type, u.value, s.id FROM unnest(string_to_array(:types, ','), string_to_array(:values, ','))"
@@ -219,11 +232,19 @@ def _pg_list(values: Iterable[str]) -> str:
     return ",".join(values)
 
 
-def _retired(session: Session, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+_REFUSALS = {
+    "retired": "this hash was retired and may not be submitted again",
+    "quarantined": "this hash is quarantined in this collection while staff review a dispute",
+}
+
+
+def _refused(session: Session, collection_id: str, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The pairs a submission may not add, with why: `retired` or `quarantined` (one query)."""
     rows = session.execute(
-        _LOOKUP_RETIRED_PG, {"types": _pg_list(t for t, _ in pairs), "values": _pg_list(v for _, v in pairs)}
+        _LOOKUP_RETIRED_PG,
+        {"c": collection_id, "types": _pg_list(t for t, _ in pairs), "values": _pg_list(v for _, v in pairs)},
     )
-    return {(t, v) for t, v in rows}
+    return {(t, v): why for t, v, why in rows}
 
 
 def _existing(
@@ -240,15 +261,21 @@ def _existing(
 _INSERT_PG = text(
     # One statement: the new rows from arrays, and their pending adds from what was inserted.
     "WITH new AS ("
-    " INSERT INTO signals (id, collection_id, type, value, quality, tags, case_ref, contributor_id, status,"
+    " INSERT INTO signals (id, collection_id, type, value, quality, tags, contributor_id, status,"
     " added_audit_seq, created_at)"
-    " SELECT u.id, :c, u.type, u.value, u.quality, u.tags, u.case_ref, :p, 'active', :a, :now"
+    " SELECT u.id, :c, u.type, u.value, u.quality, u.tags, :p, 'active', :a, :now"
     " FROM unnest(string_to_array(:ids, ','), string_to_array(:types, ','), string_to_array(:values, ','),"
-    " CAST(:qualities AS integer[]), CAST(:tags AS text[]), CAST(:refs AS varchar[]))"
-    " AS u(id, type, value, quality, tags, case_ref)"
+    " CAST(:qualities AS integer[]), CAST(:tags AS text[]))"
+    " AS u(id, type, value, quality, tags)"
     " RETURNING id, type, value, quality, tags)"
     " INSERT INTO pending_changes (collection_id, signal_id, op, audit_seq, type, value, quality, tags)"
     " SELECT :c, id, 'add', :a, type, value, quality, tags FROM new"
+).bindparams(bindparam("now", type_=UTCDateTime()))
+_CLAIM_PG = text(
+    # Every item's claim, new signal or duplicate; a claim made before (same signal, partner and case) stays.
+    "INSERT INTO signal_claims (signal_id, partner_id, case_digest, audit_seq, created_at)"
+    " SELECT u.id, :p, u.d, :a, :now FROM unnest(string_to_array(:ids, ','), CAST(:digests AS text[])) AS u(id, d)"
+    " ON CONFLICT DO NOTHING"
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 
 
@@ -275,7 +302,45 @@ def _insert(
             "values": _pg_list(it.value for it in items),
             "qualities": _pg_array(it.quality for it in items),
             "tags": _pg_array(it.tags for it in items),
-            "refs": _pg_array(it.case_ref for it in items),
+        },
+    )
+
+
+def case_digest(hub_secret: bytes, partner_id: str, case_ref: str) -> str:
+    """The keyed digest a case reference is stored as: separated by partner, useless without the hub secret."""
+    return keyed_digest(hub_secret, f"case-ref\x00{partner_id}\x00{case_ref}")
+
+
+def _claim(
+    session: Session,
+    partner_id: str,
+    audit_seq: int,
+    now: datetime,
+    ids: Sequence[str],
+    items: Sequence[Item],
+    hub_secret: bytes | None,
+) -> None:
+    digests: dict[str, str] = {}
+    claims: dict[tuple[str, str], None] = {}
+    for sid, it in zip(ids, items, strict=True):
+        ref = it.case_ref
+        if ref is None:
+            claims[(sid, "")] = None
+            continue
+        if hub_secret is None:
+            raise ValueError("a case reference is stored as a keyed digest: pass the hub secret")
+        digest = digests.get(ref)
+        if digest is None:
+            digest = digests[ref] = case_digest(hub_secret, partner_id, ref)
+        claims[(sid, digest)] = None
+    session.execute(
+        _CLAIM_PG,
+        {
+            "p": partner_id,
+            "a": audit_seq,
+            "now": now,
+            "ids": _pg_list(sid for sid, _ in claims),
+            "digests": _pg_array(d for _, d in claims),
         },
     )
 
@@ -329,9 +394,11 @@ def _write(
     known: dict[tuple[str, str], str],
     actor: Actor,
     now: datetime,
+    hub_secret: bytes | None,
 ) -> tuple[dict[str, Any], list[str]]:
-    """Record the submission and insert the items not in `known` (the ids of active signals by (type, value));
-    return the response body and the new ids. `distinct`: how many different (type, value) pairs `valid` holds."""
+    """Record the submission, insert the items not in `known` (the ids of active signals by (type, value)) and
+    every item's claim; return the response body and the new ids. `distinct`: how many different (type, value)
+    pairs `valid` holds."""
     known = dict(known)
     fresh: list[Item] = []
     fresh_ids: list[str] = []
@@ -358,6 +425,7 @@ def _write(
         details["ids_sha256"] = ids_digest(fresh_ids)
     rec = auditlog.record(session, actor, "signals.submit", f"collection/{collection_id}", details, now=now)
     _insert(session, collection_id, partner_id, rec.seq, now, fresh_ids, fresh)
+    _claim(session, partner_id, rec.seq, now, ids, valid, hub_secret)
     body = {
         "collection": collection_id,
         "audit_seq": rec.seq,
@@ -376,6 +444,7 @@ def _write_all_new(
     distinct: int,
     actor: Actor,
     now: datetime,
+    hub_secret: bytes | None,
 ) -> tuple[dict[str, Any], list[str]] | None:
     """Write the submission as if none of its values were active in the collection, which is the
     common case, without probing for them first; None if one was.
@@ -386,7 +455,7 @@ def _write_all_new(
     """
     try:
         with session.begin_nested():
-            return _write(session, collection_id, partner_id, valid, distinct, {}, actor, now)
+            return _write(session, collection_id, partner_id, valid, distinct, {}, actor, now, hub_secret)
     except IntegrityError as e:
         if getattr(getattr(e.orig, "diag", None), "constraint_name", None) != _ACTIVE_VALUE_INDEX:
             raise
@@ -402,9 +471,12 @@ def submit(
     actor: Actor,
     idempotency_key: str | None = None,
     request_sha256: str | None = None,
+    hub_secret: bytes | None = None,
     now: datetime | None = None,
 ) -> Submitted:
     """Add signals to a collection (contributors only); all or nothing, one audit entry.
+
+    `hub_secret` keys the digests of case references (needed when an item carries `case_ref`).
 
     With an idempotency key, a replay with the same request digest returns the first response and
     writes nothing; the same key with another digest is a 422. A replay is authorised as a new request
@@ -435,19 +507,19 @@ def submit(
             return replay
     pairs = list(dict.fromkeys((it.type, it.value) for it in valid))
     session.execute(_NO_JIT_PG)
-    denied = _retired(session, pairs)
+    denied = _refused(session, collection.id, pairs)
     if denied:
         bad = {
-            str(i): ["this hash was retired and may not be submitted again"]
+            str(i): [_REFUSALS[denied[(it.type, it.value)]]]
             for i, it in enumerate(valid)
             if (it.type, it.value) in denied
         }
-        raise ConflictError(f"{len(bad)} signals are on the retired deny list", errors={"signals": bad})
+        raise ConflictError(f"{len(bad)} signals may not be submitted now", errors={"signals": bad})
 
-    written = _write_all_new(session, collection.id, partner_id, valid, len(pairs), actor, now)
+    written = _write_all_new(session, collection.id, partner_id, valid, len(pairs), actor, now, hub_secret)
     if written is None:
         known = _existing(session, collection.id, pairs)
-        written = _write(session, collection.id, partner_id, valid, len(pairs), known, actor, now)
+        written = _write(session, collection.id, partner_id, valid, len(pairs), known, actor, now, hub_secret)
     body, fresh_ids = written
     if idempotency_key is not None and request_sha256 is not None:
         session.add(
@@ -589,6 +661,23 @@ def retire_value(
     auditlog.next_seq(session)  # the audit lock before the row locks: the order the sealer takes them in
     if session.get(RetiredValue, (kind, value)) is not None:
         raise ConflictError("this hash is already retired")
+    found = active_of_value(session, kind, value)
+    removed = sorted(s.id for s in found)
+    rec = auditlog.record(
+        session,
+        actor,
+        "signal.retire",
+        f"hash/{kind}/{hashlib.sha256(value.encode()).hexdigest()}",
+        {"type": kind, "removed": removed, "collections": sorted({s.collection_id for s in found})},
+        now=now,
+    )
+    retire_found(session, kind, value, found, rec.seq, now)
+    session.flush()
+    return Retired(kind, value, rec.seq, removed)
+
+
+def active_of_value(session: Session, kind: str, value: str) -> list[Signal]:
+    """The active signals of a hash in every collection, locked (take the audit lock first)."""
     found: list[Signal] = []
     for cid in session.scalars(select(Collection.id).order_by(Collection.id)):
         # Per collection, so the lookup uses the (collection_id, type, value) index of active values.
@@ -604,20 +693,148 @@ def retire_value(
                 .with_for_update()
             )
         )
-    removed = sorted(s.id for s in found)
-    rec = auditlog.record(
-        session,
-        actor,
-        "signal.retire",
-        f"hash/{kind}/{hashlib.sha256(value.encode()).hexdigest()}",
-        {"type": kind, "removed": removed, "collections": sorted({s.collection_id for s in found})},
-        now=now,
-    )
+    return found
+
+
+def retire_found(
+    session: Session,
+    kind: str,
+    value: str,
+    found: Sequence[Signal],
+    audit_seq: int,
+    now: datetime,
+    *,
+    also: Signal | None = None,
+) -> None:
+    """Retire a hash under an audit entry already written: remove `found` (from `active_of_value`) from the
+    feed, mark `also` (a signal already out of the feed, e.g. quarantined) retired, and deny-list the value."""
     for signal in found:
-        _remove(session, signal, SignalStatus.RETIRED, "retired", rec.seq, now)
-    session.add(RetiredValue(type=kind, value=value, retired_at=now, audit_seq=rec.seq))
+        _remove(session, signal, SignalStatus.RETIRED, "retired", audit_seq, now)
+    if also is not None and also.status != SignalStatus.RETIRED.value and also not in found:
+        also.status = SignalStatus.RETIRED.value
+        also.removal_reason = "retired"
+        also.removed_audit_seq = audit_seq
+        also.removed_at = now
+    if session.get(RetiredValue, (kind, value)) is None:
+        session.add(RetiredValue(type=kind, value=value, retired_at=now, audit_seq=audit_seq))
+
+
+def withhold(session: Session, signal: Signal, audit_seq: int, now: datetime) -> None:
+    """Quarantine an active signal under an audit entry already written: a signed remove, reason `quarantined`."""
+    if signal.status != SignalStatus.ACTIVE.value:
+        raise ConflictError(f"this signal is {signal.status}: nothing to withhold")
+    _remove(session, signal, SignalStatus.QUARANTINED, "quarantined", audit_seq, now)
+
+
+def republish(session: Session, signal: Signal, new_id: str, audit_seq: int, now: datetime) -> Signal:
+    """End a quarantine: the hash is added again under `new_id` (a feed never adds one id twice) and its claims
+    move to the new signal; the quarantined row becomes `released`."""
+    if signal.status != SignalStatus.QUARANTINED.value:
+        raise ConflictError(f"this signal is {signal.status}, not quarantined")
+    signal.status = SignalStatus.RELEASED.value
+    fresh = Signal(
+        id=new_id,
+        collection_id=signal.collection_id,
+        type=signal.type,
+        value=signal.value,
+        quality=signal.quality,
+        tags=signal.tags,
+        contributor_id=signal.contributor_id,
+        status=SignalStatus.ACTIVE.value,
+        added_audit_seq=audit_seq,
+        created_at=now,
+    )
+    session.add(fresh)
     session.flush()
-    return Retired(kind, value, rec.seq, removed)
+    session.add(
+        PendingChange(
+            collection_id=signal.collection_id,
+            signal_id=new_id,
+            op=Pending.ADD.value,
+            audit_seq=audit_seq,
+            type=signal.type,
+            value=signal.value,
+            quality=signal.quality,
+            tags=signal.tags,
+        )
+    )
+    session.execute(update(SignalClaim).where(SignalClaim.signal_id == signal.id).values(signal_id=new_id))
+    return fresh
+
+
+@dataclass(frozen=True)
+class Withdrawn:
+    """A withdrawn case: its audit entry, how many claims went, and the signals that left the feed."""
+
+    audit_seq: int
+    claims: int
+    removed: list[str]
+
+
+def withdraw_case(
+    session: Session,
+    *,
+    partner_id: str,
+    case_ref: Any,
+    hub_secret: bytes,
+    actor: Actor,
+    now: datetime | None = None,
+) -> Withdrawn:
+    """Withdraw one of the partner's cases: its claims go, and each signal left without any claim (of any
+    partner, any case) leaves the feed (a remove with reason `withdrawn`). Audited without the reference.
+
+    A reference with no claim of this partner is a 404 (the same for another partner's case).
+    """
+    now = now or utcnow()
+    if not isinstance(case_ref, str) or not 0 < len(case_ref) <= MAX_CASE_REF_LENGTH:
+        raise ValidationError(
+            "invalid case reference", errors={"case_ref": [f"1-{MAX_CASE_REF_LENGTH} characters"]}
+        )
+    digest = case_digest(hub_secret, partner_id, case_ref)
+    auditlog.next_seq(session)  # the audit lock before the row locks: the order the sealer takes them in
+    claimed = list(
+        session.scalars(
+            delete(SignalClaim)
+            .where(SignalClaim.partner_id == partner_id, SignalClaim.case_digest == digest)
+            .returning(SignalClaim.signal_id)
+        )
+    )
+    if not claimed:
+        raise NotFoundError("no such case")
+    # Other partners' claims decide whether a signal stays: the partner was authenticated, the hub looks.
+    rls.set_tenant(session, rls.SYSTEM)
+    kept = set(
+        session.scalars(select(SignalClaim.signal_id).where(SignalClaim.signal_id.in_(claimed)).distinct())
+    )
+    orphans = list(
+        session.scalars(
+            select(Signal)
+            .where(
+                Signal.id.in_(sorted(set(claimed) - kept)),
+                Signal.status.in_([SignalStatus.ACTIVE.value, SignalStatus.QUARANTINED.value]),
+            )
+            .order_by(Signal.id)
+            .with_for_update()
+        )
+    )
+    removed = [s.id for s in orphans]
+    details: dict[str, Any] = {"claims": len(claimed), "count": len(removed)}
+    if len(removed) <= AUDIT_ID_LIST_LIMIT:
+        details["removed"] = removed
+    else:
+        details["removed_sha256"] = ids_digest(removed)
+    rec = auditlog.record(session, actor, "case.withdraw", f"partner/{partner_id}", details, now=now)
+    for signal in orphans:
+        if signal.status == SignalStatus.QUARANTINED.value:
+            # Already out of the feed: no second remove.
+            signal.status = SignalStatus.RETRACTED.value
+            signal.removal_reason = "withdrawn"
+            signal.removed_audit_seq = rec.seq
+            signal.removed_at = now
+        else:
+            _remove(session, signal, SignalStatus.RETRACTED, "withdrawn", rec.seq, now)
+    session.flush()
+    return Withdrawn(rec.seq, len(claimed), removed)
 
 
 def pending_counts(session: Session) -> dict[str, int]:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub import rls
 from hub.config import Settings
 from hub.feed import batches
+from hub.governance import service as governance
 from hub.identity import tokens
 from hub.transparency import auditlog
 from hub.transparency.keys import HubKeys
@@ -79,3 +80,12 @@ def sweep_tokens(session_factory: sessionmaker[Session], now: datetime) -> int:
     with session_factory.begin() as session:
         rls.set_tenant(session, rls.SYSTEM)
         return tokens.sweep(session, now)
+
+
+# --- governance ---------------------------------------------------------------------------------------------
+
+
+def open_flag_disputes(session_factory: sessionmaker[Session], now: datetime) -> int:
+    """Open a dispute for each signal the false-positive flag marked since the last run."""
+    with session_factory.begin() as session:
+        return governance.open_flag_disputes(session, now)

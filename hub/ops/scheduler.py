@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 # Webhook deliveries are tried this often; each delivery's own backoff decides whether it is due.
 WEBHOOK_INTERVAL_S = 30
+# Flagged signals get their dispute within a minute.
+FLAG_DISPUTES_INTERVAL_S = 60
 
 
 def _runner(
@@ -68,6 +70,7 @@ def plan(settings: Settings) -> list[tuple[str, Callable[..., Any], int, bool, b
         ("integrate_audit_log", jobs.integrate_audit_log, settings.audit_checkpoint_interval_s, False, True),
         ("deliver_webhooks", webhooks.deliver_webhooks, WEBHOOK_INTERVAL_S, True, False),
         ("sweep_tokens", jobs.sweep_tokens, 3600, False, False),
+        ("open_flag_disputes", jobs.open_flag_disputes, FLAG_DISPUTES_INTERVAL_S, False, False),
     ]
 
 

@@ -23,6 +23,7 @@ APPEND_ONLY_TABLES: tuple[str, ...] = (
     "collection_nodes",
     "collection_checkpoints",
     "report_outcomes",
+    "decisions",
 )
 
 # Table -> the one column holding its signatures, which a revocation replaces (hub/feed/revocation.py).
@@ -90,9 +91,12 @@ def uninstall(conn: Connection, table: str) -> None:
 
 
 def missing_triggers(conn: Connection) -> list[str]:
-    """Names of expected append-only triggers that are absent or not `ENABLE ALWAYS`."""
+    """Names of expected append-only triggers that are absent or not `ENABLE ALWAYS` (on the tables the
+    database's revision has: an older revision lacks the newer tables)."""
     missing: list[str] = []
     for table in APPEND_ONLY_TABLES:
+        if conn.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar() is None:
+            continue
         for name in trigger_names(table):
             row = conn.execute(
                 text("SELECT tgenabled FROM pg_trigger WHERE tgname = :n AND NOT tgisinternal"), {"n": name}

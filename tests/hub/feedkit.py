@@ -68,11 +68,21 @@ def pdq() -> str:
     return secrets.token_hex(32)
 
 
+# Keys the digests of case references in tests that submit through this kit.
+HUB_SECRET = bytes(range(32))
+
+
 def submit(session: Session, c: Collection, p: Partner, items: list[dict]) -> signals.Submitted:
     # As SYSTEM: a test's requests share its transaction and leave their partner as the tenant.
     rls.set_tenant(session, rls.SYSTEM)
     return signals.submit(
-        session, collection_id=c.id, partner_id=p.id, items=items, actor=actor_of(p), now=T0
+        session,
+        collection_id=c.id,
+        partner_id=p.id,
+        items=items,
+        actor=actor_of(p),
+        hub_secret=HUB_SECRET,
+        now=T0,
     )
 
 

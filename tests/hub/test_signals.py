@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from hub.errors import ConflictError, ForbiddenError, NotFoundError, PayloadTooLargeError, ValidationError
 from hub.feed import signals
-from hub.feed.models import Access, IdempotencyKey, PendingChange, Signal
+from hub.feed.models import Access, IdempotencyKey, PendingChange, Signal, SignalClaim
 from hub.transparency.auditlog import Actor
 from hub.transparency.models import AuditEntry
 from tests.hub import feedkit as kit
@@ -267,5 +267,8 @@ def test_free_text_and_tags_are_stored_exactly(session, world, case_ref):
     sid = kit.submit(
         session, c, owner, [{"type": "pdq", "value": kit.pdq(), "tags": ["b:x/y", "a"], "case_ref": case_ref}]
     ).new_ids[0]
-    row = session.execute(select(Signal.case_ref, Signal.tags, Signal.quality).where(Signal.id == sid)).one()
-    assert tuple(row) == (case_ref, '["a","b:x/y"]', None)
+    row = session.execute(select(Signal.tags, Signal.quality).where(Signal.id == sid)).one()
+    assert tuple(row) == ('["a","b:x/y"]', None)
+    # The case reference is kept only as its keyed digest, exactly as given.
+    claims = session.execute(select(SignalClaim.partner_id, SignalClaim.case_digest).where(SignalClaim.signal_id == sid))
+    assert claims.all() == [(owner.id, signals.case_digest(kit.HUB_SECRET, owner.id, case_ref))]
