@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 
 from hub.config import Settings
+from hub.console import routes as console_routes
 from hub.db import make_engine, make_session_factory
 from hub.errors import HubError
 from hub.feed import routes as feed_routes
@@ -151,6 +152,7 @@ def create_app(
     api.register_blueprint(matching_routes.blp)
     api.register_blueprint(governance_routes.blp)
     apidocs.init_app(app)  # /docs: flask-smorest's own page has an inline script
+    console_routes.init_app(app)  # /console/: the staff console's pages (after identity: it shares its limiter)
 
     @app.after_request
     def _commit_or_rollback(response: Response) -> Response:
