@@ -1,13 +1,15 @@
 """`hashfed-partner hash` and `hashfed-partner match`: the reference matcher on the partner's own machine.
 
-Media never leaves the machine: files are hashed here (PDQ, MD5, SHA-256) and matched against the index
-kept from the verified mirror (partners/client/indexing.py). Needs the `[match]` extra (numpy, numba, pdqhash,
-Pillow); without it both commands say so instead of failing on an import.
+Media never leaves the machine: files are hashed here (PDQ for images, vPDQ and video MD5 for videos, MD5,
+SHA-256) and matched against the index kept from the verified mirror (partners/client/indexing.py). Needs the
+`[match]` extra (numpy, numba, pdqhash, Pillow, PyAV); without it both commands say so instead of failing on
+an import.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -26,6 +28,7 @@ from partners.client.reports import QUEUE_FILE, MatchedSignal, ReportQueue
 if TYPE_CHECKING:
     from partners.matching.hashing import HashResult
     from partners.matching.matcher import Match
+    from partners.matching.vpdq import VideoMatch
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
 # A bar only when it helps: several files, and a person watching stderr.
@@ -69,14 +72,17 @@ def _files(paths: Sequence[str]) -> Iterator[tuple[str, HashResult]]:
 @click.argument("files", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file (JSON lines).")
 def hash_command(files: Sequence[str], as_json: bool) -> None:
-    """PDQ (with quality), MD5 and SHA-256 of each FILE as labelled lines; exit status 1 if any file failed."""
+    """PDQ (with quality) of an image or vPDQ and video MD5 of a video, MD5 and SHA-256 of each FILE as
+    labelled lines; exit status 1 if any file failed."""
     _require_match_extra()
     failed = 0
     for n, (path, r) in enumerate(_files(files)):
         if r.error is not None:
             failed += 1
         if as_json:
-            row = {"file": path, "pdq": r.pdq, "quality": r.quality, "md5": r.md5, "sha256": r.sha256}
+            row: dict[str, Any] = {"file": path, "pdq": r.pdq, "quality": r.quality, "md5": r.md5, "sha256": r.sha256}
+            if r.vpdq is not None:
+                row = {"file": path, "vpdq": r.vpdq, "video_md5": r.md5, "md5": r.md5, "sha256": r.sha256}
             if r.error is not None:
                 row["error"] = r.error
             click.echo(json.dumps(row))
@@ -87,8 +93,12 @@ def hash_command(files: Sequence[str], as_json: bool) -> None:
         if n:
             click.echo("")
         click.echo(f"file: {path}")
-        click.echo(f"pdq: {r.pdq or '-'}")
-        click.echo(f"quality: {'-' if r.quality is None else r.quality}")
+        if r.vpdq is not None:
+            click.echo(f"vpdq: {r.vpdq}")
+            click.echo(f"video_md5: {r.md5}")
+        else:
+            click.echo(f"pdq: {r.pdq or '-'}")
+            click.echo(f"quality: {'-' if r.quality is None else r.quality}")
         click.echo(f"md5: {r.md5}")
         click.echo(f"sha256: {r.sha256}")
         if r.error is not None:
@@ -133,7 +143,9 @@ def _queries(args: Sequence[str], hex64_type: str) -> Iterator[Query]:
             continue
         _, r = next(hashed)
         q = Query(a, quality=r.quality, error=r.error)
-        q.hashes = [(t, v) for t, v in (("pdq", r.pdq), ("md5", r.md5), ("sha256", r.sha256)) if v is not None]
+        video = r.md5 if r.vpdq is not None else None
+        found_hashes = (("pdq", r.pdq), ("vpdq", r.vpdq), ("video_md5", video), ("md5", r.md5), ("sha256", r.sha256))
+        q.hashes = [(t, v) for t, v in found_hashes if v is not None]
         yield q
 
 
@@ -208,9 +220,13 @@ def match_command(
     content_ref: str | None,
     surface: str,
 ) -> None:
-    """Match files (hashed here; PDQ, MD5 and SHA-256) or hashes against the synced collections.
+    """Match files (hashed here; PDQ, or vPDQ and video MD5, MD5 and SHA-256) or hashes against the synced
+    collections.
 
-    Thresholds come from each collection's signed descriptor; --threshold may only lower them. Exit status
+    Thresholds come from each collection's signed descriptor; --threshold may only lower them. A video
+    matches by vPDQ's rule: at least P % of its unique frames and of the stored video's are matched (P from
+    the descriptor); a stored video that reaches P on one side only is listed as `query-only` (the file is a
+    clip of it) or `stored-only` (it is a clip of the file), and not reported. Exit status
     1 if any file could not be hashed (its other hashes are still matched). With --report, each matched
     item becomes `pending_review` reports; update them later with `hashfed-partner report --ref ...`.
     """
@@ -235,6 +251,11 @@ def match_command(
             else:
                 click.echo(f"{q.arg}: error: {q.error}", err=True)
         for kind, value in q.hashes:
+            if kind == "vpdq":
+                videos = index.matcher.match_vpdq([value], threshold=asked, collections=collections)[0]
+                found_per_item.setdefault(q.arg, []).extend(_video_matches(videos))
+                _echo_videos(q.arg, value, videos, as_json)
+                continue
             found = index.matcher.match(kind, [value], threshold=asked, collections=collections)[0]
             found_per_item.setdefault(q.arg, []).extend(found)
             if as_json:
@@ -255,6 +276,32 @@ def match_command(
     if failed:
         click.echo(f"{failed} file(s) could not be hashed completely", err=True)
         sys.exit(1)
+
+
+def _video_matches(videos: list[VideoMatch]) -> list[Match]:
+    """The videos matched by vPDQ's rule as the matcher's `Match`: distance = 100 - the smaller share."""
+    from partners.matching.matcher import Match  # the [match] extra is checked before any match
+
+    return [
+        Match(math.ceil(100 - min(v.query_percent, v.stored_percent)), v.collection, v.signal_id)
+        for v in videos
+        if v.both_sides
+    ]
+
+
+def _echo_videos(arg: str, value: str, videos: list[VideoMatch], as_json: bool) -> None:
+    if as_json:
+        rows = [
+            {"collection": v.collection, "signal": str(v.signal_id), "query_percent": v.query_percent,
+             "stored_percent": v.stored_percent, "match": v.both_sides}
+            for v in videos
+        ]  # fmt: skip
+        click.echo(json.dumps({"query": arg, "type": "vpdq", "value": value, "matches": rows}))
+        return
+    for v in videos:
+        side = "" if v.both_sides else ("  query-only" if v.query_percent >= v.stored_percent else "  stored-only")
+        shares = f"{v.query_percent:.0f}%/{v.stored_percent:.0f}%"
+        click.echo(f"{'vpdq':6}  {v.collection:36}  {v.signal_id!s:36}  {shares:>4}  {arg}{side}")
 
 
 def _report_matches(

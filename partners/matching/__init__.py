@@ -28,9 +28,11 @@ from partners.matching.signals import (
     pdq_words_to_hex,
 )
 from partners.matching.storage import load_pdq, save_pdq
+from partners.matching.vpdq import DEFAULT_VPDQ_PERCENT, VideoMatch, VpdqFrame, format_vpdq, parse_vpdq
 
 __all__ = [
     "DEFAULT_PDQ_THRESHOLD",
+    "DEFAULT_VPDQ_PERCENT",
     "MAX_PDQ_THRESHOLD",
     "DuplicateIdError",
     "ExactIndex",
@@ -47,10 +49,14 @@ __all__ = [
     "SignalId",
     "SignalType",
     "UnknownSignalTypeError",
+    "VideoMatch",
+    "VpdqFrame",
+    "format_vpdq",
     "hash_bytes",
     "hash_file",
     "hash_files",
     "load_pdq",
+    "parse_vpdq",
     "pdq_hex_to_words",
     "pdq_words_to_hex",
     "save_pdq",

@@ -1,7 +1,15 @@
-"""Hashing media on the partner's machine: PDQ for images, MD5 and SHA-256 of the raw bytes for every file.
+"""Hashing media on the partner's machine: PDQ for images, vPDQ for videos, MD5 and SHA-256 of the raw bytes
+for every file (a video's MD5 is its ``video_md5``).
 
-The only module that imports Pillow and pdqhash, and only inside functions, so the index modules (and the
-hub, which has neither installed) never load them.
+The only module that imports Pillow, pdqhash and PyAV, and only inside functions, so the index modules (and
+the hub, which has none of them installed) never load them.
+
+vPDQ reproduces Meta's ``vpdq`` hasher (``hashing/filehasher.cpp``) with PyAV, whose wheels bundle FFmpeg
+(docs/adr/0010-vpdq-with-pyav.md): the first video stream, decoded in order; frame n (counted from 0 as the
+decoder returns them) is hashed when n is a multiple of int(seconds_per_hash x frame rate) (at least 1), the
+frame rate being the stream's average rate or, when that is unknown, its guessed (r_frame_rate) rate; the
+frame is converted to RGB24 at its own size with the area filter and hashed with PDQ; its timestamp is
+n / frame rate in single precision, as vpdq computes it.
 
 PDQ hex convention: 64 lowercase hex digits equal to the output of Meta's ``pdq-photo-hasher`` (and of
 ThreatExchange's python code): see :func:`partners.matching.signals.pdq_bits_to_hex`.
@@ -17,17 +25,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from partners.matching.errors import HashingError
 from partners.matching.signals import pdq_bits_to_hex
+from partners.matching.vpdq import MAX_VPDQ_FRAMES, VpdqFrame, format_vpdq
 
 # Pillow refuses images above this many pixels (decompression bombs) with an error, not a crash
 MAX_IMAGE_PIXELS = 178_956_970
+SECONDS_PER_HASH = 1.0  # vpdq's default sampling: one frame hashed per second of video
 
 
 @dataclass(frozen=True)
 class HashResult:
-    """The hashes of one file. ``error`` says why a part is missing: unreadable file (no hash at all) or not
-    a decodable image (md5/sha256 only)."""
+    """The hashes of one file. ``error`` says why a part is missing: unreadable file (no hash at all), or
+    neither a decodable image nor a decodable video (md5/sha256 only). A video has ``vpdq`` (canonical
+    text, partners/matching/vpdq.py) and no ``pdq``; its ``video_md5`` is ``md5``."""
 
     path: str | None
     md5: str | None = None
@@ -35,6 +48,7 @@ class HashResult:
     pdq: str | None = None  # 64 lowercase hex digits
     quality: int | None = None  # PDQ quality 0..100; below ~50 the hash is unreliable
     error: str | None = None
+    vpdq: str | None = None  # a video's frames (canonical vpdq text)
 
     @property
     def ok(self) -> bool:
@@ -48,11 +62,19 @@ class HashResult:
 
 
 def hash_bytes(data: bytes, path: str | None = None) -> HashResult:
-    """MD5, SHA-256 and (for an image) PDQ of ``data``; a non-image gives an error but keeps the digests."""
+    """MD5, SHA-256 and PDQ (an image) or vPDQ (a video) of ``data``; anything else gives an error but keeps
+    the digests."""
     md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
     sha256 = hashlib.sha256(data).hexdigest()
     try:
         pdq, quality = _pdq_of_image(data)
+    except _NotAnImageError as not_image:
+        try:
+            frames = vpdq_of_video(io.BytesIO(data))
+        except HashingError as e:
+            reason = str(e) if not isinstance(e, _NotAVideoError) else f"{not_image}, nor {e}"
+            return HashResult(path=path, md5=md5, sha256=sha256, error=reason)
+        return HashResult(path=path, md5=md5, sha256=sha256, vpdq=format_vpdq(frames))
     except HashingError as e:
         return HashResult(path=path, md5=md5, sha256=sha256, error=str(e))
     return HashResult(path=path, md5=md5, sha256=sha256, pdq=pdq, quality=quality)
@@ -72,6 +94,53 @@ def hash_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[HashResult]:
     """Hash files one after another; a bad file yields a result with an error, the run goes on."""
     for path in paths:
         yield hash_file(path)
+
+
+class _NotAnImageError(HashingError):
+    """Pillow does not recognise the bytes as an image (they may be a video)."""
+
+
+class _NotAVideoError(HashingError):
+    """FFmpeg finds no video stream in the bytes."""
+
+
+def vpdq_of_video(source: Any, seconds_per_hash: float = SECONDS_PER_HASH) -> list[VpdqFrame]:
+    """The vPDQ frames of a video (a path or a binary file object), or :class:`HashingError`: no video
+    stream, PyAV missing, or a stream that fails to decode (a corrupt or truncated file)."""
+    try:
+        import av
+    except ImportError as e:
+        raise _NotAVideoError("a video PyAV can decode (PyAV is not installed: the [match] extra)") from e
+    frames: list[VpdqFrame] = []
+    try:
+        with av.open(source, mode="r") as container:
+            if not container.streams.video:
+                raise _NotAVideoError("a video FFmpeg can decode")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            if not rate:
+                raise HashingError("cannot hash video: its frame rate is unknown")
+            every = max(int(seconds_per_hash * float(rate)), 1)
+            for n, frame in enumerate(container.decode(stream)):
+                if n % every:
+                    continue
+                rgb = frame.reformat(format="rgb24", interpolation="AREA").to_ndarray()
+                pdq, quality = pdq_of_pixels(rgb)
+                seconds = float(np.float32(n) / np.float32(float(rate)))
+                frames.append(VpdqFrame(pdq, quality, round(seconds, 3)))
+    except HashingError:
+        raise
+    except av.error.InvalidDataError as e:
+        if not frames:
+            raise _NotAVideoError("a video FFmpeg can decode") from e
+        raise HashingError(f"cannot decode video after {len(frames)} hashed frame(s): {e}") from e
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise HashingError(f"cannot decode video: {e}") from e
+    if not frames:
+        raise HashingError("cannot hash video: no frame could be decoded")
+    if len(frames) > MAX_VPDQ_FRAMES:
+        raise HashingError(f"video too long: {len(frames)} hashed frames, at most {MAX_VPDQ_FRAMES}")
+    return frames
 
 
 def pdq_of_pixels(rgb: Any) -> tuple[str, int]:
@@ -95,7 +164,7 @@ def _pdq_of_image(data: bytes) -> tuple[str, int]:
             upright = ImageOps.exif_transpose(img)  # the picture as people see it, whatever the camera stored
             rgb = upright.convert("RGB")
     except UnidentifiedImageError as e:
-        raise HashingError("not an image Pillow can decode") from e
+        raise _NotAnImageError("not an image Pillow can decode") from e
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise HashingError(f"cannot decode image: {e}") from e
     import numpy as np

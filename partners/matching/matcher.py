@@ -4,6 +4,11 @@ One index per signal type holds every collection's signals; each entry's int64 k
 signal id) through a :class:`~partners.matching.signal_table.SignalTable` (numpy arrays, 25 bytes per
 signal, no Python dict). A query runs once per type and filters hits by collection and by each collection's
 threshold, so asking many collections costs one search, not one per collection.
+
+Videos: a ``vpdq`` signal's unique frames (``vpdq.unique_words``) go to a second :class:`PdqIndex` whose ids
+are ``key << 16 | frame``, so a frame hit names its video without a map; a query video's frames are one
+batch search there, and the vPDQ rule counts, per stored video, the query frames and stored frames matched.
+``video_md5`` is an exact index like ``md5``.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import threading
 from collections.abc import Iterable, Sequence
@@ -35,16 +41,30 @@ from partners.matching.signal_table import (
 )
 from partners.matching.signals import (
     DEFAULT_PDQ_THRESHOLD,
+    VIDEO_MD5,
+    VPDQ,
     SignalType,
     check_threshold,
+    parse_type,
     pdq_hex_to_words,
     pdq_words_to_hex,
 )
 from partners.matching.storage import load_pdq, save_pdq
+from partners.matching.vpdq import (
+    DEFAULT_VPDQ_PERCENT,
+    VideoMatch,
+    check_percent,
+    parse_vpdq,
+    percent,
+    unique_words,
+)
 
 FORMAT = "hashfed.matcher"
-_TYPES: dict[str, SignalType] = {str(t): t for t in SignalType}  # a dict lookup per query, not an enum call
-VERSION = 1
+_TYPES: dict[str, str] = {str(t): t for t in SignalType}  # a dict lookup per query, not an enum call
+_TYPES.update({VPDQ: VPDQ, VIDEO_MD5: VIDEO_MD5})
+_EXACT = (SignalType.MD5, SignalType.SHA256, VIDEO_MD5)
+VERSION = 2  # 2 added the video types (md5 of videos, vPDQ frames); version 1 saves still load
+_FRAME_BITS = 16  # a frame's id is its video's key << 16 | its index among the video's unique frames
 
 
 class Match(NamedTuple):
@@ -70,7 +90,10 @@ class Matcher:
     ) -> None:
         self.default_threshold = check_threshold(default_threshold)
         self._pdq = PdqIndex(merge_at=merge_at, background_merge=background_merge)
-        self._exact = {t: ExactIndex(t) for t in (SignalType.MD5, SignalType.SHA256)}
+        self._exact = {t: ExactIndex(t) for t in _EXACT}  # type: ignore[arg-type]
+        self._frames = PdqIndex(merge_at=merge_at, background_merge=background_merge)  # vPDQ frames
+        self._video_frames: dict[int, int] = {}  # a vpdq signal's key -> its number of unique frames
+        self._percents: dict[str, int] = {}
         self._thresholds: dict[str, int] = {}
         self._table = SignalTable()
         self._lock = threading.RLock()
@@ -85,6 +108,14 @@ class Matcher:
     def threshold(self, collection: str) -> int:
         """The collection's PDQ threshold, or the matcher's default."""
         return self._thresholds.get(collection, self.default_threshold)
+
+    def set_vpdq_percent(self, collection: str, percent: int) -> None:
+        """The collection's vPDQ match percentage P (from its signed descriptor), 1..100."""
+        self._percents[collection] = check_percent(percent)
+
+    def vpdq_percent(self, collection: str) -> int:
+        """The collection's vPDQ match percentage P, or 80."""
+        return self._percents.get(collection, DEFAULT_VPDQ_PERCENT)
 
     def __len__(self) -> int:
         return self._table.live
@@ -102,15 +133,16 @@ class Matcher:
 
     def add(self, collection: str, signal_type: str | SignalType, items: Iterable[tuple[SignalId, str]]) -> None:
         """Add (signal id, hash value) pairs to a collection; a signal id already there is replaced."""
-        kind = SignalType.parse(signal_type)
+        kind = parse_type(signal_type)
         pairs = list(items)
         values = [v for _, v in pairs]
-        words = pdq_hex_to_words(values) if kind is SignalType.PDQ else None
-        if kind is not SignalType.PDQ:  # validate before changing anything
+        words = pdq_hex_to_words(values) if kind == SignalType.PDQ else None
+        frames = [unique_words(parse_vpdq(v)) for v in values] if kind == VPDQ else None
+        if words is None and frames is None:  # validate before changing anything
             for v in values:
                 self._exact[kind].parse(v)
         form, sid, text = encode_ids([s for s, _ in pairs])
-        self._add_encoded(collection, kind, form, sid, text, words, values)
+        self._add_encoded(collection, kind, form, sid, text, words, values, frames=frames)
 
     def add_pdq(self, collection: str, signal_uuids: npt.ArrayLike, words: npt.ArrayLike, *, copy: bool = True) -> None:
         """Bulk add of PDQ signals whose ids are UUIDs: ``signal_uuids`` as (n, 2) uint64 (high, low) words
@@ -124,13 +156,14 @@ class Matcher:
     def _add_encoded(
         self,
         collection: str,
-        kind: SignalType,
+        kind: str,
         form: npt.NDArray[np.int8],
         sid: npt.NDArray[np.uint64],
         text: dict[int, str],
         words: npt.NDArray[np.uint64] | None,
         values: list[str],
         copy: bool = True,
+        frames: list[npt.NDArray[np.uint64]] | None = None,
     ) -> None:
         # refuses a repeated id before anything changes; a first batch's result becomes the table's order,
         # with room to grow in place
@@ -154,8 +187,17 @@ class Matcher:
             keys = table.assign(coll, TYPE_CODES[kind], form, sid, text, perm)
             if words is not None:
                 self._pdq.add(words, keys)
+            elif frames is not None:
+                self._add_frames(keys, frames)
             else:
                 self._exact[kind].add(values, keys.tolist())
+
+    def _add_frames(self, keys: npt.NDArray[np.int64], frames: list[npt.NDArray[np.uint64]]) -> None:
+        counts = [len(f) for f in frames]
+        ids = _frame_ids(keys, counts)
+        if len(ids):
+            self._frames.add(np.concatenate(frames), ids)
+        self._video_frames.update(zip(keys.tolist(), counts, strict=True))
 
     def remove(self, collection: str, ids: Iterable[SignalId]) -> int:
         """Remove signals of a collection by id, whatever their type; returns how many were present."""
@@ -177,8 +219,10 @@ class Matcher:
         for code in np.unique(types).tolist():
             of_type = keys[types == code]
             kind = CODE_TYPES[int(code)]
-            if kind is SignalType.PDQ:
+            if kind == SignalType.PDQ:
                 self._pdq.remove(of_type)
+            elif kind == VPDQ:
+                self._frames.remove(_frame_ids(of_type, [self._video_frames.pop(int(k), 0) for k in of_type]))
             else:
                 self._exact[kind].remove(of_type.tolist())
         table.free(keys)
@@ -197,11 +241,20 @@ class Matcher:
         Hits are filtered and mapped to (collection, signal id) in one numba call over the whole batch
         (``SignalTable.report``); Python objects are made only for the matches returned. A query without hits
         costs the hex parse, one kernel call and a few dict lookups."""
-        kind = _TYPES.get(signal_type) or SignalType.parse(signal_type)
+        kind = _TYPES.get(signal_type) or parse_type(signal_type)
+        if kind == VPDQ:  # a video's Match: distance = 100 - the smaller share of frames matched, rounded up
+            return [
+                [
+                    Match(math.ceil(100 - min(v.query_percent, v.stored_percent)), v.collection, v.signal_id)
+                    for v in found
+                    if v.both_sides
+                ]
+                for found in self.match_vpdq(values, threshold, collections)
+            ]
         wanted = None if collections is None else frozenset(collections)
         asked = None if threshold is None else check_threshold(threshold)
         search_at, limits = self._plan(asked, wanted)
-        if kind is SignalType.PDQ:
+        if kind == SignalType.PDQ:
             q, keys, dist = self._pdq.search_words(pdq_hex_to_words(values), search_at)
         else:
             found = self._exact[kind].search(values)
@@ -230,6 +283,58 @@ class Matcher:
             qs, ds = hits.queries, hits.distances
             for qi in {qs[i] for i in range(1, len(qs)) if qs[i] == qs[i - 1] and ds[i] == ds[i - 1]}:
                 results[qi].sort(key=_match_order)
+        return results
+
+    def match_vpdq(
+        self, values: Sequence[str], threshold: int | None = None, collections: Iterable[str] | None = None
+    ) -> list[list[VideoMatch]]:
+        """For each ``vpdq`` value, the stored videos that reach the collection's P on at least one side:
+        the share of the query's unique frames matched, or of the stored video's. ``both_sides`` says whether
+        both do (a match by vPDQ's rule); a clip of a stored video reaches it on the query side only. Frames
+        match within min(``threshold``, the collection's PDQ threshold). Best first."""
+        wanted = None if collections is None else frozenset(collections)
+        asked = None if threshold is None else check_threshold(threshold)
+        queries = [unique_words(parse_vpdq(v)) for v in values]
+        results: list[list[VideoMatch]] = [[] for _ in values]
+        sizes = np.array([len(w) for w in queries], dtype=np.int64)
+        if not sizes.sum():
+            return results
+        search_at, limits = self._plan(asked, wanted)
+        q, fids, dist = self._frames.search_words(np.ascontiguousarray(np.concatenate(queries)), search_at)
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        with self._lock:
+            table = self._table
+            keys = fids >> _FRAME_BITS
+            colls = table.coll[keys].astype(np.int64)
+            asked_c = colls < len(limits)
+            ok = asked_c & (table.live_type(keys) == TYPE_CODES[VPDQ])
+            ok[ok] = dist[ok] <= limits[colls[ok]]
+            q, keys, frame = q[ok], keys[ok], fids[ok] & ((1 << _FRAME_BITS) - 1)
+            value = np.searchsorted(starts, q, side="right") - 1
+            # per (query value, stored video): distinct query frames and distinct stored frames matched
+            q_pairs, q_counts = _pair_counts(value, keys, q)
+            s_pairs, s_counts = _pair_counts(value, keys, frame)
+            if q_pairs.shape[1] == 0:
+                return results
+            names = table.collections
+            stored_at = {(int(a), int(b)): int(c) for a, b, c in zip(*s_pairs, s_counts, strict=True)}
+            candidates = []
+            for (vi, key), qc in zip(q_pairs.T.tolist(), q_counts.tolist(), strict=True):
+                name = names[int(table.coll[key])]
+                needed = self.vpdq_percent(name)
+                q_pct = percent(qc, int(sizes[vi]))
+                s_pct = percent(stored_at.get((vi, key), 0), self._video_frames.get(key, 0))
+                if q_pct >= needed or s_pct >= needed:
+                    candidates.append((vi, key, name, q_pct, s_pct, q_pct >= needed and s_pct >= needed))
+            if not candidates:
+                return results
+            picked = np.array([c[1] for c in candidates], dtype=np.int64)
+            zero = np.zeros(len(picked), dtype=np.int64)
+            ids = table.report(np.arange(len(picked), dtype=np.int64), picked, zero, np.zeros(len(names), np.int64)).ids
+        for (vi, _, name, q_pct, s_pct, both), signal_id in zip(candidates, ids, strict=True):
+            results[vi].append(VideoMatch(name, signal_id, q_pct, s_pct, both))
+        for found in results:
+            found.sort(key=_video_order)
         return results
 
     def _plan(self, asked: int | None, wanted: frozenset[str] | None) -> tuple[int, npt.NDArray[np.int64]]:
@@ -266,16 +371,19 @@ class Matcher:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the matcher to the directory ``path``: ``pdq/`` (:func:`save_pdq`), ``md5/`` and ``sha256/``
-        (:meth:`ExactIndex.save`), the signal table as ``.npy`` files and, last and atomically,
-        ``manifest.json`` with the collections, thresholds, string ids and every file's SHA-256. No pickle."""
+        (:meth:`ExactIndex.save`), ``video_md5/``, ``vpdq/`` (the frames, :func:`save_pdq`), the signal table
+        and the frame counts of videos as ``.npy`` files and, last and atomically, ``manifest.json`` with the
+        collections, thresholds, vPDQ percentages, string ids and every file's SHA-256. No pickle."""
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
         with self._lock:
             save_pdq(self._pdq, directory / "pdq")
+            save_pdq(self._frames, directory / "vpdq")
             for kind, index in self._exact.items():
                 index.save(directory / str(kind))
             files: dict[str, Any] = {}
-            for name, arr in self._table.arrays().items():
+            videos = np.array(sorted(self._video_frames.items()), dtype=np.int64).reshape(-1, 2)
+            for name, arr in {**self._table.arrays(), "videos": videos}.items():
                 data = np.ascontiguousarray(arr)
                 np.save(directory / f"{name}.npy", data, allow_pickle=False)
                 files[f"{name}.npy"] = {"dtype": data.dtype.str, "shape": list(data.shape), "sha256": _digest(data)}
@@ -284,6 +392,7 @@ class Matcher:
                 "version": VERSION,
                 "default_threshold": self.default_threshold,
                 "thresholds": self._thresholds,
+                "vpdq_percents": self._percents,
                 "collections": self._table.collections,
                 "text_ids": {str(k): v for k, v in self._table.text.items()},
                 "files": files,
@@ -302,16 +411,19 @@ class Matcher:
             raise IndexFormatError(f"cannot read the matcher manifest in {directory}: {e}") from e
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise IndexFormatError(f"{directory} does not hold a {FORMAT}")
-        if manifest.get("version") != VERSION:
-            raise IndexFormatError(f"matcher format version {manifest.get('version')!r}, this code reads {VERSION}")
+        version = manifest.get("version")
+        if version not in (1, VERSION):
+            raise IndexFormatError(f"matcher format version {version!r}, this code reads 1 and {VERSION}")
         try:
             matcher = cls(int(manifest["default_threshold"]), **kwargs)  # type: ignore[arg-type]
             for name, value in dict(manifest["thresholds"]).items():
                 matcher.set_threshold(str(name), int(value))
+            for name, value in dict(manifest.get("vpdq_percents", {})).items():
+                matcher.set_vpdq_percent(str(name), int(value))
             collections = [str(c) for c in manifest["collections"]]
             text = {int(k): str(v) for k, v in dict(manifest["text_ids"]).items()}
             arrays = {}
-            for name in ("coll", "kind", "sid", "order"):
+            for name in ("coll", "kind", "sid", "order", *(("videos",) if version == VERSION else ())):
                 meta = manifest["files"][f"{name}.npy"]
                 arr = np.load(directory / f"{name}.npy", allow_pickle=False)
                 if arr.dtype.str != meta["dtype"] or list(arr.shape) != list(meta["shape"]):
@@ -330,11 +442,37 @@ class Matcher:
             raise IndexFormatError("coll.npy names an unknown collection")
         matcher._table = SignalTable.from_arrays(collections, arrays, text)
         matcher._pdq = load_pdq(directory / "pdq", mmap=mmap, **kwargs)
-        matcher._exact = {t: ExactIndex.load(directory / str(t)) for t in (SignalType.MD5, SignalType.SHA256)}
+        if version == VERSION:
+            videos = arrays["videos"]
+            if videos.ndim != 2 or videos.shape[1] != 2 or (len(videos) and int(videos[:, 0].max()) >= size):
+                raise IndexFormatError("videos.npy does not describe videos of the signal table")
+            matcher._video_frames = {int(k): int(n) for k, n in videos.tolist()}
+            matcher._frames = load_pdq(directory / "vpdq", mmap=mmap, **kwargs)
+        kinds = _EXACT if version == VERSION else _EXACT[:2]
+        matcher._exact.update({t: ExactIndex.load(directory / str(t)) for t in kinds})
         return matcher
 
 
 _new_match = functools.partial(tuple.__new__, Match)
+
+
+def _frame_ids(keys: npt.NDArray[np.int64], counts: list[int]) -> npt.NDArray[np.int64]:
+    """The frame-index ids of videos with these keys and numbers of unique frames."""
+    parts = [(int(k) << _FRAME_BITS) + np.arange(n, dtype=np.int64) for k, n in zip(keys, counts, strict=True)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def _pair_counts(
+    value: npt.NDArray[np.int64], keys: npt.NDArray[np.int64], item: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The distinct (value, key) pairs as a (2, m) array, and how many distinct ``item`` each pair has."""
+    triples = np.unique(np.stack([value, keys, item]), axis=1)
+    pairs, counts = np.unique(triples[:2], axis=1, return_counts=True)
+    return pairs, counts
+
+
+def _video_order(v: VideoMatch) -> tuple[bool, float, str, str]:
+    return (not v.both_sides, -min(v.query_percent, v.stored_percent), v.collection, str(v.signal_id))
 
 
 def _match_order(m: Match) -> tuple[int, str, str]:

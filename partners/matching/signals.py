@@ -41,10 +41,22 @@ class SignalType(enum.StrEnum):
             raise UnknownSignalTypeError(f"unknown signal type {value!r}") from e
 
 
+# Video types. The kit matches them; the hub's table of types (HEX_LEN) does not list them yet.
+VIDEO_MD5 = "video_md5"  # MD5 of a video file's bytes: exact, like md5, but a type of its own
+VPDQ = "vpdq"  # Meta's video PDQ: frame hashes, matched by the share of frames (partners/matching/vpdq.py)
+VIDEO_TYPES = (VIDEO_MD5, VPDQ)
+
 EXACT_HEX_LEN = {SignalType.MD5: 32, SignalType.SHA256: 64}
 # Hex digits of a value of each type, in the enum's order (the hub's and the kit's one table of types).
 HEX_LEN = {SignalType.PDQ: PDQ_HEX_LEN, **EXACT_HEX_LEN}
 _HEX_RE = re.compile(r"[0-9a-fA-F]*")
+
+
+def parse_type(value: str) -> str:
+    """A signal type the matcher indexes: a :class:`SignalType`, or one of :data:`VIDEO_TYPES`."""
+    if isinstance(value, str) and value in VIDEO_TYPES:
+        return str(value)
+    return SignalType.parse(value)
 
 
 def normalize_hex(value: str, length: int, what: str) -> str:

@@ -18,6 +18,8 @@ PUBLIC = [
     "Hits", "IndexFormatError", "InvalidHashError", "InvalidThresholdError", "Match", "Matcher", "MatchingError",
     "PdqIndex", "SignalId", "SignalType", "UnknownSignalTypeError", "hash_bytes", "hash_file", "hash_files",
     "load_pdq", "pdq_hex_to_words", "pdq_words_to_hex", "save_pdq", "uuid_words",
+    # videos (issue 23): added, nothing above changed
+    "DEFAULT_VPDQ_PERCENT", "VideoMatch", "VpdqFrame", "format_vpdq", "parse_vpdq",
 ]  # fmt: skip
 
 SIGNATURES: list[tuple[str, Callable[..., Any], str]] = [
@@ -60,6 +62,13 @@ SIGNATURES: list[tuple[str, Callable[..., Any], str]] = [
     ("Matcher.match", pm.Matcher.match,
      "(self, signal_type: 'str | SignalType', values: 'Sequence[str]', threshold: 'int | None' = None,"
      " collections: 'Iterable[str] | None' = None) -> 'list[list[Match]]'"),
+    ("Matcher.set_vpdq_percent", pm.Matcher.set_vpdq_percent, "(self, collection: 'str', percent: 'int') -> 'None'"),
+    ("Matcher.vpdq_percent", pm.Matcher.vpdq_percent, "(self, collection: 'str') -> 'int'"),
+    ("Matcher.match_vpdq", pm.Matcher.match_vpdq,
+     "(self, values: 'Sequence[str]', threshold: 'int | None' = None, collections: 'Iterable[str] | None' = None)"
+     " -> 'list[list[VideoMatch]]'"),
+    ("parse_vpdq", pm.parse_vpdq, "(value: 'str') -> 'list[VpdqFrame]'"),
+    ("format_vpdq", pm.format_vpdq, "(frames: 'Iterable[VpdqFrame]') -> 'str'"),
     ("Matcher.save", pm.Matcher.save, "(self, path: 'str | os.PathLike[str]') -> 'None'"),
     ("Matcher.load", pm.Matcher.load,
      "(path: 'str | os.PathLike[str]', *, mmap: 'bool' = False, **kwargs: 'int | bool') -> 'Matcher'"),
@@ -91,9 +100,13 @@ def test_signature_is_the_documented_one(name: str, func: Callable[..., Any], ex
 def test_result_types_keep_their_fields_and_formats_their_versions() -> None:
     assert pm.Match._fields == ("distance", "collection", "signal_id")
     assert [f.name for f in dataclasses.fields(pm.Hits)] == ["query", "ids", "distances"]
-    assert [f.name for f in dataclasses.fields(pm.HashResult)] == ["path", "md5", "sha256", "pdq", "quality", "error"]
+    assert [f.name for f in dataclasses.fields(pm.HashResult)] == [
+        "path", "md5", "sha256", "pdq", "quality", "error", "vpdq"
+    ]  # fmt: skip
+    assert pm.VideoMatch._fields == ("collection", "signal_id", "query_percent", "stored_percent", "both_sides")
+    assert pm.VpdqFrame._fields == ("pdq", "quality", "timestamp") and pm.DEFAULT_VPDQ_PERCENT == 80
     assert isinstance(inspect.getattr_static(pm.PdqIndex, "merge_running"), property)
     assert (pm.DEFAULT_PDQ_THRESHOLD, pm.MAX_PDQ_THRESHOLD) == (31, 64)
     assert [str(t) for t in pm.SignalType] == ["pdq", "md5", "sha256"]
     formats = {(m.FORMAT, m.VERSION) for m in (storage, matcher, exact_index)}
-    assert formats == {("hashfed.pdq-index", 1), ("hashfed.matcher", 1), ("hashfed.exact-index", 1)}
+    assert formats == {("hashfed.pdq-index", 1), ("hashfed.matcher", 2), ("hashfed.exact-index", 1)}

@@ -71,7 +71,7 @@ def test_bad_input_is_refused_before_any_change(hashes: list[str]) -> None:
     with pytest.raises(InvalidHashError):
         matcher.add("c", "md5", [("bad", "0" * 31)])
     with pytest.raises(UnknownSignalTypeError):
-        matcher.add("c", "vpdq", [])
+        matcher.add("c", "tmk", [])
     assert len(matcher) == 0
 
 
