@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from hub.db import utcnow
-from hub.feed import signals
-from hub.feed.models import PendingChange, RetiredValue, Signal, SignalClaim
+from hub.feed import collections, signals
+from hub.feed.models import Access, PendingChange, RetiredValue, Signal, SignalClaim
 from hub.governance import service as governance
 from hub.governance.models import Decision, Dispute
 from hub.identity import people
@@ -259,9 +259,6 @@ def test_suspension_and_membership_are_decisions_with_reasons(client, session, g
 def _intake(session, w: rk.World):
     intake = f.partner(session, kind="intake", name="helpline")
     rk.grant(session, w.keys, w.c, intake)
-    from hub.feed import collections
-    from hub.feed.models import Access
-
     collections.set_access(
         session, w.c.id, intake.id, Access.CONTRIBUTOR, True, actor=Actor.operator(), hub_name=w.keys.hub_name,
         signer=w.keys.signer("collection"), now=kit.T0,
@@ -278,7 +275,7 @@ def submit(client, w: rk.World, token: str, value: str, case: str | None):
 
 def test_withdrawing_a_case_removes_a_hash_only_when_no_claim_is_left(client, session, g):
     w = g.w
-    intake, token = _intake(session, w)
+    _intake_partner, token = _intake(session, w)
     value = kit.pdq()
     sid = submit(client, w, token, value, "case 1/2026")
     assert submit(client, w, token, value, "case 2/2026") == sid  # a duplicate adds its claim
