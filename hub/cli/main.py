@@ -15,6 +15,7 @@ from hub.app import create_app
 from hub.cli import audit as audit_cli
 from hub.cli import backup as backup_cli
 from hub.cli import feed as feed_cli
+from hub.cli import governance as governance_cli
 from hub.cli import tenants as tenant_cli
 from hub.cli.context import embedded_server, load_settings
 from hub.config import Settings, record_base_url, recorded_base_url
@@ -181,7 +182,7 @@ def _redact(url: str) -> str:
 
 for _group in (audit_cli.keys_group, audit_cli.audit_group, backup_cli.backup_group):
     main.add_command(_group)
-for _command in (*tenant_cli.COMMANDS, *feed_cli.COMMANDS):
+for _command in (*tenant_cli.COMMANDS, *feed_cli.COMMANDS, *governance_cli.COMMANDS):
     main.add_command(_command)
 
 if __name__ == "__main__":
