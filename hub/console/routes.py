@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from flask import Blueprint, Flask, Response, g, jsonify, redirect, render_template, request, url_for
@@ -22,12 +22,16 @@ from hub import rls
 from hub.console import csrf, service
 from hub.console.chart import OUTCOMES, outcome_label, reports_chart
 from hub.db import utcnow
-from hub.errors import BadRequestError, ForbiddenError, HubError
+from hub.errors import BadRequestError, ConflictError, ForbiddenError, HubError, ValidationError
+from hub.governance import service as governance
+from hub.governance.models import DisputeReason, DisputeStatus
+from hub.governance.service import Staff
 from hub.identity import ratelimit
 from hub.identity.auth import require_secure_transport
 from hub.identity.models import PartnerKind
 from hub.identity.people import COOKIE, SESSION_TTL, LoginError, is_text, login, logout, session_user
 from hub.identity.tenants import get_partner
+from hub.transparency.auditlog import Actor
 from hub.web import MAX_BIGINT, commit_despite_error, db, settings, state
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -77,6 +81,7 @@ def _before() -> Response | None:
     if user is not None:
         partner = get_partner(db(), user.partner_id)
         g.console_viewer = Viewer(user.id, user.email, partner.name, partner.kind)
+        g.console_partner_id = partner.id
         g.console_session = cookie
     if request.method == "POST":
         csrf.check(cookie if user is not None else None)
@@ -300,6 +305,103 @@ def audit_proof() -> Response:
     if size < 1:
         raise BadRequestError("size is at least 1")
     return jsonify(service.inclusion_proof(db(), seq, size))
+
+
+# --- review: the queue and disputes (hub/governance/service.py) ----------------------------------------------
+
+
+def _staff() -> Staff:
+    who = viewer()
+    if who is None or not who.governance:  # `page(regulator=False)` has checked; decisions check again
+        raise ForbiddenError("decisions are made by staff of a governance body")
+    partner_id = g.console_partner_id
+    return Staff(Actor(type="user", partner=partner_id, user=who.user_id), who.user_id, partner_id)
+
+
+_QUEUE_STATUSES = [s.value for s in governance.QUEUE_STATUSES]
+
+
+@bp.get("/queue")
+@page(regulator=False)
+def queue() -> str:
+    """Disputes waiting for staff, oldest first, filtered by status, collection, reason and age."""
+    status = request.args.get("status") or ""
+    if status and status not in _QUEUE_STATUSES:
+        raise BadRequestError("unknown status")
+    collection_id = request.args.get("collection") or None
+    reason = request.args.get("reason") or None
+    if reason is not None and reason not in _REASONS:
+        raise BadRequestError("unknown reason")
+    days = _int_arg("older_than_days")
+    rows = governance.queue(
+        db(), statuses=[status] if status else None, collection_id=collection_id, reason=reason,
+        older_than=None if days is None else timedelta(days=days), now=utcnow(),
+    )
+    return render_template(
+        "console/queue.html", rows=rows, statuses=_QUEUE_STATUSES, reasons=_REASONS,
+        collections=service.collection_slugs(db()), users=service.staff_users(db()),
+        chosen={"status": status, "collection": collection_id or "", "reason": reason or "",
+                "older_than_days": "" if days is None else str(days)},
+    )
+
+
+_REASONS = [r.value for r in DisputeReason]
+# What a decide form offers in each status (the service refuses anything else with a 409 all the same).
+_ACTIONS = {
+    DisputeStatus.OPEN.value: ["reject", "quarantine", "uphold"],
+    DisputeStatus.QUARANTINED.value: ["release", "uphold"],
+    DisputeStatus.AWAITING_CONFIRMATION.value: ["confirm", "reject"],
+}
+
+
+def _dispute_page(dispute_id: str, *, status: int = 200, problem: str | None = None, reason: str = "") -> Response:
+    dispute, decisions = governance.staff_dispute(db(), dispute_id)
+    kind, prefix = service.signal_label(db(), dispute.signal_id)
+    html = render_template(
+        "console/dispute.html", d=dispute, decisions=decisions, kind=kind, prefix=prefix,
+        history=governance.signal_history(db(), dispute.signal_id), actions=_ACTIONS.get(dispute.status, []),
+        partners=service.partner_names(db()), collections=service.collection_slugs(db()),
+        users=service.staff_users(db()), problem=problem, reason=reason, done=request.args.get("done"),
+        four_eyes=settings().four_eyes_uphold,
+    )
+    return Response(html, status=status, mimetype="text/html")
+
+
+@bp.get("/disputes/<dispute_id>")
+@page(regulator=False)
+def dispute(dispute_id: str) -> Response:
+    """A dispute, its decisions and its signal's history (the hash by type and 8-digit prefix only)."""
+    return _dispute_page(dispute_id)
+
+
+@bp.post("/disputes/<dispute_id>/decide")
+@page(regulator=False)
+def decide(dispute_id: str) -> Response:
+    """Record a decision (hub/governance/service.py decide); a refusal shows the page again and writes nothing."""
+    action, reason = request.form.get("action", ""), request.form.get("reason", "")
+    try:
+        governance.decide(db(), dispute_id=dispute_id, action=action, reason=reason, staff=_staff(),
+                          four_eyes=settings().four_eyes_uphold, now=utcnow())
+    except (ValidationError, ConflictError, ForbiddenError) as e:
+        db().rollback()  # nothing of the refused decision stays; the page below reads afresh
+        rls.set_tenant(db(), rls.SYSTEM)
+        return _dispute_page(dispute_id, status=e.status, problem=e.message, reason=reason)
+    return cast(Response, redirect(url_for("staff_console.dispute", dispute_id=dispute_id, done=action), code=303))
+
+
+@bp.post("/disputes/<dispute_id>/assign")
+@page(regulator=False)
+def assign(dispute_id: str) -> Response:
+    """Take a dispute: assign it to the signed-in staff member."""
+    staff = _staff()
+    try:
+        governance.assign(db(), dispute_id=dispute_id, assignee_id=cast(str, staff.user_id), staff=staff,
+                          now=utcnow())
+    except (ValidationError, ConflictError) as e:
+        db().rollback()
+        rls.set_tenant(db(), rls.SYSTEM)
+        return _dispute_page(dispute_id, status=e.status, problem=e.message)
+    return cast(Response, redirect(url_for("staff_console.dispute", dispute_id=dispute_id, done="assign"), code=303))
 
 
 def init_app(app: Flask) -> None:

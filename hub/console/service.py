@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, Table, func, select, text
+from sqlalchemy import Select, Table, func, select
 from sqlalchemy.orm import Session
 
 from audit.errors import VerificationError
 from audit.merkle import b64encode
 from audit.note import Checkpoint, open_checkpoint
 from hub.errors import NotFoundError
+from hub.governance.models import FINAL, Dispute
 from hub.models import metadata
 from hub.transparency import auditlog, keys
 
@@ -38,8 +39,6 @@ DISPUTE_AGES: tuple[tuple[str, timedelta | None], ...] = (
     ("7 to 30 days", timedelta(days=30)),
     ("over 30 days", None),
 )
-# Dispute states that need no more work (hub/governance/models.py FINAL).
-_FINAL_DISPUTES = ("upheld", "rejected", "released")
 _ACK_PREFIX = b'{"action":"feed.ack",'  # RFC 8785 sorts "action" first in every entry
 
 
@@ -128,7 +127,7 @@ def reports_by_week(session: Session, now: datetime, weeks: int = CHART_WEEKS) -
 
 @dataclass(frozen=True)
 class DisputeAges:
-    recorded: bool  # False until the hub has a disputes table (governance)
+    recorded: bool  # whether the hub records disputes (it does since hub/governance)
     buckets: list[tuple[str, int]] = field(default_factory=list)
 
     @property
@@ -137,14 +136,13 @@ class DisputeAges:
 
 
 def open_disputes_by_age(session: Session, now: datetime) -> DisputeAges:
-    """Disputes not yet settled, by how long ago they were opened."""
-    if session.execute(text("SELECT to_regclass('disputes')")).scalar() is None:
-        return DisputeAges(recorded=False)
-    final = ", ".join(f"'{s}'" for s in _FINAL_DISPUTES)
-    opened = session.scalars(text(f"SELECT opened_at FROM disputes WHERE status NOT IN ({final})")).all()  # noqa: S608  (constants only)
+    """Disputes not yet settled (hub/governance/models.py FINAL), by how long ago they were opened."""
+    opened = session.scalars(
+        select(Dispute.opened_at).where(Dispute.status.not_in([s.value for s in FINAL]))
+    ).all()
     counts = [0] * len(DISPUTE_AGES)
     for at in opened:
-        age = now - (at if at.tzinfo else at.replace(tzinfo=UTC))
+        age = now - at
         for i, (_label, bound) in enumerate(DISPUTE_AGES):
             if bound is None or age < bound:
                 counts[i] += 1
@@ -491,3 +489,21 @@ def collection_slugs(session: Session) -> dict[str, str]:
     c = _t("collections")
     return _pairs(session, select(c.c.id, c.c.slug))
 
+
+
+# --- review: what the governance pages add to hub/governance/service.py --------------------------------------
+
+
+def signal_label(session: Session, signal_id: str) -> tuple[str, str]:
+    """A signal's type and the first 8 hex digits of its value: how the console names a hash."""
+    s = _t("signals")
+    row = session.execute(select(s.c.type, s.c.value).where(s.c.id == signal_id)).first()
+    if row is None:
+        return "", ""
+    return str(row[0]), short_hash(str(row[1]))
+
+
+def staff_users(session: Session) -> dict[str, str]:
+    """User id -> email of every staff user (decisions and assignees name users by id)."""
+    u = _t("users")
+    return _pairs(session, select(u.c.id, u.c.email))

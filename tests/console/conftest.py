@@ -11,6 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
+from hub.governance import service as governance
 from hub.identity import people
 from hub.ops.jobs import integrate_audit_log
 from hub.reports import service as reports
@@ -23,6 +24,7 @@ from tests.hub import reportkit
 NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"
 GOV_EMAIL = "gov@example.org"
+GOV2_EMAIL = "gov2@example.org"
 REG_EMAIL = "reg@example.org"
 
 
@@ -32,6 +34,7 @@ class World:
     gov_partner: str
     reg_partner: str
     ack_seq: int
+    dispute_id: str
 
 
 def report(session: Session, settings, w: reportkit.World, who, rid: str, i: int, matched: datetime,
@@ -49,14 +52,19 @@ def build(session: Session, session_factory, settings) -> World:
     report(session, settings, w, w.a, "r-last-week-2", 2, NOW - timedelta(days=8), "removed")
     ack = auditlog.record(session, Actor(type="partner", partner=w.a.id, client="kit"), "feed.ack",
                           f"collection/{w.c.id}", {"partner": w.a.id, "size": 2, "root": "AAAA"}, now=NOW)
+    dispute, _ = governance.open_dispute(
+        session, partner_id=w.b.id, actor=Actor(type="partner", partner=w.b.id), now=NOW - timedelta(days=2),
+        body={"id": "d-1", "signal": w.signals[0], "reason": "false_positive", "note": "a cat, not the image"},
+    )
     gov = f.partner(session, kind="governance", name="governance-body")
     reg = f.partner(session, kind="regulator", name="the-regulator")
     people.create_user(session, gov.id, GOV_EMAIL, PASSWORD, Actor.operator())
+    people.create_user(session, gov.id, GOV2_EMAIL, PASSWORD, Actor.operator())
     people.create_user(session, reg.id, REG_EMAIL, PASSWORD, Actor.operator())
     session.commit()
     integrate_audit_log(session_factory, NOW, keys=w.keys)
     f.as_system(session)
-    return World(w, gov.id, reg.id, ack.seq)
+    return World(w, gov.id, reg.id, ack.seq, dispute.id)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from hub.transparency.auditlog import AuditEntry, latest_checkpoint
 from tests.console.conftest import GOV_EMAIL, PASSWORD, REG_EMAIL, csrf_token, sign_in
 from tests.hub import factories as f
 
-GOVERNANCE_ONLY = ["/console/partners", "/console/collections"]
+GOVERNANCE_ONLY = ["/console/partners", "/console/collections", "/console/queue"]
 FOR_BOTH = ["/console/", "/console/audit"]
 POLICY = {
     "default-src": ["'none'"],
@@ -61,7 +61,8 @@ class Inline(HTMLParser):
 
 def pages(world) -> list[str]:
     c = world.w.c
-    return [*FOR_BOTH, *GOVERNANCE_ONLY, f"/console/partners/{world.w.a.id}", f"/console/collections/{c.id}"]
+    return [*FOR_BOTH, *GOVERNANCE_ONLY, f"/console/partners/{world.w.a.id}", f"/console/collections/{c.id}",
+            f"/console/disputes/{world.dispute_id}"]
 
 
 def test_every_page_needs_a_session(client, world):

@@ -1,6 +1,7 @@
 """The console in a real browser: headless Chromium (selenium, /usr/bin/chromedriver) against the hub served on a
-free port. Sign in, open the dashboard (also at 390 px wide), open the audit browser, verify an entry's inclusion
-proof with the page's own WebCrypto code and see "verified" (and "failed" for altered bytes), sign out.
+free port. Sign in, open the dashboard (also at 390 px wide), open the review queue and reject a dispute from its
+form, follow the decision to its audit entry, verify that entry's inclusion proof with the page's own WebCrypto
+code and see "verified" (and "failed" for altered bytes), sign out.
 
 Without Chromium it skips, unless CI=true or HASHFED_REQUIRE_BROWSER=1, where it fails. Screenshots are written
 under pytest's temporary folder; the test prints where.
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 from werkzeug.serving import make_server
 
+from hub.governance import service as governance
 from hub.identity import people, tenants
 from hub.ops.jobs import integrate_audit_log
 from hub.transparency import auditlog
@@ -64,6 +66,13 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         driver.quit()
 
 
+def integrate(hub: RealHub) -> None:
+    """What the scheduler does every few seconds: integrate new audit entries and sign a checkpoint."""
+    with hub.session() as s:
+        keys = hub.keys(s)
+    integrate_audit_log(hub.factory, datetime.now(UTC), keys=keys)
+
+
 @pytest.fixture
 def served(fresh_database: Database, tmp_path: Path) -> Iterator[tuple[str, RealHub]]:
     """A real hub with a sealed collection, a staff user and a signed audit checkpoint, on a free port."""
@@ -74,11 +83,12 @@ def served(fresh_database: Database, tmp_path: Path) -> Iterator[tuple[str, Real
     with hub.session() as s:
         staff_partner = tenants.create_partner(s, "governance-body", "governance", Actor.operator())
         people.create_user(s, staff_partner.id, EMAIL, PASSWORD, Actor.operator())
-        auditlog.record(s, Actor(type="partner", partner=hub.partner_id, client=hub.client_id), "feed.ack",
-                        f"collection/{cid}", {"partner": hub.partner_id, "size": 1, "root": "AAAA"})
-    with hub.session() as s:
-        keys = hub.keys(s)
-    integrate_audit_log(hub.factory, datetime.now(UTC), keys=keys)
+        acme = Actor(type="partner", partner=hub.partner_id, client=hub.client_id)
+        ack = {"partner": hub.partner_id, "size": 1, "root": "AAAA"}
+        auditlog.record(s, acme, "feed.ack", f"collection/{cid}", ack)
+        governance.open_dispute(s, partner_id=hub.partner_id, actor=acme,
+                                body={"id": "d-1", "signal": hub.ids[cid][0], "reason": "false_positive"})
+    integrate(hub)
     server = make_server("127.0.0.1", 0, hub.app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -97,7 +107,7 @@ def test_sign_in_dashboard_verify_an_audit_entry_and_sign_out(
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    base, _hub = served
+    base, hub = served
     shots = tmp_path / "screenshots"
     shots.mkdir()
     print(f"console screenshots: {shots}")
@@ -122,7 +132,21 @@ def test_sign_in_dashboard_verify_an_audit_entry_and_sign_out(
     chromium.save_screenshot(str(shots / "dashboard-390.png"))
     chromium.set_window_size(1280, 1000)
 
-    chromium.find_element(By.LINK_TEXT, "Audit log").click()
+    # The review queue: open the dispute, reject it with a reason (keyboard only: tab order and Enter).
+    chromium.find_element(By.LINK_TEXT, "Review queue").click()
+    wait.until(ec.title_contains("Review queue"))
+    chromium.find_element(By.CSS_SELECTOR, "#queue tbody a").click()
+    wait.until(ec.title_contains("Dispute"))
+    assert "dispute opened (false_positive)" in chromium.find_element(By.ID, "history").text
+    chromium.find_element(By.ID, "action").send_keys("reject")
+    chromium.find_element(By.ID, "reason").send_keys("the match is another image")
+    chromium.find_element(By.ID, "decide").send_keys(Keys.ENTER)
+    wait.until(ec.visibility_of_element_located((By.ID, "done")))
+    assert chromium.find_element(By.ID, "dispute-status").text == "rejected"
+    chromium.save_screenshot(str(shots / "dispute-decided.png"))
+
+    integrate(hub)  # the scheduler's job: the decision's entry is now under a signed checkpoint
+    chromium.find_element(By.CSS_SELECTOR, "#decisions a.audit-link").click()
     wait.until(ec.title_contains("Audit log"))
     size = int(chromium.find_element(By.ID, "checkpoint-size").text)
     assert size >= 1
@@ -131,6 +155,7 @@ def test_sign_in_dashboard_verify_an_audit_entry_and_sign_out(
     assert len(buttons) >= 2
     first, second = buttons[0], buttons[1]
     seq = first.get_attribute("data-seq")
+    assert "dispute.decide" in chromium.find_element(By.ID, f"entry-{seq}").text  # the decision's own entry
     first.click()
     wait.until(ec.text_to_be_present_in_element((By.ID, f"result-{seq}"), "verified"))
     assert chromium.find_element(By.ID, f"result-{seq}").text == "verified"
@@ -153,7 +178,8 @@ def test_sign_in_dashboard_verify_an_audit_entry_and_sign_out(
     chromium.get(f"{base}/console/audit")
     wait.until(ec.title_contains("Sign in"))
     chromium.save_screenshot(str(shots / "signed-out.png"))
-    for name in ("dashboard.png", "dashboard-390.png", "audit-verified.png", "audit-failed.png", "signed-out.png"):
+    for name in ("dashboard.png", "dashboard-390.png", "dispute-decided.png", "audit-verified.png",
+                 "audit-failed.png", "signed-out.png"):
         assert (shots / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n"), name
 
     # The pages need nothing their policy forbids: no blocked script, style or request in the browser's log.
