@@ -162,7 +162,10 @@ class SignalClaim(Base):
     """
 
     __tablename__ = "signal_claims"
-    __table_args__ = (Index("ix_signal_claims_case", "partner_id", "case_digest"),)
+    __table_args__ = (
+        # Withdrawal finds a case's claims; claims without a case (most of a platform's bulk) stay out of it.
+        Index("ix_signal_claims_case", "partner_id", "case_digest", postgresql_where=text("case_digest <> ''")),
+    )
 
     signal_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     partner_id: Mapped[str] = mapped_column(String(36), primary_key=True)

@@ -58,7 +58,12 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("signal_id", "partner_id", "case_digest", name="pk_signal_claims"),
     )
-    op.create_index("ix_signal_claims_case", "signal_claims", ["partner_id", "case_digest"])
+    op.create_index(
+        "ix_signal_claims_case",
+        "signal_claims",
+        ["partner_id", "case_digest"],
+        postgresql_where=sa.text("case_digest <> ''"),
+    )
     rls.enable(bind, "signal_claims", "partner_id")
 
     op.execute(
