@@ -1,4 +1,5 @@
-"""The reports API's contract (a report's fields declared once: POST, PATCH, GET) and its JSON views."""
+"""The reports API's contract (POST, PATCH, GET) and its JSON views, derived from `hub.reports.fields`, where
+each of a report's fields is declared once."""
 
 from __future__ import annotations
 
@@ -10,18 +11,36 @@ from marshmallow import Schema, ValidationError, fields, pre_load, validate
 from audit.canonical import format_time
 from hub.errors import BadRequestError
 from hub.feed.signals import HEX_LENGTHS
-from hub.reports.models import MAX_REPORT_ID_LENGTH, OUTCOMES, SURFACES, Report, ReportOutcome
-from hub.reports.service import (
-    MAX_CONTENT_REF_LENGTH,
-    MAX_PAGE,
-    MAX_REPORTS_PER_REQUEST,
-    MAX_SEQ,
-    PENDING,
-    ReportDocument,
-)
+from hub.reports.fields import CONTENT_REF, HISTORY, MATCH, OUTCOME, SERVED, Field
+from hub.reports.models import Report, ReportOutcome
+from hub.reports.service import MAX_PAGE, MAX_REPORTS_PER_REQUEST, ReportDocument
 from hub.web import ItemList, StrictBoolean
 
-_TIME = {"format": "date-time"}
+
+def _field(f: Field, *, required: bool | None = None) -> fields.Field:
+    """The marshmallow field documenting (and, on PATCH and the list's arguments, checking) `f`."""
+    kwargs: dict[str, Any] = {
+        "required": not f.nullable if required is None else required,
+        "allow_none": f.nullable,
+        "metadata": {"description": f.description} if f.description else {},
+    }
+    if f.kind == "integer":
+        return fields.Integer(strict=True, validate=validate.Range(f.low, f.high) if f.high else None, **kwargs)
+    if f.kind == "boolean":
+        return StrictBoolean(**kwargs)
+    if f.kind == "choice":
+        return fields.String(validate=validate.OneOf(f.choices), **kwargs)
+    if f.kind == "time":  # the service parses times (RFC 3339 with a zone, whole seconds)
+        kwargs["metadata"]["format"] = "date-time"
+        return fields.String(**kwargs)
+    checks: list[validate.Validator] = [validate.Length(f.low, f.high)] if f.high else []
+    if f.pattern is not None:
+        checks.append(validate.Regexp(f"^{f.pattern}$"))
+    return fields.String(validate=checks, **kwargs)
+
+
+def _fields(*groups: tuple[Field, ...]) -> dict[str, fields.Field]:
+    return {f.name: _field(f) for group in groups for f in group}
 
 
 class ReportSignalRefSchema(Schema):
@@ -36,51 +55,18 @@ class ReportSignalRefSchema(Schema):
     )
 
 
-class OutcomeSchema(Schema):
-    """A report's outcome: the body of PATCH /v1/reports/{id}, and part of every report and of each version
-    of its history. Times are taken as sent; the service parses them (RFC 3339 with a zone, whole seconds)."""
+# PATCH /v1/reports/{id}: a report's outcome.
+OutcomeSchema = Schema.from_dict(_fields(OUTCOME), name="OutcomeSchema")
 
-    outcome = fields.String(required=True, validate=validate.OneOf(OUTCOMES))
-    actioned_at = fields.String(
-        allow_none=True,
-        metadata={**_TIME, "description": f"null for {PENDING}, required otherwise; not before matched_at"},
-    )
-    automated_decision = StrictBoolean(required=True)
-
-
-class _MatchSchema(OutcomeSchema):
-    """What a report says about its match: fixed when the report is made."""
-
-    id = fields.String(
-        required=True,
-        validate=[validate.Length(1, MAX_REPORT_ID_LENGTH), validate.Regexp("^[A-Za-z0-9][A-Za-z0-9._:-]*$")],
-        metadata={"description": "the partner's own report id"},
-    )
-    collection = fields.String(required=True, validate=validate.Length(1, 36))
-    seq = fields.Integer(
-        required=True,
-        strict=True,
-        validate=validate.Range(1, MAX_SEQ),
-        metadata={"description": "the collection's batch seq in which the partner received the signal"},
-    )
-    distance = fields.Integer(
-        required=True, strict=True, validate=validate.Range(0, 256), metadata={"description": "0 for md5/sha256"}
-    )
-    surface = fields.String(required=True, validate=validate.OneOf(SURFACES))
-    matched_at = fields.String(required=True, metadata={**_TIME, "description": "not in the future"})
-    automated_detection = StrictBoolean(required=True)
-
-
-class ReportItemSchema(_MatchSchema):
-    """One report of POST /v1/reports; `hub.reports.service.submit` enforces these fields and limits, then
-    checks the signal, collection and seq against what the partner was served, naming each bad item."""
-
-    signal = fields.Nested(ReportSignalRefSchema, required=True)
-    content_ref = fields.String(
-        required=True,
-        validate=validate.Length(1, MAX_CONTENT_REF_LENGTH),
-        metadata={"description": "the partner's own reference; stored only as an HMAC under the hub secret"},
-    )
+# One report of POST /v1/reports; `hub.reports.service.submit` enforces these fields and limits, then checks
+# the signal, collection and seq against what the partner was served, naming each bad item.
+ReportItemSchema = Schema.from_dict(
+    {
+        **_fields(MATCH, OUTCOME, (CONTENT_REF,)),
+        "signal": fields.Nested(ReportSignalRefSchema, required=True),
+    },
+    name="ReportItemSchema",
+)
 
 
 class ReportBatchSchema(Schema):
@@ -107,21 +93,16 @@ class ReportsSubmittedSchema(Schema):
     reports = fields.List(fields.Nested(ReportSubmittedItemSchema))
 
 
-class ReportHistorySchema(OutcomeSchema):
-    version = fields.Integer()
-    recorded_at = fields.String(metadata=_TIME)
-    sha256 = fields.String(metadata={"description": "SHA-256 of the report's canonical JSON at this version"})
-    audit_seq = fields.Integer()
+ReportHistorySchema = Schema.from_dict(_fields(OUTCOME, HISTORY), name="ReportHistorySchema")
 
-
-class ReportSchema(_MatchSchema):
-    signal = fields.String(metadata={"description": "the signal id"})
-    content_ref_digest = fields.String()
-    version = fields.Integer()
-    received_at = fields.String(metadata=_TIME)
-    updated_at = fields.String(metadata=_TIME)
-    document = fields.Dict(metadata={"description": "the canonical document of the current version"})
-    history = fields.List(fields.Nested(ReportHistorySchema))
+ReportSchema = Schema.from_dict(
+    {
+        **_fields(MATCH, OUTCOME, SERVED),
+        "document": fields.Dict(metadata={"description": "the canonical document of the current version"}),
+        "history": fields.List(fields.Nested(ReportHistorySchema)),
+    },
+    name="ReportSchema",
+)
 
 
 class ReportPageSchema(Schema):
@@ -143,47 +124,20 @@ class UTCTime(fields.AwareDateTime):
 class ReportListArgsSchema(Schema):
     since = UTCTime(metadata={"description": "matched_at >= since (RFC 3339)"})
     until = UTCTime(metadata={"description": "matched_at < until (RFC 3339)"})
-    outcome = fields.String(validate=validate.OneOf(OUTCOMES))
+    outcome = _field(next(f for f in OUTCOME if f.name == "outcome"), required=False)
     collection = fields.String()
-    content_ref = fields.String(validate=validate.Length(1, MAX_CONTENT_REF_LENGTH))
+    content_ref = _field(CONTENT_REF, required=False)
     cursor = fields.String()
     limit = fields.Integer(load_default=100, validate=validate.Range(1, MAX_PAGE))
 
 
-def _t(value: Any) -> str | None:
-    return None if value is None else format_time(value)
+def _json(value: Any) -> Any:
+    return format_time(value) if isinstance(value, datetime) else value
 
 
 def report_view(report: Report, history: list[ReportOutcome] | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "id": report.report_id,
-        "signal": report.signal_id,
-        "collection": report.collection_id,
-        "seq": report.seq,
-        "distance": report.distance,
-        "surface": report.surface,
-        "content_ref_digest": report.content_ref_digest,
-        "matched_at": _t(report.matched_at),
-        "automated_detection": report.automated_detection,
-        "outcome": report.outcome,
-        "version": report.version,
-        "actioned_at": _t(report.actioned_at),
-        "automated_decision": report.automated_decision,
-        "received_at": _t(report.received_at),
-        "updated_at": _t(report.updated_at),
-    }
+    out = {f.name: _json(getattr(report, f.column)) for f in (*MATCH, *OUTCOME, *SERVED)}
     if history is not None:
         out["document"] = ReportDocument.of(report).to_dict()
-        out["history"] = [
-            {
-                "version": h.version,
-                "outcome": h.outcome,
-                "actioned_at": _t(h.actioned_at),
-                "automated_decision": h.automated_decision,
-                "recorded_at": _t(h.recorded_at),
-                "sha256": h.report_sha256,
-                "audit_seq": h.audit_seq,
-            }
-            for h in history
-        ]
+        out["history"] = [{f.name: _json(getattr(h, f.column)) for f in (*OUTCOME, *HISTORY)} for h in history]
     return out

@@ -13,12 +13,13 @@ inclusion proof and the report document, anyone can check that the hub committed
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, insert, or_, select
@@ -29,50 +30,33 @@ from hub.db import durable_before_answering, utcnow
 from hub.errors import BadRequestError, NotFoundError, PayloadTooLargeError, ValidationError
 from hub.feed.models import Access, CollectionHead, CollectionMember, Signal, SignalSeq
 from hub.feed.signals import EXACT_TYPES, HEX_LENGTHS
-from hub.reports.models import (
-    MAX_REPORT_ID_LENGTH,
-    OUTCOMES,
-    SURFACES,
-    Report,
-    ReportOutcome,
-    SignalFlag,
+from hub.reports.fields import (
+    ITEM_KEYS,
+    MATCH,
+    OUTCOME,
+    OUTCOME_KEYS,
+    PENDING,
+    SUBMITTED,
+    Field,
+    parse_time,
+    whole_second,
 )
+from hub.reports.models import OUTCOMES, Report, ReportOutcome, SignalFlag
 from hub.transparency import auditlog
 from hub.transparency.auditlog import Actor
 from hub.transparency.keys import keyed_digest
 
 MAX_REPORTS_PER_REQUEST = 1000
-MAX_CONTENT_REF_LENGTH = 512
-MAX_SEQ = 2**63 - 1  # the largest batch seq a BIGINT column holds
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 # Clocks differ: a time up to this far ahead of the hub's is taken as now, not refused as future.
 CLOCK_SKEW = timedelta(seconds=60)
 DOCUMENT_TYPE = "hashfed.report.v1"
-PENDING = "pending_review"
 FALSE_POSITIVE = "false_positive"
 
-_REPORT_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:-]{{0,{MAX_REPORT_ID_LENGTH - 1}}}")
 _HEX = re.compile(r"[0-9a-fA-F]+")
-_ITEM_KEYS = frozenset(
-    {
-        "id",
-        "signal",
-        "collection",
-        "seq",
-        "distance",
-        "outcome",
-        "matched_at",
-        "actioned_at",
-        "automated_detection",
-        "automated_decision",
-        "surface",
-        "content_ref",
-    }
-)
 _REPORTS = cast(Table, Report.__table__)
 _OUTCOMES = cast(Table, ReportOutcome.__table__)
-_UPDATE_KEYS = frozenset({"outcome", "actioned_at", "automated_decision"})
 _LOOKUP_CHUNK = 500
 _INSERT_CHUNK = 1000
 
@@ -82,7 +66,11 @@ _INSERT_CHUNK = 1000
 
 @dataclass(frozen=True)
 class ReportDocument:
-    """A report at one version of its outcome: the canonical JSON whose SHA-256 the audit log holds."""
+    """A report at one version of its outcome: the canonical JSON whose SHA-256 the audit log holds.
+
+    A signed format, so its keys are listed here rather than taken from `fields`: a new API field must not
+    change the bytes of documents already committed to. `of` fills it from the fields' columns.
+    """
 
     partner: str
     id: str
@@ -100,23 +88,11 @@ class ReportDocument:
     automated_decision: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": DOCUMENT_TYPE,
-            "partner": self.partner,
-            "id": self.id,
-            "signal": self.signal,
-            "collection": self.collection,
-            "seq": self.seq,
-            "distance": self.distance,
-            "surface": self.surface,
-            "content_ref": self.content_ref,
-            "matched_at": format_time(self.matched_at),
-            "automated_detection": self.automated_detection,
-            "version": self.version,
-            "outcome": self.outcome,
-            "actioned_at": None if self.actioned_at is None else format_time(self.actioned_at),
-            "automated_decision": self.automated_decision,
-        }
+        out: dict[str, Any] = {"type": DOCUMENT_TYPE}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = format_time(value) if isinstance(value, datetime) else value
+        return out
 
     def to_bytes(self) -> bytes:
         """RFC 8785 canonical JSON."""
@@ -128,22 +104,14 @@ class ReportDocument:
     @classmethod
     def of(cls, report: Report, outcome: ReportOutcome | None = None) -> ReportDocument:
         """The document of `report` at `outcome`'s version (default: its current one)."""
-        current = outcome
+        current = report if outcome is None else outcome
         return cls(
             partner=report.partner_id,
-            id=report.report_id,
             signal=report.signal_id,
-            collection=report.collection_id,
-            seq=report.seq,
-            distance=report.distance,
-            surface=report.surface,
             content_ref=report.content_ref_digest,
-            matched_at=report.matched_at,
-            automated_detection=report.automated_detection,
-            version=current.version if current else report.version,
-            outcome=current.outcome if current else report.outcome,
-            actioned_at=current.actioned_at if current else report.actioned_at,
-            automated_decision=current.automated_decision if current else report.automated_decision,
+            version=current.version,
+            **{f.name: getattr(report, f.column) for f in MATCH},
+            **{f.name: getattr(current, f.column) for f in OUTCOME},
         )
 
 
@@ -155,41 +123,14 @@ def content_ref_digest(hub_secret: bytes, partner_id: str, content_ref: str) -> 
 # --- parsing ---------------------------------------------------------------------------------------------
 
 
-def _whole_second(t: datetime) -> datetime:
-    return t.astimezone(UTC).replace(microsecond=0)
-
-
-def parse_time(value: Any) -> datetime:
-    """An RFC 3339 time with a zone (`Z` or an offset), to whole UTC seconds; ValueError otherwise."""
-    if not isinstance(value, str) or not 19 <= len(value) <= 35 or "T" not in value:
-        raise ValueError("an RFC 3339 time such as 2026-01-31T12:00:00Z")
-    t = datetime.fromisoformat(value)
-    if t.tzinfo is None:
-        raise ValueError("a time needs a zone (Z or an offset)")
-    try:
-        return _whole_second(t)
-    except OverflowError as e:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC (9999 likewise after)
-        raise ValueError("a time within years 1-9999 in UTC") from e
-
-
 @dataclass(frozen=True)
 class Item:
     """A report item checked for shape, not yet against the database."""
 
-    report_id: str
+    values: dict[str, Any]  # each field of `fields.SUBMITTED` by name, parsed (times as UTC datetimes)
     signal_id: str | None
     signal_type: str | None
     signal_value: str | None
-    collection_id: str
-    seq: int
-    distance: int
-    outcome: str
-    matched_at: datetime
-    actioned_at: datetime | None
-    automated_detection: bool
-    automated_decision: bool
-    surface: str
-    content_ref: str
 
 
 def _times(
@@ -208,20 +149,14 @@ def _times(
         problems.append(f"an outcome of {outcome} needs actioned_at")
 
 
-def _outcome_fields(raw: dict[str, Any], problems: list[str]) -> tuple[Any, datetime | None, Any]:
-    outcome = raw.get("outcome")
-    if outcome not in OUTCOMES:
-        problems.append(f"outcome must be one of {', '.join(OUTCOMES)}")
-    actioned: datetime | None = None
-    if raw.get("actioned_at") is not None:
-        try:
-            actioned = parse_time(raw["actioned_at"])
-        except ValueError as e:
-            problems.append(f"actioned_at: {e}")
-    decision = raw.get("automated_decision")
-    if type(decision) is not bool:
-        problems.append("automated_decision must be true or false")
-    return outcome, actioned, decision
+def _check(raw: dict[str, Any], checked: Iterable[Field], problems: list[str]) -> dict[str, Any]:
+    """Each field of `checked` in `raw`, parsed (None where it is bad: `problems` says why)."""
+    values: dict[str, Any] = {}
+    for f in checked:
+        values[f.name], problem = f.check(raw.get(f.name))
+        if problem is not None:
+            problems.append(problem)
+    return values
 
 
 def _signal_ref(raw: Any, problems: list[str]) -> tuple[str | None, str | None, str | None]:
@@ -247,63 +182,17 @@ def _parse_item(raw: Any, now: datetime) -> tuple[Item | None, list[str]]:
     if not isinstance(raw, dict):
         return None, ["a report is an object"]
     problems: list[str] = []
-    extra = raw.keys() - _ITEM_KEYS
+    extra = raw.keys() - ITEM_KEYS
     if extra:
         problems.append(f"unknown fields: {', '.join(sorted(map(str, extra)))}")
-    rid = raw.get("id")
-    if not isinstance(rid, str) or not _REPORT_ID.fullmatch(rid):
-        problems.append(
-            f"id must be 1-{MAX_REPORT_ID_LENGTH} letters, digits and ._:- (starting with a letter or digit)"
-        )
+    values = _check(raw, SUBMITTED, problems)
     signal_id, signal_type, signal_value = _signal_ref(raw.get("signal"), problems)
-    collection = raw.get("collection")
-    if not isinstance(collection, str) or not 0 < len(collection) <= 36:
-        problems.append("collection must be a collection id")
-    seq = raw.get("seq")
-    if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
-        problems.append("seq must be a positive integer: the batch in which the signal was received")
-    distance = raw.get("distance")
-    if type(distance) is not int or not 0 <= distance <= 256:
-        problems.append("distance must be an integer from 0 to 256")
-    elif signal_type in EXACT_TYPES and distance != 0:
+    if signal_type in EXACT_TYPES and values["distance"] not in (None, 0):
         problems.append(f"a {signal_type} match has distance 0")
-    outcome, actioned, decision = _outcome_fields(raw, problems)
-    matched: datetime | None = None
-    try:
-        matched = parse_time(raw.get("matched_at"))
-    except ValueError as e:
-        problems.append(f"matched_at: {e}")
-    _times(problems, matched, actioned, outcome, now)
-    detection = raw.get("automated_detection")
-    if type(detection) is not bool:
-        problems.append("automated_detection must be true or false")
-    surface = raw.get("surface")
-    if surface not in SURFACES:
-        problems.append(f"surface must be one of {', '.join(SURFACES)}")
-    ref = raw.get("content_ref")
-    if not isinstance(ref, str) or not 0 < len(ref) <= MAX_CONTENT_REF_LENGTH:
-        problems.append(f"content_ref must be a string of 1-{MAX_CONTENT_REF_LENGTH} characters")
-    if problems or matched is None:
+    _times(problems, values["matched_at"], values["actioned_at"], values["outcome"], now)
+    if problems:
         return None, problems
-    return (
-        Item(
-            report_id=str(rid),
-            signal_id=signal_id,
-            signal_type=signal_type,
-            signal_value=signal_value,
-            collection_id=str(collection),
-            seq=int(seq),  # type: ignore[arg-type]
-            distance=int(distance),  # type: ignore[arg-type]
-            outcome=str(outcome),
-            matched_at=matched,
-            actioned_at=actioned,
-            automated_detection=bool(detection),
-            automated_decision=bool(decision),
-            surface=str(surface),
-            content_ref=str(ref),
-        ),
-        [],
-    )
+    return Item(values, signal_id, signal_type, signal_value), []
 
 
 def _refuse(errors: dict[int, list[str]], items: Sequence[Any]) -> ValidationError:
@@ -438,28 +327,29 @@ def _resolve(
     by_value: dict[tuple[str, str, str], list[_SignalRow]],
 ) -> tuple[_SignalRow | None, list[str]]:
     """The signal an item names, or why not (the same words for an unknown and an unreadable signal)."""
-    if item.collection_id not in sizes:
+    collection, seq = item.values["collection"], item.values["seq"]
+    if collection not in sizes:
         return None, ["unknown collection: no such collection readable by this partner"]
-    size = sizes[item.collection_id]
-    if item.seq > size:
-        return None, [f"seq {item.seq} was never served: the collection's latest sealed seq is {size}"]
+    size = sizes[collection]
+    if seq > size:
+        return None, [f"seq {seq} was never served: the collection's latest sealed seq is {size}"]
     if item.signal_id is not None:
         row = by_id.get(item.signal_id)
-        if row is None or row.collection_id != item.collection_id or row.added_seq is None:
+        if row is None or row.collection_id != collection or row.added_seq is None:
             return None, [UNKNOWN_SIGNAL]
         candidates = [row]
     else:
-        candidates = by_value.get((item.collection_id, str(item.signal_type), str(item.signal_value)), [])
+        candidates = by_value.get((collection, str(item.signal_type), str(item.signal_value)), [])
         if not candidates:
             return None, [UNKNOWN_SIGNAL]
-    served = [s for s in candidates if s.added_seq is not None and s.added_seq <= item.seq]
+    served = [s for s in candidates if s.added_seq is not None and s.added_seq <= seq]
     if not served:
         first = min(int(s.added_seq or 0) for s in candidates)
-        return None, [f"seq {item.seq} is before the batch that added this signal ({first})"]
+        return None, [f"seq {seq} is before the batch that added this signal ({first})"]
     if item.signal_type is not None and item.signal_type != served[0].type:
         return None, [UNKNOWN_SIGNAL]
     signal = max(served, key=lambda s: int(s.added_seq or 0))
-    if signal.type in EXACT_TYPES and item.distance != 0:
+    if signal.type in EXACT_TYPES and item.values["distance"] != 0:
         # A signal named by id shows its type only here; one named by type and value is checked in _parse_item.
         return None, [f"a {signal.type} match has distance 0"]
     return signal, []
@@ -467,12 +357,8 @@ def _resolve(
 
 def _request_sha256(partner_id: str, item: Item, signal_id: str, ref_digest: str) -> str:
     """What makes two submissions of one report id the same: every field, the signal resolved to its id."""
-    doc = ReportDocument(
-        partner_id, item.report_id, signal_id, item.collection_id, item.seq, item.distance, item.surface,
-        ref_digest, item.matched_at, item.automated_detection, 1, item.outcome, item.actioned_at,
-        item.automated_decision,
-    )
-    return doc.sha256()
+    fixed = {f.name: item.values[f.name] for f in (*MATCH, *OUTCOME)}
+    return ReportDocument(partner=partner_id, signal=signal_id, content_ref=ref_digest, version=1, **fixed).sha256()
 
 
 # --- false-positive votes and flags ----------------------------------------------------------------------
@@ -574,7 +460,7 @@ def submit(
     now: datetime | None = None,
 ) -> Submitted:
     """Record up to 1,000 reports: all or nothing, one audit entry listing each new report's digest."""
-    now = _whole_second(now or utcnow())
+    now = whole_second(now or utcnow())
     if not isinstance(items, list) or not items:
         raise ValidationError("reports must be a non-empty list", errors={"reports": ["a non-empty list"]})
     if len(items) > MAX_REPORTS_PER_REQUEST:
@@ -592,17 +478,17 @@ def submit(
 
     # Writers queue on the audit log's lock: the idempotency check and the vote count cannot race.
     auditlog.next_seq(session)
-    sizes = _readable(session, partner_id, {it.collection_id for it in valid})
+    sizes = _readable(session, partner_id, {it.values["collection"] for it in valid})
     by_id = _signals_by_id(session, [it.signal_id for it in valid if it.signal_id is not None])
     by_value = _signals_by_value(
         session,
         {
-            (it.collection_id, str(it.signal_type), str(it.signal_value))
+            (it.values["collection"], str(it.signal_type), str(it.signal_value))
             for it in valid
-            if it.signal_id is None and it.collection_id in sizes
+            if it.signal_id is None and it.values["collection"] in sizes
         },
     )
-    existing = _existing(session, partner_id, [it.report_id for it in valid])
+    existing = _existing(session, partner_id, [it.values["id"] for it in valid])
 
     resolved: list[tuple[Item, str, str, str]] = []  # item, signal id, content ref digest, request digest
     seen: dict[str, str] = {}
@@ -613,10 +499,10 @@ def submit(
             errors[i] = problems
             out.append(None)
             continue
-        ref = content_ref_digest(hub_secret, partner_id, it.content_ref)
+        ref = content_ref_digest(hub_secret, partner_id, it.values["content_ref"])
         digest = _request_sha256(partner_id, it, signal.id, ref)
-        earlier = existing.get(it.report_id)
-        first = seen.get(it.report_id)
+        earlier = existing.get(it.values["id"])
+        first = seen.get(it.values["id"])
         if (earlier is not None and earlier.request_sha256 != digest) or (
             first is not None and first != digest
         ):
@@ -624,15 +510,15 @@ def submit(
             out.append(None)
         elif earlier is not None:
             out.append(
-                {"id": it.report_id, "created": False, "sha256": earlier.first_sha256,
+                {"id": it.values["id"], "created": False, "sha256": earlier.first_sha256,
                  "audit_seq": earlier.first_audit_seq}
             )
         elif first is not None:
-            out.append({"id": it.report_id, "created": False, "sha256": digest, "audit_seq": None})
+            out.append({"id": it.values["id"], "created": False, "sha256": digest, "audit_seq": None})
         else:
-            seen[it.report_id] = digest
+            seen[it.values["id"]] = digest
             resolved.append((it, signal.id, ref, digest))
-            out.append({"id": it.report_id, "created": True, "sha256": digest, "audit_seq": None})
+            out.append({"id": it.values["id"], "created": True, "sha256": digest, "audit_seq": None})
     if errors:
         raise _refuse(errors, items)
     if not resolved:
@@ -640,49 +526,38 @@ def submit(
         return Submitted(None, [o for o in out if o is not None], 0, len(valid))
 
     votes = _new_false_positive_votes(
-        session, partner_id, {sid for it, sid, _, _ in resolved if it.outcome == FALSE_POSITIVE}
+        session, partner_id, {sid for it, sid, _, _ in resolved if it.values["outcome"] == FALSE_POSITIVE}
     )
     rec = auditlog.record(
         session,
         actor,
         "reports.submit",
         f"partner/{partner_id}",
-        {"count": len(resolved), "reports": [{"id": it.report_id, "sha256": d} for it, _, _, d in resolved]},
+        {"count": len(resolved), "reports": [{"id": it.values["id"], "sha256": d} for it, _, _, d in resolved]},
         now=now,
     )
     report_rows = [
         {
             "partner_id": partner_id,
-            "report_id": it.report_id,
             "signal_id": sid,
-            "collection_id": it.collection_id,
-            "seq": it.seq,
-            "distance": it.distance,
-            "surface": it.surface,
             "content_ref_digest": ref,
-            "matched_at": it.matched_at,
-            "automated_detection": it.automated_detection,
             "request_sha256": digest,
             "received_at": now,
-            "outcome": it.outcome,
             "version": 1,
-            "actioned_at": it.actioned_at,
-            "automated_decision": it.automated_decision,
             "updated_at": now,
+            **{f.column: it.values[f.name] for f in (*MATCH, *OUTCOME)},
         }
         for it, sid, ref, digest in resolved
     ]
     outcome_rows = [
         {
             "partner_id": partner_id,
-            "report_id": it.report_id,
+            "report_id": it.values["id"],
             "version": 1,
-            "outcome": it.outcome,
-            "actioned_at": it.actioned_at,
-            "automated_decision": it.automated_decision,
             "recorded_at": now,
             "report_sha256": digest,
             "audit_seq": rec.seq,
+            **{f.column: it.values[f.name] for f in OUTCOME},
         }
         for it, _, _, digest in resolved
     ]
@@ -734,14 +609,15 @@ def update_outcome(
     Sending the outcome the report already has (same actioned_at and decision) writes nothing: a retried
     PATCH is harmless.
     """
-    now = _whole_second(now or utcnow())
+    now = whole_second(now or utcnow())
     if not isinstance(body, dict):
         raise ValidationError("the body is an object", errors={"json": ["an object"]})
     problems: list[str] = []
-    extra = body.keys() - _UPDATE_KEYS
+    extra = body.keys() - OUTCOME_KEYS
     if extra:
         problems.append(f"unknown fields: {', '.join(sorted(map(str, extra)))}")
-    outcome, actioned, decision = _outcome_fields(body, problems)
+    new = _check(body, OUTCOME, problems)
+    outcome, actioned, decision = new["outcome"], new["actioned_at"], new["automated_decision"]
     auditlog.next_seq(session)
     report = _own(session, partner_id, report_id, for_update=True)
     _times(problems, report.matched_at, actioned, outcome, now)
