@@ -21,6 +21,7 @@ This module is also what the hub writes bundles with, so both sides share one de
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -212,8 +213,8 @@ def dsa_fields(
         "automated_decision": (
             "AUTOMATED_DECISION_FULLY" if automated_decision else "AUTOMATED_DECISION_NOT_AUTOMATED"
         ),
-        "application_date": (actioned_at or recorded_at).date().isoformat(),
-        "content_date": matched_at.date().isoformat(),
+        "application_date": _day(actioned_at or recorded_at),
+        "content_date": _day(matched_at),
         "source_type": "SOURCE_VOLUNTARY",
     }
 
@@ -245,15 +246,15 @@ def record_row(
         "report": report,
         "version": version,
         "outcome": outcome,
-        "recorded_at": format_time(recorded_at),
+        "recorded_at": _iso(recorded_at),
         "partner": partner,
         "collection": collection,
         "collection_category": collection_category,
         "signal": signal,
         "signal_type": signal_type,
         "surface": surface,
-        "matched_at": format_time(matched_at),
-        "actioned_at": None if actioned_at is None else format_time(actioned_at),
+        "matched_at": _iso(matched_at),
+        "actioned_at": None if actioned_at is None else _iso(actioned_at),
     }
     row.update(
         dsa_fields(
@@ -272,9 +273,12 @@ def json_line(row: Mapping[str, Any]) -> bytes:
 def _csv_value(value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, bool):
+    kind = type(value)
+    if kind is str:
+        return str(value)
+    if kind is bool:
         return "true" if value else "false"
-    if isinstance(value, list):
+    if kind is list:
         return " ".join(value)
     return str(value)
 
@@ -291,6 +295,22 @@ def csv_lines(columns: Sequence[str], rows: Iterable[Mapping[str, Any]], *, head
 
 
 # --- aggregates -------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4096)
+def _epoch(value: str) -> int:
+    """POSIX seconds of a time in `format_time`'s form (records repeat their times: cached)."""
+    return int(parse_time(value).timestamp())
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso(t: datetime) -> str:
+    return format_time(t)
+
+
+@functools.lru_cache(maxsize=4096)
+def _day(t: datetime) -> str:
+    return t.date().isoformat()
 
 
 def _percentile(sorted_values: Sequence[int], p: int) -> int:
@@ -347,8 +367,7 @@ class Aggregator:
             self.automated += r["automated_decision"] == "AUTOMATED_DECISION_FULLY"
             self.taken_down += outcome in TAKEN_DOWN
         if r["actioned_at"] is not None and outcome in _VISIBILITY:
-            seconds = parse_time(r["actioned_at"]) - parse_time(r["matched_at"])
-            self.durations.append(int(seconds.total_seconds()))
+            self.durations.append(_epoch(r["actioned_at"]) - _epoch(r["matched_at"]))
 
     def signal(self, s: Mapping[str, Any]) -> None:
         self.signals.setdefault((s["collection"], s["signal_type"]), dict.fromkeys(EVENTS, 0))[s["event"]] += 1
@@ -558,6 +577,21 @@ class _HashingWriter:
         self.target.write(data)
 
 
+class _Stream:
+    """Only `write`: zipfile then writes every member the same way (sizes after the data), whether the
+    target could seek or not, so a bundle written to a file and one only hashed have the same bytes."""
+
+    def __init__(self, target: IO[bytes]) -> None:
+        self._target = target
+
+    def write(self, data: bytes) -> int:
+        self._target.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self._target.flush()
+
+
 class BundleWriter:
     """Writes a bundle zip member by member (streamed: nothing is held whole), then the signed manifest.
 
@@ -565,7 +599,9 @@ class BundleWriter:
     """
 
     def __init__(self, fileobj: IO[bytes], created_at: datetime) -> None:
-        self._zip = zipfile.ZipFile(fileobj, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1)
+        self._zip = zipfile.ZipFile(  # type: ignore[call-overload]
+            _Stream(fileobj), "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1
+        )
         t = created_at.astimezone(UTC)
         self._stamp = (max(t.year, 1980), t.month, t.day, t.hour, t.minute, t.second)
         self.files: dict[str, dict[str, Any]] = {}
@@ -631,6 +667,17 @@ def manifest_document(
         "files": {k: dict(v) for k, v in sorted(files.items())},
         "omitted": dict(omitted),
     }
+
+
+def parse_entry(data: bytes) -> AuditEntry:
+    """An audit entry from its bytes, strictly typed (no floats, no duplicate keys). The bytes are what the
+    proof covers, so their canonical form is not re-checked: that costs more than the rest of a bundle."""
+    d = _fields(parse_json(data), "audit entry", {"seq", "time", "actor", "action", "subject", "details"})
+    if not isinstance(d["actor"], dict) or not isinstance(d["details"], dict):
+        raise FormatError("audit entry actor and details are objects")
+    if not isinstance(d["action"], str) or not isinstance(d["subject"], str):
+        raise FormatError("audit entry action and subject are strings")
+    return AuditEntry(_int(d["seq"], "seq"), parse_time(d["time"]), d["actor"], d["action"], d["subject"], d["details"])
 
 
 def entry_line(seq: int, entry: bytes) -> bytes:
@@ -895,7 +942,7 @@ def _verify(path: str, pinned: str | None) -> ExportReport:
             if row["seq"] != seq or seq >= hi:
                 raise LogError(f"entries.jsonl line {n + 1}: seq {row['seq']}, expected {seq}")
             data = b64decode(row["entry"], "entry")
-            e = AuditEntry.from_bytes(data)
+            e = parse_entry(data)
             if e.seq != seq:
                 raise LogError(f"entry {seq}: its body says seq {e.seq}")
             if previous is not None and e.time < previous.time:

@@ -17,6 +17,7 @@ from hub.config import Settings
 from hub.console import routes as console_routes
 from hub.db import make_engine, make_session_factory
 from hub.errors import HubError
+from hub.exports import routes as exports_routes
 from hub.feed import routes as feed_routes
 from hub.governance import routes as governance_routes
 from hub.identity import routes as identity_routes
@@ -150,6 +151,8 @@ def create_app(
     api.register_blueprint(reports_routes.blp)
     api.register_blueprint(webhooks_routes.blp)
     api.register_blueprint(matching_routes.blp)
+    api.register_blueprint(exports_routes.blp)
+    app.register_blueprint(exports_routes.public)  # /transparency: public HTML, not in the API document
     api.register_blueprint(governance_routes.blp)
     apidocs.init_app(app)  # /docs: flask-smorest's own page has an inline script
     console_routes.init_app(app)  # /console/: the staff console's pages (after identity: it shares its limiter)

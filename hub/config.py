@@ -72,6 +72,8 @@ class Settings:
     four_eyes_uphold: bool = True
     # Networks (CIDR) webhooks may target although not public, over plain http too: tests, private deployments.
     webhook_allow: tuple[Network, ...] = ()
+    # Transparency exports withhold any published count from 1 to this minus one (audit/exports.py's rule).
+    export_min_cell: int = 10
 
     def __post_init__(self) -> None:
         if not self.hub_name:
@@ -192,6 +194,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "HASHFED_FALSE_POSITIVE_FLAG_THRESHOLD": ("false_positive_flag_threshold", _positive_int),
     "HASHFED_FOUR_EYES_UPHOLD": ("four_eyes_uphold", _flag),
     "HASHFED_WEBHOOK_ALLOW": ("webhook_allow", lambda raw: parse_networks(raw.split(","))),
+    "HASHFED_EXPORT_MIN_CELL": ("export_min_cell", _positive_int),
 }
 
 

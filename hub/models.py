@@ -6,6 +6,7 @@ A new domain with tables adds its models module here; `tests/hub/test_migrations
 from __future__ import annotations
 
 from hub.db import Base
+from hub.exports import models as exports
 from hub.feed import models as feed
 from hub.governance import models as governance
 from hub.identity import models as identity
@@ -14,5 +15,5 @@ from hub.transparency import models as transparency
 from hub.webhooks import models as webhooks
 
 # The modules above define the tables; naming them keeps the imports (and documents what is gathered).
-MODULES = (identity, transparency, feed, reports, webhooks, governance)
+MODULES = (identity, transparency, feed, reports, webhooks, governance, exports)
 metadata = Base.metadata

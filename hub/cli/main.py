@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from hub.app import create_app
 from hub.cli import audit as audit_cli
 from hub.cli import backup as backup_cli
+from hub.cli import exports as exports_cli
 from hub.cli import feed as feed_cli
 from hub.cli import governance as governance_cli
 from hub.cli import tenants as tenant_cli
@@ -182,7 +183,7 @@ def _redact(url: str) -> str:
 
 for _group in (audit_cli.keys_group, audit_cli.audit_group, backup_cli.backup_group):
     main.add_command(_group)
-for _command in (*tenant_cli.COMMANDS, *feed_cli.COMMANDS, *governance_cli.COMMANDS):
+for _command in (*tenant_cli.COMMANDS, *feed_cli.COMMANDS, *governance_cli.COMMANDS, *exports_cli.COMMANDS):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Transparency exports: signed, suppressed bundles of a period, drawn from the audit log (docs/formats.md)."""

@@ -1,0 +1,448 @@
+"""Transparency exports: draw a period's bundle from the audit log, the reports and the signals, streamed.
+
+The bundle format and every aggregate are defined once, in `audit.exports` (what a regulator verifies
+with); this module only reads the database in seq order and feeds the rows to it. Memory stays bounded:
+rows come from server-side cursors, CSV twins go through a temporary file, and the aggregator keeps counters
+and one integer per actioned record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from audit import exports as bundle
+from audit.canonical import canonical_json, format_time
+from audit.dsse import Envelope, sign_envelope
+from audit.merkle import hash_ranges, keys_for_ranges
+from audit.payloads import AuditEntry
+from hub import rls
+from hub.db import utcnow
+from hub.errors import ConflictError, NotFoundError
+from hub.exports.models import Export
+from hub.transparency import auditlog
+from hub.transparency.auditlog import Actor
+from hub.transparency.keys import HubKeys, all_envelopes
+from hub.transparency.models import AuditCheckpoint
+
+# What this hub does not put in a bundle yet, and why: the manifest names it (a verifier prints it).
+OMITTED = {
+    "disputes": "dispute aggregates wait for the governance records in the audit log",
+    "quarantined": "quarantine counts wait for the governance records in the audit log",
+}
+_FETCH = 10_000  # rows per server-side cursor fetch
+
+
+class PeriodOpenError(ConflictError):
+    """The period has not closed in a signed audit checkpoint yet."""
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """What drawing a bundle produced: the signed manifest and the published aggregates."""
+
+    manifest: dict[str, Any]
+    envelope: bytes
+    aggregates: dict[str, Any]
+
+
+class _Digests:
+    """HMAC-SHA256 under a key of this export only (derived from the hub secret): one export's digests of a
+    signal or report cannot be linked with another's, and only the hub can compute them."""
+
+    def __init__(self, keys: HubKeys, export_id: str) -> None:
+        key = bytes.fromhex(keys.keyed_digest(f"transparency-export\x00{export_id}"))
+        self._base = hmac.new(key, digestmod=hashlib.sha256)
+
+    def __call__(self, kind: str, value: str) -> str:
+        h = self._base.copy()
+        h.update(f"{kind}\x00{value}".encode())
+        return h.hexdigest()
+
+
+def _entry_time(session: Session, seq: int) -> datetime:
+    t = session.scalar(text("SELECT recorded_at FROM audit_entries WHERE seq = :s"), {"s": seq})
+    if t is None:
+        raise auditlog.AuditLogError(f"audit entry {seq} is missing")
+    return t.astimezone(UTC) if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def first_at_or_after(session: Session, when: datetime, total: int) -> int:
+    """The smallest seq whose entry time is >= `when` (`total` if none): entry times never go backwards, so a
+    binary search over the primary key finds it in O(log N) lookups, without an index on time."""
+    lo, hi = 0, total
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _entry_time(session, mid) < when:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _stream(session: Session, sql: str, params: dict[str, Any]) -> Iterator[Any]:
+    result = session.execute(text(sql).execution_options(stream_results=True, max_row_buffer=_FETCH), params)
+    yield from result
+
+
+_RECORDS = (
+    "SELECT o.audit_seq, o.report_sha256, o.partner_id, o.report_id, o.version, o.outcome, a.recorded_at,"
+    " r.collection_id, c.category, r.signal_id, s.type, r.surface, r.matched_at, o.actioned_at,"
+    " r.automated_detection, o.automated_decision"
+    " FROM report_outcomes o"
+    " JOIN reports r ON r.partner_id = o.partner_id AND r.report_id = o.report_id"
+    " JOIN audit_entries a ON a.seq = o.audit_seq"
+    " JOIN signals s ON s.id = r.signal_id"
+    " JOIN collections c ON c.id = r.collection_id"
+    " WHERE o.audit_seq >= :first AND o.audit_seq < :end"
+    " ORDER BY o.audit_seq, o.report_sha256"
+)
+_ADDED = (
+    "SELECT added_audit_seq, id, collection_id, type FROM signals"
+    " WHERE added_audit_seq >= :first AND added_audit_seq < :end ORDER BY added_audit_seq, id"
+)
+
+
+def _utc(t: datetime | None) -> datetime | None:
+    if t is None:
+        return None
+    return t.astimezone(UTC) if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+class _Twin:
+    """A CSV twin written to a temporary file while its JSON Lines member streams into the zip."""
+
+    def __init__(self, columns: tuple[str, ...]) -> None:
+        self.columns = columns
+        self.file: IO[bytes] = tempfile.TemporaryFile()
+        self.file.write(bundle.csv_lines(columns, []).encode())
+        self._rows: list[dict[str, Any]] = []
+
+    def add(self, row: dict[str, Any]) -> None:
+        self._rows.append(row)
+        if len(self._rows) >= _FETCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._rows:
+            self.file.write(bundle.csv_lines(self.columns, self._rows, header=False).encode())
+            self._rows = []
+
+    def chunks(self) -> Iterator[bytes]:
+        self.flush()
+        self.file.seek(0)
+        while chunk := self.file.read(1 << 20):
+            yield chunk
+        self.file.close()
+
+
+def draw(
+    session: Session,
+    keys: HubKeys,
+    out: IO[bytes],
+    *,
+    export_id: str,
+    period: bundle.Period,
+    created_at: datetime,
+    checkpoint: AuditCheckpoint,
+    first: int,
+    end: int,
+    keyset_version: int,
+    threshold: int,
+    envelope: bytes | None = None,
+) -> Drawn:
+    """Write the bundle of `period` drawn at `checkpoint` to `out`; sign its manifest unless `envelope` (the
+    stored one, when a bundle is written again) is given."""
+    rls.set_tenant(session, rls.SYSTEM)  # an export counts every partner's reports and signals
+    writer = bundle.BundleWriter(out, created_at)
+    keysets = all_envelopes(session)[:keyset_version]
+    for v, env in enumerate(keysets, start=1):
+        writer.write(f"keys/{v}.json", [env])
+    writer.write("checkpoint.note", [checkpoint.note.encode()])
+    agg = bundle.Aggregator()
+    digest = _Digests(keys, export_id)
+    lo, hi = bundle.carried_range(first, end)
+
+    # Pass 1: the carried entries; what the later passes need from them is small (seqs, removals).
+    submits: set[int] = set()
+    removals: list[tuple[int, str, str, str]] = []  # seq, event, signal id, collection
+
+    def entries() -> Iterator[bytes]:
+        for seq, data in _stream(
+            session, "SELECT seq, entry FROM audit_entries WHERE seq >= :lo AND seq < :hi ORDER BY seq",
+            {"lo": lo, "hi": hi},
+        ):
+            raw = bytes(data)
+            yield bundle.entry_line(seq, raw)
+            if first <= seq < end:
+                e: AuditEntry = bundle.parse_entry(raw)
+                agg.entry(e)
+                if e.action == "signals.submit":
+                    submits.add(seq)
+                elif e.action in bundle.SIGNAL_ACTIONS:
+                    removals.append(
+                        (seq, bundle.SIGNAL_ACTIONS[e.action], e.subject.split("/", 1)[1], str(e.details["collection"]))
+                    )
+
+    writer.write("entries.jsonl", entries())
+    ranges = bundle.multiproof_ranges(lo, hi, checkpoint.size)
+    writer.write("proof.json", [bundle.proof_document(checkpoint.size, lo, hi, _range_hashes(session, ranges))])
+
+    # Pass 2: one record per report outcome recorded in the period, in audit seq order.
+    records = 0
+    twin = _Twin(bundle.RECORD_FIELDS)
+
+    def record_lines() -> Iterator[bytes]:
+        nonlocal records
+        for row in _stream(session, _RECORDS, {"first": first, "end": end}):
+            (seq, sha, partner, report_id, version, outcome, recorded, collection, category, signal_id,
+             signal_type, surface, matched, actioned, detected, decided) = row
+            rec = bundle.record_row(
+                audit_seq=seq, report_sha256=sha, report=digest("report", f"{partner}\x00{report_id}"),
+                version=version, outcome=outcome, recorded_at=_utc(recorded) or created_at, partner=partner,
+                collection=collection, collection_category=category, signal=digest("signal", signal_id),
+                signal_type=signal_type, surface=surface, matched_at=_utc(matched) or created_at,
+                actioned_at=_utc(actioned), automated_detection=detected, automated_decision=decided,
+            )
+            agg.record(rec)
+            twin.add(rec)
+            records += 1
+            yield bundle.json_line(rec)
+
+    writer.write("records.jsonl", record_lines())
+    writer.write("records.csv", twin.chunks())
+
+    # Pass 3: signal events: additions from the signals a submission entry made, removals from their entries.
+    events = 0
+    twin = _Twin(bundle.SIGNAL_FIELDS)
+    removed_types = _types(session, [r[2] for r in removals])
+
+    def signal_lines() -> Iterator[bytes]:
+        nonlocal events
+        pending = iter(removals)
+        nxt = next(pending, None)
+
+        def event(seq: int, kind: str, sid: str, collection: str, signal_type: str) -> bytes:
+            nonlocal events
+            row = {"audit_seq": seq, "event": kind, "signal": digest("signal", sid), "collection": collection,
+                   "signal_type": signal_type}
+            agg.signal(row)
+            twin.add(row)
+            events += 1
+            return bundle.json_line(row)
+
+        for seq, sid, collection, signal_type in _stream(session, _ADDED, {"first": first, "end": end}):
+            if seq not in submits:
+                continue
+            while nxt is not None and nxt[0] < seq:
+                yield event(nxt[0], nxt[1], nxt[2], nxt[3], removed_types[nxt[2]])
+                nxt = next(pending, None)
+            yield event(seq, "added", sid, collection, signal_type)
+        while nxt is not None:
+            yield event(nxt[0], nxt[1], nxt[2], nxt[3], removed_types[nxt[2]])
+            nxt = next(pending, None)
+
+    writer.write("signals.jsonl", signal_lines())
+    writer.write("signals.csv", twin.chunks())
+
+    published = agg.published(threshold)
+    writer.write("aggregates.json", [canonical_json(bundle.aggregates_document(period, threshold, published))])
+    writer.write("aggregates.csv", [bundle.aggregates_csv(published).encode()])
+    manifest = bundle.manifest_document(
+        hub=keys.hub_name, export_id=export_id, period=period, created_at=created_at,
+        checkpoint_size=checkpoint.size, checkpoint_root=checkpoint.root, first=first, end=end,
+        keysets=len(keysets), threshold=threshold,
+        counts={"records": records, "signal_events": events, "entries": end - first},
+        files=writer.files, omitted=OMITTED,
+    )
+    payload = canonical_json(manifest)
+    if envelope is None:
+        envelope = sign_envelope(bundle.EXPORT_TYPE, payload, [keys.signer("export")]).to_json()
+    elif Envelope.from_json(envelope).payload != payload:
+        raise ConflictError("the export's data changed since it was made: it cannot be written again as signed")
+    writer.finish(payload, envelope)
+    return Drawn(manifest, envelope, published)
+
+
+def _types(session: Session, signal_ids: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for start in range(0, len(signal_ids), 1000):
+        chunk = signal_ids[start : start + 1000]
+        rows = session.execute(text("SELECT id, type FROM signals WHERE id = ANY(:ids)"), {"ids": chunk})
+        out.update((sid, t) for sid, t in rows)
+    missing = set(signal_ids) - set(out)
+    if missing:
+        raise auditlog.AuditLogError(f"signals {sorted(missing)[:3]} named by audit entries are missing")
+    return out
+
+
+def _range_hashes(session: Session, ranges: list[tuple[int, int]]) -> list[bytes]:
+    """The hash of each subtree [a, b) from the stored audit tree: O(log N) nodes in one query."""
+    store = auditlog.SqlNodeStore(session)
+    keys = keys_for_ranges(ranges)
+    nodes = store.get_many(keys)
+    return hash_ranges(ranges, nodes)
+
+
+class _Counting:
+    """A write-only file that only hashes and counts: drawing a bundle to learn its digest stores nothing."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        return None
+
+
+def create(
+    session: Session,
+    keys: HubKeys,
+    period: bundle.Period,
+    *,
+    actor: Actor,
+    partner_id: str | None,
+    threshold: int,
+    now: datetime | None = None,
+    publish: bool = False,
+) -> Export:
+    """Draw the period's bundle at the latest audit checkpoint, record the export (audited), return its row.
+
+    409 when the period has not closed in a signed audit checkpoint: the first entry at or after the period's
+    end must be in it, so that no entry can still join the period."""
+    now = (now or utcnow()).astimezone(UTC).replace(microsecond=0)
+    if period.end > now:
+        raise PeriodOpenError(f"the period {period.label} ends at {format_time(period.end)}, after now")
+    checkpoint = auditlog.latest_checkpoint(session)
+    total = int(session.scalar(select(func.count()).select_from(text("audit_entries"))) or 0)
+    first = first_at_or_after(session, period.start, total)
+    end = first_at_or_after(session, period.end, total)
+    if checkpoint is None or end >= checkpoint.size:
+        raise PeriodOpenError(
+            f"the period {period.label} has not closed in a signed audit checkpoint yet (it needs an entry at "
+            "or after its end, and the next audit checkpoint): try again in a minute"
+        )
+    export_id = str(uuid.uuid4())
+    keyset_version = keys.keyset().version
+    sink = _Counting()
+    drawn = draw(
+        session, keys, sink,  # type: ignore[arg-type]
+        export_id=export_id, period=period, created_at=now, checkpoint=checkpoint, first=first, end=end,
+        keyset_version=keyset_version, threshold=threshold,
+    )
+    sha = sink.digest.hexdigest()
+    rec = auditlog.record(
+        session,
+        actor,
+        "export.create",
+        f"export/{export_id}",
+        {
+            "period": period.to_dict(),
+            "checkpoint_size": checkpoint.size,
+            "entries": {"first": first, "end": end},
+            "bundle_sha256": sha,
+            "manifest_sha256": hashlib.sha256(canonical_json(drawn.manifest)).hexdigest(),
+            "published": publish,
+        },
+        now=now,
+    )
+    row = Export(
+        id=export_id, period_label=period.label, period_from=period.start, period_to=period.end, created_at=now,
+        partner_id=partner_id, checkpoint_size=checkpoint.size, first_seq=first, end_seq=end,
+        keyset_version=keyset_version, threshold=threshold, envelope=drawn.envelope,
+        aggregates=canonical_json(drawn.aggregates).decode(), bundle_sha256=sha, bundle_bytes=sink.size,
+        published=publish, audit_seq=rec.seq,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get(session: Session, export_id: str) -> Export:
+    try:
+        uuid.UUID(export_id)
+    except ValueError:
+        raise NotFoundError("no such export") from None
+    row = session.get(Export, export_id)
+    if row is None:
+        raise NotFoundError("no such export")
+    return row
+
+
+def list_exports(session: Session, limit: int = 100) -> list[Export]:
+    """The newest exports first."""
+    return list(session.scalars(select(Export).order_by(Export.created_at.desc(), Export.id).limit(limit)))
+
+
+def latest_published(session: Session) -> Export | None:
+    """The published export of the latest period (the newest one when a period was published twice)."""
+    query = select(Export).where(Export.published.is_(True))
+    return session.scalars(query.order_by(Export.period_to.desc(), Export.created_at.desc()).limit(1)).first()
+
+
+def write(session: Session, keys: HubKeys, row: Export, out: IO[bytes]) -> None:
+    """Write an export's bundle again to `out` (a file open for reading and writing); 409 if it no longer has its
+    digest."""
+    checkpoint = session.get(AuditCheckpoint, row.checkpoint_size)
+    if checkpoint is None:
+        raise auditlog.AuditLogError(f"audit checkpoint {row.checkpoint_size} is missing")
+    start = out.tell()
+    draw(
+        session, keys, out, export_id=row.id,
+        period=bundle.Period(row.period_label, _utc(row.period_from) or row.period_from,
+                             _utc(row.period_to) or row.period_to),
+        created_at=_utc(row.created_at) or row.created_at, checkpoint=checkpoint, first=row.first_seq,
+        end=row.end_seq, keyset_version=row.keyset_version, threshold=row.threshold, envelope=row.envelope,
+    )
+    out.seek(start)
+    digest = hashlib.sha256()
+    shutil.copyfileobj(out, _Into(digest))
+    if digest.hexdigest() != row.bundle_sha256:
+        raise ConflictError(
+            "this export can no longer be written byte for byte as it was signed (a key set or checkpoint was "
+            "re-signed since): create a new export of the period"
+        )
+    out.seek(start)
+
+
+class _Into:
+    def __init__(self, digest: Any) -> None:
+        self.digest = digest
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return len(data)
+
+
+def view(row: Export) -> dict[str, Any]:
+    """An export as the API lists it."""
+    return {
+        "id": row.id,
+        "period": {"label": row.period_label, "from": format_time(_utc(row.period_from) or row.period_from),
+                   "to": format_time(_utc(row.period_to) or row.period_to)},
+        "created_at": format_time(_utc(row.created_at) or row.created_at),
+        "checkpoint_size": row.checkpoint_size,
+        "entries": {"first": row.first_seq, "end": row.end_seq},
+        "threshold": row.threshold,
+        "bundle_sha256": row.bundle_sha256,
+        "bundle_bytes": row.bundle_bytes,
+        "published": row.published,
+        "audit_seq": row.audit_seq,
+        "aggregates": json.loads(row.aggregates),
+    }

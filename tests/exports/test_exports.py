@@ -1,0 +1,240 @@
+"""Transparency exports end to end: known answers, suppression, forged bundles refused, nothing identifying."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from audit import cli as audit_cli
+from audit.exports import json_line, parse_period, suppress_table, verify_bundle
+from audit.signing import Ed25519Signer
+from hub.config import Settings
+from hub.exports import service
+from hub.transparency.auditlog import Actor
+from hub.transparency.keys import all_envelopes
+from tests.exports import scenario as sc
+from tests.hub import factories as f
+
+
+@pytest.fixture
+def quarter(session: Session, settings: Settings) -> sc.Quarter:
+    return sc.build(session, settings)
+
+
+def _bundle(session: Session, q: sc.Quarter, threshold: int = 10, tmp: Path | None = None) -> bytes:
+    with sc.at(sc.EXPORTED):
+        row = service.create(session, q.keys, sc.Q3, actor=Actor.operator(), partner_id=None, threshold=threshold)
+        out = io.BytesIO()
+        service.write(session, q.keys, row, out)
+    data = out.getvalue()
+    assert hashlib.sha256(data).hexdigest() == row.bundle_sha256
+    return data
+
+
+def _pin(session: Session) -> str:
+    from audit.dsse import Envelope
+
+    return hashlib.sha256(Envelope.from_json(all_envelopes(session)[0]).payload).hexdigest()
+
+
+def _verify(tmp_path: Path, data: bytes, pin: str):  # type: ignore[no-untyped-def]
+    path = tmp_path / "bundle.zip"
+    path.write_bytes(data)
+    return verify_bundle(str(path), pin)
+
+
+def test_every_aggregate_has_its_known_answer(session: Session, quarter: sc.Quarter, tmp_path: Path) -> None:
+    data = _bundle(session, quarter, threshold=1)
+    report = _verify(tmp_path, data, _pin(session))
+    assert report.ok, report.verdict
+    a = report.aggregates
+    c = quarter.c.id
+    assert a["signals"]["rows"] == {f"{c}/md5": [3, 0, 0, 3], f"{c}/pdq": [12, 1, 0, 13]}
+    assert a["signals"]["total"] == [15, 1, 0, 16]
+    # blocked, removed, restricted, no_action, false_positive, pending_review, total
+    assert a["outcomes"]["rows"] == {c: [2, 12, 0, 0, 0, 3, 17]}
+    assert a["reports_received"] == 15
+    assert a["automated_detection_percent"] == "80.0"  # 12 of 15
+    assert a["automated_decision_percent"] == "14.3"  # 2 of 14 decisions
+    assert a["blocked_or_removed_percent"] == "100.0"
+    assert a["actioned"] == 14
+    assert a["median_seconds_to_action"] == 420  # 7th of 60, 120, ..., 720, 1000, 2000
+    assert a["p90_seconds_to_action"] == 1000  # 13th of 14
+    assert (a["partners_receiving"], a["partners_acknowledging"], a["partners_reporting"]) == (2, 1, 2)
+    assert a["partner_suspensions"] == 1
+    assert (report.records, report.signal_events) == (17, 16)
+    assert any("disputes" in n for n in report.notes)
+
+
+def test_small_cells_are_withheld_with_their_complements(
+    session: Session, quarter: sc.Quarter, tmp_path: Path
+) -> None:
+    data = _bundle(session, quarter)
+    report = _verify(tmp_path, data, _pin(session))
+    assert report.ok, report.verdict
+    a = report.aggregates
+    c = quarter.c.id
+    # md5's 3 and pdq's 1 withdrawn are small; 12 and 13 go with them so that no row or column gives them away.
+    assert a["signals"]["rows"] == {f"{c}/md5": [None, 0, 0, None], f"{c}/pdq": [None, None, 0, None]}
+    assert a["signals"]["total"] == [None, None, 0, 16]
+    assert a["outcomes"]["rows"] == {c: [None, 12, 0, 0, 0, None, 17]}
+    assert a["outcomes"]["total"] == [None, 12, 0, 0, 0, None, 17]
+    assert a["blocked_or_removed_percent"] is None  # it would give away the withheld blocked count
+    assert a["partners_reporting"] is None and a["partner_suspensions"] is None
+    assert a["reports_received"] == 15 and a["median_seconds_to_action"] == 420
+    files = sc.members(data)
+    assert b"withheld" in files["aggregates.csv"]
+    assert json.loads(files["manifest.json"])["suppression"] == {"rule": "hashfed/small-cells/v1", "threshold": 10}
+
+
+def test_one_small_cell() -> None:
+    table = suppress_table([[20, 30], [40, 5]], 10)
+    # The 5 takes the 40 beside it and the 30 above it, and those take the 20: every margin stays published.
+    assert table == [[None, None, 50], [None, None, 45], [60, 35, 95]]
+    _no_line_with_one_withheld(table)
+
+
+def test_a_small_cell_recoverable_from_a_total() -> None:
+    # Row total 25 = 20 + 5: publishing 20 and 25 would give away the 5.
+    table = suppress_table([[20, 5], [30, 30]], 10)
+    assert table[0][1] is None
+    assert table[0][0] is None or table[0][2] is None
+    _no_line_with_one_withheld(table)
+
+
+def test_a_row_of_small_cells() -> None:
+    table = suppress_table([[3, 4, 2], [30, 40, 50]], 10)
+    assert table[0][:3] == [None, None, None]
+    assert table[0][3] is None  # the row total is 9: small itself
+    _no_line_with_one_withheld(table)
+    # Each column total would give a small cell away through the large cell beside it: those go too.
+    assert table[1] == [None, None, None, None]
+    assert table[2] == [33, 44, 52, 129]
+
+
+def _no_line_with_one_withheld(table: list[list[int | None]]) -> None:
+    for line in [*table, *map(list, zip(*table, strict=True))]:
+        assert sum(v is None for v in line) != 1, table
+
+
+def test_a_tampered_csv_is_refused(session: Session, quarter: sc.Quarter, tmp_path: Path) -> None:
+    data = _bundle(session, quarter)
+    files = sc.members(data)
+    files["records.csv"] = files["records.csv"].replace(b"removed", b"no_action", 1)
+    report = _verify(tmp_path, sc.rezip(files), _pin(session))
+    assert not report.ok and "records.csv" in report.verdict
+
+
+def test_a_csv_that_differs_from_its_json_is_refused_even_when_signed(
+    session: Session, quarter: sc.Quarter, tmp_path: Path
+) -> None:
+    data = _bundle(session, quarter)
+    csv = sc.members(data)["records.csv"].replace(b"removed", b"no_action", 1)
+    forged = sc.forge(data, {"records.csv": csv}, quarter.keys.signer("export"))
+    report = _verify(tmp_path, forged, _pin(session))
+    assert not report.ok and "records.csv row" in report.verdict
+
+
+def test_a_record_whose_entry_is_not_in_the_log_is_refused(
+    session: Session, quarter: sc.Quarter, tmp_path: Path
+) -> None:
+    data = _bundle(session, quarter)
+    files = sc.members(data)
+    lines = files["records.jsonl"].splitlines(keepends=True)
+    invented = json.loads(lines[0])
+    invented["report_sha256"] = "0" * 64  # a report the log never recorded, in an existing entry
+    files["records.jsonl"] = b"".join([json_line(invented), *lines])
+    from audit.exports import RECORD_FIELDS, csv_lines
+
+    rows = [json.loads(x) for x in files["records.jsonl"].splitlines()]
+    files["records.csv"] = csv_lines(RECORD_FIELDS, rows).encode()
+    forged = sc.forge(data, files, quarter.keys.signer("export"))
+    report = _verify(tmp_path, forged, _pin(session))
+    assert not report.ok and "LogError" in report.verdict and "left out, added or altered" in report.verdict
+
+
+def test_a_wrong_export_key_is_refused(session: Session, quarter: sc.Quarter, tmp_path: Path) -> None:
+    data = _bundle(session, quarter)
+    for signer in (Ed25519Signer.generate(), quarter.keys.signer("batch")):
+        report = _verify(tmp_path, sc.forge(data, {}, signer), _pin(session))
+        assert not report.ok and "export key" in report.verdict
+    assert _verify(tmp_path, sc.forge(data, {}, quarter.keys.signer("export")), _pin(session)).ok
+
+
+def test_another_period_s_checkpoint_is_refused(session: Session, quarter: sc.Quarter, tmp_path: Path) -> None:
+    data = _bundle(session, quarter)
+    # A checkpoint signed while the period was still open: smaller than the period's entries.
+    from hub.transparency.models import AuditCheckpoint
+
+    first = session.query(AuditCheckpoint).order_by(AuditCheckpoint.size).first()
+    assert first is not None
+    manifest = json.loads(sc.members(data)["manifest.json"])
+    manifest["checkpoint"]["size"] = first.size
+    from audit.merkle import b64encode
+
+    manifest["checkpoint"]["root"] = b64encode(first.root)
+    forged = sc.forge(data, {"checkpoint.note": first.note.encode()}, quarter.keys.signer("export"),
+                      checkpoint=manifest["checkpoint"])
+    report = _verify(tmp_path, forged, _pin(session))
+    assert not report.ok and "another period" in report.verdict
+
+
+def test_no_hash_value_or_content_reference_is_in_a_bundle(session: Session, quarter: sc.Quarter) -> None:
+    data = _bundle(session, quarter, threshold=1)
+    texts = [data, *sc.members(data).values()]
+    secrets = quarter.values + [v.upper() for v in quarter.values] + quarter.content_refs + quarter.pdq_ids
+    for secret in secrets:
+        for blob in texts:
+            assert secret.encode() not in blob, secret
+
+
+def test_a_bundle_is_written_again_byte_for_byte(session: Session, quarter: sc.Quarter) -> None:
+    with sc.at(sc.EXPORTED):
+        row = service.create(session, quarter.keys, sc.Q3, actor=Actor.operator(), partner_id=None, threshold=10)
+    first, second = io.BytesIO(), io.BytesIO()
+    service.write(session, quarter.keys, row, first)
+    service.write(session, quarter.keys, row, second)
+    assert first.getvalue() == second.getvalue()
+    assert hashlib.sha256(first.getvalue()).hexdigest() == row.bundle_sha256
+
+
+def test_an_open_period_is_refused(session: Session, quarter: sc.Quarter) -> None:
+    from hub.errors import ConflictError
+
+    with sc.at(sc.EXPORTED), pytest.raises(ConflictError):
+        service.create(session, quarter.keys, parse_period("2026-Q4"), actor=Actor.operator(), partner_id=None,
+                       threshold=10)
+
+
+def test_the_api_creates_lists_and_serves_bundles(
+    session: Session, quarter: sc.Quarter, client: FlaskClient, tmp_path: Path
+) -> None:
+    token = f.token(session, quarter.regulator, ["exports:read"])
+    platform = f.token(session, quarter.a, ["reports:write"])
+    with sc.at(sc.EXPORTED):
+        assert client.post("/v1/exports", json={"period": "2026-Q3"}, headers=f.auth(platform)).status_code == 403
+        bad = client.post("/v1/exports", json={"period": "2026-13"}, headers=f.auth(token))
+        assert bad.status_code == 422
+        made = client.post("/v1/exports", json={"from": "2026-07-01", "to": "2026-10-01"}, headers=f.auth(token))
+        assert made.status_code == 201, made.json
+        body = made.json
+        assert body["aggregates"]["reports_received"] == 15
+        listed = client.get("/v1/exports", headers=f.auth(token)).json["exports"]
+        assert [e["id"] for e in listed] == [body["id"]]
+        got = client.get(f"/v1/exports/{body['id']}", headers=f.auth(token))
+        assert got.status_code == 200 and got.mimetype == "application/zip"
+        assert hashlib.sha256(got.data).hexdigest() == body["bundle_sha256"]
+        assert client.get("/v1/exports/nope", headers=f.auth(token)).status_code == 404
+    path = tmp_path / "b.zip"
+    path.write_bytes(got.data)
+    assert audit_cli.main(["verify-export", str(path), "--keyset-sha256", _pin(session)]) == 0
+    assert audit_cli.main(["verify-export", str(path), "--keyset-sha256", "0" * 64]) == 1
+    with zipfile.ZipFile(path) as zf:
+        assert json.loads(zf.read("manifest.json"))["period"]["from"] == "2026-07-01T00:00:00Z"
