@@ -1,5 +1,6 @@
 """`hashfed-partner`: the kit's command line, one click group. Its commands come from the subcommand
-modules beside it (`sync.py`, `reports.py`, `match.py`), which share `context.py` and never import this one."""
+modules beside it (`sync.py`, `reports.py`, `match.py`, `disputes.py`), which share `context.py` and never
+import this one."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from partners.cli import disputes as disputes_cli
 from partners.cli import match as match_cli
 from partners.cli import reports as reports_cli
 from partners.cli import sync as sync_cli
@@ -31,7 +33,7 @@ def main(ctx: click.Context, home: Path | None, log_json: bool, verbose: bool) -
     ctx.obj = Context(cfg.home_dir(home))
 
 
-for _command in (*sync_cli.COMMANDS, *reports_cli.COMMANDS, *match_cli.COMMANDS):
+for _command in (*sync_cli.COMMANDS, *reports_cli.COMMANDS, *match_cli.COMMANDS, *disputes_cli.COMMANDS):
     main.add_command(_command)
 
 if __name__ == "__main__":
