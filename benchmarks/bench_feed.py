@@ -36,11 +36,8 @@ from hub import rls
 from hub.app import create_app
 from hub.config import Settings
 from hub.db import make_engine, make_session_factory
-from hub.feed import collections
-from hub.feed.models import Access
 from hub.ops import jobs
 from hub.transparency import keys
-from hub.transparency.auditlog import Actor
 from hub.transparency.keys import HubKeys
 from tests.hub import factories
 from tests.hub import feedkit as kit
@@ -85,16 +82,7 @@ def main() -> None:
             owner = kit.partner(s, "contributor")
             reader = kit.partner(s, "new-partner")
             c = kit.collection(s, hk, owner)
-            collections.set_access(
-                s,
-                c.id,
-                reader.id,
-                Access.READER,
-                True,
-                actor=Actor.operator(),
-                hub_name="bench.test",
-                signer=hk.signer("collection"),
-            )
+            kit.grant(s, hk, c, reader)
             write = factories.auth(factories.token(s, owner, ["hashes:write"], ttl_s=86400))
             read = factories.auth(factories.token(s, reader, ["feed:read"], ttl_s=86400))
             cid = c.id

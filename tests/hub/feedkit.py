@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from hub import rls
 from hub.config import Settings
 from hub.feed import batches, collections, signals
-from hub.feed.models import Collection
+from hub.feed.models import Access, Collection
 from hub.identity.models import Partner
 from hub.transparency.auditlog import Actor
 from hub.transparency.keys import HubKeys
@@ -61,6 +61,23 @@ def collection(
         hub_name=keys.hub_name,
         signer=keys.signer("collection"),
         now=T0,
+    )
+
+
+def grant(
+    session: Session,
+    keys: HubKeys,
+    c: Collection,
+    p: Partner,
+    access: Access = Access.READER,
+    *,
+    granted: bool = True,
+    now: datetime | None = None,
+) -> Collection:
+    """Grant (or, with `granted=False`, revoke) `p`'s read or contribute access to `c`, as the operator."""
+    return collections.set_access(
+        session, c.id, p.id, access, granted, actor=Actor.operator(), hub_name=keys.hub_name,
+        signer=keys.signer("collection"), now=now,
     )
 
 

@@ -10,8 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hub.config import Settings
-from hub.feed import collections
-from hub.feed.models import Access, Collection
+from hub.feed.models import Collection
 from hub.identity.models import Partner
 from hub.reports.models import Report, ReportOutcome, SignalFlag
 from hub.transparency.auditlog import Actor
@@ -43,10 +42,7 @@ class World:
 
 
 def grant(session: Session, keys: HubKeys, c: Collection, p: Partner) -> None:
-    collections.set_access(
-        session, c.id, p.id, Access.READER, True, actor=Actor.operator(), hub_name=keys.hub_name,
-        signer=keys.signer("collection"), now=kit.T0,
-    )
+    kit.grant(session, keys, c, p, now=kit.T0)
 
 
 def build(session: Session, settings: Settings) -> World:

@@ -11,7 +11,6 @@ from audit.keyset import TrustedKeySet
 from audit.payloads import CollectionDescriptor, open_payload
 from hub.errors import ConflictError, NotFoundError, ValidationError
 from hub.feed import collections
-from hub.feed.models import Access
 from hub.transparency import keys
 from hub.transparency.auditlog import Actor
 from hub.transparency.models import AuditEntry
@@ -73,30 +72,12 @@ def test_access_changes_are_audited_and_re_sign_the_descriptor(session, settings
     with pytest.raises(NotFoundError):
         collections.readable(session, c.id, reader.id)
     version = c.descriptor_version
-    collections.set_access(
-        session,
-        c.id,
-        reader.id,
-        Access.READER,
-        True,
-        actor=Actor.operator(),
-        hub_name="hub.test",
-        signer=hk.signer("collection"),
-    )
+    kit.grant(session, hk, c, reader)
     assert collections.readable(session, c.id, reader.id) is c
     assert c.descriptor_version == version + 1
     entry = session.scalars(select(AuditEntry.entry).where(AuditEntry.seq == c.descriptor_audit_seq)).one()
     assert b"collection.reader.grant" in entry and reader.id.encode() in entry
-    collections.set_access(
-        session,
-        c.id,
-        reader.id,
-        Access.READER,
-        False,
-        actor=Actor.operator(),
-        hub_name="hub.test",
-        signer=hk.signer("collection"),
-    )
+    kit.grant(session, hk, c, reader, granted=False)
     with pytest.raises(NotFoundError):
         collections.readable(session, c.id, reader.id)
     assert collections.members(session, c.id) == {"reader": [owner.id], "contributor": [owner.id]}

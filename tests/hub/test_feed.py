@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from hub.feed import collections
-from hub.feed.models import Access, Signal
-from hub.transparency.auditlog import Actor
+from hub.feed.models import Signal
 from hub.transparency.models import AuditEntry
 from tests.hub import factories
 from tests.hub import feedkit as kit
@@ -32,16 +30,7 @@ def _counts(session):
 def test_readers_see_the_feed_and_others_get_404(client, session, world):
     hk, owner, c, _auth = world
     reader, stranger = kit.partner(session), kit.partner(session)
-    collections.set_access(
-        session,
-        c.id,
-        reader.id,
-        Access.READER,
-        True,
-        actor=Actor.operator(),
-        hub_name="hub.test",
-        signer=hk.signer("collection"),
-    )
+    kit.grant(session, hk, c, reader)
     kit.submit(session, c, owner, [{"type": "pdq", "value": kit.pdq()}])
     kit.seal(session, hk)
     for who, status in ((reader, 200), (stranger, 404)):

@@ -19,17 +19,9 @@ from hub.feed import batches, collections, signals
 from hub.feed.models import Access, IdempotencyKey, PendingChange, RetiredValue, Signal, SignalSeq
 from hub.identity.models import PartnerKind
 from hub.ops.scheduler import start_embedded
-from hub.transparency.auditlog import Actor
 from hub.transparency.models import AuditEntry
 from tests.hub import factories
 from tests.hub import feedkit as kit
-
-
-def _grant(session, keys, c, partner, access=Access.READER):
-    collections.set_access(
-        session, c.id, partner.id, access, True, actor=Actor.operator(), hub_name=keys.hub_name,
-        signer=keys.signer("collection"),
-    )
 
 
 @pytest.fixture
@@ -225,7 +217,7 @@ def test_row_level_security_isolates_idempotency_keys(database, connection, sess
     assert visible() == 1
     # B replaying A's key is a new request for B, never A's stored response.
     rls.set_tenant(session, rls.SYSTEM)
-    _grant(session, keys, ca, b, Access.CONTRIBUTOR)
+    kit.grant(session, keys, ca, b, Access.CONTRIBUTOR)
     rls.set_tenant(session, b.id)
     replay = signals.submit(
         session, collection_id=ca.id, partner_id=b.id, items=[{"type": "md5", "value": "c" * 32}],
@@ -241,7 +233,7 @@ def test_row_level_security_on_signals_shows_members_their_collection_and_lets_o
     keys = kit.hub_keys(session, settings)
     owner, reader, stranger = kit.partner(session, "owner"), kit.partner(session, "reader"), kit.partner(session, "x")
     c = kit.collection(session, keys, owner)
-    _grant(session, keys, c, reader, Access.READER)
+    kit.grant(session, keys, c, reader, Access.READER)
     kit.submit(session, c, owner, [{"type": "pdq", "value": kit.pdq()} for _ in range(3)])
     session.flush()
     assert rls.tables_with_rls(connection).get("signals") is True
@@ -277,7 +269,7 @@ def test_row_level_security_on_signal_seqs_follows_the_signal_and_lets_only_the_
     keys = kit.hub_keys(session, settings)
     owner, reader, stranger = kit.partner(session, "owner"), kit.partner(session, "reader"), kit.partner(session, "x")
     c = kit.collection(session, keys, owner)
-    _grant(session, keys, c, reader, Access.READER)
+    kit.grant(session, keys, c, reader, Access.READER)
     ids = kit.submit(session, c, owner, [{"type": "pdq", "value": kit.pdq()} for _ in range(3)]).new_ids
     kit.seal(session, keys)
     assert rls.tables_with_rls(connection).get("signal_seqs") is True

@@ -6,9 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from hub.feed import collections
 from hub.feed.models import Access, IdempotencyKey, PendingChange, Signal
-from hub.transparency.auditlog import Actor
 from hub.transparency.models import AuditEntry
 from tests.hub import factories as f
 from tests.hub import feedkit as kit
@@ -22,10 +20,7 @@ def _written(session) -> tuple[int, ...]:
 
 
 def _revoke(session, keys, c, p, access: Access) -> None:
-    collections.set_access(
-        session, c.id, p.id, access, False, actor=Actor.operator(), hub_name=keys.hub_name,
-        signer=keys.signer("collection"),
-    )
+    kit.grant(session, keys, c, p, access, granted=False)
 
 
 def _lose_contributor(session, keys, c, owner, intake) -> None:
@@ -48,10 +43,7 @@ def test_a_replay_after_the_grant_is_gone_is_refused_and_writes_nothing(client, 
     intake = f.partner(session, kind="intake")
     c = kit.collection(session, keys, owner)
     for access in (Access.READER, Access.CONTRIBUTOR):
-        collections.set_access(
-            session, c.id, intake.id, access, True, actor=Actor.operator(), hub_name=keys.hub_name,
-            signer=keys.signer("collection"),
-        )
+        kit.grant(session, keys, c, intake, access)
     headers = {**f.auth(f.token(session, intake, ["hashes:write"])), "Idempotency-Key": "k-1"}
     body = {"signals": [{"type": "md5", "value": "ab" * 16}]}
     first = client.post(f"/v1/collections/{c.id}/signals", json=body, headers=headers)

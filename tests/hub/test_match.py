@@ -8,12 +8,10 @@ import pytest
 from sqlalchemy import func, select
 
 from hub import rls
-from hub.feed import collections, signals
-from hub.feed.models import Access
+from hub.feed import signals
 from hub.identity.models import PartnerKind
 from hub.matching import routes as match_routes
 from hub.matching import service as match
-from hub.transparency.auditlog import Actor
 from hub.transparency.models import AuditEntry
 from tests.hub import factories as f
 from tests.hub import feedkit as fk
@@ -33,10 +31,7 @@ def world(session, settings):
     reader = fk.partner(session, "reader")
     stranger = fk.partner(session, "stranger")
     c = fk.collection(session, keys, owner)
-    collections.set_access(
-        session, c.id, reader.id, Access.READER, True, actor=Actor.operator(), hub_name=keys.hub_name,
-        signer=keys.signer("collection"),
-    )
+    fk.grant(session, keys, c, reader)
     pdq = "f" * 32 + secrets.token_hex(16)
     md5, sha = secrets.token_hex(16), secrets.token_hex(32)
     items = [{"type": "pdq", "value": pdq, "quality": 90}, {"type": "md5", "value": md5},

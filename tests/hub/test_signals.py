@@ -194,19 +194,9 @@ def test_a_retired_value_is_a_409_and_writes_nothing(session, world):
 
 def test_only_contributors_submit_and_others_do_not_learn_the_collection_exists(session, world):
     keys, _owner, c = world
-    from hub.feed import collections
 
     reader, stranger = kit.partner(session), kit.partner(session)
-    collections.set_access(
-        session,
-        c.id,
-        reader.id,
-        Access.READER,
-        True,
-        actor=Actor.operator(),
-        hub_name=keys.hub_name,
-        signer=keys.signer("collection"),
-    )
+    kit.grant(session, keys, c, reader)
     item = [{"type": "pdq", "value": kit.pdq()}]
     with pytest.raises(ForbiddenError):
         kit.submit(session, c, reader, item)
@@ -216,19 +206,9 @@ def test_only_contributors_submit_and_others_do_not_learn_the_collection_exists(
 
 def test_retraction_by_contributor_only_and_once(session, world):
     keys, owner, c = world
-    from hub.feed import collections
 
     other = kit.partner(session)
-    collections.set_access(
-        session,
-        c.id,
-        other.id,
-        Access.CONTRIBUTOR,
-        True,
-        actor=Actor.operator(),
-        hub_name=keys.hub_name,
-        signer=keys.signer("collection"),
-    )
+    kit.grant(session, keys, c, other, Access.CONTRIBUTOR)
     sid = kit.submit(session, c, owner, [{"type": "pdq", "value": kit.pdq()}]).new_ids[0]
     with pytest.raises(NotFoundError):
         signals.retract(
