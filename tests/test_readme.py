@@ -168,11 +168,15 @@ def test_the_readme_round_trip_runs_as_written(served_hub: tuple[str, dict[str, 
         shell.close()
 
     assert set(values) == {"INTAKE_CLIENT_ID", "INTAKE_SECRET", "ACME_CLIENT_ID", "ACME_SECRET", "COLLECTION_ID",
-                           "PDQ"}
+                           "PDQ", "DISPUTE_ID"}
     submitted = next(out for cmd, out in outputs.items() if cmd.startswith("curl -s -H"))
     assert '"accepted"' in submitted or '"audit_seq"' in submitted, submitted
     matched = next(out for cmd, out in outputs.items() if cmd.startswith("hashfed-partner match"))
     assert values["COLLECTION_ID"] in matched and "reports sent 1, rejected 0" in matched, matched
+    decided = next(out for cmd, out in outputs.items() if cmd.startswith("hashfed disputes decide"))
+    assert f"dispute id: {values['DISPUTE_ID']}\nstatus: quarantined\n" in decided, decided
+    shown = next(out for cmd, out in outputs.items() if cmd.startswith("hashfed-partner dispute --show"))
+    assert "status: quarantined" in shown and " quarantine (effective): " in shown, shown
     verified = next(out for cmd, out in outputs.items() if cmd.startswith("hashfed audit export"))
     assert "OK: " in verified, verified
     if "follow the latest checkpoint" in verified:  # the newest entries wait for the next audit checkpoint
