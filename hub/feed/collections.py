@@ -74,6 +74,13 @@ def _partner(session: Session, partner_id: str) -> Partner:
     return partner
 
 
+def _member(collection_id: str, partner_id: str, access: Access, now: datetime, audit_seq: int) -> CollectionMember:
+    """A grant of `access`, recorded by audit entry `audit_seq`."""
+    return CollectionMember(
+        collection_id=collection_id, partner_id=partner_id, access=access.value, granted_at=now, audit_seq=audit_seq
+    )
+
+
 def create_collection(
     session: Session,
     *,
@@ -133,15 +140,7 @@ def create_collection(
     session.add(collection)
     session.flush()
     for access in Access:
-        session.add(
-            CollectionMember(
-                collection_id=collection.id,
-                partner_id=owner_id,
-                access=access.value,
-                granted_at=now,
-                audit_seq=rec.seq,
-            )
-        )
+        session.add(_member(collection.id, owner_id, access, now, rec.seq))
     session.flush()
     return collection
 
@@ -211,15 +210,7 @@ def set_access(
         now=now,
     )
     if granted:
-        session.add(
-            CollectionMember(
-                collection_id=collection.id,
-                partner_id=partner_id,
-                access=access.value,
-                granted_at=now,
-                audit_seq=rec.seq,
-            )
-        )
+        session.add(_member(collection.id, partner_id, access, now, rec.seq))
     else:
         session.delete(row)
     _sign(collection, hub_name, signer, rec.seq)
