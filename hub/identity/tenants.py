@@ -218,12 +218,7 @@ def rotate_client(
         plaintext = secrets.token_urlsafe(32)
         client.secret_digest = secret_digest(hub_secret, plaintext)
     client.rotated_at = utcnow()
-    session.flush()
-    revoked = _revoke_tokens(session, client_id=client.client_id)
-    subject = f"client/{client.client_id}"
-    auditlog.record(
-        session, actor, "client.rotate", subject, {"partner": client.partner_id, "tokens_revoked": revoked}
-    )
+    _end_tokens(session, client, actor, "client.rotate")
     return IssuedClient(client, plaintext)
 
 
@@ -233,10 +228,13 @@ def revoke_client(session: Session, client_id: str, actor: Actor) -> OAuthClient
     if client.revoked_at is not None:
         raise ConflictError(f"client {client_id} is already revoked")
     client.revoked_at = utcnow()
+    _end_tokens(session, client, actor, "client.revoke")
+    return client
+
+
+def _end_tokens(session: Session, client: OAuthClient, actor: Actor, action: str) -> None:
+    """After a client's rotation or revocation: its tokens stop working, and one audit entry says how many."""
     session.flush()
     revoked = _revoke_tokens(session, client_id=client.client_id)
     subject = f"client/{client.client_id}"
-    auditlog.record(
-        session, actor, "client.revoke", subject, {"partner": client.partner_id, "tokens_revoked": revoked}
-    )
-    return client
+    auditlog.record(session, actor, action, subject, {"partner": client.partner_id, "tokens_revoked": revoked})
