@@ -225,6 +225,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 _SIGNAL_COLUMNS = ("collection", "id", "type", "value", "quality", "tags", "added_seq")
 
 
+def _held_row(conn: Connection, collection: str) -> Any:
+    """The row of the batch held for `collection`, as a mapping, or None."""
+    return conn.execute(select(held).where(held.c.collection == collection)).mappings().first()
+
+
 def _insert_signals(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
     """Bulk insert (collection, id, type, value, quality, tags, added_seq) rows through the DBAPI cursor.
 
@@ -508,7 +513,7 @@ class Mirror:
     def hold(self, collection: str, seq: int, payload_sha256: str, removes: int, active: int) -> None:
         """Record a batch held for confirmation (replacing an older hold of the same collection)."""
         with self.engine.begin() as conn:
-            row = conn.execute(select(held).where(held.c.collection == collection)).mappings().first()
+            row = _held_row(conn, collection)
             if row is not None and row["seq"] == seq and row["payload_sha256"] == payload_sha256:
                 return  # the same batch, held again: keep when it was first held (and any confirmation)
             conn.execute(held.delete().where(held.c.collection == collection))
@@ -527,7 +532,7 @@ class Mirror:
     def held(self, collection: str) -> HeldBatch | None:
         """The batch held for a collection, if any."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(held).where(held.c.collection == collection)).mappings().first()
+            row = _held_row(conn, collection)
         return HeldBatch(**row) if row else None
 
     def all_held(self) -> list[HeldBatch]:
@@ -538,7 +543,7 @@ class Mirror:
     def confirm(self, collection: str, seq: int | None = None) -> HeldBatch:
         """An operator confirms the held batch of a collection (optionally checking its seq)."""
         with self.engine.begin() as conn:
-            row = conn.execute(select(held).where(held.c.collection == collection)).mappings().first()
+            row = _held_row(conn, collection)
             if row is None:
                 raise MirrorError(f"{collection}: no batch is held")
             if seq is not None and row["seq"] != seq:
