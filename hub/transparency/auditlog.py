@@ -227,15 +227,16 @@ def _nodes(session: Session, keys: Sequence[NodeKey]) -> dict[NodeKey, bytes]:
     return nodes
 
 
-def _leaf_hashes(session: Session, start: int) -> Iterator[tuple[int, bytes]]:
+def _entry_column(session: Session, column: Any, start: int) -> Iterator[tuple[int, bytes]]:
+    """(seq, `column`) of every entry from seq `start` on, in seq order, read in pages."""
     while True:
         rows = session.execute(
-            select(AuditEntry.seq, AuditEntry.leaf_hash)
+            select(AuditEntry.seq, column)
             .where(AuditEntry.seq >= start)
             .order_by(AuditEntry.seq)
             .limit(_INTEGRATE_CHUNK)
         ).all()
-        yield from ((seq, h) for seq, h in rows)
+        yield from ((seq, value) for seq, value in rows)
         if len(rows) < _INTEGRATE_CHUNK:
             return
         start = rows[-1][0] + 1
@@ -265,7 +266,7 @@ def integrate(session: Session, origin: str, signer: Signer, now: datetime) -> I
     store = SqlNodeStore(session)
     batch: list[bytes] = []
     expected = old
-    for seq, h in _leaf_hashes(session, old):
+    for seq, h in _entry_column(session, AuditEntry.leaf_hash, old):
         if seq != expected:
             break  # a gap can only be an entry not yet visible; integrate it next time
         batch.append(h)
@@ -385,19 +386,8 @@ def consistency_proof(session: Session, size1: int, size2: int) -> ConsistencyPr
 
 def all_entries(session: Session) -> Iterator[bytes]:
     """Every entry's canonical bytes in seq order (for exports), read in pages."""
-    start = 0
-    while True:
-        rows = session.execute(
-            select(AuditEntry.seq, AuditEntry.entry)
-            .where(AuditEntry.seq >= start)
-            .order_by(AuditEntry.seq)
-            .limit(_INTEGRATE_CHUNK)
-        ).all()
-        for _seq, e in rows:
-            yield bytes(e)
-        if len(rows) < _INTEGRATE_CHUNK:
-            return
-        start = rows[-1][0] + 1
+    for _seq, entry in _entry_column(session, AuditEntry.entry, 0):
+        yield bytes(entry)
 
 
 def checkpoint_notes(session: Session) -> list[str]:
