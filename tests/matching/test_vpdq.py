@@ -223,3 +223,18 @@ def test_a_corrupt_or_non_video_file_is_a_per_file_error(videos: dict[str, Path]
     assert [r.ok for r in results] == [False, False, True]
     assert results[0].vpdq is None and results[0].md5 is not None and "video" in (results[0].error or "")
     assert results[1].error == "not an image Pillow can decode, nor a video FFmpeg can decode"
+
+
+def test_hashes_equal_the_vpdq_reference_output() -> None:
+    """``vpdq-sample.mp4`` (made by ``videos.make_video``: four pictures, 2 s each, 29.97 frames/s) and what
+    Meta's vpdq 0.2.5, built against FFmpeg 5.1, printed for it (``vpdq-sample.vpdq.txt``, its line form):
+    the same frames (every 29th: int(1 s x 29.97)), timestamps in single precision, qualities and hashes."""
+    data = Path(__file__).parent / "data"
+    reference = parse_vpdq((data / "vpdq-sample.vpdq.txt").read_text())
+    ours = parse_vpdq(hash_file(data / "vpdq-sample.mp4").vpdq or "")
+    assert [f.timestamp for f in reference][:3] == [0.0, 0.968, 1.935]
+    assert [f.timestamp for f in ours] == [f.timestamp for f in reference]  # the same frames selected
+    # identical with the PyAV this was written with; another FFmpeg build may round a frame's colour
+    # conversion differently (docs/adr/0010-vpdq-with-pyav.md): a few bits, a point of quality
+    for a, b in zip(ours, reference, strict=True):
+        assert (int(a.pdq, 16) ^ int(b.pdq, 16)).bit_count() <= 4 and abs(a.quality - b.quality) <= 2

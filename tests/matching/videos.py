@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ def make_video(
     seeds: Sequence[int],
     *,
     seconds: int = 2,
-    fps: int = 10,
+    fps: int | Fraction = 10,
     size: tuple[int, int] = (320, 240),
     bit_rate: int = 600_000,
     codec: str = "mpeg4",
@@ -45,7 +46,7 @@ def make_video(
         stream.bit_rate = bit_rate
         for seed in seeds:
             frame = av.VideoFrame.from_image(picture(seed).resize(size))
-            for _ in range(seconds * fps):
+            for _ in range(round(seconds * fps)):
                 for packet in stream.encode(frame):
                     container.mux(packet)
         for packet in stream.encode():
