@@ -405,7 +405,8 @@ def assign(dispute_id: str) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    """Register the console; its sign-in shares the JSON login's limits per login name and per address."""
+    """Register the console; its sign-in form is limited per login name and per address with the JSON login's
+    settings (flask-limiter counts each endpoint on its own)."""
     app.register_blueprint(bp)
     hub_settings = state(app).settings
     lim = ratelimit.limiter(app)

@@ -232,3 +232,17 @@ def test_audit_browser_pages_newest_first_and_serves_the_api_s_proof(client, wor
     assert client.get(f"/console/audit/proof?seq={size}&size={size}").status_code == 400
     assert client.get(f"/console/audit/proof?seq=0&size={size + 1000}").status_code == 404
     assert client.get("/console/audit/proof?seq=x&size=1").status_code == 400
+
+
+def test_the_sign_in_form_is_rate_limited_per_login_name(settings, database, session_factory, world):
+    from hub.app import create_app
+
+    app = create_app(settings.replace(login_rate_limit="2/minute"), engine=database.engine,
+                     session_factory=session_factory)
+    c = app.test_client()
+    token = csrf_token(c.get("/console/sign-in").get_data(as_text=True))
+    wrong = {"email": GOV_EMAIL, "password": "not the password", "csrf_token": token}
+    assert [c.post("/console/sign-in", data=wrong).status_code for _ in range(3)] == [401, 401, 429]
+    # Another account from the same address may still sign in.
+    right = {"email": REG_EMAIL, "password": PASSWORD, "csrf_token": token}
+    assert c.post("/console/sign-in", data=right).status_code == 303
