@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,13 +17,6 @@ from tests.partners.realhub import FlaskTransport, RealHub
 @pytest.fixture
 def hub(fresh_database: Database, tmp_path: Path) -> RealHub:
     return RealHub.start(fresh_database.app_url, fresh_database.engine, tmp_path / "var")
-
-
-@pytest.fixture
-def mirror(tmp_path: Path) -> Iterator[Mirror]:
-    m = Mirror.open(f"sqlite:///{tmp_path / 'mirror.db'}")
-    yield m
-    m.close()
 
 
 def test_collection_synced_while_empty_receives_its_first_batches(hub: RealHub, mirror: Mirror) -> None:

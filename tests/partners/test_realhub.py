@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,13 +33,6 @@ from tests.partners.realhub import HUB_NAME, FlaskTransport, RealHub
 @pytest.fixture
 def hub(fresh_database: Database, tmp_path: Path) -> RealHub:
     return RealHub.start(fresh_database.app_url, fresh_database.engine, tmp_path / "var")
-
-
-@pytest.fixture
-def mirror(tmp_path: Path) -> Iterator[Mirror]:
-    m = Mirror.open(f"sqlite:///{tmp_path / 'mirror.db'}")
-    yield m
-    m.close()
 
 
 def test_kit_verifies_what_the_hub_seals(hub: RealHub) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,13 +25,6 @@ def hub() -> FakeHub:
     h.seal("c1", adds=30)
     h.seal("c1", adds=20)
     return h
-
-
-@pytest.fixture
-def mirror(tmp_path: Path) -> Mirror:
-    m = Mirror.open(f"sqlite:///{tmp_path / 'mirror.db'}")
-    yield m
-    m.close()
 
 
 def syncer(hub: FakeHub, mirror: Mirror, transport: FakeTransport | None = None, **policy: Any) -> Syncer:

@@ -4,8 +4,7 @@ every other shape, wrapped, renamed, bare or line-delimited, as a format error, 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -28,13 +27,6 @@ def hub() -> FakeHub:
     h.seal("c1", adds=3)
     h.seal("c1", adds=2)
     return h
-
-
-@pytest.fixture
-def mirror(tmp_path: Path) -> Iterator[Mirror]:
-    m = Mirror.open(f"sqlite:///{tmp_path / 'mirror.db'}")
-    yield m
-    m.close()
 
 
 def _json_edit(fn: Callable[[Any], Any]) -> Edit:
