@@ -190,6 +190,20 @@ def test_batches_store_payload_once_and_back(database, tmp_path):
         drop_database(handle)
 
 
+def _insert_signal(conn, sid, value, quality, tags, reason, created_at) -> None:
+    """An active md5 signal of collection 'c', in SQL: the database is at an older revision than the models."""
+    from sqlalchemy import text
+
+    conn.execute(
+        text(
+            "INSERT INTO signals (id, collection_id, type, value, quality, tags, contributor_id, status,"
+            " added_audit_seq, removal_reason, created_at)"
+            " VALUES (:id, 'c', 'md5', :v, :q, :g, 'p', 'active', 1, :r, :t)"
+        ),
+        {"id": sid, "v": value, "q": quality, "g": tags, "r": reason, "t": created_at},
+    )
+
+
 def test_pending_changes_carry_their_entries_and_back(database, tmp_path):
     """0013 fills each pending row's copy of its batch entry from its signal (an add's type, value, quality and
     tags, a remove's reason); its downgrade drops the copies and keeps the rows."""
@@ -206,14 +220,7 @@ def test_pending_changes_carry_their_entries_and_back(database, tmp_path):
                 ("s-add", "ab" * 16, 90, '["x"]', None),
                 ("s-remove", "cd" * 16, None, None, "withdrawn"),
             ):
-                conn.execute(
-                    text(
-                        "INSERT INTO signals (id, collection_id, type, value, quality, tags, contributor_id, status,"
-                        " added_audit_seq, removal_reason, created_at)"
-                        " VALUES (:id, 'c', 'md5', :v, :q, :g, 'p', 'active', 1, :r, :t)"
-                    ),
-                    {"id": sid, "v": value, "q": quality, "g": tags, "r": reason, "t": t0},
-                )
+                _insert_signal(conn, sid, value, quality, tags, reason, t0)
             conn.execute(
                 text("INSERT INTO pending_changes VALUES ('c', 's-add', 'add', 1), ('c', 's-remove', 'remove', 2)")
             )
@@ -258,14 +265,7 @@ def test_pending_changes_without_their_entries_are_filled_then_refused(database,
                 ("s-remove-no-reason", "ef" * 16, None, None, None),
                 ("s-carried", "01" * 16, None, None, None),
             ):
-                conn.execute(
-                    text(
-                        "INSERT INTO signals (id, collection_id, type, value, quality, tags, contributor_id, status,"
-                        " added_audit_seq, removal_reason, created_at)"
-                        " VALUES (:id, 'c', 'md5', :v, :q, :g, 'p', 'active', 1, :r, :t)"
-                    ),
-                    {"id": sid, "v": value, "q": quality, "g": tags, "r": reason, "t": t0},
-                )
+                _insert_signal(conn, sid, value, quality, tags, reason, t0)
             conn.execute(
                 text(
                     "INSERT INTO pending_changes (collection_id, signal_id, op, audit_seq, type, value) VALUES"
