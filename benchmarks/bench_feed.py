@@ -18,7 +18,6 @@ import gzip
 import json
 import secrets
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,8 +33,6 @@ from sqlalchemy import text
 
 from hub import rls
 from hub.app import create_app
-from hub.config import Settings
-from hub.db import make_engine, make_session_factory
 from hub.ops import jobs
 from hub.transparency import keys
 from hub.transparency.keys import HubKeys
@@ -68,14 +65,8 @@ def main() -> None:
     servers.add_arguments(ap)
     args = ap.parse_args()
 
-    tmp = Path(tempfile.mkdtemp())
-    with servers.server(args) as server, server.database() as scratch:
-        print(server.describe())
-        print(f"loadavg at start: {loadavg()}")
-        url = scratch.app_url
-        settings = Settings(var_dir=tmp / "var", database_url=url, hub_name="bench.test")
-        engine = make_engine(url)
-        factory = make_session_factory(engine)
+    with servers.hub_database(args) as hub:
+        settings, engine, factory = hub.settings, hub.engine, hub.factory
         with factory.begin() as s:
             rls.set_tenant(s, rls.SYSTEM)
             hk, _root = make_hub_keys(s, settings)
@@ -178,7 +169,6 @@ def main() -> None:
             met = "yes" if rate >= target else "no"
             print(f"| {phase:<6} | {n:>9,} | {secs:>7.1f} | {rate:>9,.0f} | {target:>9,} | {met:<3} |")
         print(f"| wire   | {wire / sent:.1f} B/hash uncompressed, {zipped / per:.1f} B/hash gzip (batch 1) |")
-        engine.dispose()
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,8 +30,6 @@ from sqlalchemy import func, select
 
 from hub import rls
 from hub.app import create_app
-from hub.config import Settings
-from hub.db import make_engine, make_session_factory
 from hub.reports.models import Report
 from hub.transparency.models import AuditEntry
 from tests.hub import factories, reportkit
@@ -52,14 +49,8 @@ def main() -> None:
     servers.add_arguments(ap)
     args = ap.parse_args()
 
-    tmp = Path(tempfile.mkdtemp())
-    with servers.server(args) as server, server.database() as scratch:
-        print(server.describe())
-        print(f"loadavg at start: {loadavg()}")
-        app_url = scratch.app_url
-        settings = Settings(var_dir=tmp / "var", database_url=app_url, hub_name="bench.test")
-        engine = make_engine(app_url)
-        factory = make_session_factory(engine)
+    with servers.hub_database(args) as hub:
+        settings, engine, factory = hub.settings, hub.engine, hub.factory
         with factory.begin() as s:
             rls.set_tenant(s, rls.SYSTEM)
             hk = kit.hub_keys(s, settings)
@@ -145,7 +136,6 @@ def main() -> None:
             size = s.scalar(select(func.sum(func.length(AuditEntry.entry))))
         print(f"      {reports:,} reports, {entries:,} audit entries, {int(size or 0) / 1e6:.1f} MB of entries")
         print(f"loadavg at end: {loadavg()}")
-        engine.dispose()
 
 
 if __name__ == "__main__":

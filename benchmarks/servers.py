@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scratch import ADMIN, Scratch, scratch_database
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
 
-from hub.db import make_engine
+from hub.config import Settings
+from hub.db import make_engine, make_session_factory
 from hub.ops import embedded, migrate
 
 SETTINGS = (
@@ -149,3 +151,27 @@ def loadavg() -> str:
         return Path("/proc/loadavg").read_text().strip()
     except OSError:
         return "n/a"
+
+
+@dataclass
+class BenchHub:
+    """A benchmark's hub: its settings, and an engine and session factory on a migrated scratch database."""
+
+    settings: Settings
+    engine: Engine
+    factory: sessionmaker[Session]
+
+
+@contextmanager
+def hub_database(args: argparse.Namespace) -> Iterator[BenchHub]:
+    """A scratch database on the server `args` names, for a hub called bench.test; prints the server first."""
+    tmp = Path(tempfile.mkdtemp())
+    with server(args) as srv, srv.database() as scratch:
+        print(srv.describe())
+        print(f"loadavg at start: {loadavg()}")
+        engine = make_engine(scratch.app_url)
+        settings = Settings(var_dir=tmp / "var", database_url=scratch.app_url, hub_name="bench.test")
+        try:
+            yield BenchHub(settings, engine, make_session_factory(engine))
+        finally:
+            engine.dispose()
