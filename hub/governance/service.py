@@ -51,6 +51,7 @@ from hub.identity.people import get_user
 from hub.reports.models import Report, SignalFlag
 from hub.transparency import auditlog
 from hub.transparency.auditlog import Actor
+from hub.webhooks import service as webhooks
 
 # Statuses a dispute waits in for staff.
 QUEUE_STATUSES = (DisputeStatus.OPEN, DisputeStatus.AWAITING_CONFIRMATION, DisputeStatus.QUARANTINED)
@@ -556,6 +557,14 @@ def _apply(
     if dispute.status in (DisputeStatus.UPHELD, DisputeStatus.REJECTED, DisputeStatus.RELEASED):
         dispute.decided_at = now
     dispute.updated_at = now
+    webhooks.queue_dispute_event(
+        session,
+        partner_ids=(dispute.partner_id, dispute.contributor_id),
+        dispute_id=dispute.id,
+        collection_id=dispute.collection_id,
+        audit_seq=seq,
+        now=now,
+    )
     return decision
 
 

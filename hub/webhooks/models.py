@@ -1,4 +1,5 @@
-"""The webhooks' tables: each partner's endpoint and each checkpoint delivery with its attempts.
+"""The webhooks' tables: each partner's endpoint and each delivery (a checkpoint, or a dispute's decision) with
+its attempts.
 
 `service` beside this module reads and writes them; hub/models.py gathers them for Alembic.
 """
@@ -24,19 +25,25 @@ class WebhookEndpoint(Base):
 
 
 class WebhookDelivery(Base):
-    """One checkpoint announced to one partner, with its attempts."""
+    """One event announced to one partner, with its attempts: a collection's new checkpoint, or a decision on a
+    dispute the partner opened or whose signal it contributed."""
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
-        UniqueConstraint("partner_id", "collection_id", "size"),
+        UniqueConstraint("partner_id", "event", "collection_id", "size", name="uq_webhook_deliveries_event"),
         CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="status"),
+        CheckConstraint("event IN ('checkpoint', 'dispute')", name="event"),
+        CheckConstraint("(event = 'dispute') = (dispute_id IS NOT NULL)", name="dispute"),
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)  # also the Hashfed-Delivery header
     partner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"))
+    event: Mapped[str] = mapped_column(String(12))  # checkpoint | dispute
     collection_id: Mapped[str] = mapped_column(String(36))
-    size: Mapped[int] = mapped_column(BigInteger)  # the checkpoint size that triggered it
+    # A checkpoint: the size that triggered it. A dispute: the audit seq of the decision (one delivery each).
+    size: Mapped[int] = mapped_column(BigInteger)
+    dispute_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     status: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
     attempts: Mapped[int] = mapped_column(Integer)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -4,6 +4,10 @@ The delivery is self-authenticating, so no shared secret exists: the body is the
 and cosigned checkpoint note (`text/plain`), which the partner kit verifies with the keys it already trusts
 (docs/partner-kit.md, "Push: webhooks"). Each attempt sends the newest note, so a retry is never stale.
 
+A second event, `dispute`, tells the disputing partner and the contributor that staff decided on a dispute
+(`queue_dispute_event`, called by governance). Its body, `{"event": "dispute", "dispute": id}`, proves nothing
+and says nothing more: the partner reads the dispute with its own token (GET /v1/disputes/{id}).
+
 `deliver_webhooks(session_factory, now, post=...)` is the scheduler job: it queues one delivery per (partner,
 collection, checkpoint size) when a readable collection's checkpoint grew, posts due ones, and retries failures
 with exponential backoff (30 s doubling to 1 h, abandoned after a day). Final outcomes are audited.
@@ -34,6 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from audit.canonical import canonical_json
 from hub import rls
 from hub.config import Settings
 from hub.errors import NotFoundError, ValidationError
@@ -43,6 +48,8 @@ from hub.transparency import auditlog
 from hub.transparency.auditlog import Actor
 from hub.webhooks.models import WebhookDelivery, WebhookEndpoint
 
+CHECKPOINT = "checkpoint"  # the body: the collection's latest signed checkpoint note
+DISPUTE = "dispute"  # the body: {"event": "dispute", "dispute": id}; the partner fetches the dispute itself
 BACKOFF_FIRST_S = 30  # seconds before the first retry; doubles each attempt
 BACKOFF_MAX_S = 3600  # seconds: retries never wait longer
 GIVE_UP_AFTER = timedelta(days=1)
@@ -317,7 +324,9 @@ def _queue(session: Session, now: datetime) -> int:
                 continue
             announced = session.scalar(
                 select(func.max(WebhookDelivery.size)).where(
-                    WebhookDelivery.partner_id == endpoint.partner_id, WebhookDelivery.collection_id == col.id
+                    WebhookDelivery.partner_id == endpoint.partner_id,
+                    WebhookDelivery.event == CHECKPOINT,
+                    WebhookDelivery.collection_id == col.id,
                 )
             )
             if announced is not None and announced >= head.size:
@@ -326,6 +335,7 @@ def _queue(session: Session, now: datetime) -> int:
                 WebhookDelivery(
                     id=str(uuid.uuid4()),
                     partner_id=endpoint.partner_id,
+                    event=CHECKPOINT,
                     collection_id=col.id,
                     size=head.size,
                     status="pending",
@@ -337,6 +347,51 @@ def _queue(session: Session, now: datetime) -> int:
             queued += 1
     session.flush()
     return queued
+
+
+def queue_dispute_event(
+    session: Session,
+    *,
+    partner_ids: Iterable[str | None],
+    dispute_id: str,
+    collection_id: str,
+    audit_seq: int,
+    now: datetime,
+) -> int:
+    """Tell these partners (those with an endpoint) that staff decided on a dispute; the decision's audit seq
+    makes each delivery unique. The body names the dispute only: the partner reads it with its own token."""
+    queued = 0
+    for partner_id in sorted({p for p in partner_ids if p is not None}):
+        if session.get(WebhookEndpoint, partner_id) is None:
+            continue
+        session.add(
+            WebhookDelivery(
+                id=str(uuid.uuid4()),
+                partner_id=partner_id,
+                event=DISPUTE,
+                collection_id=collection_id,
+                size=audit_seq,
+                dispute_id=dispute_id,
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+        queued += 1
+    session.flush()
+    return queued
+
+
+def _body(session: Session, d: WebhookDelivery) -> tuple[bytes, str, str] | None:
+    """What a delivery posts now (body, content type, audit subject); None when there is nothing to send."""
+    if d.event == DISPUTE and d.dispute_id is not None:
+        body = canonical_json({"event": DISPUTE, "dispute": d.dispute_id})
+        return body, "application/json", f"dispute/{d.dispute_id}"
+    head = batches.head(session, d.collection_id)
+    if head is None:
+        return None
+    return head.note.encode(), "text/plain; charset=utf-8", f"collection/{d.collection_id}"
 
 
 def deliver_webhooks(
@@ -372,16 +427,13 @@ def deliver_webhooks(
             rls.set_tenant(session, rls.SYSTEM)
             d = session.get(WebhookDelivery, delivery_id, with_for_update=True)
             endpoint = session.get(WebhookEndpoint, d.partner_id) if d is not None else None
-            head = batches.head(session, d.collection_id) if d is not None else None
-            if d is None or d.status != "pending" or endpoint is None or head is None:
+            sent = _body(session, d) if d is not None else None
+            if d is None or d.status != "pending" or endpoint is None or sent is None:
                 continue
-            headers = {
-                "Content-Type": "text/plain; charset=utf-8",
-                "Hashfed-Event": "checkpoint",
-                "Hashfed-Delivery": d.id,
-            }
-            subject = f"collection/{d.collection_id}"
-            details: dict[str, Any] = {"partner": d.partner_id, "size": d.size, "attempts": d.attempts}
+            body, content_type, subject = sent
+            headers = {"Content-Type": content_type, "Hashfed-Event": d.event, "Hashfed-Delivery": d.id}
+            details: dict[str, Any] = {"partner": d.partner_id, "attempts": d.attempts}
+            details["decision_audit_seq" if d.event == DISPUTE else "size"] = d.size
             try:
                 target = _delivery_target(endpoint.url, allow)
             except ValidationError as e:
@@ -390,7 +442,7 @@ def deliver_webhooks(
                 auditlog.record(session, Actor.system("webhooks"), "webhook.failed", subject, details, now=now)
                 failed += 1
                 continue
-            status = post(target, head.note.encode(), headers) if target is not None else None
+            status = post(target, body, headers) if target is not None else None
             d.attempts += 1
             d.last_status = status
             details["attempts"] = d.attempts

@@ -8,7 +8,7 @@ the same command again shows the same dispute instead of opening another.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 
@@ -40,6 +40,22 @@ def _transport(config: cfg.PartnerConfig) -> Iterator[RequestsTransport]:
         yield transport
     finally:
         transport.close()
+
+
+def announcer(config: cfg.PartnerConfig) -> Callable[[str], None]:
+    """For `listen`: on a dispute event, read the dispute from the hub (the event is only a hint) and print it."""
+
+    def announce(dispute_id: str) -> None:
+        try:
+            with _transport(config) as transport:
+                d = get_dispute(transport, dispute_id)
+        except PartnerError as e:
+            click.echo(f"dispute {dispute_id}: not read ({e})", err=True)
+            return
+        last = d.decisions[-1].action if d.decisions else "none"
+        click.echo(f"dispute {d.id}: {d.status} (last decision: {last})")
+
+    return announce
 
 
 def _print(d: Dispute, as_json: bool, **extra: object) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from partners.cli import disputes as disputes_cli
 from partners.cli.context import Context, build_syncer
 from partners.client import config as cfg
 from partners.client.errors import PartnerError
@@ -194,7 +195,8 @@ def listen(
     tls_cert: str | None,
     tls_key: str | None,
 ) -> None:
-    """Receive the hub's signed checkpoint webhooks (/hashfed/webhook) and sync at once, and on a schedule."""
+    """Receive the hub's signed checkpoint webhooks (/hashfed/webhook) and sync at once, and on a schedule; print
+    the outcome of a dispute when the hub announces a decision."""
     config = ctx.config()
     mirror = ctx.mirror(config)
     syncer = build_syncer(ctx, config, mirror)
@@ -204,7 +206,7 @@ def listen(
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(tls_cert, tls_key)
     verifier = WebhookVerifier(mirror, config.keyset_sha256, window_s=int(parse_duration(window)))
-    server = make_server(host, port, verifier, runner.trigger, tls)
+    server = make_server(host, port, verifier, runner.trigger, tls, on_dispute=disputes_cli.announcer(config))
     runner.start()
     click.echo(f"listening on {'https' if tls else 'http'}://{host}:{server.server_address[1]}/hashfed/webhook")
     try:

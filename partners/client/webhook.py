@@ -6,6 +6,10 @@ keys it already trusts (checkpoint signature under the origin it computes, then 
 cosignature time is the timestamp, and the replay window is `window_s` around now. A note not newer than
 the kept one is acknowledged but triggers nothing; a valid note that forks from the kept one is kept as
 evidence. Headers `Hashfed-Event: checkpoint` and `Hashfed-Delivery: <id>` are informational only.
+
+`Hashfed-Event: dispute` announces a staff decision on a dispute this partner opened or contributed to. Its body,
+`{"event": "dispute", "dispute": id}`, is not signed and is taken as a hint only: the receiver reads the dispute
+from the hub with its own token (`on_dispute`), so a forged delivery can cause a read and nothing else.
 """
 
 from __future__ import annotations
@@ -69,14 +73,30 @@ class WebhookVerifier:
         return collection, is_new
 
 
+def parse_dispute_event(body: bytes) -> str:
+    """The dispute id of a `dispute` delivery: exactly `{"event": "dispute", "dispute": id}`, else a WebhookError."""
+    try:
+        data = json.loads(body)
+    except ValueError as e:
+        raise WebhookError("a dispute event is a JSON object") from e
+    if not isinstance(data, dict) or set(data) != {"event", "dispute"} or data["event"] != "dispute":
+        raise WebhookError('a dispute event is exactly {"event": "dispute", "dispute": id}')
+    dispute = data["dispute"]
+    if not isinstance(dispute, str) or not 0 < len(dispute) <= 36 or not dispute.isascii() or not dispute.isprintable():
+        raise WebhookError("a dispute event names a dispute id")
+    return dispute
+
+
 def make_server(
     host: str,
     port: int,
     verifier: WebhookVerifier,
     on_checkpoint: Callable[[str], None],
     tls: ssl.SSLContext | None = None,
+    on_dispute: Callable[[str], None] | None = None,
 ) -> ThreadingHTTPServer:
-    """A threaded HTTP(S) server that verifies deliveries on `WEBHOOK_PATH` and calls `on_checkpoint`."""
+    """A threaded HTTP(S) server that verifies deliveries on `WEBHOOK_PATH` and calls `on_checkpoint`, or for a
+    dispute event, `on_dispute` with the dispute's id (which the callback reads from the hub itself)."""
     lock = threading.Lock()  # verification reads the mirror; one delivery at a time is plenty
 
     class Handler(BaseHTTPRequestHandler):
@@ -103,6 +123,9 @@ def make_server(
                 return
             body = self.rfile.read(int(length))
             delivery = self.headers.get("Hashfed-Delivery", "")
+            if self.headers.get("Hashfed-Event") == "dispute":
+                self._dispute(body, delivery)
+                return
             try:
                 with lock:
                     collection, is_new = verifier.verify(body)
@@ -125,6 +148,19 @@ def make_server(
                 extra={"event": "webhook", "delivery": delivery, "collection": collection, "new": is_new},
             )
             self._reply(202 if is_new else 200, {"collection": collection, "status": "sync" if is_new else "known"})
+
+        def _dispute(self, body: bytes, delivery: str) -> None:
+            try:
+                dispute = parse_dispute_event(body)
+            except WebhookError as e:
+                extra = {"event": "webhook-refused", "delivery": delivery, "error": str(e)}
+                log.warning("webhook refused", extra=extra)
+                self._reply(400, {"error": e.check})
+                return
+            log.info("dispute event", extra={"event": "webhook-dispute", "delivery": delivery, "dispute": dispute})
+            if on_dispute is not None:
+                on_dispute(dispute)
+            self._reply(202, {"dispute": dispute, "status": "fetch"})
 
         def log_message(self, format: str, *args: object) -> None:
             log.debug(format % args)
