@@ -12,6 +12,7 @@ from hub.config import Settings
 from hub.db import make_engine, make_session_factory, utcnow
 from hub.errors import HubError
 from hub.feed import batches, collections
+from hub.governance import service as governance
 from hub.identity import tenants
 from hub.ops import jobs
 from hub.ops.scheduler import run_forever
@@ -132,20 +133,22 @@ def _access_command(granted: bool) -> click.Command:
     @click.argument("collection")
     @click.argument("partner")
     @click.option("--access", type=click.Choice([a.value for a in collections.Access]), required=True)
+    @click.option("--reason", required=True, help="Why: kept with the decision (no personal data).")
     @click.pass_obj
-    def command(settings: Settings, collection: str, partner: str, access: str) -> None:
+    def command(settings: Settings, collection: str, partner: str, access: str, reason: str) -> None:
         with unit_of_work(settings) as session:
             rls.set_tenant(session, rls.SYSTEM)
             hk = _keys(settings, session)
             c = collections.get(session, collection)
             p = tenants.get_partner(session, partner)
-            collections.set_access(
+            governance.set_membership(
                 session,
-                c.id,
-                p.id,
-                collections.Access(access),
-                granted,
-                actor=Actor.operator(),
+                collection_id=c.id,
+                partner_id=p.id,
+                access=access,
+                grant=granted,
+                reason=reason,
+                staff=governance.Staff.operator(),
                 hub_name=settings.hub_name,
                 signer=hk.signer("collection"),
             )

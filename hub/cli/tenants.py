@@ -12,8 +12,9 @@ import click
 
 from hub.cli.context import emit, json_option, unit_of_work
 from hub.config import Settings
+from hub.governance import service as governance
 from hub.identity import people, tenants
-from hub.identity.models import SCOPES, PartnerKind, PartnerStatus
+from hub.identity.models import SCOPES, PartnerKind
 from hub.transparency.auditlog import Actor
 from hub.transparency.keys import ensure_hub_secret
 
@@ -48,23 +49,34 @@ def partner_list(settings: Settings) -> None:
             click.echo(f"{p.id}\t{p.status}\t{p.kind}\t{p.name}")
 
 
+_REASON = click.option("--reason", required=True, help="Why: kept with the decision (no personal data).")
+
+
 @partner_group.command("suspend")
 @click.argument("partner")
+@_REASON
 @click.pass_obj
-def partner_suspend(settings: Settings, partner: str) -> None:
-    """Suspend PARTNER (id or name): its tokens stop working at once."""
+def partner_suspend(settings: Settings, partner: str, reason: str) -> None:
+    """Suspend PARTNER (id or name): its tokens stop working at once. A governance decision with its reason."""
     with unit_of_work(settings) as session:
-        p = tenants.set_partner_status(session, partner, PartnerStatus.SUSPENDED, Actor.operator())
+        p = tenants.get_partner(session, partner)
+        governance.set_partner_status(
+            session, partner_id=p.id, suspend=True, reason=reason, staff=governance.Staff.operator()
+        )
         click.echo(f"partner {p.id} suspended")
 
 
 @partner_group.command("resume")
 @click.argument("partner")
+@_REASON
 @click.pass_obj
-def partner_resume(settings: Settings, partner: str) -> None:
-    """Resume a suspended PARTNER."""
+def partner_resume(settings: Settings, partner: str, reason: str) -> None:
+    """Resume a suspended PARTNER (a governance decision with its reason)."""
     with unit_of_work(settings) as session:
-        p = tenants.set_partner_status(session, partner, PartnerStatus.ACTIVE, Actor.operator())
+        p = tenants.get_partner(session, partner)
+        governance.set_partner_status(
+            session, partner_id=p.id, suspend=False, reason=reason, staff=governance.Staff.operator()
+        )
         click.echo(f"partner {p.id} active")
 
 

@@ -131,11 +131,12 @@ def test_seal_cosign_and_collections_commands(fresh_database, tmp_path):
     made = json.loads(run("collections", "create", "cli-made", "--owner", "owner", "--types", "pdq,md5", "--json"))
     cid = made["collection_id"]
     assert made == {"collection_id": cid, "slug": "cli-made", "owner": owner_id}  # the owner given by name
-    granted = run("collections", "grant", "cli-made", "other", "--access", "reader")
+    granted = run("collections", "grant", "cli-made", "other", "--access", "reader", "--reason", "agreement signed")
     assert "granted reader on cli-made for other" in granted
     listed = run("collections", "list")
     assert f"{cid}  cli-made  ncii  types=pdq,md5  readers=2  contributors=1  descriptor v2" in listed
-    assert "revoked reader" in run("collections", "revoke", cid, other_id, "--access", "reader")
+    revoked = run("collections", "revoke", cid, other_id, "--access", "reader", "--reason", "agreement ended")
+    assert "revoked reader" in revoked
     bad = runner.invoke(main, ["collections", "create", "cli-made", "--owner", owner_id], env=env)
     assert bad.exit_code == 1 and "exists" in bad.output
 

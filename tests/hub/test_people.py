@@ -76,8 +76,8 @@ def test_cli_partner_client_user(fresh_database, tmp_path, monkeypatch):
     assert rotated.exit_code == 0, rotated.output
     assert json.loads(rotated.output)["client_id"] == client_id and json.loads(rotated.output)["client_secret"]
     assert run(main, ["client", "revoke", client_id]).exit_code == 0
-    assert run(main, ["partner", "suspend", "acme-cli"]).exit_code == 0
-    assert run(main, ["partner", "resume", "acme-cli"]).exit_code == 0
+    assert run(main, ["partner", "suspend", "acme-cli", "--reason", "test"]).exit_code == 0
+    assert run(main, ["partner", "resume", "acme-cli", "--reason", "test"]).exit_code == 0
     assert "acme-cli" in run(main, ["partner", "list"]).output
     run(main, ["partner", "create", "gov-cli", "--kind", "governance"])
     r = run(main, ["user", "create", "gov-cli", "bo@example.org", "--password", PASSWORD])
