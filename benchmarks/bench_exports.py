@@ -174,6 +174,8 @@ def build(app_url: str, copy_url: str, settings: object, args: argparse.Namespac
         s.execute(text("UPDATE audit_head SET next_seq = :n, last_time = :t WHERE id = 1"), {"n": seq, "t": AFTER})
     print(f"built: {entries.rows:,} audit entries, {sigs.rows:,} signals, {reps.rows:,} reports, "
           f"{outs.rows:,} report outcomes in {time.perf_counter() - t0:.1f} s")
+    with copier.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE"))  # what autovacuum does after a load this size
     copier.dispose()
     with factory.begin() as s:
         keys = HubKeys.load(settings, s)  # type: ignore[arg-type]

@@ -165,6 +165,9 @@ def draw(
     """Write the bundle of `period` drawn at `checkpoint` to `out`; sign its manifest unless `envelope` (the
     stored one, when a bundle is written again) is given."""
     rls.set_tenant(session, rls.SYSTEM)  # an export counts every partner's reports and signals
+    # The streamed reads below are read to the end: plan them for all rows (hash joins and one sort), not for a
+    # cursor's first rows (nested loops over a million outcomes).
+    session.execute(text("SET LOCAL cursor_tuple_fraction = 1.0"))
     writer = bundle.BundleWriter(out, created_at)
     keysets = all_envelopes(session)[:keyset_version]
     for v, env in enumerate(keysets, start=1):
