@@ -250,5 +250,7 @@ def test_free_text_and_tags_are_stored_exactly(session, world, case_ref):
     row = session.execute(select(Signal.tags, Signal.quality).where(Signal.id == sid)).one()
     assert tuple(row) == ('["a","b:x/y"]', None)
     # The case reference is kept only as its keyed digest, exactly as given.
-    claims = session.execute(select(SignalClaim.partner_id, SignalClaim.case_digest).where(SignalClaim.signal_id == sid))
+    claims = session.execute(
+        select(SignalClaim.partner_id, SignalClaim.case_digest).where(SignalClaim.signal_id == sid)
+    )
     assert claims.all() == [(owner.id, signals.case_digest(kit.HUB_SECRET, owner.id, case_ref))]
