@@ -196,17 +196,31 @@ def signal_history(signal_id: str) -> list[dict[str, Any]]:
     return [schemas.history_view(e) for e in service.signal_history(db(), signal_id)]
 
 
-@blp.route("/v1/governance/partners/<string:partner_id>/<any(suspend, reinstate):action>", methods=["POST"])
+def _partner_status(args: dict[str, Any], partner_id: str, suspend: bool) -> tuple[dict[str, Any], int]:
+    decision = service.set_partner_status(
+        db(), partner_id=partner_id, suspend=suspend, reason=args["reason"], staff=_staff()
+    )
+    return schemas.decision_view(decision), 201
+
+
+@blp.route("/v1/governance/partners/<string:partner_id>/suspend", methods=["POST"])
 @require_scope("governance")
 @blp.arguments(schemas.ReasonSchema)
 @blp.response(201, schemas.DecisionViewSchema)
-@blp.alt_response(409, description="already in that state")
-def partner_status(args: dict[str, Any], partner_id: str, action: str) -> tuple[dict[str, Any], int]:
-    """Suspend a partner (every token revoked at once) or reinstate it, with a reason."""
-    decision = service.set_partner_status(
-        db(), partner_id=partner_id, suspend=action == "suspend", reason=args["reason"], staff=_staff()
-    )
-    return schemas.decision_view(decision), 201
+@blp.alt_response(409, description="already suspended")
+def suspend_partner(args: dict[str, Any], partner_id: str) -> tuple[dict[str, Any], int]:
+    """Suspend a partner, with a reason: every token of its machines and people is revoked at once."""
+    return _partner_status(args, partner_id, True)
+
+
+@blp.route("/v1/governance/partners/<string:partner_id>/reinstate", methods=["POST"])
+@require_scope("governance")
+@blp.arguments(schemas.ReasonSchema)
+@blp.response(201, schemas.DecisionViewSchema)
+@blp.alt_response(409, description="not suspended")
+def reinstate_partner(args: dict[str, Any], partner_id: str) -> tuple[dict[str, Any], int]:
+    """Reinstate a suspended partner, with a reason (its old tokens stay revoked)."""
+    return _partner_status(args, partner_id, False)
 
 
 @blp.route("/v1/governance/collections/<string:collection_id>/members", methods=["POST"])
