@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 
+from hub.compat import routes as compat_routes
 from hub.config import Settings
 from hub.console import routes as console_routes
 from hub.db import make_engine, make_session_factory
@@ -156,6 +157,7 @@ def create_app(
     api.register_blueprint(governance_routes.blp)
     apidocs.init_app(app)  # /docs: flask-smorest's own page has an inline script
     console_routes.init_app(app)  # /console/: the staff console's pages (after identity: it shares its limiter)
+    compat_routes.init_app(app)  # /compat/stopncii/v1: StopNCII's protocol, not in the API document
 
     @app.after_request
     def _commit_or_rollback(response: Response) -> Response:

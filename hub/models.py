@@ -5,6 +5,7 @@ A new domain with tables adds its models module here; `tests/hub/test_migrations
 
 from __future__ import annotations
 
+from hub.compat import models as compat
 from hub.db import Base
 from hub.exports import models as exports
 from hub.feed import models as feed
@@ -15,5 +16,5 @@ from hub.transparency import models as transparency
 from hub.webhooks import models as webhooks
 
 # The modules above define the tables; naming them keeps the imports (and documents what is gathered).
-MODULES = (identity, transparency, feed, reports, webhooks, governance, exports)
+MODULES = (identity, transparency, feed, reports, webhooks, governance, exports, compat)
 metadata = Base.metadata

@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from hub.app import create_app
 from hub.cli import audit as audit_cli
 from hub.cli import backup as backup_cli
+from hub.cli import compat as compat_cli
 from hub.cli import exports as exports_cli
 from hub.cli import feed as feed_cli
 from hub.cli import governance as governance_cli
@@ -185,6 +186,8 @@ for _group in (audit_cli.keys_group, audit_cli.audit_group, backup_cli.backup_gr
     main.add_command(_group)
 for _command in (*tenant_cli.COMMANDS, *feed_cli.COMMANDS, *governance_cli.COMMANDS, *exports_cli.COMMANDS):
     main.add_command(_command)
+for _command in compat_cli.CLIENT_COMMANDS:  # `hashfed client create-api-key ...`: the facade's keys
+    tenant_cli.client_group.add_command(_command)
 
 if __name__ == "__main__":
     main()
