@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from datetime import datetime, timedelta
 
 import pytest
 import requests
+from click.testing import CliRunner
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from threatexchange.exchanges.clients.stopncii import api as stopncii
@@ -19,7 +21,9 @@ from werkzeug.serving import make_server
 
 from hub import rls
 from hub.app import create_app
+from hub.cli.main import main
 from hub.compat import service as compat
+from hub.compat.models import ApiKey
 from hub.config import Settings
 from hub.db import make_session_factory
 from hub.feed import signals
@@ -301,3 +305,29 @@ def test_guessing_keys_is_rate_limited_with_retry_after(fresh_database, tmp_path
             statuses.append(response.status_code)
         assert statuses == [401, 401, 401, 429]
         assert int(response.headers["Retry-After"]) > 0
+
+
+def test_the_operator_creates_and_revokes_keys_with_the_cli(world):
+    env = {"HASHFED_VAR_DIR": str(world.settings.var_dir), "HASHFED_DATABASE_URL": world.settings.database_url,
+           "HASHFED_HUB_NAME": "hub.test"}
+    runner = CliRunner()
+    made = runner.invoke(main, ["client", "create-api-key", "reader", "--scope", "feed:read", "--json"], env=env)
+    assert made.exit_code == 0, made.output
+    issued = json.loads(made.output)
+    assert issued["scopes"] == "feed:read" and issued["api_key"].startswith("hfk_")
+    with world.factory() as s:
+        rls.set_tenant(s, rls.SYSTEM)
+        stored = s.get(ApiKey, issued["key_id"])
+        assert stored is not None and issued["api_key"] not in repr(vars(stored))  # a digest only
+    assert world.raw({"startTimestamp": 10}, key=issued["api_key"]).status_code == 200
+
+    refused = runner.invoke(main, ["client", "create-api-key", "owner", "--scope", "governance"], env=env)
+    assert refused.exit_code != 0
+
+    revoked = runner.invoke(main, ["client", "revoke-api-key", issued["key_id"]], env=env)
+    assert revoked.exit_code == 0, revoked.output
+    assert world.raw({"startTimestamp": 10}, key=issued["api_key"]).status_code == 401
+    listed = runner.invoke(main, ["client", "api-keys", "reader"], env=env)
+    assert f"{issued['key_id']}\t{world.reader.id}\trevoked\tfeed:read" in listed.output
+    again = runner.invoke(main, ["client", "revoke-api-key", issued["key_id"]], env=env)
+    assert again.exit_code != 0 and "already revoked" in again.output
