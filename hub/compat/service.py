@@ -253,7 +253,7 @@ def fetch(
     if readable:
         # Batch metadata only; each payload is read when the page reaches it.
         rows = session.execute(
-            select(Batch.collection_id, Batch.seq, Batch.audit_seq, AuditEntry.recorded_at)
+            select(Batch.collection_id, Batch.seq, Batch.audit_seq, Batch.adds + Batch.removes, AuditEntry.recorded_at)
             .join(AuditEntry, AuditEntry.seq == Batch.audit_seq)
             .where(
                 Batch.collection_id.in_(readable),
@@ -262,12 +262,17 @@ def fetch(
             )
             .order_by(Batch.audit_seq)
         ).all()
-        for collection_id, seq, audit_seq, recorded_at in rows:
+        for collection_id, seq, audit_seq, count, recorded_at in rows:
+            first = after_index + 1 if audit_seq == after_seq else 0
+            if first >= count:  # the page token is at this batch's end
+                continue
+            if len(records) >= size:
+                more = True
+                break
             when = int(recorded_at.timestamp())
             raw = session.scalar(select(Batch.payload).where(Batch.collection_id == collection_id, Batch.seq == seq))
             payload = parse_json(bytes(raw or b"{}"))
             entries = [("add", e) for e in payload["adds"]] + [("remove", e) for e in payload["removes"]]
-            first = after_index + 1 if audit_seq == after_seq else 0
             for index in range(first, len(entries)):
                 if len(records) >= size:
                     more = True

@@ -30,6 +30,7 @@ from hub.feed import signals
 from hub.feed.models import Access, Collection, Signal
 from hub.identity.models import Partner
 from hub.reports.models import Report, ReportOutcome
+from hub.transparency import auditlog
 from hub.transparency.auditlog import Actor
 from hub.transparency.keys import HubKeys, ensure_hub_secret
 from hub.transparency.models import AuditEntry
@@ -200,6 +201,37 @@ def test_the_client_fetches_every_active_hash_across_pages_then_resumes_and_sees
     later = int(t2.timestamp()) + 10
     empty = world.client().fetch_hashes(start_timestamp=later)
     assert empty.hashRecords == [] and empty.nextSetTimestamp == later and not empty.hasMoreRecords
+
+
+def test_pages_hold_still_while_hashes_arrive_and_batches_are_sealed(world):
+    client = world.client()
+    first = client.fetch_hashes(page_size=10, start_timestamp=10)
+    assert first.hasMoreRecords and first.count == 10
+
+    # Between two pages: new hashes, and staff quarantine one already served, all sealed at once.
+    new_values = [kit.pdq() for _ in range(4)]
+    quarantined = next(r.hashValue for r in first.hashRecords if r.hashValue in world.pdq)
+    with world.factory.begin() as s:
+        rls.set_tenant(s, rls.SYSTEM)
+        kit.submit(s, world.c, world.owner, [{"type": "pdq", "value": v} for v in new_values])
+        seq = auditlog.record(s, Actor.operator(), "test.quarantine", f"signal/{world.pdq[quarantined]}").seq
+        signals.withhold(s, s.get(Signal, world.pdq[quarantined]), seq, _after_latest_entry(s, 0))
+        t2 = _after_latest_entry(s, 1)
+        kit.seal(s, world.keys, now=t2)
+
+    rest, token = [], first.nextPageToken or ""
+    while token:
+        page = client.fetch_hashes(page_size=10, start_timestamp=10, next_page=token)
+        rest.append(page)
+        token = page.nextPageToken or ""
+    records = [*first.hashRecords, *(r for p in rest for r in p.hashRecords)]
+    old = [r.hashValue for r in records if r.lastModtimestamp < int(t2.timestamp())]
+    assert sorted(old) == sorted([*world.pdq, *world.md5])  # every record of the first seals exactly once
+    changed = {r.hashValue: r.hashStatus for r in records if r.lastModtimestamp == int(t2.timestamp())}
+    assert changed == {**dict.fromkeys(new_values, stopncii.StopNCIICaseStatus.Active),
+                       quarantined: stopncii.StopNCIICaseStatus.Deleted}
+    marks = [first.nextSetTimestamp, *(p.nextSetTimestamp for p in rest)]
+    assert marks == sorted(marks) and marks[-1] == int(t2.timestamp())
 
 
 def _reports(world: World) -> dict[str, str]:
