@@ -300,7 +300,12 @@ def csv_lines(columns: Sequence[str], rows: Iterable[Mapping[str, Any]], *, head
 @functools.lru_cache(maxsize=4096)
 def _epoch(value: str) -> int:
     """POSIX seconds of a time in `format_time`'s form (records repeat their times: cached)."""
-    return int(parse_time(value).timestamp())
+    return int(_parsed(value).timestamp())
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(value: str) -> datetime:
+    return parse_time(value)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -864,8 +869,8 @@ _DSA_KEYS = (
 def _check_record(r: Mapping[str, Any], e: AuditEntry, where: str) -> None:
     if r["outcome"] not in OUTCOMES:
         raise FormatError(f"{where}: unknown outcome {r['outcome']!r}")
-    if r["recorded_at"] != format_time(e.time):
-        raise LogError(f"{where}: recorded_at {r['recorded_at']} is not its entry's time {format_time(e.time)}")
+    if r["recorded_at"] != _iso(e.time):
+        raise LogError(f"{where}: recorded_at {r['recorded_at']} is not its entry's time {_iso(e.time)}")
     if e.action == "reports.submit":
         if r["version"] != 1 or e.subject != f"partner/{r['partner']}":
             raise LogError(f"{where}: a first version of a report of partner {r['partner']} is not what entry "
@@ -876,10 +881,10 @@ def _check_record(r: Mapping[str, Any], e: AuditEntry, where: str) -> None:
         or e.details.get("outcome") != r["outcome"]
     ):
         raise LogError(f"{where}: version {r['version']} ({r['outcome']}) is not what entry {e.seq} records")
-    actioned = None if r["actioned_at"] is None else parse_time(r["actioned_at"])
+    actioned = None if r["actioned_at"] is None else _parsed(r["actioned_at"])
     derived = dsa_fields(
         r["outcome"], r["signal_type"], r["collection_category"], r["automated_detection"] == "Yes",
-        r["automated_decision"] == "AUTOMATED_DECISION_FULLY", parse_time(r["matched_at"]), actioned, e.time,
+        r["automated_decision"] == "AUTOMATED_DECISION_FULLY", _parsed(r["matched_at"]), actioned, e.time,
     )
     if any(derived[k] != r[k] for k in _DSA_KEYS):
         raise FormatError(f"{where}: its statement-of-reasons fields do not follow from its outcome")

@@ -19,7 +19,6 @@ import argparse
 import hashlib
 import io
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -221,7 +220,9 @@ def child(args: argparse.Namespace) -> None:
                 out = {"bytes": Path(args.bundle).stat().st_size}
         engine.dispose()
     out["seconds"] = round(time.perf_counter() - t0, 2)
-    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child would report its parent's peak.
+    status = Path("/proc/self/status").read_text()
+    out["peak_rss_mib"] = int(next(x for x in status.splitlines() if x.startswith("VmHWM:")).split()[1]) // 1024
     print(json.dumps(out))
 
 

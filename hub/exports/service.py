@@ -8,6 +8,7 @@ and one integer per actioned record.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -64,6 +65,8 @@ class _Digests:
     def __init__(self, keys: HubKeys, export_id: str) -> None:
         key = bytes.fromhex(keys.keyed_digest(f"transparency-export\x00{export_id}"))
         self._base = hmac.new(key, digestmod=hashlib.sha256)
+        # Records name the same signals again and again: a bounded cache of their digests.
+        self.signal = functools.lru_cache(maxsize=1 << 16)(lambda sid: self("signal", sid))
 
     def __call__(self, kind: str, value: str) -> str:
         h = self._base.copy()
@@ -214,7 +217,7 @@ def draw(
             rec = bundle.record_row(
                 audit_seq=seq, report_sha256=sha, report=digest("report", f"{partner}\x00{report_id}"),
                 version=version, outcome=outcome, recorded_at=_utc(recorded) or created_at, partner=partner,
-                collection=collection, collection_category=category, signal=digest("signal", signal_id),
+                collection=collection, collection_category=category, signal=digest.signal(signal_id),
                 signal_type=signal_type, surface=surface, matched_at=_utc(matched) or created_at,
                 actioned_at=_utc(actioned), automated_detection=detected, automated_decision=decided,
             )
