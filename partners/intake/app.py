@@ -86,6 +86,10 @@ def create_app(
             return jsonify(message="the service could not reach the hash list; nothing was sent, try again"), 502
         return jsonify(case_number=case.number, pin=case.pin, hashes=case.hashes), 201
 
+    @app.get("/favicon.ico")
+    def favicon() -> tuple[str, int]:
+        return "", 204  # browsers ask for one; answering keeps their console free of errors
+
     @app.get("/status")
     def status_form() -> tuple[str, int]:
         return page("status.html")
