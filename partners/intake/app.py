@@ -11,7 +11,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from argon2 import PasswordHasher
 from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from partners.client.auth import make_session
 from partners.client.config import PartnerConfig
@@ -49,12 +51,16 @@ def create_app(
     settings: IntakeSettings,
     transport: Transport | None = None,
     clock: Callable[[], float] = time.time,
+    hasher: PasswordHasher | None = None,
 ) -> Flask:
-    """The intake app; `transport` and `clock` are injected by tests."""
+    """The intake app; tests inject `transport`, `clock` and a cheaper `hasher` (default: argon2id's defaults)."""
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    if settings.proxy_hops:
+        # Look-ups are limited per address: behind a proxy, that is the address the proxy saw.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops)  # type: ignore[method-assign]
     hub = HubClient(transport or hub_transport(settings), settings.collection)
-    book = CaseBook(settings, hub, clock)
+    book = CaseBook(settings, hub, clock, hasher)
     app.extensions["hashfed_intake"] = book
 
     def page(template: str, status: int = 200, **context: Any) -> tuple[str, int]:

@@ -29,6 +29,7 @@ class IntakeSettings:
     address_lookups: int = 20  # look-ups one address may make per window
     address_window_s: int = 900  # seconds of that window
     exit_url: str = "https://www.bbc.co.uk/weather"  # where the quick-exit button goes
+    proxy_hops: int = 0  # HASHFED_INTAKE_PROXY_HOPS: reverse proxies in front whose X-Forwarded-For is trusted
 
     def __post_init__(self) -> None:
         if not self.hub_url.startswith(("https://", "http://")):
@@ -66,4 +67,5 @@ class IntakeSettings:
             keyset_sha256=env["HASHFED_INTAKE_KEYSET_SHA256"],
             collection=env["HASHFED_INTAKE_COLLECTION"],
             data_dir=Path(env.get("HASHFED_INTAKE_DATA_DIR", "hashfed-intake")),
+            proxy_hops=int(env.get("HASHFED_INTAKE_PROXY_HOPS", "0")),
         )

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from flask import Flask
 
 from hub.feed import collections
@@ -127,7 +128,7 @@ class Intake:
     settings: IntakeSettings
 
 
-def make_intake(world: IntakeWorld, data_dir: Path) -> Intake:
+def make_intake(world: IntakeWorld, data_dir: Path, proxy_hops: int = 0, address_lookups: int = 20) -> Intake:
     """The intake app against the world's hub, with its own data folder and clock."""
     secret_file = data_dir / "secret"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -140,10 +141,15 @@ def make_intake(world: IntakeWorld, data_dir: Path) -> Intake:
         keyset_sha256=world.hub.pin,
         collection=world.collection,
         data_dir=data_dir / "data",
+        proxy_hops=proxy_hops,
+        address_lookups=address_lookups,
     )
     transport = IntakeTransport(world.hub, world.client_id, world.secret)
     clock = Clock()
-    return Intake(create_app(settings, transport=transport, clock=clock), transport, clock, settings)
+    # Real argon2id with small costs: the tests verify many PINs on a shared machine.
+    hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    app = create_app(settings, transport=transport, clock=clock, hasher=hasher)
+    return Intake(app, transport, clock, settings)
 
 
 @pytest.fixture

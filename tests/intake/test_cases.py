@@ -7,6 +7,7 @@ import hashlib
 import re
 import secrets
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from sqlalchemy import select
 from hub.feed.models import Signal
 from partners.intake.app import CSP, check_hub
 from partners.intake.errors import HubUnavailableError
-from tests.intake.conftest import Intake, IntakeWorld
+from tests.intake.conftest import Intake, IntakeWorld, make_intake
 
 _PAGES = ["/", "/status", "/static/pdq.js", "/static/intake.js", "/static/intake.css", "/static/exit.js"]
 
@@ -194,3 +195,21 @@ def test_the_hub_key_set_is_checked_against_the_pin(intake: Intake, world: Intak
     hub_client = intake.app.extensions["hashfed_intake"].hub
     with pytest.raises(HubUnavailableError, match="pin"):
         hub_client.check_keys("0" * 64, datetime.now(UTC))
+
+
+def test_behind_a_proxy_look_ups_are_limited_per_forwarded_address(world: IntakeWorld, tmp_path: Path) -> None:
+    intake = make_intake(world, tmp_path, proxy_hops=1, address_lookups=5)
+    client = intake.app.test_client()
+
+    def look_up(forwarded: str) -> int:
+        return client.post(
+            "/status",
+            data={"case_number": "ABCDE-FGHJK", "pin": "1234 5678"},
+            headers={"X-Forwarded-For": forwarded},
+            environ_base={"REMOTE_ADDR": "127.0.0.1"},
+        ).status_code
+
+    for _ in range(intake.settings.address_lookups):
+        assert look_up("203.0.113.5") == 404
+    assert look_up("203.0.113.5") == 429
+    assert look_up("203.0.113.6") == 404

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from partners.matching.hashing import pdq_of_pixels
+from partners.matching.hashing import hash_bytes, pdq_of_pixels
 from tests.intake.browser import chromium_session
 
 PDQ_JS = Path(__file__).resolve().parents[2] / "partners" / "intake" / "static" / "pdq.js"
@@ -119,3 +119,46 @@ def test_md5_in_javascript_equals_hashlib(page: Any, size: int) -> None:
         base64.b64encode(data).decode(),
     )
     assert got == hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _decoded_in_browser(page: Any, data: bytes, mime: str) -> dict[str, Any]:
+    """PDQ of a file as the intake page computes it: Chromium decodes it, draws it on a canvas, pdq.js hashes."""
+    return page.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        const raw = atob(arguments[0]);
+        const bytes = new Uint8Array(raw.length);
+        for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+        createImageBitmap(new Blob([bytes], {type: arguments[1]})).then((bitmap) => {
+          const canvas = document.createElement("canvas");
+          canvas.width = bitmap.width;
+          canvas.height = bitmap.height;
+          const context = canvas.getContext("2d", {willReadFrequently: true});
+          context.drawImage(bitmap, 0, 0);
+          const image = context.getImageData(0, 0, bitmap.width, bitmap.height);
+          done(window.HashfedPDQ.fromRGBA(image.data, image.width, image.height));
+        }, (e) => done({error: String(e)}));
+        """,
+        base64.b64encode(data).decode(),
+        mime,
+    )
+
+
+def _encoded(pixels: np.ndarray, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, fmt, **({"quality": 85} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+def test_files_decoded_by_chromium_hash_as_the_kit_hashes_them(page: Any) -> None:
+    """Chromium's decoding against Pillow's: a PNG decodes to the same pixels (distance 0); JPEG decoders may
+    round differently (both use libjpeg-turbo here), which may move the PDQ by a few bits only."""
+    distances = {}
+    for fmt, mime in (("PNG", "image/png"), ("JPEG", "image/jpeg")):
+        for i, (w, h) in enumerate([(640, 480), (333, 500), (1200, 900)]):
+            data = _encoded(_image(w, h, 50 + i, max(w, h) / 200), fmt)
+            kit = hash_bytes(data)
+            got = _decoded_in_browser(page, data, mime)
+            distances[(fmt, w, h)] = _distance(got["hash"], kit.pdq or "")
+    assert {k: d for k, d in distances.items() if k[0] == "PNG"} == {k: 0 for k in distances if k[0] == "PNG"}
+    assert max(distances.values()) <= 16, distances
