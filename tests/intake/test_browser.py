@@ -1,6 +1,8 @@
 """The intake page in headless Chromium: three images chosen, hashed on the device, confirmed; a case number
 and PIN shown. Every request the browser makes is recorded (DevTools performance log): none carries file
-bytes, only the JSON of hashes, and the hub is not called until the person confirms.
+bytes, only the JSON of hashes, and the hub is not called until the person confirms. Then the hub seals, a
+partner kit syncs its mirror and `hashfed-partner match` finds the image; the person withdraws the case with
+the PIN, and after the next seal and sync the mirror holds the hashes no more.
 """
 
 from __future__ import annotations
@@ -15,12 +17,19 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 from werkzeug.serving import make_server
 
+from partners.cli.main import main as kit_main
+from partners.client import config as cfg
+from partners.client.mirror import Mirror
+from partners.client.sync import Syncer
+from partners.client.verify import Policy
 from partners.matching.hashing import hash_bytes
 from tests.intake.browser import chromium_session, network_requests
 from tests.intake.conftest import Intake, IntakeWorld, make_intake
+from tests.partners.realhub import FlaskTransport
 
 PHONE_WIDTH = 390  # CSS pixels of a small phone
 
@@ -137,3 +146,61 @@ def test_three_images_hashed_on_the_device_become_a_case(
     status = wait.until(ec.visibility_of_element_located((By.ID, "case-status")))
     assert status.text.startswith("Received")
     assert browser.get_cookies() == []
+
+    # The hub seals; a platform's kit syncs and matches one of the images (and not a picture never submitted).
+    home = _kit_home(world, tmp_path / "kit")
+    world.hub.seal(world.collection)
+    _sync(world, home)
+    assert _pdq_matches(home, files[1]) == [expected[1].pdq]
+    other = tmp_path / "other.png"
+    other.write_bytes(_photo(99, 640, 480))
+    assert _pdq_matches(home, other) == []
+
+    # The person withdraws with the PIN; the removal reaches the mirror at the next seal and sync.
+    browser.get(base + "/status")
+    browser.find_element(By.ID, "case_number").send_keys(number)
+    browser.find_element(By.ID, "pin").send_keys(pin)
+    browser.find_element(By.CSS_SELECTOR, "button.secondary").click()
+    status = wait.until(ec.visibility_of_element_located((By.ID, "case-status")))
+    assert status.text == "Withdrawn"
+    world.hub.seal(world.collection)
+    _sync(world, home)
+    assert _pdq_matches(home, files[1]) == []
+
+
+def _kit_home(world: IntakeWorld, home: Path) -> Path:
+    """A platform's kit home (the hub's reader partner) whose mirror the tests sync."""
+    secret = home / "secret"
+    home.mkdir(parents=True)
+    secret.write_text(world.hub.secret)
+    secret.chmod(0o600)
+    config = cfg.PartnerConfig(
+        hub_url="http://127.0.0.1:8000",
+        client_id=world.hub.client_id,
+        keyset_sha256=world.hub.pin,
+        secret_path=str(secret),
+    )
+    cfg.save(home, config)
+    return home
+
+
+def _sync(world: IntakeWorld, home: Path) -> None:
+    mirror = Mirror.open(cfg.load(home).mirror(home))
+    try:
+        # The whole case leaves at once: allow a batch removing every signal of this small collection.
+        report = Syncer(FlaskTransport(world.hub), mirror, world.hub.pin, Policy(max_removal_share=1.0)).sync()
+        assert report.ok, report.errors()
+    finally:
+        mirror.close()
+
+
+def _pdq_matches(home: Path, image: Path) -> list[str]:
+    r = CliRunner().invoke(kit_main, ["--home", str(home), "match", "--json", str(image)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    mirror = Mirror.open(cfg.load(home).mirror(home))
+    try:
+        values = {s.signal_id: s.value for s in mirror.active_signals()}
+    finally:
+        mirror.close()
+    return [values.get(m["signal"], m["signal"]) for row in rows if row["type"] == "pdq" for m in row["matches"]]
