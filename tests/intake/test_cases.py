@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from hub.feed.models import Signal
+from partners.intake import cli
 from partners.intake.app import CSP, check_hub
 from partners.intake.errors import HubUnavailableError
 from tests.intake.conftest import Intake, IntakeWorld, make_intake
@@ -213,3 +214,19 @@ def test_behind_a_proxy_look_ups_are_limited_per_forwarded_address(world: Intake
         assert look_up("203.0.113.5") == 404
     assert look_up("203.0.113.5") == 429
     assert look_up("203.0.113.6") == 404
+
+
+def test_every_page_has_a_quick_exit(intake: Intake) -> None:
+    client = intake.app.test_client()
+    for path in ("/", "/status"):
+        page = client.get(path).get_data(as_text=True)
+        assert f'id="quick-exit" href="{intake.settings.exit_url}"' in page and "/static/exit.js" in page
+
+
+def test_the_command_refuses_to_start_without_its_settings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("HASHFED_INTAKE_HUB_URL", "HASHFED_INTAKE_CLIENT_ID", "HASHFED_INTAKE_COLLECTION"):
+        monkeypatch.delenv(name, raising=False)
+    assert cli.main(["check"]) == 2
+    assert "HASHFED_INTAKE_HUB_URL" in capsys.readouterr().err
