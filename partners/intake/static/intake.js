@@ -80,11 +80,15 @@
     review.hidden = true;
     sendError.textContent = "";
     if (!files.length) return;
-    progress.textContent = "Making fingerprints on this device…";
-    Promise.all(files.map(hashFile)).then(function (lists) {
-      lists.forEach(function (list) { hashes = hashes.concat(list); });
-      show();
-    }, function () {
+    // One file at a time: a large photo's pixels take hundreds of megabytes on a phone.
+    var chain = Promise.resolve();
+    files.forEach(function (file, index) {
+      chain = chain.then(function () {
+        progress.textContent = "Making fingerprints on this device: file " + (index + 1) + " of " + files.length + "…";
+        return hashFile(file, index).then(function (list) { hashes = hashes.concat(list); });
+      });
+    });
+    chain.then(show, function () {
       progress.textContent = "Something went wrong reading the files. Please try again.";
     });
   });
