@@ -3,12 +3,25 @@ one thread each.
 
     .venv/bin/python benchmarks/bench_matcher.py           # 1M and 10M hashes (about 15-20 minutes)
     .venv/bin/python benchmarks/bench_matcher.py --quick   # 1M only
+    .venv/bin/python benchmarks/bench_matcher.py --data structured --only ours matcher faiss-mih-16x16 faiss-mih-11x23
+    .venv/bin/python benchmarks/bench_matcher.py --videos  # vPDQ: 10,000 videos of 100 frames, 60-frame queries
 
-Stored hashes are uniform random 256-bit values plus planted neighbours: around each of the first 200 queries,
-one stored hash at every distance 0..64 (k random bits of the query flipped). Random 256-bit hashes are never
-within 64 bits of each other in practice (P < 1e-20), so the ground truth is the planted set; the tests check
-recall against a full brute force at small scale. Each competitor runs in its own subprocess (honest peak
-RSS, no shared caches), with NUMBA_NUM_THREADS=OMP_NUM_THREADS=1 and faiss.omp_set_num_threads(1).
+``--data uniform`` (the default): stored hashes are uniform random 256-bit values plus planted neighbours:
+around each of the first 200 queries, one stored hash at every distance 0..64 (k random bits of the query
+flipped). Random 256-bit hashes are never within 64 bits of each other in practice (P < 1e-20), so the
+ground truth is the planted set; the tests check recall against a full brute force at small scale.
+
+``--data structured``: hashes as real lists hold them, not uniform (``make_structured``): bits = sign of a
+random projection of a 32-dimensional Gaussian plus noise (images share structure, so chunks fill unevenly),
+a fifth of them in families of 2-8 near-duplicates (one picture re-encoded, cropped, watermarked: 0-24 bits
+from the family's first member), queries half near-duplicates of stored hashes and half fresh draws. The
+planted neighbours are added as for uniform data, and the ground truth of the first 100 queries is a full
+brute force. The run prints the chunk skew: the expected size of the bucket a stored hash's chunk lands in,
+divided by the same for uniform hashes (1 = uniform), per chunk of the index's layout.
+
+Each competitor runs in its own subprocess (honest peak RSS, no shared caches), with
+NUMBA_NUM_THREADS=OMP_NUM_THREADS=1 and faiss.omp_set_num_threads(1). Structured data is made once per size
+and kept in the temporary directory (``hashfed-bench-structured-<n>.npz``) for the workers.
 """
 
 from __future__ import annotations
@@ -20,6 +33,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -36,6 +50,9 @@ if TYPE_CHECKING:
 
 THRESHOLDS = (31, 52)
 N_PLANTED_QUERIES = 200
+N_BRUTE_QUERIES = 100  # structured data: queries whose ground truth is a full brute force
+LATENT_RANK, LATENT_NOISE = 32, 0.7  # the structured model: 32 latent dimensions, noise of deviation 0.7
+FAMILY_SHARE, MAX_FAMILY_FLIPS = 0.2, 24
 COMPETITORS = ("ours", "matcher", "numpy", "faiss-flat", "faiss-mih-16x16", "faiss-mih-11x23", "pte-pdqindex")
 Result = tuple[list[np.ndarray], list[np.ndarray]]  # per query: ids, distances
 
@@ -67,6 +84,96 @@ def make_data(n: int, n_queries: int, seed: int = 1) -> tuple[np.ndarray, np.nda
     return stored, queries, truth  # type: ignore[return-value]
 
 
+def make_structured(n: int, n_queries: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray, list[dict[int, int]]]:
+    """Structured stored words (n, 4), queries and the ground truth of each query (see the module docstring):
+    planted neighbours for the first 200, and for the first 100 every stored hash within 64 (brute force).
+    Made once per (n, seed) and kept in the temporary directory."""
+    from partners.matching import memory
+
+    cache = Path(tempfile.gettempdir()) / f"hashfed-bench-structured-{n}-{n_queries}-{seed}.npz"
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as z:
+            stored = memory.copy_of(z["stored"], np.uint64)
+            queries, truth_rows = z["queries"], z["truth"]
+        truth: list[dict[int, int]] = [{} for _ in range(n_queries)]
+        for qi, row, d in truth_rows.tolist():
+            truth[qi][row] = d
+        return stored, queries, truth  # type: ignore[return-value]
+    rng = np.random.default_rng(seed)
+    proj = rng.standard_normal((LATENT_RANK, 256), dtype=np.float32)
+
+    def latent(m: int) -> np.ndarray:
+        x = rng.standard_normal((m, LATENT_RANK), dtype=np.float32) @ proj
+        x += LATENT_NOISE * rng.standard_normal((m, 256), dtype=np.float32)  # the projection's deviation: 5.7
+        return np.packbits(x > 0, axis=1).view(">u8").astype(np.uint64)
+
+    stored = memory.empty((n, 4), np.uint64)
+    step = 1 << 18
+    for i in range(0, n, step):
+        stored[i : i + step] = latent(min(step, n - i))
+    # families: the first fifth of the rows, in runs of 2..8 that copy their run's first row with about k bits
+    # flipped (each bit with probability k / 256, k uniform in 0..24)
+    sizes = rng.integers(2, 9, size=int(n * FAMILY_SHARE) // 2)
+    sizes = sizes[np.cumsum(sizes) <= n * FAMILY_SHARE]
+    first = np.repeat(np.cumsum(sizes) - sizes, sizes)
+    for i in range(0, len(first), step):
+        rows = np.arange(i, min(i + step, len(first)))
+        rate = rng.integers(0, MAX_FAMILY_FLIPS + 1, size=len(rows)).astype(np.float32) / 256
+        mask = np.packbits(rng.random((len(rows), 256), dtype=np.float32) < rate[:, None], axis=1)
+        copies = rows != first[rows]
+        flipped = stored[first[rows]] ^ mask.view(">u8").astype(np.uint64)
+        stored[rows[copies]] = flipped[copies]
+    queries = latent(n_queries)
+    near = rng.choice(n, size=n_queries // 2, replace=False)
+    for qi, r in zip(range(1, n_queries, 2), near, strict=False):
+        queries[qi] = flip(rng, stored[r], int(rng.integers(0, MAX_FAMILY_FLIPS + 1)))
+    truth = plant(rng, stored, queries)
+    for qi in range(N_BRUTE_QUERIES):
+        dist = np.bitwise_count(stored ^ queries[qi]).sum(axis=1, dtype=np.int64)
+        hits = np.flatnonzero(dist <= 64)
+        truth[qi] = dict(zip(hits.tolist(), dist[hits].tolist(), strict=True))
+    rows = [(qi, r, d) for qi, t in enumerate(truth) for r, d in t.items()]
+    np.savez(cache, stored=stored, queries=queries, truth=np.array(rows, dtype=np.int64).reshape(-1, 3))
+    return stored, queries, truth  # type: ignore[return-value]
+
+
+def flip(rng: np.random.Generator, word: np.ndarray, k: int) -> np.ndarray:
+    out = word.copy()
+    for bit in rng.choice(256, size=k, replace=False):
+        out[bit // 64] ^= np.uint64(1) << np.uint64(bit % 64)
+    return out
+
+
+def plant(rng: np.random.Generator, stored: np.ndarray, queries: np.ndarray) -> list[dict[int, int]]:
+    """Around each of the first 200 queries, a stored hash at every distance 0..64: {row: distance}."""
+    truth: list[dict[int, int]] = [{} for _ in range(len(queries))]
+    slots = rng.choice(len(stored), size=N_PLANTED_QUERIES * 65, replace=False)
+    for qi in range(N_PLANTED_QUERIES):
+        for k in range(65):
+            row = int(slots[qi * 65 + k])
+            stored[row] = flip(rng, queries[qi], k)
+            truth[qi][row] = k
+    return truth
+
+
+def chunk_skew(stored: np.ndarray) -> list[float]:
+    """Per chunk of the index's layout for this size: the expected size of the bucket that a new hash drawn
+    like the stored ones meets, sum(n_b (n_b - 1)) / n, over the same for uniform hashes, (n - 1) / 2^bits.
+    Both grow with n alike, so the ratio is a property of the data's distribution (1 = uniform)."""
+    from partners.matching.kernels import build
+    from partners.matching.pdq_index import Layout
+
+    n = len(stored)
+    lay = Layout.for_size(n)
+    keys = np.empty(n, dtype=np.int64)
+    out = []
+    for c in range(lay.chunks):
+        build.chunk_keys(stored, c * lay.bits, lay.bits, keys)
+        counts = np.bincount(keys, minlength=1 << lay.bits).astype(np.float64)
+        out.append(float((counts * (counts - 1)).sum() / n / ((n - 1) / (1 << lay.bits))))
+    return out
+
+
 def recall(results: Result, truth: list[dict[int, int]], threshold: int, first: int) -> tuple[float, int]:
     """Share of planted neighbours within the threshold found (with the right distance), and wrong answers."""
     expected = found = wrong = 0
@@ -95,10 +202,10 @@ def timed(fn: Callable[[Any], Result], queries: Any, batch: int, budget_s: float
     return done / (time.perf_counter() - start), (ids, dists), done
 
 
-def worker(name: str, n: int, budget: float) -> dict[str, object]:
+def worker(name: str, n: int, budget: float, data: str = "uniform") -> dict[str, object]:
     """Build one competitor over n hashes and measure it; returns a JSON-able row set."""
-    stored, queries, truth = make_data(n, 2000)
-    rows: dict[str, object] = {"name": name, "n": n}
+    stored, queries, truth = make_data(n, 2000) if data == "uniform" else make_structured(n, 2000)
+    rows: dict[str, object] = {"name": name, "n": n, "data": data}
     if name == "matcher":  # input data like ``stored``, so not part of "build s": a UUID signal id per hash
         sids = np.random.default_rng(3).integers(0, 2**64, size=(n, 2), dtype=np.uint64)
         sids[:, 1] = np.arange(n, dtype=np.uint64)  # unique; row i's signal is recognisable in the results
@@ -317,9 +424,9 @@ def matcher_delta(matcher: Any, n: int, removed: list[str]) -> None:
     matcher.remove("bench", removed)
 
 
-def run(competitor: str, n: int, budget: float) -> dict[str, object]:
+def run(competitor: str, n: int, budget: float, data: str = "uniform") -> dict[str, object]:
     env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    cmd = [sys.executable, __file__, "--worker", competitor, "--n", str(n), "--budget", str(budget)]
+    cmd = [sys.executable, __file__, "--worker", competitor, "--n", str(n), "--budget", str(budget), "--data", data]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         return {"name": competitor, "n": n, "error": proc.stderr.strip().splitlines()[-1:]}
@@ -373,19 +480,70 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--budget", type=float, default=4.0, help="seconds per timed measurement")
+    parser.add_argument("--data", choices=("uniform", "structured"), default="uniform", help="the stored hashes")
+    parser.add_argument("--sizes", type=int, nargs="*", help="numbers of stored hashes (default 1M and 10M)")
+    parser.add_argument("--videos", action="store_true", help="the vPDQ benchmark instead")
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.n, args.budget)))
+        print(json.dumps(worker(args.worker, args.n, args.budget, args.data)))
         return
-    sizes = [1_000_000] if args.quick else [1_000_000, 10_000_000]
+    if args.videos:
+        bench_videos()
+        return
+    sizes = args.sizes or ([1_000_000] if args.quick else [1_000_000, 10_000_000])
     rows = []
     for n in sizes:
+        if args.data == "structured":
+            started = time.perf_counter()
+            skew = chunk_skew(make_structured(n, 2000)[0])
+            print(
+                f"# structured n={n:,}: made in {time.perf_counter() - started:.0f} s; chunk skew against uniform: "
+                f"mean {np.mean(skew):.1f}x, min {min(skew):.1f}x, max {max(skew):.1f}x",
+                flush=True,
+            )
         for competitor in args.only or COMPETITORS:
             started = time.perf_counter()
-            rows.append(run(competitor, n, args.budget))
+            rows.append(run(competitor, n, args.budget, args.data))
             print(f"# {competitor} n={n:,}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
-    print(f"# {os.cpu_count()} CPUs, one thread per matcher; q/s = queries per second on one core")
+    print(f"# {os.cpu_count()} CPUs, one thread per matcher; q/s = queries per second on one core; data {args.data}")
     print_table(rows)
+
+
+def bench_videos(n_videos: int = 10_000, frames: int = 100, query_frames: int = 60) -> None:
+    """vPDQ: a collection of ``n_videos`` videos of ``frames`` unique frames (uniform random hashes), and
+    single queries of ``query_frames`` frames: four fifths near (10 bits) a stored video's frames, the rest
+    random (so the stored video reaches P = 80 on the query side). Prints the add time and ms per query on
+    one core."""
+    from partners.matching import Matcher, pdq_words_to_hex
+    from partners.matching.vpdq import VpdqFrame, format_vpdq
+
+    rng = np.random.default_rng(5)
+    matcher = Matcher(background_merge=False)
+    matcher.warmup()
+    words = rng.integers(0, 2**64, size=(n_videos * frames, 4), dtype=np.uint64)
+    hexes = pdq_words_to_hex(words)
+    def value(hashes: list[str]) -> str:
+        return format_vpdq(VpdqFrame(h, 100, float(i)) for i, h in enumerate(hashes))
+
+    values = [(str(uuid.UUID(int=v + 1)), value(hexes[v * frames : (v + 1) * frames])) for v in range(n_videos)]
+    started = time.perf_counter()
+    for i in range(0, n_videos, 1000):
+        matcher.add("videos", "vpdq", values[i : i + 1000])
+    matcher._frames.merge(wait=True)
+    added = time.perf_counter() - started
+    queries = []
+    for _ in range(200):
+        v = int(rng.integers(n_videos))
+        near = [flip(rng, words[v * frames + i], 10) for i in range(query_frames * 4 // 5)]
+        other = rng.integers(0, 2**64, size=(query_frames - len(near), 4), dtype=np.uint64)
+        queries.append(value(pdq_words_to_hex(np.concatenate([np.array(near), other]))))
+    matcher.match_vpdq(queries[:5])
+    started = time.perf_counter()
+    found = sum(len(matcher.match_vpdq([q])[0]) for q in queries)
+    per = (time.perf_counter() - started) / len(queries)
+    print(f"# vPDQ: {n_videos:,} videos x {frames} frames = {n_videos * frames:,} frame hashes, one core")
+    print(f"add (batches of 1,000 videos, merged): {added:.1f} s")
+    print(f"{query_frames}-frame query: {per * 1000:.2f} ms ({len(queries)} queries, {found} candidate videos found)")
 
 
 if __name__ == "__main__":
