@@ -11,7 +11,7 @@ MAX_PAGE = 100
 DEFAULT_PAGE = 20
 
 _HEX_DIGITS = "^[0-9a-fA-F]+$"
-_TAG = f"^{signals._TAG.pattern}$"  # the pattern the service checks tags with, not a copy
+_TAG_PATTERN = f"^{signals.TAG.pattern}$"  # the pattern the service checks tags with, not a copy
 
 
 class SignalItemSchema(Schema):
@@ -38,7 +38,7 @@ class SignalItemSchema(Schema):
         metadata={"description": "pdq only; at least the collection's min_quality"},
     )
     tags = fields.List(
-        fields.String(validate=[validate.Length(1, signals.MAX_TAG_LENGTH), validate.Regexp(_TAG)]),
+        fields.String(validate=[validate.Length(1, signals.MAX_TAG_LENGTH), validate.Regexp(_TAG_PATTERN)]),
         allow_none=True,
         validate=validate.Length(max=signals.MAX_TAGS),
     )

@@ -68,7 +68,8 @@ EXACT_TYPES = frozenset(t.value for t in EXACT_HEX_LEN)  # matched by equality: 
 ZERO_PDQ = "0" * 64  # real feeds have carried it: the hash of a blank image matches everything blank
 _HEX = re.compile(r"[0-9a-fA-F]*")
 _HEX_OF = {kind: re.compile(f"[0-9a-fA-F]{{{n}}}") for kind, n in HEX_LENGTHS.items()}
-_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]*")
+# What a tag may be (the request schema in hub/feed/schemas.py checks the same pattern).
+TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]*")
 _ITEM_KEYS = frozenset({"type", "value", "quality", "tags", "case_ref"})
 
 
@@ -129,7 +130,7 @@ def _item_problems(raw: Any, types: Sequence[str], min_quality: int) -> tuple[It
         if (
             not isinstance(tags, list)
             or len(tags) > MAX_TAGS
-            or not all(isinstance(t, str) and len(t) <= MAX_TAG_LENGTH and _TAG.fullmatch(t) for t in tags)
+            or not all(isinstance(t, str) and len(t) <= MAX_TAG_LENGTH and TAG.fullmatch(t) for t in tags)
         ):
             problems.append(
                 f"tags must be a list of at most {MAX_TAGS} strings of 1-{MAX_TAG_LENGTH} "
