@@ -70,7 +70,7 @@ def value_bytes() -> dict[str, int]:
 
 
 def new_matcher() -> Matcher:
-    from partners.matching.matcher import Matcher
+    from partners.matching.matcher import Matcher  # [match] only: as HEX_LEN above
 
     # Merges run inline: the kit builds and updates in one process and saves right after.
     return Matcher(background_merge=False)

@@ -44,6 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit.canonical import format_time, parse_time
+from audit.dsse import Envelope
 from audit.merkle import CompactRange
 from audit.payloads import CollectionDescriptor
 from partners.client.errors import MirrorError
@@ -329,8 +330,6 @@ class Mirror:
 
     def descriptor(self, collection: str) -> CollectionDescriptor | None:
         """The verified descriptor stored with a collection (thresholds for the matcher)."""
-        from audit.dsse import Envelope
-
         with self.engine.connect() as conn:
             raw = conn.scalar(select(collections.c.descriptor).where(collections.c.id == collection))
         if raw is None:
