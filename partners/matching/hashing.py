@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from partners.matching.vpdq import MAX_VPDQ_FRAMES, VpdqFrame, format_vpdq
 # Pillow refuses images above this many pixels (decompression bombs) with an error, not a crash
 MAX_IMAGE_PIXELS = 178_956_970
 SECONDS_PER_HASH = 1.0  # vpdq's default sampling: one frame hashed per second of video
+READ_BLOCK = 1 << 20  # bytes read at a time for a file's digests
 
 
 @dataclass(frozen=True)
@@ -66,11 +67,32 @@ def hash_bytes(data: bytes, path: str | None = None) -> HashResult:
     the digests."""
     md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
     sha256 = hashlib.sha256(data).hexdigest()
+    return _hash_media(lambda: io.BytesIO(data), path, md5, sha256)
+
+
+def hash_file(path: str | os.PathLike[str]) -> HashResult:
+    """Hash one file; never raises for a bad file, the result carries the error. The file is read in
+    pieces and decoded from disk, so a long video is never held in memory whole."""
+    name = os.fspath(path)
+    md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
     try:
-        pdq, quality = _pdq_of_image(data)
+        with Path(path).open("rb") as f:
+            while block := f.read(READ_BLOCK):
+                md5.update(block)
+                sha256.update(block)
+    except OSError as e:
+        return HashResult(path=name, error=f"cannot read file: {e.strerror or e}")
+    return _hash_media(lambda: name, name, md5.hexdigest(), sha256.hexdigest())
+
+
+def _hash_media(source: Callable[[], Any], path: str | None, md5: str, sha256: str) -> HashResult:
+    """PDQ if ``source()`` (a path or a new binary file object each call) is an image, else vPDQ if it is a
+    video; otherwise the digests with the error."""
+    try:
+        pdq, quality = _pdq_of_image(source())
     except _NotAnImageError as not_image:
         try:
-            frames = vpdq_of_video(io.BytesIO(data))
+            frames = vpdq_of_video(source())
         except HashingError as e:
             reason = str(e) if not isinstance(e, _NotAVideoError) else f"{not_image}, nor {e}"
             return HashResult(path=path, md5=md5, sha256=sha256, error=reason)
@@ -78,16 +100,6 @@ def hash_bytes(data: bytes, path: str | None = None) -> HashResult:
     except HashingError as e:
         return HashResult(path=path, md5=md5, sha256=sha256, error=str(e))
     return HashResult(path=path, md5=md5, sha256=sha256, pdq=pdq, quality=quality)
-
-
-def hash_file(path: str | os.PathLike[str]) -> HashResult:
-    """Hash one file; never raises for a bad file, the result carries the error."""
-    name = os.fspath(path)
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        return HashResult(path=name, error=f"cannot read file: {e.strerror or e}")
-    return hash_bytes(data, path=name)
 
 
 def hash_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[HashResult]:
@@ -155,12 +167,12 @@ def pdq_of_pixels(rgb: Any) -> tuple[str, int]:
     return pdq_bits_to_hex(bits), int(quality)
 
 
-def _pdq_of_image(data: bytes) -> tuple[str, int]:
+def _pdq_of_image(source: Any) -> tuple[str, int]:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(source) as img:
             upright = ImageOps.exif_transpose(img)  # the picture as people see it, whatever the camera stored
             rgb = upright.convert("RGB")
     except UnidentifiedImageError as e:
