@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -571,33 +571,56 @@ def _apply(
 # --- partners and collection membership ----------------------------------------------------------------
 
 
-def set_partner_status(
-    session: Session, *, partner_id: str, suspend: bool, reason: Any, staff: Staff, now: datetime | None = None
+def _with_decision(
+    session: Session,
+    staff: Staff,
+    action: Callable[[], str],
+    *,
+    kind: Action,
+    subject_type: str,
+    details: dict[str, Any],
+    reason: Any,
+    unchanged: str,
+    now: datetime,
 ) -> Decision:
-    """Suspend or reinstate a partner, as a decision with a reason."""
-    now = now or utcnow()
+    """Run an action that writes its own audit entry (and returns its subject id), and record the decision
+    beside that entry; an action that wrote nothing changed nothing (a 409 with `unchanged`)."""
     why = _text(reason, "reason", MAX_REASON_TEXT, required=True) or ""
     rls.set_tenant(session, rls.SYSTEM)
-    auditlog.next_seq(session)
-    partner = tenants.get_partner(session, partner_id)
-    status = PartnerStatus.SUSPENDED if suspend else PartnerStatus.ACTIVE
-    tenants.set_partner_status(session, partner.id, status.value, staff.actor)
-    # set_partner_status wrote the step's one audit entry; under the audit lock it is the latest.
+    before = auditlog.next_seq(session)  # the audit lock, held to the end: the entry the action writes is the latest
+    subject_id = action()
     seq = auditlog.next_seq(session) - 1
+    if seq < before:
+        raise ConflictError(unchanged)
     decision = _decision(
         session,
         staff,
-        subject_type="partner",
-        subject_id=partner.id,
-        action=Action.SUSPEND if suspend else Action.REINSTATE,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        action=kind,
         reason=why,
         audit_action="",
-        details={},
+        details=details,
         now=now,
         audit_seq=seq,
     )
     session.flush()
     return decision
+
+
+def set_partner_status(
+    session: Session, *, partner_id: str, suspend: bool, reason: Any, staff: Staff, now: datetime | None = None
+) -> Decision:
+    """Suspend or reinstate a partner, as a decision with a reason (already so: a 409)."""
+    status = PartnerStatus.SUSPENDED if suspend else PartnerStatus.ACTIVE
+
+    def act() -> str:
+        return tenants.set_partner_status(session, partner_id, status.value, staff.actor).id
+
+    return _with_decision(
+        session, staff, act, kind=Action.SUSPEND if suspend else Action.REINSTATE, subject_type="partner",
+        details={}, reason=reason, unchanged=f"the partner is already {status.value}", now=now or utcnow(),
+    )
 
 
 def set_membership(
@@ -615,38 +638,19 @@ def set_membership(
 ) -> Decision:
     """Grant or revoke a partner's read or contribute access to a collection, as a decision with a reason."""
     now = now or utcnow()
-    why = _text(reason, "reason", MAX_REASON_TEXT, required=True) or ""
     level = Access(_choice(access, "access", [a.value for a in Access]))
-    rls.set_tenant(session, rls.SYSTEM)
-    before = auditlog.next_seq(session)
-    collection = collections.set_access(
-        session,
-        collection_id,
-        partner_id,
-        level,
-        grant,
-        actor=staff.actor,
-        hub_name=hub_name,
-        signer=signer,
-        now=now,
+
+    def act() -> str:
+        return collections.set_access(
+            session, collection_id, partner_id, level, grant, actor=staff.actor, hub_name=hub_name, signer=signer,
+            now=now,
+        ).id
+
+    return _with_decision(
+        session, staff, act, kind=Action.GRANT if grant else Action.REVOKE, subject_type="collection",
+        details={"partner": partner_id, "access": level.value}, reason=reason,
+        unchanged=f"the partner {'already has' if grant else 'does not have'} {level.value} access", now=now,
     )
-    seq = auditlog.next_seq(session) - 1
-    if seq < before:
-        raise ConflictError(f"the partner {'already has' if grant else 'does not have'} {level.value} access")
-    decision = _decision(
-        session,
-        staff,
-        subject_type="collection",
-        subject_id=collection.id,
-        action=Action.GRANT if grant else Action.REVOKE,
-        reason=why,
-        audit_action="",
-        details={"partner": partner_id, "access": level.value},
-        now=now,
-        audit_seq=seq,
-    )
-    session.flush()
-    return decision
 
 
 # --- a signal's history ---------------------------------------------------------------------------------

@@ -311,6 +311,24 @@ def http_post(target: Target, body: bytes, headers: dict[str, str]) -> int | Non
     return None
 
 
+def _pending(
+    partner_id: str, event: str, collection_id: str, size: int, now: datetime, dispute_id: str | None = None
+) -> WebhookDelivery:
+    """A delivery due now, not yet tried."""
+    return WebhookDelivery(
+        id=str(uuid.uuid4()),
+        partner_id=partner_id,
+        event=event,
+        collection_id=collection_id,
+        size=size,
+        dispute_id=dispute_id,
+        status="pending",
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+
+
 def _queue(session: Session, now: datetime) -> int:
     queued = 0
     for endpoint in session.scalars(select(WebhookEndpoint)):
@@ -331,19 +349,7 @@ def _queue(session: Session, now: datetime) -> int:
             )
             if announced is not None and announced >= head.size:
                 continue
-            session.add(
-                WebhookDelivery(
-                    id=str(uuid.uuid4()),
-                    partner_id=endpoint.partner_id,
-                    event=CHECKPOINT,
-                    collection_id=col.id,
-                    size=head.size,
-                    status="pending",
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
-            )
+            session.add(_pending(endpoint.partner_id, CHECKPOINT, col.id, head.size, now))
             queued += 1
     session.flush()
     return queued
@@ -364,20 +370,7 @@ def queue_dispute_event(
     for partner_id in sorted({p for p in partner_ids if p is not None}):
         if session.get(WebhookEndpoint, partner_id) is None:
             continue
-        session.add(
-            WebhookDelivery(
-                id=str(uuid.uuid4()),
-                partner_id=partner_id,
-                event=DISPUTE,
-                collection_id=collection_id,
-                size=audit_seq,
-                dispute_id=dispute_id,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
-        )
+        session.add(_pending(partner_id, DISPUTE, collection_id, audit_seq, now, dispute_id))
         queued += 1
     session.flush()
     return queued
