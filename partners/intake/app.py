@@ -66,11 +66,25 @@ def create_app(
     def page(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
         return render_template(template, settings=settings, **context), status
 
+    @app.before_request
+    def same_origin_posts() -> tuple[str, int] | None:
+        # Another site's form could otherwise post look-ups from a visitor's browser and spend their address's
+        # allowance. Browsers say where a request comes from in Sec-Fetch-Site, and older ones in Origin.
+        if request.method != "POST":
+            return None
+        site = request.headers.get("Sec-Fetch-Site")
+        origin = request.headers.get("Origin")
+        if site is not None and site not in ("same-origin", "none"):
+            return "", 403
+        if origin is not None and origin != request.host_url.rstrip("/"):
+            return "", 403
+        return None
+
     @app.after_request
     def protect(response: Response) -> Response:
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Referrer-Policy"] = "same-origin"  # no referrer to other sites; own POSTs carry Origin
         response.headers["Cache-Control"] = "no-store"
         response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
         return response

@@ -230,3 +230,13 @@ def test_the_command_refuses_to_start_without_its_settings(
         monkeypatch.delenv(name, raising=False)
     assert cli.main(["check"]) == 2
     assert "HASHFED_INTAKE_HUB_URL" in capsys.readouterr().err
+
+
+def test_posts_from_another_site_are_refused(intake: Intake) -> None:
+    client = intake.app.test_client()
+    form = {"case_number": "ABCDE-FGHJK", "pin": "1234 5678"}
+    assert client.post("/status", data=form, headers={"Origin": "https://evil.example"}).status_code == 403
+    assert client.post("/cases", json={"hashes": _hashes()}, headers={"Origin": "null"}).status_code == 403
+    assert client.post("/status", data=form, headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert client.post("/status", data=form, headers={"Origin": "http://localhost"}).status_code == 404
+    assert client.post("/status", data=form, headers={"Sec-Fetch-Site": "same-origin"}).status_code == 404
