@@ -1,8 +1,9 @@
 """The staff console's pages (`/console/...`): server-rendered HTML behind the staff sign-in.
 
-Governance staff see every page; regulator staff see the dashboard and the audit browser only, and neither
-kind changes anything here except their own session. Every page carries a strict Content-Security-Policy
-(the hub's own script, style and images only), every POST a CSRF token (hub/console/csrf.py). The JSON
+Governance staff see every page, decide disputes and create exports; regulator staff see the dashboard, the
+audit browser and the exports only, and change nothing here but their own session. Every page carries a strict
+Content-Security-Policy (the hub's own script, style and images only), every POST a CSRF token
+(hub/console/csrf.py). The JSON
 login, logout and token endpoints stay in hub/identity/routes.py, unchanged: they take JSON bodies only,
 which no cross-site form can send, and need no token.
 """
@@ -10,19 +11,22 @@ which no cross-site form can send, and need no token.
 from __future__ import annotations
 
 import functools
+import tempfile
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from flask import Blueprint, Flask, Response, g, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, Response, g, jsonify, redirect, render_template, request, send_file, url_for
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
+from audit.exports import parse_period
 from hub import rls
 from hub.console import csrf, service
 from hub.console.chart import OUTCOMES, outcome_label, reports_chart
 from hub.db import utcnow
 from hub.errors import BadRequestError, ConflictError, ForbiddenError, HubError, ValidationError
+from hub.exports import service as exports
 from hub.governance import service as governance
 from hub.governance.models import DisputeReason, DisputeStatus
 from hub.governance.service import Staff
@@ -32,6 +36,7 @@ from hub.identity.models import PartnerKind
 from hub.identity.people import COOKIE, SESSION_TTL, LoginError, is_text, login, logout, session_user
 from hub.identity.tenants import get_partner
 from hub.transparency.auditlog import Actor
+from hub.transparency.keys import serving_keys
 from hub.web import MAX_BIGINT, commit_despite_error, db, settings, state
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -402,6 +407,57 @@ def assign(dispute_id: str) -> Response:
         rls.set_tenant(db(), rls.SYSTEM)
         return _dispute_page(dispute_id, status=e.status, problem=e.message)
     return cast(Response, redirect(url_for("staff_console.dispute", dispute_id=dispute_id, done="assign"), code=303))
+
+
+# --- exports (hub/exports/service.py, as /v1/exports) -----------------------------------------------------------
+
+
+def _exports_page(*, status: int = 200, problem: str | None = None, period: str = "") -> Response:
+    html = render_template("console/exports.html", exports=exports.list_exports(db()), problem=problem,
+                           period=period, done=request.args.get("done"))
+    return Response(html, status=status, mimetype="text/html")
+
+
+@bp.get("/exports")
+@page(regulator=True)
+def exports_list() -> Response:
+    """The newest 100 exports, as GET /v1/exports lists them, each with a link to its bundle."""
+    return _exports_page()
+
+
+@bp.get("/exports/<export_id>/bundle")
+@page(regulator=True)
+def export_bundle(export_id: str) -> Response:
+    """The bundle, written again by the exports service and checked against its listed SHA-256 (409 if not)."""
+    row = exports.get(db(), export_id)
+    out = tempfile.TemporaryFile()
+    exports.write(db(), serving_keys(state().services, settings(), db()), row, out)
+    response = send_file(
+        out, mimetype="application/zip", as_attachment=True,
+        download_name=f"hashfed-export-{row.period_label.replace('/', '_')}-{row.id[:8]}.zip",
+    )
+    response.headers["Digest"] = f"sha-256={row.bundle_sha256}"
+    return response
+
+
+@bp.post("/exports")
+@page(regulator=False)
+def export_create() -> Response:
+    """Create an export of a period (the service call of POST /v1/exports); a refusal writes nothing."""
+    who, raw = _staff(), request.form.get("period", "")
+    try:
+        if len(raw) > 16:  # as POST /v1/exports: a label is at most 16 characters
+            raise ValueError("a period is a quarter (2026-Q3) or a month (2026-07)")
+        period = parse_period(raw.strip() or None, None, None)
+        row = exports.create(db(), serving_keys(state().services, settings(), db()), period, actor=who.actor,
+                             partner_id=who.partner_id, threshold=settings().export_min_cell, now=utcnow())
+    except ValueError as e:
+        return _exports_page(status=422, problem=str(e), period=raw)
+    except ConflictError as e:
+        db().rollback()  # nothing of the refused export stays; the page below reads afresh
+        rls.set_tenant(db(), rls.SYSTEM)
+        return _exports_page(status=e.status, problem=e.message, period=raw)
+    return cast(Response, redirect(url_for("staff_console.exports_list", done=row.period_label), code=303))
 
 
 def init_app(app: Flask) -> None:
