@@ -405,7 +405,7 @@ def _small(value: int, threshold: int) -> bool:
     return 0 < value < threshold
 
 
-def suppress_table(cells: Sequence[Sequence[int]], threshold: int) -> list[list[int | None]]:
+def suppress_table(cells: Sequence[Sequence[int]], threshold: int, width: int) -> list[list[int | None]]:
     """A table with its margins, small cells withheld, then complements until no line has one withheld cell.
 
     The grid holds the cells, each row's total (last column) and each column's total (last row, with the
@@ -414,7 +414,7 @@ def suppress_table(cells: Sequence[Sequence[int]], threshold: int) -> list[list[
     (else its smallest other value): a withheld value can then never be found by subtraction from its line.
     """
     rows = [list(r) for r in cells]
-    ncols = len(rows[0]) if rows else 0
+    ncols = width  # the columns, also when there is no row (an empty period still has its totals line)
     grid = [[*r, sum(r)] for r in rows]
     grid.append([sum(r[j] for r in rows) for j in range(ncols)] + [sum(sum(r) for r in rows)])
     hidden = [[_small(v, threshold) for v in line] for line in grid]
@@ -457,9 +457,9 @@ def _count(value: int, threshold: int) -> int | None:
 def publish(raw: Mapping[str, Any], threshold: int) -> dict[str, Any]:
     """Apply the small-cell rule to `Aggregator.raw()` output (see docs/formats.md for each aggregate)."""
     sig_rows = list(raw["signals"])
-    sig = suppress_table([[raw["signals"][k][e] for e in EVENTS] for k in sig_rows], threshold)
+    sig = suppress_table([[raw["signals"][k][e] for e in EVENTS] for k in sig_rows], threshold, len(EVENTS))
     out_rows = list(raw["outcomes"])
-    outc = suppress_table([[raw["outcomes"][k][o] for o in OUTCOMES] for k in out_rows], threshold)
+    outc = suppress_table([[raw["outcomes"][k][o] for o in OUTCOMES] for k in out_rows], threshold, len(OUTCOMES))
     totals = outc[-1]
     # The share of decisions that blocked or removed is withheld with any of the counts it is made from.
     taken_hidden = any(totals[OUTCOMES.index(o)] is None for o in TAKEN_DOWN)

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from audit import cli as audit_cli
-from audit.exports import json_line, parse_period, suppress_table, verify_bundle
+from audit.exports import Aggregator, json_line, parse_period, publish, suppress_table, verify_bundle
 from audit.signing import Ed25519Signer
 from hub.config import Settings
 from hub.exports import service
@@ -95,7 +95,7 @@ def test_small_cells_are_withheld_with_their_complements(
 
 
 def test_one_small_cell() -> None:
-    table = suppress_table([[20, 30], [40, 5]], 10)
+    table = suppress_table([[20, 30], [40, 5]], 10, 2)
     # The 5 takes the 40 beside it and the 30 above it, and those take the 20: every margin stays published.
     assert table == [[None, None, 50], [None, None, 45], [60, 35, 95]]
     _no_line_with_one_withheld(table)
@@ -103,20 +103,28 @@ def test_one_small_cell() -> None:
 
 def test_a_small_cell_recoverable_from_a_total() -> None:
     # Row total 25 = 20 + 5: publishing 20 and 25 would give away the 5.
-    table = suppress_table([[20, 5], [30, 30]], 10)
+    table = suppress_table([[20, 5], [30, 30]], 10, 2)
     assert table[0][1] is None
     assert table[0][0] is None or table[0][2] is None
     _no_line_with_one_withheld(table)
 
 
 def test_a_row_of_small_cells() -> None:
-    table = suppress_table([[3, 4, 2], [30, 40, 50]], 10)
+    table = suppress_table([[3, 4, 2], [30, 40, 50]], 10, 3)
     assert table[0][:3] == [None, None, None]
     assert table[0][3] is None  # the row total is 9: small itself
     _no_line_with_one_withheld(table)
     # Each column total would give a small cell away through the large cell beside it: those go too.
     assert table[1] == [None, None, None, None]
     assert table[2] == [33, 44, 52, 129]
+
+
+def test_an_empty_period_publishes_its_zero_totals() -> None:
+    raw = Aggregator().raw()  # a period with nothing in it
+    published = publish(raw, 10)
+    assert published["signals"]["rows"] == {} and published["outcomes"]["rows"] == {}
+    assert published["outcomes"]["total"] == [0] * (len(published["outcomes"]["columns"]))
+    assert suppress_table([], 10, 3) == [[0, 0, 0, 0]]
 
 
 def _no_line_with_one_withheld(table: list[list[int | None]]) -> None:
