@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -142,8 +143,10 @@ class Signal(Base):
     quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Canonical JSON list of tags, or NULL.
     tags: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # The first contributor; every contribution, with its case, is a row of `signal_claims`.
+    # The first contributor. Its contribution without a case is the claim `plain_claim` (no row: a platform's bulk
+    # submission, which carries no case, writes no claim rows); every other contribution is a row of `signal_claims`.
     contributor_id: Mapped[str] = mapped_column(String(36))
+    plain_claim: Mapped[bool] = mapped_column(Boolean)
     status: Mapped[str] = mapped_column(String(12))
     # Audit entry of the submission (the batches that published it are in `signal_seqs`).
     added_audit_seq: Mapped[int] = mapped_column(BigInteger)
@@ -155,7 +158,8 @@ class Signal(Base):
 
 
 class SignalClaim(Base):
-    """A partner's claim on a signal, for one of its cases ('' for a contribution without a case).
+    """A partner's claim on a signal, for one of its cases ('' for a contribution without a case), besides the
+    first contributor's claim without a case, which is the signal's `plain_claim`.
 
     The case reference is kept only as a keyed digest (`case_digest` in hub/feed/signals.py), so the table
     alone does not tell which case a hash belongs to. A signal leaves the feed when its last claim is withdrawn.

@@ -262,12 +262,12 @@ def _existing(
 _INSERT_PG = text(
     # One statement: the new rows from arrays, and their pending adds from what was inserted.
     "WITH new AS ("
-    " INSERT INTO signals (id, collection_id, type, value, quality, tags, contributor_id, status,"
+    " INSERT INTO signals (id, collection_id, type, value, quality, tags, contributor_id, plain_claim, status,"
     " added_audit_seq, created_at)"
-    " SELECT u.id, :c, u.type, u.value, u.quality, u.tags, :p, 'active', :a, :now"
+    " SELECT u.id, :c, u.type, u.value, u.quality, u.tags, :p, u.plain, 'active', :a, :now"
     " FROM unnest(string_to_array(:ids, ','), string_to_array(:types, ','), string_to_array(:values, ','),"
-    " CAST(:qualities AS integer[]), CAST(:tags AS text[]))"
-    " AS u(id, type, value, quality, tags)"
+    " CAST(:qualities AS integer[]), CAST(:tags AS text[]), CAST(:plain AS boolean[]))"
+    " AS u(id, type, value, quality, tags, plain)"
     " RETURNING id, type, value, quality, tags)"
     " INSERT INTO pending_changes (collection_id, signal_id, op, audit_seq, type, value, quality, tags)"
     " SELECT :c, id, 'add', :a, type, value, quality, tags FROM new"
@@ -288,6 +288,7 @@ def _insert(
     now: datetime,
     ids: Sequence[str],
     items: Sequence[Item],
+    plain: Sequence[bool],
 ) -> None:
     if not ids:
         return
@@ -303,6 +304,7 @@ def _insert(
             "values": _pg_list(it.value for it in items),
             "qualities": _pg_array(it.quality for it in items),
             "tags": _pg_array(it.tags for it in items),
+            "plain": _pg_array("t" if p else "f" for p in plain),
         },
     )
 
@@ -320,13 +322,17 @@ def _claim(
     ids: Sequence[str],
     items: Sequence[Item],
     hub_secret: bytes | None,
+    plain: set[str],
 ) -> None:
+    """Insert the claim rows of a submission: every item with a case, and every item without one on a signal
+    that is not this request's own new signal with its `plain_claim`."""
     digests: dict[str, str] = {}
     claims: dict[tuple[str, str], None] = {}
     for sid, it in zip(ids, items, strict=True):
         ref = it.case_ref
         if ref is None:
-            claims[(sid, "")] = None
+            if sid not in plain:
+                claims[(sid, "")] = None
             continue
         if hub_secret is None:
             raise ValueError("a case reference is stored as a keyed digest: pass the hub secret")
@@ -334,6 +340,8 @@ def _claim(
         if digest is None:
             digest = digests[ref] = case_digest(hub_secret, partner_id, ref)
         claims[(sid, digest)] = None
+    if not claims:
+        return
     session.execute(
         _CLAIM_PG,
         {
@@ -425,8 +433,10 @@ def _write(
     else:
         details["ids_sha256"] = ids_digest(fresh_ids)
     rec = auditlog.record(session, actor, "signals.submit", f"collection/{collection_id}", details, now=now)
-    _insert(session, collection_id, partner_id, rec.seq, now, fresh_ids, fresh)
-    _claim(session, partner_id, rec.seq, now, ids, valid, hub_secret)
+    # A new signal's contributor claims it without a case when any of its items here carries none.
+    plain = {sid for sid, it in zip(ids, valid, strict=True) if it.case_ref is None} & set(fresh_ids)
+    _insert(session, collection_id, partner_id, rec.seq, now, fresh_ids, fresh, [sid in plain for sid in fresh_ids])
+    _claim(session, partner_id, rec.seq, now, ids, valid, hub_secret, plain)
     body = {
         "collection": collection_id,
         "audit_seq": rec.seq,
@@ -741,6 +751,7 @@ def republish(session: Session, signal: Signal, new_id: str, audit_seq: int, now
         quality=signal.quality,
         tags=signal.tags,
         contributor_id=signal.contributor_id,
+        plain_claim=signal.plain_claim,
         status=SignalStatus.ACTIVE.value,
         added_audit_seq=audit_seq,
         created_at=now,
@@ -812,6 +823,7 @@ def withdraw_case(
             select(Signal)
             .where(
                 Signal.id.in_(sorted(set(claimed) - kept)),
+                Signal.plain_claim.is_(False),
                 Signal.status.in_([SignalStatus.ACTIVE.value, SignalStatus.QUARANTINED.value]),
             )
             .order_by(Signal.id)

@@ -1,7 +1,9 @@
 """Governance: case claims on signals, disputes, and staff decisions.
 
 `signal_claims` holds one row per (signal, contributing partner, case): the case reference only as a keyed
-digest (HMAC-SHA256 under the hub secret, '' for a contribution without a case). A duplicate submission adds
+digest (HMAC-SHA256 under the hub secret, '' for a contribution without a case), except the first contributor's
+contribution without a case, which is the signal's new `plain_claim` flag (a platform's bulk submission writes no
+claim rows). A duplicate submission adds
 its claim instead of dropping its case, and withdrawing a case removes its claims; a hash leaves the feed when
 no claim is left. The plain `signals.case_ref` column goes: existing references become digests here, which
 needs the hub secret (`HASHFED_KEYS_DIR`, as the hub reads it) when any signal carries one.
@@ -66,10 +68,10 @@ def upgrade() -> None:
     )
     rls.enable(bind, "signal_claims", "partner_id")
 
-    op.execute(
-        "INSERT INTO signal_claims (signal_id, partner_id, case_digest, audit_seq, created_at)"
-        " SELECT id, contributor_id, '', added_audit_seq, created_at FROM signals WHERE case_ref IS NULL"
-    )
+    # The first contributor's contribution without a case is the signal's own `plain_claim`, with no row.
+    op.add_column("signals", sa.Column("plain_claim", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.alter_column("signals", "plain_claim", server_default=None)
+    op.execute("UPDATE signals SET plain_claim = true WHERE case_ref IS NULL")
     cased = bind.execute(
         sa.text(
             "SELECT id, contributor_id, case_ref, added_audit_seq, created_at FROM signals WHERE case_ref IS NOT NULL"
@@ -176,5 +178,6 @@ def downgrade() -> None:
     op.execute('ALTER TABLE signals ALTER COLUMN status TYPE varchar(10) COLLATE "C"')
     # Case references were kept only as digests: they cannot come back.
     op.add_column("signals", sa.Column("case_ref", sa.String(200), nullable=True))
+    op.drop_column("signals", "plain_claim")
     rls.disable(bind, "signal_claims")
     op.drop_table("signal_claims")

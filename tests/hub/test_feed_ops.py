@@ -253,8 +253,8 @@ def test_row_level_security_on_signals_shows_members_their_collection_and_lets_o
     with pytest.raises(Exception, match="row-level security"), session.begin_nested():
         session.execute(
             text(
-                "INSERT INTO signals (id, collection_id, type, value, contributor_id, status, created_at) "
-                "VALUES ('forged', :c, 'md5', :v, :p, 'active', now())"
+                "INSERT INTO signals (id, collection_id, type, value, contributor_id, plain_claim, status, created_at) "
+                "VALUES ('forged', :c, 'md5', :v, :p, true, 'active', now())"
             ),
             {"c": c.id, "v": "d" * 32, "p": owner.id},
         )

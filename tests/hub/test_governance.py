@@ -218,8 +218,9 @@ def test_quarantine_withholds_and_release_publishes_again_under_a_new_id(client,
     ).one()
     assert fresh.id != w.signals[0]
     assert session.get(PendingChange, (w.c.id, fresh.id)).op == "add"
+    # The claims go with the hash: the contributor's plain claim, and any case's claim rows.
+    assert fresh.plain_claim is True
     assert session.scalars(select(SignalClaim.signal_id).where(SignalClaim.signal_id == w.signals[0])).all() == []
-    assert session.scalars(select(SignalClaim.signal_id).where(SignalClaim.signal_id == fresh.id)).all()
 
 
 def test_the_false_positive_flag_opens_a_dispute(session, g):
@@ -313,6 +314,28 @@ def test_a_contribution_without_a_case_keeps_the_hash_after_a_withdrawal(client,
     assert r.status_code == 200 and r.json["removed"] == 0
     f.as_system(session)
     assert session.get(Signal, sid).status == "active"
+
+
+def test_a_contribution_without_a_case_is_the_signal_s_plain_claim(client, session, g):
+    w = g.w
+    _, token = _intake(session, w)
+    plain, cased = kit.pdq(), kit.pdq()
+    r = client.post(
+        f"/v1/collections/{w.c.id}/signals",
+        json={"signals": [{"type": "pdq", "value": plain}, {"type": "pdq", "value": cased, "case_ref": "c-7"}]},
+        headers=f.auth(token),
+    )
+    assert r.status_code == 201
+    f.as_system(session)
+    first, second = (session.get(Signal, i) for i in r.json["ids"])
+    assert (first.plain_claim, second.plain_claim) == (True, False)
+    rows = session.execute(select(SignalClaim.signal_id).where(SignalClaim.signal_id.in_(r.json["ids"]))).scalars()
+    assert list(rows) == [second.id]
+    # Withdrawing the case removes the cased hash; the plain one has no case to withdraw.
+    done = client.post("/v1/cases/c-7/withdraw", headers=f.auth(token))
+    assert done.status_code == 200 and done.json["removed"] == 1
+    session.expire_all()
+    assert (session.get(Signal, first.id).status, session.get(Signal, second.id).status) == ("active", "retracted")
 
 
 def test_the_case_digest_is_keyed_and_separated_by_partner():
