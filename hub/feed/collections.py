@@ -25,9 +25,10 @@ from hub.feed.models import Access, Collection, CollectionMember
 from hub.identity.models import Partner, PartnerStatus
 from hub.transparency import auditlog
 from hub.transparency.auditlog import Actor
-from partners.matching.signals import SignalType
+from partners.matching.signals import HEX_LEN
 
-SIGNAL_TYPES = tuple(t.value for t in SignalType)
+SIGNAL_TYPES = tuple(t.value for t in HEX_LEN)  # what the feed takes: every type but vpdq (docs/formats.md)
+DEFAULT_SIGNAL_TYPES = ("pdq", "md5", "sha256")  # a collection takes video_md5 only when it asks for it
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _CATEGORY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 

@@ -84,7 +84,7 @@ class CollectionCreateSchema(Schema):
     slug = fields.String(required=True)
     owner = fields.String(required=True)
     category = fields.String(load_default="ncii")
-    signal_types = fields.List(fields.String(), load_default=lambda: list(collections.SIGNAL_TYPES))
+    signal_types = fields.List(fields.String(), load_default=lambda: list(collections.DEFAULT_SIGNAL_TYPES))
     pdq_threshold = fields.Integer(load_default=31, strict=True, validate=validate.Range(min=0, max=256))
     min_quality = fields.Integer(load_default=50, strict=True, validate=validate.Range(min=0, max=100))
 

@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from partners.matching.errors import DuplicateIdError, IndexFormatError
-from partners.matching.signals import EXACT_HEX_LEN, VIDEO_MD5, SignalType, normalize_hex, parse_type
+from partners.matching.signals import EXACT_HEX_LEN, SignalType, normalize_hex
 
 FORMAT = "hashfed.exact-index"
-_HEX_LEN: dict[str, int] = {**{str(t): n for t, n in EXACT_HEX_LEN.items()}, VIDEO_MD5: 32}
 VERSION = 1
 
 
@@ -21,10 +20,10 @@ class ExactIndex:
     """Digests of one exact signal type (MD5, SHA-256 or video MD5) with int64 ids; matches have distance 0."""
 
     def __init__(self, signal_type: SignalType) -> None:
-        if signal_type not in _HEX_LEN:
+        if signal_type not in EXACT_HEX_LEN:
             raise ValueError(f"{signal_type} is not an exact-match signal type")
         self.signal_type = signal_type
-        self._hex_len = _HEX_LEN[signal_type]
+        self._hex_len = EXACT_HEX_LEN[signal_type]
         self._by_digest: dict[bytes, set[int]] = {}
         self._by_id: dict[int, bytes] = {}
 
@@ -87,7 +86,7 @@ class ExactIndex:
             manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
             if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
                 raise IndexFormatError(f"{directory} does not hold a {FORMAT} version {VERSION}")
-            index = cls(parse_type(manifest["signal_type"]))  # type: ignore[arg-type]
+            index = cls(SignalType(manifest["signal_type"]))
             ids = np.load(directory / "ids.npy", allow_pickle=False)
             digests = np.load(directory / "digests.npy", allow_pickle=False)
         except IndexFormatError:

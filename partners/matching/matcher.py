@@ -60,8 +60,7 @@ from partners.matching.vpdq import (
 )
 
 FORMAT = "hashfed.matcher"
-_TYPES: dict[str, str] = {str(t): t for t in SignalType}  # a dict lookup per query, not an enum call
-_TYPES.update({VPDQ: VPDQ, VIDEO_MD5: VIDEO_MD5})
+_TYPES: dict[str, SignalType] = {str(t): t for t in SignalType}  # a dict lookup per query, not an enum call
 _EXACT = (SignalType.MD5, SignalType.SHA256, VIDEO_MD5)
 VERSION = 2  # 2 added the video types (md5 of videos, vPDQ frames); version 1 saves still load
 _FRAME_BITS = 16  # a frame's id is its video's key << 16 | its index among the video's unique frames
@@ -90,7 +89,7 @@ class Matcher:
     ) -> None:
         self.default_threshold = check_threshold(default_threshold)
         self._pdq = PdqIndex(merge_at=merge_at, background_merge=background_merge)
-        self._exact = {t: ExactIndex(t) for t in _EXACT}  # type: ignore[arg-type]
+        self._exact = {t: ExactIndex(t) for t in _EXACT}
         self._frames = PdqIndex(merge_at=merge_at, background_merge=background_merge)  # vPDQ frames
         self._video_frames: dict[int, int] = {}  # a vpdq signal's key -> its number of unique frames
         self._percents: dict[str, int] = {}
@@ -156,7 +155,7 @@ class Matcher:
     def _add_encoded(
         self,
         collection: str,
-        kind: str,
+        kind: SignalType,
         form: npt.NDArray[np.int8],
         sid: npt.NDArray[np.uint64],
         text: dict[int, str],

@@ -32,11 +32,14 @@ import numpy.typing as npt
 from partners.matching import memory
 from partners.matching.errors import DuplicateIdError, MatchingError
 from partners.matching.kernels import gather
-from partners.matching.signals import VIDEO_MD5, VPDQ, I64Array, SignalType
+from partners.matching.signals import I64Array, SignalType
 
 SignalId = int | str
 
-TYPE_CODES: dict[str, int] = {SignalType.PDQ: 1, SignalType.MD5: 2, SignalType.SHA256: 3, VPDQ: 4, VIDEO_MD5: 5}
+# Saved in the signal table's kind array: never renumber (0 = a free key; at most 15 types)
+TYPE_CODES = {
+    SignalType.PDQ: 1, SignalType.MD5: 2, SignalType.SHA256: 3, SignalType.VPDQ: 4, SignalType.VIDEO_MD5: 5
+}  # fmt: skip
 CODE_TYPES = {v: k for k, v in TYPE_CODES.items()}
 FORM_UUID, FORM_INT, FORM_TEXT = 1, 2, 3  # how a signal id is held in its 128 bits
 _FORM_SHIFT = 4

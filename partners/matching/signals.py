@@ -31,6 +31,8 @@ class SignalType(enum.StrEnum):
     PDQ = "pdq"
     MD5 = "md5"
     SHA256 = "sha256"
+    VIDEO_MD5 = "video_md5"  # MD5 of a video file's bytes: exact, like md5, but a type of its own
+    VPDQ = "vpdq"  # Meta's video PDQ: frame hashes, matched by the share of frames (partners/matching/vpdq.py)
 
     @classmethod
     def parse(cls, value: str | SignalType) -> SignalType:
@@ -41,21 +43,19 @@ class SignalType(enum.StrEnum):
             raise UnknownSignalTypeError(f"unknown signal type {value!r}") from e
 
 
-# Video types. The kit matches them; the hub's table of types (HEX_LEN) does not list them yet.
-VIDEO_MD5 = "video_md5"  # MD5 of a video file's bytes: exact, like md5, but a type of its own
-VPDQ = "vpdq"  # Meta's video PDQ: frame hashes, matched by the share of frames (partners/matching/vpdq.py)
+VIDEO_MD5 = SignalType.VIDEO_MD5
+VPDQ = SignalType.VPDQ
 VIDEO_TYPES = (VIDEO_MD5, VPDQ)
 
-EXACT_HEX_LEN = {SignalType.MD5: 32, SignalType.SHA256: 64}
-# Hex digits of a value of each type, in the enum's order (the hub's and the kit's one table of types).
+EXACT_HEX_LEN = {SignalType.MD5: 32, SignalType.SHA256: 64, SignalType.VIDEO_MD5: 32}
+# Hex digits of a value of each type with one (the hub's and the kit's one table of types that the feed
+# takes); a vpdq value is a list of frames (partners/matching/vpdq.py), which the hub's feed does not take yet.
 HEX_LEN = {SignalType.PDQ: PDQ_HEX_LEN, **EXACT_HEX_LEN}
 _HEX_RE = re.compile(r"[0-9a-fA-F]*")
 
 
-def parse_type(value: str) -> str:
-    """A signal type the matcher indexes: a :class:`SignalType`, or one of :data:`VIDEO_TYPES`."""
-    if isinstance(value, str) and value in VIDEO_TYPES:
-        return str(value)
+def parse_type(value: str) -> SignalType:
+    """A signal type the matcher indexes (:meth:`SignalType.parse`)."""
     return SignalType.parse(value)
 
 

@@ -50,3 +50,44 @@ def test_hash_prints_vpdq_and_video_md5_and_a_corrupt_video_is_a_per_file_error(
     assert table.exit_code == 1
     assert f"file: {paths[0]}\nvpdq: {rows[0]['vpdq']}\nvideo_md5: {md5}\nmd5: {md5}\n" in table.stdout
     assert "1 of 3 file(s)" in table.stderr
+
+
+@pytest.fixture
+def home(tmp_path: Path, videos: dict[str, Path]) -> Path:
+    """A kit home whose mirror holds collection c1: the original video's video MD5, synced from a hub."""
+    from partners.client import config as cfg
+    from partners.client.mirror import Mirror
+    from partners.matching.hashing import hash_file
+    from tests.partners.fakehub import FakeHub
+    from tests.partners.test_indexing import seal_values, sync
+
+    home = tmp_path / "kit"
+    hub = FakeHub()
+    hub.add_collection("c1")
+    original = hash_file(videos["original"])
+    assert original.vpdq and original.md5
+    seal_values(hub, "c1", [("sig-video", "video_md5", original.md5), ("sig-image", "md5", "ab" * 16)])
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret")
+    secret.chmod(0o600)
+    config = cfg.PartnerConfig(
+        hub_url="https://hub.test", client_id="kit", keyset_sha256=hub.pin, secret_path=str(secret)
+    )
+    cfg.save(home, config)
+    mirror = Mirror.open(config.mirror(home))
+    sync(hub, mirror)
+    mirror.close()
+    return home
+
+
+def test_match_finds_a_video_by_its_video_md5_and_reports_a_corrupt_one(home: Path, videos: dict[str, Path]) -> None:
+    args = [str(videos[k]) for k in ("original", "reencoded", "corrupt")]
+    r = run(home, "match", "--json", *args)
+    assert r.exit_code == 1  # the corrupt file could not be hashed; the others were matched
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    found = {(Path(row["query"]).stem, row.get("type")): row.get("matches") for row in rows}
+    assert [m["signal"] for m in found[("original", "video_md5")]] == ["sig-video"]
+    assert found[("original", "md5")] == []  # a video's MD5 matches as video_md5 only
+    assert found[("original", "vpdq")] == []  # the collection holds no vpdq signal
+    assert found[("small", "video_md5")] == []  # other bytes
+    assert ("corrupt", None) in found
