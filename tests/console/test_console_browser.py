@@ -23,8 +23,8 @@ from hub.identity import people, tenants
 from hub.ops.jobs import integrate_audit_log
 from hub.transparency import auditlog
 from hub.transparency.auditlog import Actor
+from tests.browser import chromium_session
 from tests.conftest import Database
-from tests.hub.test_apidocs import CHROMEDRIVER, CHROMIUM, require_browser
 from tests.partners.realhub import RealHub
 
 EMAIL = "staff@example.org"
@@ -34,36 +34,7 @@ PASSWORD = "correct horse battery"
 @pytest.fixture(scope="module")
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One headless Chromium for the module, reaching 127.0.0.1 only."""
-    require_browser()
-    from selenium import webdriver  # imported here so a missing selenium skips or fails as require_browser says
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    profile = tmp_path_factory.mktemp("chromium")
-    for arg in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,1000",
-        f"--user-data-dir={profile}",
-        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-        "--proxy-server=http://127.0.0.1:9",
-        "--proxy-bypass-list=127.0.0.1",
-    ):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    yield from chromium_session(tmp_path_factory.mktemp("chromium"), height=1000)
 
 
 def integrate(hub: RealHub) -> None:

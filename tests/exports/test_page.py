@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,8 +16,13 @@ from werkzeug.serving import make_server
 
 from hub.exports import service
 from hub.transparency.auditlog import Actor
+from tests.browser import chromium_session, requested_urls
 from tests.exports import scenario as sc
-from tests.hub.test_apidocs import chromium, requested_urls  # noqa: F401  (the shared browser set-up)
+
+
+@pytest.fixture
+def chromium(tmp_path: Path) -> Iterator[Any]:
+    yield from chromium_session(tmp_path / "chromium")
 
 
 @pytest.fixture
@@ -61,7 +67,7 @@ def served(app: Flask, published: Any) -> Iterator[str]:
 
 
 def test_the_page_renders_in_a_browser_with_nothing_from_elsewhere(
-    served: str, chromium: Any, published: Any  # noqa: F811
+    served: str, chromium: Any, published: Any
 ) -> None:
     from selenium.webdriver.common.by import By
 

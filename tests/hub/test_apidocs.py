@@ -6,8 +6,6 @@ the browser made. Without Chromium it skips, unless CI=true or HASHFED_REQUIRE_B
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -22,10 +20,8 @@ from werkzeug.serving import make_server
 
 from hub.app import create_app
 from hub.config import Settings
+from tests.browser import chromium_session, requested_urls
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-REQUIRE_BROWSER = os.environ.get("CI") == "true" or os.environ.get("HASHFED_REQUIRE_BROWSER") == "1"
 CONTENT_TYPES = {
     ".css": {"text/css"},
     ".js": {"text/javascript", "application/javascript"},
@@ -119,27 +115,6 @@ def test_openapi_document_is_served(client: FlaskClient) -> None:
     assert r.json["info"]["title"] == "hashfed hub"
 
 
-def _browser_missing() -> str | None:
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing:
-        return f"{' and '.join(missing)} not installed (apt-get install chromium chromium-driver)"
-    try:
-        import selenium  # noqa: F401  (only probing that the test extra is installed)
-    except ImportError:
-        return "selenium not installed (pip install -e '.[test]')"
-    return None
-
-
-def require_browser() -> None:
-    """Skip, or fail when CI=true or HASHFED_REQUIRE_BROWSER=1, if Chromium cannot be driven here."""
-    problem = _browser_missing()
-    if problem is None:
-        return
-    if REQUIRE_BROWSER:
-        pytest.fail(f"{problem} (CI=true or HASHFED_REQUIRE_BROWSER=1)", pytrace=False)
-    pytest.skip(problem)
-
-
 @pytest.fixture
 def served_hub(tmp_path: Path) -> Iterator[str]:
     """The hub on a real HTTP server on a free port; its base URL.
@@ -161,48 +136,7 @@ def served_hub(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def chromium(tmp_path: Path) -> Iterator[Any]:
     """Headless Chromium that can reach 127.0.0.1 only, logging every network request it makes."""
-    require_browser()
-    from selenium import webdriver  # imported here so a missing selenium skips or fails as require_browser says
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,1600",
-        f"--user-data-dir={tmp_path / 'chromium'}",
-        # Cut the network: no name resolves, and anything that still tries goes to a dead proxy.
-        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-        "--proxy-server=http://127.0.0.1:9",
-        "--proxy-bypass-list=127.0.0.1",
-    ):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    # An explicit driver path: selenium never looks for (or downloads) a driver of its own.
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def requested_urls(driver: Any) -> list[str]:
-    """The URL of every request in the DevTools performance log (inlined data: URIs never leave the browser)."""
-    urls = []
-    for entry in driver.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        if message["method"] == "Network.requestWillBeSent":
-            urls.append(message["params"]["request"]["url"])
-    return [u for u in urls if not u.startswith("data:")]
+    yield from chromium_session(tmp_path / "chromium")
 
 
 def test_docs_render_in_a_browser_with_no_request_leaving_the_hub(

@@ -27,7 +27,8 @@ from partners.client.mirror import Mirror
 from partners.client.sync import Syncer
 from partners.client.verify import Policy
 from partners.matching.hashing import hash_bytes
-from tests.intake.browser import chromium_session, network_requests
+from tests.browser import chromium_session
+from tests.intake.browser import network_requests
 from tests.intake.conftest import Intake, IntakeWorld, make_intake
 from tests.partners.realhub import FlaskTransport
 

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from partners.matching.hashing import hash_bytes, pdq_of_pixels
-from tests.intake.browser import chromium_session
+from tests.browser import chromium_session
 
 PDQ_JS = Path(__file__).resolve().parents[2] / "partners" / "intake" / "static" / "pdq.js"
 
