@@ -50,10 +50,10 @@ DEFAULT_PAGE_SIZE = 800  # the StopNCII client's default
 MAX_FEEDBACKS = 1000  # the reports service's bulk limit
 MAX_TIMESTAMP = 2**53  # beyond any time; keeps the value an exact JSON number
 
-# StopNCII's signal types (threatexchange `StopNCIISignalType`) for the hub's. StopNCII has no image MD5 or
-# SHA-256: the hub's md5 is of the file's bytes, which is what the client's VideoMD5 signal hashes; sha256
-# has no StopNCII name and is not served.
-TYPE_NAMES = {"pdq": "ImagePDQ", "md5": "VideoMD5"}
+# StopNCII's signal types (threatexchange `StopNCIISignalType`) for the hub's: a video's MD5 is the hub's
+# `video_md5`. StopNCII has no image MD5 or SHA-256: the hub's `md5` and `sha256` have no StopNCII name and are
+# not served.
+TYPE_NAMES = {"pdq": "ImagePDQ", "video_md5": "VideoMD5"}
 TYPES_BY_NAME = {name: kind for kind, name in TYPE_NAMES.items()}
 # Why a signal left the feed -> the StopNCII status a client deletes on. A contributor's retraction or a case's
 # withdrawal is "Withdrawn"; staff retiring or quarantining a hash is "Deleted".

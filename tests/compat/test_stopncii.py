@@ -97,16 +97,18 @@ def _build(s: Session, settings: Settings) -> dict:
     keys = kit.hub_keys(s, settings)
     owner = kit.partner(s, "owner")
     reader = kit.partner(s, "reader")
-    c = kit.collection(s, keys, owner)
+    c = kit.collection(s, keys, owner, types=("pdq", "md5", "sha256", "video_md5"))
     hidden = kit.collection(s, keys, owner)
     kit.grant(s, keys, c, reader)
     kit.grant(s, keys, c, reader, Access.CONTRIBUTOR)
     pdq_values = [kit.pdq() for _ in range(23)]
     md5_values = [kit.pdq()[:32] for _ in range(2)]
-    sha_value = kit.pdq()  # sha256: StopNCII has no name for it, so it is not served
-    items = [{"type": "pdq", "value": v} for v in pdq_values] + [{"type": "md5", "value": v} for v in md5_values]
+    # sha256 and an image's md5: StopNCII has no name for them, so they are not served
+    unnamed = [{"type": "sha256", "value": kit.pdq()}, {"type": "md5", "value": kit.pdq()[:32]}]
+    items = [{"type": "pdq", "value": v} for v in pdq_values]
+    items += [{"type": "video_md5", "value": v} for v in md5_values]
     # Two seals an hour apart: the last three pdq hashes are sealed in the second.
-    first = kit.submit(s, c, owner, [*items[3:], {"type": "sha256", "value": sha_value}])
+    first = kit.submit(s, c, owner, [*items[3:], *unnamed])
     hidden_values = {kit.pdq() for _ in range(3)}
     kit.submit(s, hidden, owner, [{"type": "pdq", "value": v} for v in hidden_values])
     kit.seal(s, keys, now=_after_latest_entry(s, 1))
