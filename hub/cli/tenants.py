@@ -52,32 +52,28 @@ def partner_list(settings: Settings) -> None:
 _REASON = click.option("--reason", required=True, help="Why: kept with the decision (no personal data).")
 
 
-@partner_group.command("suspend")
-@click.argument("partner")
-@_REASON
-@click.pass_obj
-def partner_suspend(settings: Settings, partner: str, reason: str) -> None:
-    """Suspend PARTNER (id or name): its tokens stop working at once. A governance decision with its reason."""
-    with unit_of_work(settings) as session:
-        p = tenants.get_partner(session, partner)
-        governance.set_partner_status(
-            session, partner_id=p.id, suspend=True, reason=reason, staff=governance.Staff.operator()
-        )
-        click.echo(f"partner {p.id} suspended")
+def _status_command(suspend: bool) -> click.Command:
+    @click.argument("partner")
+    @_REASON
+    @click.pass_obj
+    def command(settings: Settings, partner: str, reason: str) -> None:
+        with unit_of_work(settings) as session:
+            p = tenants.get_partner(session, partner)
+            governance.set_partner_status(
+                session, partner_id=p.id, suspend=suspend, reason=reason, staff=governance.Staff.operator()
+            )
+            click.echo(f"partner {p.id} {'suspended' if suspend else 'active'}")
+
+    command.__doc__ = (
+        "Suspend PARTNER (id or name): its tokens stop working at once. A governance decision with its reason."
+        if suspend
+        else "Resume a suspended PARTNER (a governance decision with its reason)."
+    )
+    return click.command("suspend" if suspend else "resume")(command)
 
 
-@partner_group.command("resume")
-@click.argument("partner")
-@_REASON
-@click.pass_obj
-def partner_resume(settings: Settings, partner: str, reason: str) -> None:
-    """Resume a suspended PARTNER (a governance decision with its reason)."""
-    with unit_of_work(settings) as session:
-        p = tenants.get_partner(session, partner)
-        governance.set_partner_status(
-            session, partner_id=p.id, suspend=False, reason=reason, staff=governance.Staff.operator()
-        )
-        click.echo(f"partner {p.id} active")
+partner_group.add_command(_status_command(True))
+partner_group.add_command(_status_command(False))
 
 
 @click.group("client")

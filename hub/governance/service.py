@@ -477,23 +477,17 @@ def decide(
             now=now,
             state="proposed",
         )
+        # A quarantined signal stays withheld while the uphold waits; rejecting the proposal releases it.
         dispute.status = DisputeStatus.AWAITING_CONFIRMATION.value
-        if status is DisputeStatus.QUARANTINED:
-            # Still withheld while the uphold waits: a rejected proposal then releases it.
-            details["quarantined"] = True
         dispute.updated_at = now
         session.flush()
         return decision
     if act is Action.REJECT and status is DisputeStatus.AWAITING_CONFIRMATION:
-        details["rejects"] = _proposal_id(session, dispute.id)
+        proposal = _proposal(session, dispute.id)
+        details["rejects"] = proposal.id if proposal is not None else None
     decision = _apply(session, dispute, signal, act, why, staff, details, now)
     session.flush()
     return decision
-
-
-def _proposal_id(session: Session, dispute_id: str) -> str | None:
-    proposal = _proposal(session, dispute_id)
-    return proposal.id if proposal is not None else None
 
 
 def _confirm(session: Session, dispute: Dispute, why: str, staff: Staff, now: datetime) -> Decision:
@@ -526,7 +520,10 @@ def _apply(
         details["type"] = signal.type
     elif act is Action.QUARANTINE and signal.status != SignalStatus.ACTIVE.value:
         raise ConflictError(f"this signal is {signal.status}: nothing to withhold")
-    elif act is Action.RELEASE:
+    elif act is Action.RELEASE and signal.status != SignalStatus.QUARANTINED.value:
+        raise ConflictError(f"this signal is {signal.status}, not quarantined")
+    if act in (Action.RELEASE, Action.REJECT) and signal.status == SignalStatus.QUARANTINED.value:
+        # Published again under a new id, named in the decision's audit entry.
         details["republished"] = signals.new_ids(1)[0]
     decision = _decision(
         session,
@@ -546,7 +543,7 @@ def _apply(
         dispute.status = DisputeStatus.UPHELD.value
     elif act is Action.REJECT:
         if signal.status == SignalStatus.QUARANTINED.value:
-            signals.republish(session, signal, details.setdefault("republished", signals.new_ids(1)[0]), seq, now)
+            signals.republish(session, signal, details["republished"], seq, now)
         dispute.status = DisputeStatus.REJECTED.value
     elif act is Action.QUARANTINE:
         signals.withhold(session, signal, seq, now)

@@ -223,6 +223,24 @@ def test_quarantine_withholds_and_release_publishes_again_under_a_new_id(client,
     assert session.scalars(select(SignalClaim.signal_id).where(SignalClaim.signal_id == w.signals[0])).all() == []
 
 
+def test_rejecting_an_uphold_of_a_quarantined_signal_publishes_it_again(client, session, g):
+    w = g.w
+    opened = open_dispute(client, w.token_a, dispute_body(w)).json
+    assert decide(client, g.staff[0], opened["id"], "quarantine").status_code == 201
+    assert decide(client, g.staff[0], opened["id"], "uphold").json["status"] == "awaiting_confirmation"
+    f.as_system(session)
+    assert session.get(Signal, w.signals[0]).status == "quarantined"  # still withheld while the uphold waits
+    r = decide(client, g.staff[1], opened["id"], "reject")
+    assert r.status_code == 201 and r.json["status"] == "rejected"
+    details = entry(session, r.json["decisions"][-1]["audit_seq"])["details"]
+    f.as_system(session)
+    session.expire_all()
+    assert session.get(Signal, w.signals[0]).status == "released"
+    fresh = session.get(Signal, details["republished"])
+    assert fresh.status == "active" and fresh.value == w.values[0]
+    assert details["rejects"] == r.json["decisions"][-2]["id"]
+
+
 def test_the_false_positive_flag_opens_a_dispute(session, g):
     w = g.w
     f.as_system(session)
@@ -293,7 +311,7 @@ def test_withdrawing_a_case_removes_a_hash_only_when_no_claim_is_left(client, se
 
     before = counts(session)
     assert client.post("/v1/cases/case 1/2026/withdraw", headers=f.auth(token)).status_code == 404
-    assert client.post("/v1/cases/case 2/2026/withdraw", headers=f.auth(w.token_a)).status_code in (403, 404)
+    assert client.post("/v1/cases/case 2/2026/withdraw", headers=f.auth(w.token_a)).status_code == 403  # no hashes:write
     assert counts(session) == before
 
     r = client.post("/v1/cases/case 2/2026/withdraw", headers=f.auth(token))
