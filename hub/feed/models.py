@@ -29,8 +29,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 from audit.canonical import canonical_json, parse_json
 from audit.payloads import BatchPayload
 from hub.db import Base, UTCDateTime, utcnow
-from partners.matching.signals import HEX_LEN
+from partners.matching.signals import HEX_LEN, SignalType
 
+# Every signal type the feed takes: the fixed-width hex types, and vpdq (its value column holds a digest).
+FEED_TYPES: tuple[str, ...] = (*(t.value for t in HEX_LEN), SignalType.VPDQ.value)
+DEFAULT_VPDQ_PERCENT = 80  # P of the vPDQ rule of a collection that does not set one
 MAX_CASE_REF_LENGTH = 200
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
 
@@ -62,6 +65,7 @@ class Collection(Base):
     __table_args__ = (
         CheckConstraint("pdq_threshold >= 0 AND pdq_threshold <= 256", name="pdq_threshold"),
         CheckConstraint("min_quality >= 0 AND min_quality <= 100", name="min_quality"),
+        CheckConstraint("vpdq_percent >= 1 AND vpdq_percent <= 100", name="vpdq_percent"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -72,6 +76,8 @@ class Collection(Base):
     signal_types: Mapped[str] = mapped_column(String(100))
     pdq_threshold: Mapped[int] = mapped_column(Integer)
     min_quality: Mapped[int] = mapped_column(Integer)
+    # P of the vPDQ rule: a video matches when at least P % of its frames and of the stored video's match.
+    vpdq_percent: Mapped[int] = mapped_column(Integer, default=DEFAULT_VPDQ_PERCENT, server_default=text("80"))
     # The latest signed descriptor (DSSE envelope JSON) exactly as served, and how many times it was signed.
     descriptor: Mapped[bytes] = mapped_column(LargeBinary)
     descriptor_version: Mapped[int] = mapped_column(Integer)
@@ -113,7 +119,7 @@ class Signal(Base):
 
     __tablename__ = "signals"
     __table_args__ = (
-        CheckConstraint("type IN (" + ", ".join(f"'{t.value}'" for t in HEX_LEN) + ")", name="type"),
+        CheckConstraint("type IN (" + ", ".join(f"'{t}'" for t in FEED_TYPES) + ")", name="type"),
         CheckConstraint("status IN (" + ", ".join(f"'{s.value}'" for s in SignalStatus) + ")", name="status"),
         CheckConstraint("quality IS NULL OR (quality >= 0 AND quality <= 100)", name="quality"),
         # Deduplication: one active signal per (type, value) in a collection; a retracted one may come back.
@@ -138,7 +144,7 @@ class Signal(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     collection_id: Mapped[str] = mapped_column(String(36))
     type: Mapped[str] = mapped_column(String(10))
-    # Normalized: lowercase hex.
+    # Normalized: lowercase hex; for vpdq the SHA-256 of the canonical frames text, which is in `vpdq_values`.
     value: Mapped[str] = mapped_column(String(64))
     quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Canonical JSON list of tags, or NULL.
@@ -155,6 +161,18 @@ class Signal(Base):
     removal_reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class VpdqValue(Base):
+    """The canonical frames text of a vpdq value, once per value, under the SHA-256 that `signals.value` and
+    `pending_changes.value` hold for it (docs/adr/0014). Content-addressed and never changed or deleted: a
+    digest names one text, whichever collections hold it. Reached only through a signal (row-level security
+    applies there); batches, snapshots and the hosted matcher read the text from here."""
+
+    __tablename__ = "vpdq_values"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    frames: Mapped[str] = mapped_column(Text)
 
 
 class SignalClaim(Base):
