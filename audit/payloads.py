@@ -114,6 +114,34 @@ class CollectionDescriptor(Payload):
 
 
 @dataclass(frozen=True)
+class Provenance:
+    """Where an add fed from an upstream came from: the upstream's name at this hub, the upstream's signal id
+    (a hashfed upstream) and its position (`seq`: a hashfed upstream's batch seq, a StopNCII upstream's
+    `lastModtimestamp`). Optional in a batch entry: a hash contributed here carries none."""
+
+    upstream: str
+    signal: str | None = None
+    seq: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"upstream": self.upstream}
+        if self.signal is not None:
+            out["signal"] = self.signal
+        if self.seq is not None:
+            out["seq"] = self.seq
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Provenance:
+        d = _fields(data, "provenance", {"upstream"}, frozenset({"signal", "seq"}))
+        return cls(
+            _str(d["upstream"], "provenance upstream"),
+            _str(d["signal"], "provenance signal") if "signal" in d else None,
+            _int(d["seq"], "provenance seq", 0) if "seq" in d else None,
+        )
+
+
+@dataclass(frozen=True)
 class BatchAdd:
     """A signal added by a batch; `audit_seq` is the audit entry that authorized it."""
 
@@ -123,6 +151,7 @@ class BatchAdd:
     audit_seq: int
     quality: int | None = None
     tags: tuple[str, ...] | None = None
+    provenance: Provenance | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -135,11 +164,13 @@ class BatchAdd:
             out["quality"] = self.quality
         if self.tags is not None:
             out["tags"] = list(self.tags)
+        if self.provenance is not None:
+            out["provenance"] = self.provenance.to_dict()
         return out
 
     @classmethod
     def from_dict(cls, data: Any) -> BatchAdd:
-        d = _fields(data, "add", {"id", "type", "value", "audit_seq"}, frozenset({"quality", "tags"}))
+        d = _fields(data, "add", {"id", "type", "value", "audit_seq"}, frozenset({"quality", "tags", "provenance"}))
         return cls(
             _str(d["id"], "add id"),
             _str(d["type"], "add type"),
@@ -147,6 +178,7 @@ class BatchAdd:
             _int(d["audit_seq"], "audit_seq"),
             _int(d["quality"], "quality") if "quality" in d else None,
             _str_list(d["tags"], "tags") if "tags" in d else None,
+            Provenance.from_dict(d["provenance"]) if "provenance" in d else None,
         )
 
 

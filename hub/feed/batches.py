@@ -43,7 +43,7 @@ from audit.log import (
 )
 from audit.merkle import CompactRange, NodeKey, b64encode, leaf_hash
 from audit.note import Checkpoint, cosign_note, sign_checkpoint
-from audit.payloads import BatchAdd, BatchPayload, BatchRemove
+from audit.payloads import BatchAdd, BatchPayload, BatchRemove, Provenance
 from audit.signing import Signer
 from hub import rls
 from hub.errors import HubError, NotFoundError
@@ -248,9 +248,9 @@ _TAKE_AND_READ_PG = (
     "WITH p AS ("
     " DELETE FROM pending_changes"
     " WHERE collection_id = %(c)s AND signal_id > %(lo)s AND signal_id <= %(hi)s"
-    " RETURNING signal_id, op, audit_seq, type, value, quality, tags, reason),"
+    " RETURNING signal_id, op, audit_seq, type, value, quality, tags, reason, provenance),"
     " added AS (INSERT INTO signal_seqs (signal_id, added_seq) SELECT signal_id, %(seq)s FROM p WHERE op = 'add')"
-    " SELECT signal_id, op, audit_seq, type, value, quality, tags, reason FROM p"
+    " SELECT signal_id, op, audit_seq, type, value, quality, tags, reason, provenance FROM p"
 )
 _TAKE_AND_READ_REST_PG = _TAKE_AND_READ_PG.replace(" AND signal_id <= %(hi)s", "")
 # Nothing the sealer runs is worth compiling: JIT (on by default in PostgreSQL 15) would compile any statement
@@ -270,7 +270,7 @@ def _sealed_pages(
     Each page is taken when the generator advances and read by calling what it yields, in order, each before
     the generator advances twice more: the taking is the database's work and the reading is Python's, so they
     can overlap. Rows are plain tuples (signal_id, op, audit_seq, type, value, quality, tags,
-    removal_reason): SQLAlchemy's row objects cost more than the queries here.
+    removal_reason, provenance): SQLAlchemy's row objects cost more than the queries here.
     """
     dbapi = session.connection().connection.dbapi_connection
     if dbapi is None:
@@ -335,8 +335,10 @@ def _encode_rows(
     plain: list[str] = [collection_id] if prev is None else [collection_id, prev]
     numbers: list[int] = [seq]
     add = Pending.ADD.value  # read once: an enum member's .value is a descriptor call, 50,000 times a batch
-    for sid, op, audit_seq, kind, value, quality, tags, reason in rows:
+    for sid, op, audit_seq, kind, value, quality, tags, reason, *provenance in rows:
         if op == add:
+            if provenance and provenance[0] is not None:  # an upstream's add: rare, built by audit's encoder
+                return _encode_slow(collection_id, seq, prev, now, rows)
             q = ""
             if quality is not None:
                 q = f',"quality":{quality}'
@@ -375,10 +377,11 @@ def _batch_from(
 ) -> BatchPayload:
     adds: list[BatchAdd] = []
     removes: list[BatchRemove] = []
-    for sid, op, audit_seq, kind, value, quality, tags, reason in rows:
+    for sid, op, audit_seq, kind, value, quality, tags, reason, *provenance in rows:
         if op == Pending.ADD.value:
             parsed = tuple(json.loads(tags)) if tags else None
-            adds.append(BatchAdd(sid, kind, value, int(audit_seq), quality, parsed))
+            origin = Provenance.from_dict(json.loads(provenance[0])) if provenance and provenance[0] else None
+            adds.append(BatchAdd(sid, kind, value, int(audit_seq), quality, parsed, origin))
         else:
             removes.append(BatchRemove(sid, reason, int(audit_seq)))
     return BatchPayload(collection_id, seq, prev, now, tuple(adds), tuple(removes))

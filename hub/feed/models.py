@@ -228,6 +228,8 @@ class PendingChange(Base):
     tags: Mapped[str | None] = mapped_column(Text, nullable=True)
     # A remove's reason (the signal's removal_reason).
     reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    # An add fed from an upstream (hub/upstreams): canonical JSON of its batch entry's `provenance`, else NULL.
+    provenance: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class SignalSeq(Base):
