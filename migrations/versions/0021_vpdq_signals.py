@@ -5,7 +5,7 @@ that digest, where the sealer, snapshots and the hosted matcher read it. Collect
 the vPDQ rule, signed in their descriptor.
 
 Revision ID: 0021_vpdq_signals
-Revises: 0020_video_md5
+Revises: 0021_pending_provenance
 Create Date: 2026-12-06
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0021_vpdq_signals"
-down_revision = "0020_video_md5"
+down_revision = "0021_pending_provenance"
 branch_labels = None
 depends_on = None
 
