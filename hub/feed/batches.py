@@ -570,6 +570,21 @@ def is_checkpoint(session: Session, collection_id: str, size: int, root: bytes) 
     return row is not None and bytes(row.root) == root
 
 
+def record_ack(
+    session: Session, partner_id: str, collection_id: str, size: int, audit_seq: int, at: datetime
+) -> None:
+    """Keep a partner's latest ack of a collection (`feed_acks`), beside its `feed.ack` audit entry."""
+    session.execute(
+        text(
+            "INSERT INTO feed_acks (partner_id, collection_id, size, audit_seq, acked_at)"
+            " VALUES (:p, :c, :size, :seq, :at)"
+            " ON CONFLICT (partner_id, collection_id) DO UPDATE"
+            " SET size = excluded.size, audit_seq = excluded.audit_seq, acked_at = excluded.acked_at"
+        ),
+        {"p": partner_id, "c": collection_id, "size": size, "seq": audit_seq, "at": at},
+    )
+
+
 def heads_due(session: Session, stale_before: datetime) -> list[str]:
     """Collections whose checkpoint cosignature is older than `stale_before`, or that have no head yet."""
     stale = select(CollectionHead.collection_id).where(CollectionHead.cosigned_at < stale_before)

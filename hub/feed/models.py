@@ -342,6 +342,25 @@ class CollectionHead(Base):
     sealed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
+class FeedAck(Base):
+    """A partner's latest acknowledgement of a collection's log: the size it applied and verified.
+
+    The `feed.ack` audit entry is the record; this row, written in the same transaction, is its latest state,
+    so that "which partners hold seq S" is a look-up (a case's status counts them) rather than a scan of the
+    audit log. Under row-level security by partner.
+    """
+
+    __tablename__ = "feed_acks"
+    __table_args__ = (Index("ix_feed_acks_collection", "collection_id", "size"),)
+
+    partner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"), primary_key=True)
+    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id"), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    # The `feed.ack` audit entry of this acknowledgement.
+    audit_seq: Mapped[int] = mapped_column(BigInteger)
+    acked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 
 def envelope_of(payload: bytes, signatures: bytes) -> bytes:
     """Canonical JSON of a batch's DSSE envelope from its payload and its stored `signatures` JSON."""

@@ -269,6 +269,7 @@ def ack(args: dict[str, Any], c: str) -> dict[str, int]:
         f"collection/{c}",
         {"partner": principal.partner_id, "size": args["size"], "root": args["root"]},
     )
+    batches.record_ack(db(), principal.partner_id, c, args["size"], rec.seq, utcnow())
     return {"audit_seq": rec.seq}
 
 
