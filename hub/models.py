@@ -13,8 +13,9 @@ from hub.governance import models as governance
 from hub.identity import models as identity
 from hub.reports import models as reports
 from hub.transparency import models as transparency
+from hub.upstreams import models as upstreams
 from hub.webhooks import models as webhooks
 
 # The modules above define the tables; naming them keeps the imports (and documents what is gathered).
-MODULES = (identity, transparency, feed, reports, webhooks, governance, exports, compat)
+MODULES = (identity, transparency, feed, reports, webhooks, governance, exports, compat, upstreams)
 metadata = Base.metadata

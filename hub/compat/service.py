@@ -63,11 +63,12 @@ _TOKEN = re.compile(r"^([0-9]{1,18})\.([0-9]{1,9})$")
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 _FEEDBACK_OUTCOMES = {
     "Blocked": "blocked",
-    # The hub's false-positive vote is a `false_positive` report (hub/reports/service.py counts them, one vote
-    # per partner and signal): "reviewed, not blocked" becomes that vote.
-    "NotBlocked": reports.FALSE_POSITIVE,
+    # "Reviewed, not blocked": a `no_action` report that also casts the partner's false-positive vote
+    # (`_VOTES`), counted by hub/reports/service.py as a `false_positive` report's is, once per partner and signal.
+    "NotBlocked": "no_action",
     "PendingReview": "pending_review",
 }
+_VOTES = frozenset({"NotBlocked"})
 
 
 class UnauthorizedError(HubError):
@@ -420,6 +421,7 @@ def submit_feedback(
         raise ValidationError(f"at most {MAX_FEEDBACKS} feedbacks per request")
     errors: dict[str, list[str]] = {}
     parsed: list[tuple[str, str]] = []
+    voting: set[int] = set()
     for i, fb in enumerate(feedbacks):
         value = fb.get("hashValue") if isinstance(fb, dict) else None
         named = fb.get("feedbackValue") if isinstance(fb, dict) else None
@@ -429,6 +431,8 @@ def submit_feedback(
         elif outcome is None:
             errors[str(i)] = [f"feedbackValue must be one of {', '.join(_FEEDBACK_OUTCOMES)}"]
         else:
+            if named in _VOTES:
+                voting.add(len(parsed))
             parsed.append((value.lower(), outcome))
     if errors:
         raise ValidationError(f"{len(errors)} feedbacks are invalid", errors={"hashFeedbacks": errors})
@@ -439,12 +443,16 @@ def submit_feedback(
         raise ValidationError(f"{len(unknown)} feedbacks name unknown hashes", errors={"hashFeedbacks": unknown})
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     items = []
+    votes: set[str] = set()
     for i, (value, outcome) in enumerate(parsed):
         collection_id, signal_id, added_seq = found[value]
+        # A report id of the partner's own: the facade's feedback has none, so it is made from the call.
+        report_id = f"stopncii.{stamp}.{i}.{secrets.token_hex(4)}"
+        if i in voting:
+            votes.add(report_id)
         items.append(
             {
-                # A report id of the partner's own: the facade's feedback has none, so it is made from the call.
-                "id": f"stopncii.{stamp}.{i}.{secrets.token_hex(4)}",
+                "id": report_id,
                 "collection": collection_id,
                 "seq": added_seq,
                 "signal": {"id": signal_id},
@@ -466,5 +474,6 @@ def submit_feedback(
         hub_secret=hub_secret,
         flag_threshold=flag_threshold,
         now=now,
+        false_positive_votes=frozenset(votes),
     )
     return {"count": submitted.created}

@@ -112,3 +112,18 @@ class SignalFlag(Base):
     # The audit entry that recorded the flag.
     flag_audit_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class FalsePositiveVote(Base):
+    """A partner's false-positive vote cast beside a report of another outcome: a StopNCII `NotBlocked` is a
+    `no_action` report and this vote (hub/compat). A `false_positive` report is a vote by itself and has no
+    row here; either way a partner votes once per signal (`reports.service` reads both)."""
+
+    __tablename__ = "false_positive_votes"
+
+    partner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"), primary_key=True)
+    signal_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # The partner's report that carried the vote, and the audit entry of its submission.
+    report_id: Mapped[str] = mapped_column(String(MAX_REPORT_ID_LENGTH))
+    audit_seq: Mapped[int] = mapped_column(BigInteger)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -41,7 +41,7 @@ from hub.reports.fields import (
     parse_time,
     whole_second,
 )
-from hub.reports.models import OUTCOMES, Report, ReportOutcome, SignalFlag
+from hub.reports.models import OUTCOMES, FalsePositiveVote, Report, ReportOutcome, SignalFlag
 from hub.transparency import auditlog
 from hub.transparency.auditlog import Actor
 from hub.transparency.keys import keyed_digest
@@ -365,11 +365,19 @@ def _request_sha256(partner_id: str, item: Item, signal_id: str, ref_digest: str
 
 
 def _new_false_positive_votes(session: Session, partner_id: str, signal_ids: set[str]) -> set[str]:
-    """The signals this partner has never reported `false_positive` before (read before writing)."""
+    """The signals this partner has never voted a false positive on before: no `false_positive` report and no
+    vote cast beside another outcome (read before writing)."""
     if not signal_ids:
         return set()
     seen: set[str] = set()
     for chunk in _chunks(sorted(signal_ids), _LOOKUP_CHUNK):
+        seen.update(
+            session.scalars(
+                select(FalsePositiveVote.signal_id).where(
+                    FalsePositiveVote.partner_id == partner_id, FalsePositiveVote.signal_id.in_(list(chunk))
+                )
+            )
+        )
         seen.update(
             session.scalars(
                 select(Report.signal_id)
@@ -458,8 +466,14 @@ def submit(
     hub_secret: bytes,
     flag_threshold: int,
     now: datetime | None = None,
+    false_positive_votes: frozenset[str] = frozenset(),
 ) -> Submitted:
-    """Record up to 1,000 reports: all or nothing, one audit entry listing each new report's digest."""
+    """Record up to 1,000 reports: all or nothing, one audit entry listing each new report's digest.
+
+    `false_positive_votes` names reports (by the partner's id) that also cast the partner's false-positive vote
+    on their signal whatever their outcome (the facade's `NotBlocked`: a `no_action` report and a vote). Such a
+    vote counts as a `false_positive` report's does, once per partner and signal, and the audit entry lists it.
+    """
     now = whole_second(now or utcnow())
     if not isinstance(items, list) or not items:
         raise ValidationError("reports must be a non-empty list", errors={"reports": ["a non-empty list"]})
@@ -525,17 +539,28 @@ def submit(
         durable_before_answering(session)  # every report a replay: their commits may not be on disk yet
         return Submitted(None, [o for o in out if o is not None], 0, len(valid))
 
+    voting = {
+        sid: it.values["id"]
+        for it, sid, _, _ in resolved
+        if it.values["outcome"] != FALSE_POSITIVE and it.values["id"] in false_positive_votes
+    }
     votes = _new_false_positive_votes(
-        session, partner_id, {sid for it, sid, _, _ in resolved if it.values["outcome"] == FALSE_POSITIVE}
-    )
-    rec = auditlog.record(
         session,
-        actor,
-        "reports.submit",
-        f"partner/{partner_id}",
-        {"count": len(resolved), "reports": [{"id": it.values["id"], "sha256": d} for it, _, _, d in resolved]},
-        now=now,
+        partner_id,
+        {sid for it, sid, _, _ in resolved if it.values["outcome"] == FALSE_POSITIVE} | set(voting),
     )
+    details: dict[str, Any] = {
+        "count": len(resolved),
+        "reports": [{"id": it.values["id"], "sha256": d} for it, _, _, d in resolved],
+    }
+    cast = sorted((voting[sid], sid) for sid in votes if sid in voting)
+    if cast:
+        details["false_positive_votes"] = [{"report": rid, "signal": sid} for rid, sid in cast]
+    rec = auditlog.record(session, actor, "reports.submit", f"partner/{partner_id}", details, now=now)
+    for rid, sid in cast:
+        session.add(
+            FalsePositiveVote(partner_id=partner_id, signal_id=sid, report_id=rid, audit_seq=rec.seq, recorded_at=now)
+        )
     report_rows = [
         {
             "partner_id": partner_id,

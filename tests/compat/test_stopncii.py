@@ -29,7 +29,7 @@ from hub.db import make_session_factory
 from hub.feed import signals
 from hub.feed.models import Access, Collection, Signal
 from hub.identity.models import Partner
-from hub.reports.models import Report, ReportOutcome
+from hub.reports.models import FalsePositiveVote, Report, ReportOutcome, SignalFlag
 from hub.transparency import auditlog
 from hub.transparency.auditlog import Actor
 from hub.transparency.keys import HubKeys, ensure_hub_secret
@@ -261,7 +261,7 @@ def test_feedback_becomes_audited_reports_and_submitted_hashes_become_signals(wo
     })
     assert _reports(world) == {
         world.pdq[values[0]]: "blocked",
-        world.pdq[values[1]]: "false_positive",
+        world.pdq[values[1]]: "no_action",  # NotBlocked: a no_action report ...
         world.pdq[values[2]]: "pending_review",
     }
     with world.factory() as s:
@@ -270,13 +270,30 @@ def test_feedback_becomes_audited_reports_and_submitted_hashes_become_signals(wo
         text = bytes(entry.entry).decode()
         assert '"reports.submit"' in text and f"apikey:{world.key_id}" in text
         assert not any(v in text for v in values)  # no raw hash values in the audit log
+        # ... and the partner's false-positive vote, counted as a false_positive report's and audited with it.
+        assert f'"signal":"{world.pdq[values[1]]}"' in text and '"false_positive_votes"' in text
+        flag = s.get(SignalFlag, world.pdq[values[1]])
+        assert flag is not None and flag.false_positive_partners == 1
+        vote = s.get(FalsePositiveVote, (world.reader.id, world.pdq[values[1]]))
+        assert vote is not None and vote.audit_seq == entry.seq
+        assert s.get(SignalFlag, world.pdq[values[0]]) is None
+
+    # Once per partner and signal: NotBlocked again is not a second vote.
+    client.submit_feedback(stopncii.StopNCIISignalType.ImagePDQ, values[1],
+                           stopncii.StopNCIICSPFeedbackValue.NotBlocked)
+    with world.factory() as s:
+        rls.set_tenant(s, rls.SYSTEM)
+        assert s.get(SignalFlag, world.pdq[values[1]]).false_positive_partners == 1
+        entry = s.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1)).one()
+        assert '"false_positive_votes"' not in bytes(entry.entry).decode()
+    client.submit_feedback(stopncii.StopNCIISignalType.ImagePDQ, values[0], stopncii.StopNCIICSPFeedbackValue.Blocked)
 
     # A hash the partner cannot read is refused, and nothing is written.
     with pytest.raises(requests.HTTPError) as refused:
         client.submit_feedback(stopncii.StopNCIISignalType.ImagePDQ, next(iter(world.hidden_values)),
                                stopncii.StopNCIICSPFeedbackValue.Blocked)
     assert refused.value.response.status_code == 422
-    assert len(_reports(world)) == 3
+    assert set(_reports(world)) == {world.pdq[v] for v in values[:3]}
 
     # SubmitHashes: the client's own shapes (it sends str() of its enum) become signals of the key's collection.
     fresh = kit.pdq()
