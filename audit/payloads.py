@@ -72,9 +72,14 @@ class Payload:
 
 @dataclass(frozen=True)
 class CollectionDescriptor(Payload):
-    """A collection's signed settings; the partner kit takes thresholds only from here."""
+    """A collection's signed settings; the partner kit takes thresholds only from here.
+
+    `vpdq_percent` (P of the vPDQ rule, 1..100) is absent from descriptors signed before it existed: they
+    still verify, and read as P = `DEFAULT_VPDQ_PERCENT`; a descriptor that states it is bound by its signature.
+    """
 
     PAYLOAD_TYPE: ClassVar[str] = "application/vnd.hashfed.collection.v1+json"
+    DEFAULT_VPDQ_PERCENT: ClassVar[int] = 80
 
     id: str
     slug: str
@@ -83,9 +88,19 @@ class CollectionDescriptor(Payload):
     signal_types: tuple[str, ...]
     pdq_threshold: int
     min_quality: int
+    vpdq_percent: int | None = None  # None: not stated (an older descriptor); `vpdq_match_percent` gives 80
+
+    def __post_init__(self) -> None:
+        if self.vpdq_percent is not None and (type(self.vpdq_percent) is not int or not 1 <= self.vpdq_percent <= 100):
+            raise FormatError("vpdq_percent must be an integer from 1 to 100")
+
+    @property
+    def vpdq_match_percent(self) -> int:
+        """P of the vPDQ rule for this collection: as signed, or 80 when the descriptor does not state it."""
+        return self.DEFAULT_VPDQ_PERCENT if self.vpdq_percent is None else self.vpdq_percent
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "slug": self.slug,
             "category": self.category,
@@ -94,6 +109,9 @@ class CollectionDescriptor(Payload):
             "pdq_threshold": self.pdq_threshold,
             "min_quality": self.min_quality,
         }
+        if self.vpdq_percent is not None:  # absent stays absent: an older descriptor's bytes round-trip
+            out["vpdq_percent"] = self.vpdq_percent
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> CollectionDescriptor:
@@ -101,6 +119,7 @@ class CollectionDescriptor(Payload):
             data,
             "collection",
             {"id", "slug", "category", "origin", "signal_types", "pdq_threshold", "min_quality"},
+            frozenset({"vpdq_percent"}),
         )
         return cls(
             _str(d["id"], "id"),
@@ -110,6 +129,7 @@ class CollectionDescriptor(Payload):
             _str_list(d["signal_types"], "signal_types"),
             _int(d["pdq_threshold"], "pdq_threshold"),
             _int(d["min_quality"], "min_quality"),
+            _int(d["vpdq_percent"], "vpdq_percent", 1) if "vpdq_percent" in d else None,
         )
 
 

@@ -77,6 +77,7 @@ def collections_group() -> None:
 @click.option("--types", default="pdq,md5,sha256", show_default=True, help="comma-separated signal types")
 @click.option("--pdq-threshold", default=31, show_default=True, type=int)
 @click.option("--min-quality", default=50, show_default=True, type=int)
+@click.option("--vpdq-percent", default=80, show_default=True, type=int, help="P of the vPDQ rule, 1..100")
 @click.option("--description", default="")
 @json_option
 @click.pass_obj
@@ -88,6 +89,7 @@ def create(
     types: str,
     pdq_threshold: int,
     min_quality: int,
+    vpdq_percent: int,
     description: str,
     as_json: bool,
 ) -> None:
@@ -103,6 +105,7 @@ def create(
             signal_types=types.split(","),
             pdq_threshold=pdq_threshold,
             min_quality=min_quality,
+            vpdq_percent=vpdq_percent,
             actor=Actor.operator(),
             hub_name=settings.hub_name,
             signer=hk.signer("collection"),
@@ -114,6 +117,51 @@ def create(
             session, c.id, hub_name=settings.hub_name, signers=signers, now=utcnow().replace(microsecond=0)
         )
         emit({"collection id": c.id, "slug": c.slug, "owner": c.owner_id}, as_json)
+
+
+@collections_group.command("settings")
+@click.argument("collection")
+@click.option("--types", default=None, help="comma-separated signal types")
+@click.option("--pdq-threshold", default=None, type=int)
+@click.option("--min-quality", default=None, type=int)
+@click.option("--vpdq-percent", default=None, type=int, help="P of the vPDQ rule, 1..100")
+@json_option
+@click.pass_obj
+def settings_(
+    settings: Settings,
+    collection: str,
+    types: str | None,
+    pdq_threshold: int | None,
+    min_quality: int | None,
+    vpdq_percent: int | None,
+    as_json: bool,
+) -> None:
+    """Change COLLECTION's matching settings (audited; its descriptor is signed again)."""
+    with unit_of_work(settings) as session:
+        rls.set_tenant(session, rls.SYSTEM)
+        hk = _keys(settings, session)
+        c = collections.update_settings(
+            session,
+            collections.get(session, collection).id,
+            actor=Actor.operator(),
+            hub_name=settings.hub_name,
+            signer=hk.signer("collection"),
+            signal_types=types.split(",") if types is not None else None,
+            pdq_threshold=pdq_threshold,
+            min_quality=min_quality,
+            vpdq_percent=vpdq_percent,
+        )
+        emit(
+            {
+                "collection id": c.id,
+                "types": c.signal_types,
+                "pdq threshold": c.pdq_threshold,
+                "min quality": c.min_quality,
+                "vpdq percent": c.vpdq_percent,
+                "descriptor version": c.descriptor_version,
+            },
+            as_json,
+        )
 
 
 @collections_group.command("list")

@@ -57,6 +57,7 @@ from hub.feed.models import (
     Pending,
     PendingChange,
     SignalSeq,
+    VpdqValue,
     envelope_of,
 )
 from hub.transparency import auditlog
@@ -320,6 +321,26 @@ def _sealed_pages(
         ends.close()
 
 
+_VPDQ = "vpdq"
+
+
+def _with_frames(session: Session, rows: Sequence[Any]) -> Sequence[Any]:
+    """The pending rows with each vpdq add's value (the digest its signal is stored under) replaced by its
+    canonical frames text, which the batch entry carries (docs/adr/0014). Such a batch is encoded by audit's
+    encoder (the text's quotes are not plain strings): vpdq adds are few next to hashes of images."""
+    digests = {row[4] for row in rows if row[3] == _VPDQ and row[1] == Pending.ADD.value}
+    if not digests:
+        return rows
+    query = select(VpdqValue.sha256, VpdqValue.frames).where(VpdqValue.sha256.in_(sorted(digests)))
+    texts: dict[str, str] = {d: t for d, t in session.execute(query)}
+    if len(texts) != len(digests):
+        raise SealError(f"vpdq frames missing for {sorted(digests - set(texts))[:3]}")
+    return [
+        (*row[:4], texts[row[4]], *row[5:]) if row[3] == _VPDQ and row[1] == Pending.ADD.value else row
+        for row in rows
+    ]
+
+
 def _encode_rows(
     collection_id: str, seq: int, prev: str | None, now: datetime, rows: Sequence[Any]
 ) -> tuple[bytes, int, int]:
@@ -426,7 +447,7 @@ def seal_collection(
         taken = next(pages, None)
         upcoming = ahead.submit(next, pages, None) if taken is not None else None
         while taken is not None and upcoming is not None:
-            rows = taken()
+            rows = _with_frames(session, taken())
             seq = frontier.size + 1
             payload, adds, removes = _encode_rows(collection_id, seq, prev, now, rows)
             digest = hashlib.sha256(payload).hexdigest()

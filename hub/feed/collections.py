@@ -1,9 +1,10 @@
 """Collections ("banks"): who owns, reads and contributes to a set of signals, and its signed descriptor.
 
 A collection's descriptor (`application/vnd.hashfed.collection.v1+json`, role `collection`) carries the
-settings the partner kit must take only from a signed document: signal types, PDQ threshold and minimum
-quality. Every change (creation, settings, readers, contributors) is audited and re-signs the descriptor.
-Readers see the collection and its feed; contributors may submit to it; anyone else gets a 404.
+settings the partner kit must take only from a signed document: signal types, PDQ threshold, minimum
+quality and the vPDQ match percentage P. Every change (creation, settings, readers, contributors) is
+audited and re-signs the descriptor. Readers see the collection and its feed; contributors may submit to
+it; anyone else gets a 404.
 """
 
 from __future__ import annotations
@@ -21,14 +22,13 @@ from audit.payloads import CollectionDescriptor
 from audit.signing import Signer
 from hub.db import utcnow
 from hub.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
-from hub.feed.models import Access, Collection, CollectionMember
+from hub.feed.models import DEFAULT_VPDQ_PERCENT, FEED_TYPES, Access, Collection, CollectionMember
 from hub.identity.models import Partner, PartnerStatus
 from hub.transparency import auditlog
 from hub.transparency.auditlog import Actor
-from partners.matching.signals import HEX_LEN
 
-SIGNAL_TYPES = tuple(t.value for t in HEX_LEN)  # what the feed takes: every type but vpdq (docs/formats.md)
-DEFAULT_SIGNAL_TYPES = ("pdq", "md5", "sha256")  # a collection takes video_md5 only when it asks for it
+SIGNAL_TYPES = FEED_TYPES  # what the feed takes (docs/formats.md)
+DEFAULT_SIGNAL_TYPES = ("pdq", "md5", "sha256")  # a collection takes video types only when it asks for them
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _CATEGORY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
@@ -47,6 +47,7 @@ def descriptor_of(collection: Collection, hub_name: str) -> CollectionDescriptor
         signal_types=collection.types,
         pdq_threshold=collection.pdq_threshold,
         min_quality=collection.min_quality,
+        vpdq_percent=collection.vpdq_percent,
     )
 
 
@@ -57,8 +58,12 @@ def _sign(collection: Collection, hub_name: str, signer: Signer, audit_seq: int)
     collection.descriptor_audit_seq = audit_seq
 
 
-def _check_settings(signal_types: Sequence[str], pdq_threshold: int, min_quality: int) -> list[str]:
+def _check_settings(
+    signal_types: Sequence[str], pdq_threshold: int, min_quality: int, vpdq_percent: int = DEFAULT_VPDQ_PERCENT
+) -> list[str]:
     problems = []
+    if isinstance(vpdq_percent, bool) or not isinstance(vpdq_percent, int) or not 1 <= vpdq_percent <= 100:
+        problems.append("vpdq_percent must be an integer between 1 and 100")
     if not signal_types or any(t not in SIGNAL_TYPES for t in signal_types):
         problems.append(f"signal_types must be a non-empty subset of {', '.join(SIGNAL_TYPES)}")
     if not 0 <= pdq_threshold <= 256:
@@ -95,11 +100,12 @@ def create_collection(
     hub_name: str,
     signer: Signer,
     description: str = "",
+    vpdq_percent: int = DEFAULT_VPDQ_PERCENT,
     now: datetime | None = None,
 ) -> Collection:
     """Create a collection; its owner becomes a reader and a contributor. Audited, descriptor signed."""
     now = now or utcnow()
-    problems = _check_settings(signal_types, pdq_threshold, min_quality)
+    problems = _check_settings(signal_types, pdq_threshold, min_quality, vpdq_percent)
     if not _SLUG.match(slug):
         problems.append("slug must be 1-63 lowercase letters, digits and dashes")
     if not _CATEGORY.match(category):
@@ -118,6 +124,7 @@ def create_collection(
         signal_types=",".join(types),
         pdq_threshold=pdq_threshold,
         min_quality=min_quality,
+        vpdq_percent=vpdq_percent,
         descriptor_version=0,
         created_at=now,
         description=description,
@@ -134,6 +141,7 @@ def create_collection(
             "signal_types": types,
             "pdq_threshold": pdq_threshold,
             "min_quality": min_quality,
+            "vpdq_percent": vpdq_percent,
         },
         now=now,
     )
@@ -156,6 +164,7 @@ def update_settings(
     pdq_threshold: int | None = None,
     min_quality: int | None = None,
     signal_types: Sequence[str] | None = None,
+    vpdq_percent: int | None = None,
     now: datetime | None = None,
 ) -> Collection:
     """Change a collection's matching settings; audited and re-signed."""
@@ -163,7 +172,8 @@ def update_settings(
     new_types = list(signal_types) if signal_types is not None else list(collection.types)
     new_threshold = collection.pdq_threshold if pdq_threshold is None else pdq_threshold
     new_quality = collection.min_quality if min_quality is None else min_quality
-    problems = _check_settings(new_types, new_threshold, new_quality)
+    new_percent = collection.vpdq_percent if vpdq_percent is None else vpdq_percent
+    problems = _check_settings(new_types, new_threshold, new_quality, new_percent)
     if problems:
         raise ValidationError("invalid collection settings", errors={"collection": problems})
     types = [t for t in SIGNAL_TYPES if t in new_types]
@@ -172,12 +182,18 @@ def update_settings(
         actor,
         "collection.update",
         f"collection/{collection.id}",
-        {"signal_types": types, "pdq_threshold": new_threshold, "min_quality": new_quality},
+        {
+            "signal_types": types,
+            "pdq_threshold": new_threshold,
+            "min_quality": new_quality,
+            "vpdq_percent": new_percent,
+        },
         now=now,
     )
     collection.signal_types = ",".join(types)
     collection.pdq_threshold = new_threshold
     collection.min_quality = new_quality
+    collection.vpdq_percent = new_percent
     _sign(collection, hub_name, signer, rec.seq)
     session.flush()
     return collection

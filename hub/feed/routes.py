@@ -79,6 +79,7 @@ def _summary(c: Collection, access: list[str]) -> dict[str, Any]:
         "signal_types": list(c.types),
         "pdq_threshold": c.pdq_threshold,
         "min_quality": c.min_quality,
+        "vpdq_percent": c.vpdq_percent,
         "descriptor_version": c.descriptor_version,
         "access": access,
     }
@@ -352,6 +353,7 @@ def create_collection(args: dict[str, Any]) -> dict[str, Any]:
         signal_types=args["signal_types"],
         pdq_threshold=args["pdq_threshold"],
         min_quality=args["min_quality"],
+        vpdq_percent=args["vpdq_percent"],
         actor=current_principal().actor(),
         hub_name=settings().hub_name,
         signer=keys.signer("collection"),

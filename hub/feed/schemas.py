@@ -5,12 +5,13 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from hub.feed import collections, signals
+from hub.feed.models import FEED_TYPES
 from hub.web import MAX_BIGINT, ItemList
+from partners.matching.vpdq import MAX_VPDQ_CHARS
 
 MAX_PAGE = 100
 DEFAULT_PAGE = 20
 
-_HEX_DIGITS = "^[0-9a-fA-F]+$"
 _TAG_PATTERN = f"^{signals.TAG.pattern}$"  # the pattern the service checks tags with, not a copy
 
 
@@ -18,17 +19,15 @@ class SignalItemSchema(Schema):
     """One submitted hash. `hub.feed.signals.validate` enforces these fields and limits (and the collection's
     own: the types it takes, its `min_quality`), naming each bad item by its index."""
 
-    type = fields.String(required=True, validate=validate.OneOf(list(signals.HEX_LENGTHS)))
+    type = fields.String(required=True, validate=validate.OneOf(list(FEED_TYPES)))
     value = fields.String(
         required=True,
-        validate=[
-            validate.Length(min(signals.HEX_LENGTHS.values()), max(signals.HEX_LENGTHS.values())),
-            validate.Regexp(_HEX_DIGITS),
-        ],
+        validate=validate.Length(min(signals.HEX_LENGTHS.values()), MAX_VPDQ_CHARS),
         metadata={
             "description": "the hash in hex, any case (stored lowercase): "
             + ", ".join(f"{kind} {n} digits" for kind, n in signals.HEX_LENGTHS.items())
-            + "; the all-zero PDQ hash is refused"
+            + "; the all-zero PDQ hash is refused; vpdq: its frames as a JSON array of"
+            ' "<64 hex>,<quality>,<seconds>" strings (docs/formats.md)'
         },
     )
     quality = fields.Integer(
@@ -87,6 +86,12 @@ class CollectionCreateSchema(Schema):
     signal_types = fields.List(fields.String(), load_default=lambda: list(collections.DEFAULT_SIGNAL_TYPES))
     pdq_threshold = fields.Integer(load_default=31, strict=True, validate=validate.Range(min=0, max=256))
     min_quality = fields.Integer(load_default=50, strict=True, validate=validate.Range(min=0, max=100))
+    vpdq_percent = fields.Integer(
+        load_default=80,
+        strict=True,
+        validate=validate.Range(min=1, max=100),
+        metadata={"description": "P of the vPDQ rule: the share of frames (%) both videos must match"},
+    )
 
 
 class CollectionSchema(Schema):
@@ -96,13 +101,16 @@ class CollectionSchema(Schema):
     signal_types = fields.List(fields.String())
     pdq_threshold = fields.Integer()
     min_quality = fields.Integer()
+    vpdq_percent = fields.Integer()
     descriptor_version = fields.Integer()
     access = fields.List(fields.String())
 
 
 class RetireSchema(Schema):
-    type = fields.String(required=True, validate=validate.OneOf(list(signals.HEX_LENGTHS)))
-    value = fields.String(required=True, metadata={"description": "the hash, lowercase or uppercase hex"})
+    type = fields.String(required=True, validate=validate.OneOf(list(FEED_TYPES)))
+    value = fields.String(
+        required=True, metadata={"description": "the hash, lowercase or uppercase hex (vpdq: its frames)"}
+    )
 
 
 class RetiredSchema(Schema):

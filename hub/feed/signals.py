@@ -32,6 +32,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,6 +41,7 @@ from hub.db import UTCDateTime, durable_before_answering, utcnow
 from hub.errors import ConflictError, NotFoundError, PayloadTooLargeError, ValidationError
 from hub.feed import collections
 from hub.feed.models import (
+    FEED_TYPES,
     MAX_CASE_REF_LENGTH,
     MAX_IDEMPOTENCY_KEY_LENGTH,
     Collection,
@@ -51,11 +53,14 @@ from hub.feed.models import (
     SignalClaim,
     SignalSeq,
     SignalStatus,
+    VpdqValue,
 )
 from hub.transparency import auditlog
 from hub.transparency.auditlog import Actor
 from hub.transparency.keys import keyed_digest
+from partners.matching.errors import InvalidHashError
 from partners.matching.signals import EXACT_HEX_LEN, HEX_LEN
+from partners.matching.vpdq import normalize_vpdq, vpdq_digest
 
 MAX_SIGNALS_PER_REQUEST = 10_000
 MAX_TAGS = 20
@@ -64,6 +69,7 @@ MAX_TAG_LENGTH = 64
 AUDIT_ID_LIST_LIMIT = 100
 
 HEX_LENGTHS = {t.value: n for t, n in HEX_LEN.items()}
+VPDQ = "vpdq"  # a video's frames: stored under the SHA-256 of their canonical text (docs/adr/0014)
 EXACT_TYPES = frozenset(t.value for t in EXACT_HEX_LEN)  # matched by equality: a match's distance is 0
 ZERO_PDQ = "0" * 64  # real feeds have carried it: the hash of a blank image matches everything blank
 _HEX = re.compile(r"[0-9a-fA-F]*")
@@ -77,10 +83,22 @@ class Item(NamedTuple):
     """A validated, normalized submission item (a tuple: validation makes up to 10,000 per request)."""
 
     type: str
-    value: str
+    value: str  # lowercase hex; for vpdq the SHA-256 of `frames`
     quality: int | None
     tags: str | None
     case_ref: str | None
+    frames: str | None = None  # vpdq only: the canonical frames text (partners/matching/vpdq.py)
+
+
+def parse_vpdq_value(value: Any) -> tuple[str, str]:
+    """(digest, canonical text) of a submitted vpdq value, or :class:`ValueError` saying what is wrong."""
+    if not isinstance(value, str):
+        raise ValueError("a vpdq value is a string (a JSON array of frames, docs/formats.md)")
+    try:
+        canonical = normalize_vpdq(value)
+    except InvalidHashError as e:
+        raise ValueError(str(e)) from e
+    return vpdq_digest(canonical), canonical
 
 
 @dataclass
@@ -103,11 +121,17 @@ def _item_problems(raw: Any, types: Sequence[str], min_quality: int) -> tuple[It
     kind, value = raw.get("type"), raw.get("value")
     if not isinstance(kind, str):  # an object or a list is no type, and cannot be looked up in a dict
         kind = None
-    if kind not in HEX_LENGTHS:
-        problems.append(f"type must be one of {', '.join(HEX_LENGTHS)}")
+    frames: str | None = None
+    if kind not in FEED_TYPES:
+        problems.append(f"type must be one of {', '.join(FEED_TYPES)}")
     elif kind not in types:
         problems.append(f"this collection does not take {kind} signals")
-    if not isinstance(value, str):
+    if kind == VPDQ and kind in types:
+        try:
+            value, frames = parse_vpdq_value(value)
+        except ValueError as e:
+            problems.append(str(e))
+    elif not isinstance(value, str):
         problems.append("value must be a string of hex digits")
     elif kind in HEX_LENGTHS:
         if len(value) != HEX_LENGTHS[kind]:
@@ -145,7 +169,7 @@ def _item_problems(raw: Any, types: Sequence[str], min_quality: int) -> tuple[It
         problems.append(f"case_ref must be a string of 1-{MAX_CASE_REF_LENGTH} characters")
     if problems:
         return None, problems
-    return Item(str(kind), str(value).lower(), quality, tags_json, case_ref), []
+    return Item(str(kind), str(value).lower(), quality, tags_json, case_ref, frames), []
 
 
 def validate(items: Any, types: Sequence[str], min_quality: int) -> list[Item]:
@@ -309,6 +333,26 @@ def _insert(
     )
 
 
+def _store_frames(session: Session, items: Sequence[Item]) -> None:
+    """Keep the frames text of each new vpdq value under its digest (once: the table is content-addressed)."""
+    rows = {it.value: it.frames for it in items if it.frames is not None}
+    if rows:
+        session.execute(
+            pg_insert(VpdqValue)
+            .values([{"sha256": digest, "frames": text} for digest, text in rows.items()])
+            .on_conflict_do_nothing()
+        )
+
+
+def frames_of(session: Session, digests: Iterable[str]) -> dict[str, str]:
+    """The canonical frames text of each vpdq digest (the sealer's and the hosted matcher's read)."""
+    wanted = sorted(set(digests))
+    if not wanted:
+        return {}
+    rows = session.execute(select(VpdqValue.sha256, VpdqValue.frames).where(VpdqValue.sha256.in_(wanted)))
+    return {d: t for d, t in rows}
+
+
 def case_digest(hub_secret: bytes, partner_id: str, case_ref: str) -> str:
     """The keyed digest a case reference is stored as: separated by partner, useless without the hub secret."""
     return keyed_digest(hub_secret, f"case-ref\x00{partner_id}\x00{case_ref}")
@@ -436,6 +480,7 @@ def _write(
     # A new signal's contributor claims it without a case when any of its items here carries none.
     plain = {sid for sid, it in zip(ids, valid, strict=True) if it.case_ref is None} & set(fresh_ids)
     _insert(session, collection_id, partner_id, rec.seq, now, fresh_ids, fresh, [sid in plain for sid in fresh_ids])
+    _store_frames(session, fresh)
     _claim(session, partner_id, rec.seq, now, ids, valid, hub_secret, plain)
     body = {
         "collection": collection_id,
@@ -664,9 +709,15 @@ def retire_value(
     ids and the SHA-256 of the value, never the value itself (the log is public to auditors).
     """
     now = now or utcnow()
-    if kind not in HEX_LENGTHS or not isinstance(value, str) or not _HEX_OF[kind].fullmatch(value):
+    if kind == VPDQ:  # the frames text in any accepted form; the deny list keeps its digest
+        try:
+            value, _ = parse_vpdq_value(value)
+        except ValueError as e:
+            raise ValidationError("invalid hash", errors={"value": [str(e)]}) from e
+    elif kind not in HEX_LENGTHS or not isinstance(value, str) or not _HEX_OF[kind].fullmatch(value):
         raise ValidationError(
-            "invalid hash", errors={"value": [f"type is one of {', '.join(HEX_LENGTHS)}, value its hex digest"]}
+            "invalid hash",
+            errors={"value": [f"type is one of {', '.join(FEED_TYPES)}, value its hex digest (vpdq: its frames)"]},
         )
     value = value.lower()
     auditlog.next_seq(session)  # the audit lock before the row locks: the order the sealer takes them in

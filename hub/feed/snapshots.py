@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from audit.canonical import canonical_json
@@ -24,17 +24,20 @@ from audit.payloads import BatchAdd, Snapshot, SnapshotChunk
 from audit.signing import Signer
 from hub.errors import NotFoundError
 from hub.feed import batches
-from hub.feed.models import Signal, SignalSeq
+from hub.feed.models import Signal, SignalSeq, VpdqValue
 
 CHUNK_SIZE = 50_000
 
-_COLUMNS = (Signal.id, Signal.type, Signal.value, Signal.quality, Signal.tags, Signal.added_audit_seq)
+# A vpdq signal's entry carries its frames text, as its batch did; every other value is the signal's own.
+_VALUE = func.coalesce(VpdqValue.frames, Signal.value)
+_COLUMNS = (Signal.id, Signal.type, _VALUE, Signal.quality, Signal.tags, Signal.added_audit_seq)
 
 
 def _active_at(collection_id: str, seq: int) -> Any:
     return (
         select(*_COLUMNS)
         .join(SignalSeq, SignalSeq.signal_id == Signal.id)
+        .outerjoin(VpdqValue, and_(Signal.type == "vpdq", VpdqValue.sha256 == Signal.value))
         .where(
             Signal.collection_id == collection_id,
             SignalSeq.added_seq <= seq,

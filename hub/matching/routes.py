@@ -7,10 +7,12 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from hub import rls
+from hub.feed.models import FEED_TYPES
 from hub.feed.signals import HEX_LENGTHS
 from hub.identity.auth import current_principal, require_scope
 from hub.matching.service import MAX_QUERIES, MAX_THRESHOLD, MatchIndex, parse_queries, readable_ids
 from hub.web import Blueprint, ItemList, db, state
+from partners.matching.vpdq import MAX_VPDQ_CHARS
 
 blp = Blueprint("match", __name__, description="The hub-hosted reference matcher (hashes only, never media)")
 
@@ -30,12 +32,14 @@ def match_index() -> MatchIndex:
 class QuerySchema(Schema):
     """One query hash; `parse_queries` enforces these fields and limits, naming each bad item by its index."""
 
-    type = fields.String(required=True, validate=validate.OneOf(list(HEX_LENGTHS)))
+    type = fields.String(required=True, validate=validate.OneOf(list(FEED_TYPES)))
     value = fields.String(
         required=True,
-        validate=[validate.Length(min(HEX_LENGTHS.values()), max(HEX_LENGTHS.values())),
-                  validate.Regexp("^[0-9a-fA-F]+$")],
-        metadata={"description": "hex: " + ", ".join(f"{kind} {n} digits" for kind, n in HEX_LENGTHS.items())},
+        validate=validate.Length(min(HEX_LENGTHS.values()), MAX_VPDQ_CHARS),
+        metadata={
+            "description": "hex: " + ", ".join(f"{kind} {n} digits" for kind, n in HEX_LENGTHS.items())
+            + "; vpdq: the video's frames as a JSON array (docs/formats.md)"
+        },
     )
     threshold = fields.Integer(
         allow_none=True,
@@ -75,7 +79,9 @@ def match(args: dict[str, Any]) -> dict[str, Any]:
     """Match up to 1,000 hashes (never media) against the collections this partner may read.
 
     PDQ matches count within min(the query's threshold, the collection's signed threshold); MD5 and
-    SHA-256 match exactly (distance 0). Nothing is written, not even an audit entry (see docs/api.md).
+    SHA-256 match exactly (distance 0). A vpdq video matches by vPDQ's rule with the collection's signed P;
+    its distance is 100 minus the smaller share (%) of frames matched. Nothing is written, not even an
+    audit entry (see docs/api.md).
     """
     queries = parse_queries(args["queries"])
     session = db()

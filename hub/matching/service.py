@@ -25,14 +25,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from audit.errors import VerificationError
 from audit.payloads import BatchPayload
 from hub.errors import HubError, PayloadTooLargeError, ValidationError
-from hub.feed.models import Access, Batch, Collection, CollectionHead, CollectionMember, Signal, SignalSeq
-from hub.feed.signals import HEX_LENGTHS
+from hub.feed.models import (
+    FEED_TYPES,
+    Access,
+    Batch,
+    Collection,
+    CollectionHead,
+    CollectionMember,
+    Signal,
+    SignalSeq,
+    VpdqValue,
+)
+from hub.feed.signals import HEX_LENGTHS, VPDQ, parse_vpdq_value
 from hub.identity.models import Partner, PartnerStatus
 from partners.matching.matcher import Matcher
 
@@ -53,7 +63,7 @@ class Query:
     """One validated query hash."""
 
     type: str
-    value: str  # lowercase hex
+    value: str  # lowercase hex; vpdq: the canonical frames text
     threshold: int | None
 
 
@@ -75,8 +85,13 @@ def parse_queries(items: Any) -> list[Query]:
             problems.append(f"unknown fields: {', '.join(extra)}")
         kind, value, threshold = raw.get("type"), raw.get("value"), raw.get("threshold")
         length = HEX_LENGTHS.get(kind) if isinstance(kind, str) else None
-        if length is None:
-            problems.append(f"type must be one of {', '.join(HEX_LENGTHS)}")
+        if kind == VPDQ:
+            try:
+                _, value = parse_vpdq_value(value)
+            except ValueError as e:
+                problems.append(str(e))
+        elif length is None:
+            problems.append(f"type must be one of {', '.join(FEED_TYPES)}")
         elif not isinstance(value, str) or len(value) != length or not set(value) <= _HEX:
             problems.append(f"value must be {length} hex digits for {kind}")
         if threshold is not None and (
@@ -116,8 +131,11 @@ class MatchIndex:
                 for c, size in heads.items():
                     if size > self.heads.get(c, 0):
                         self._catch_up(session, c, size)
-            for c, threshold in session.execute(select(Collection.id, Collection.pdq_threshold)):
+            for c, threshold, percent in session.execute(
+                select(Collection.id, Collection.pdq_threshold, Collection.vpdq_percent)
+            ):
                 self.matcher.set_threshold(c, min(threshold, MAX_THRESHOLD))
+                self.matcher.set_vpdq_percent(c, percent)
 
     def _build(self, session: Session, heads: dict[str, int]) -> None:
         """Every signal published at each head: added at or before it, not removed at or before it."""
@@ -129,8 +147,10 @@ class MatchIndex:
                 or_(SignalSeq.removed_seq.is_(None), SignalSeq.removed_seq > size),
             )
             rows = session.execute(
-                select(Signal.id, Signal.type, Signal.value, SignalSeq.added_seq)
+                # a vpdq signal's value is its frames text (`vpdq_values`), as in its batch
+                select(Signal.id, Signal.type, func.coalesce(VpdqValue.frames, Signal.value), SignalSeq.added_seq)
                 .join(SignalSeq, SignalSeq.signal_id == Signal.id)
+                .outerjoin(VpdqValue, and_(Signal.type == VPDQ, VpdqValue.sha256 == Signal.value))
                 .where(published)
                 .execution_options(yield_per=10_000)
             )
@@ -164,7 +184,7 @@ class MatchIndex:
         """One batch in place: its adds, then its removes (as the partner kit's mirror applies them)."""
         adds: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for a in payload.adds:
-            if a.type in HEX_LENGTHS:
+            if a.type in FEED_TYPES:
                 adds[a.type].append((a.id, a.value))
                 self.added_in[(collection, a.id)] = payload.seq
         for kind, pairs in adds.items():

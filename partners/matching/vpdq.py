@@ -15,6 +15,7 @@ default 80). No numpy import beyond the words of the unique frames: the hub pars
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -31,6 +32,9 @@ VPDQ_MIN_QUALITY = 50  # frames below this PDQ quality are not compared (python-
 MAX_VPDQ_FRAMES = 7_200  # two hours at one frame per second; also keeps frame numbers within 16 bits
 MAX_VPDQ_CHARS = MAX_VPDQ_FRAMES * 96  # the longest value worth parsing (a canonical frame is about 77)
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+# The canonical text exactly (format_vpdq's output): what a batch entry's value must be, checked without parsing.
+_CANONICAL_FRAME = r'"[0-9a-f]{64},(?:100|[1-9]?[0-9]),(?:0|[1-9][0-9]*)\.[0-9]{3}"'
+CANONICAL_VPDQ = re.compile(rf"\[{_CANONICAL_FRAME}(?:,{_CANONICAL_FRAME})*\]")
 _INT = re.compile(r"[0-9]{1,3}")
 
 
@@ -75,6 +79,9 @@ def parse_vpdq(value: str) -> list[VpdqFrame]:
         raise InvalidHashError("a vpdq value lists at least one frame")
     if len(frames) > MAX_VPDQ_FRAMES:
         raise InvalidHashError(f"a vpdq value lists at most {MAX_VPDQ_FRAMES} frames, got {len(frames)}")
+    for n in range(1, len(frames)):
+        if frames[n].timestamp < frames[n - 1].timestamp:
+            raise InvalidHashError(f"vpdq frame {n}: timestamps must not decrease")
     return frames
 
 
@@ -104,6 +111,22 @@ def format_vpdq(frames: Iterable[VpdqFrame]) -> str:
 def normalize_vpdq(value: str) -> str:
     """The canonical text of a value in any accepted form (what the hub stores, signs and compares)."""
     return format_vpdq(parse_vpdq(value))
+
+
+def vpdq_digest(canonical: str) -> str:
+    """Lowercase hex SHA-256 of a canonical vpdq text: the fixed-width key the hub stores a vpdq signal under
+    (its value column, deduplication, the deny list), while batches carry the text itself (ADR 0014)."""
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def is_canonical_vpdq(value: str) -> bool:
+    """Whether ``value`` is exactly the canonical text of a valid vpdq value (what a signed batch carries)."""
+    if not isinstance(value, str) or len(value) > MAX_VPDQ_CHARS or not CANONICAL_VPDQ.fullmatch(value):
+        return False
+    try:
+        return normalize_vpdq(value) == value
+    except InvalidHashError:
+        return False
 
 
 def unique_words(frames: Sequence[VpdqFrame], min_quality: int = VPDQ_MIN_QUALITY) -> U64Array:

@@ -38,7 +38,7 @@ def test_descriptor_is_signed_by_the_collection_key(session, settings):
         ({"slug": "Bad Slug"}, "slug"),
         ({"pdq_threshold": 300}, "pdq_threshold"),
         ({"min_quality": -1}, "min_quality"),
-        ({"signal_types": ["vpdq"]}, "signal_types"),
+        ({"signal_types": ["tmk"]}, "signal_types"),
         ({"category": ""}, "category"),
     ],
     ids=["slug with space", "threshold above 256", "negative quality", "unknown type", "empty category"],

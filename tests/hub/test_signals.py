@@ -39,7 +39,7 @@ BAD = [
     ({"type": "md5", "value": "ab" * 15}, "32 hex"),
     ({"type": "md5", "value": "ab" * 16, "quality": 90}, "pdq signals only"),
     ({"type": "sha256", "value": "g" * 64}, "not hex"),
-    ({"type": "vpdq", "value": "ab" * 32}, "type must be"),
+    ({"type": "tmk", "value": "ab" * 32}, "type must be"),
     ({"type": "pdq", "value": 12}, "string"),
     ({"type": "pdq", "value": "ab" * 32, "tags": "x"}, "tags"),
     ({"type": "pdq", "value": "ab" * 32, "tags": ["has space"]}, "tags"),

@@ -1,5 +1,5 @@
-"""Video signal types on the hub: `video_md5` end to end (submission, signed batch, match, report); `vpdq`
-values are not taken by the hub's feed yet (docs/formats.md, "vpdq")."""
+"""Video signal types on the hub: `video_md5` and `vpdq` end to end (submission, signed batch, snapshot,
+match), strict refusal of bad vpdq values, and the vPDQ percentage P in the signed collection descriptor."""
 
 from __future__ import annotations
 
@@ -56,9 +56,200 @@ def test_a_collection_takes_video_md5_only_when_its_types_say_so(session, world)
         fk.submit(session, world["images"], world["owner"], [{"type": "video_md5", "value": secrets.token_hex(16)}])
 
 
-def test_vpdq_values_are_refused_by_the_feed(session, world):
+# --- vpdq ------------------------------------------------------------------------------------------------
+
+
+def frames_of(words: list[str], quality: int = 100) -> list[tuple[str, int, float]]:
+    return [(w, quality, float(i)) for i, w in enumerate(words)]
+
+
+def json_form(frames: list[tuple[str, int, float]], *, spaced: bool = False) -> str:
+    sep = ", " if spaced else ","
+    return "[" + sep.join(f'"{h.upper() if spaced else h},{q},{t}"' for h, q, t in frames) + "]"
+
+
+def canonical(frames: list[tuple[str, int, float]]) -> str:
+    return "[" + ",".join(f'"{h},{q},{t:.3f}"' for h, q, t in frames) + "]"
+
+
+def flip(word: str, bits: int) -> str:
+    n = int(word, 16)
+    for b in range(bits):
+        n ^= 1 << (b * 7)
+    return f"{n:064x}"
+
+
+@pytest.fixture
+def vworld(session, settings):
+    hk = fk.hub_keys(session, settings)
+    owner, reader = fk.partner(session, "owner"), fk.partner(session, "reader")
+    videos = fk.collection(session, hk, owner, types=(*VIDEO_TYPES, "vpdq"))
+    fk.grant(session, hk, videos, reader)
+    return {"keys": hk, "owner": owner, "reader": reader, "videos": videos}
+
+
+def trusted(session):
+    row = keys.latest_record(session)
+    return TrustedKeySet(bytes(row.envelope), row.payload_sha256)
+
+
+def test_vpdq_is_submitted_signed_with_its_frames_snapshotted_and_matched(session, client, vworld):
+    import json
+
+    from hub.feed.models import Signal, VpdqValue
+    from partners.matching.vpdq import vpdq_digest
+
+    video = frames_of([secrets.token_hex(32) for _ in range(6)])
+    other = frames_of([secrets.token_hex(32) for _ in range(6)])
+    text = canonical(video)
+    c = vworld["videos"]
+    first = fk.submit(session, c, vworld["owner"], [{"type": "vpdq", "value": json_form(video, spaced=True)}])
+    [sid] = first.body["ids"]
+    # The same video in another accepted form (vpdq's line form) is a duplicate, not a second signal.
+    lines = "\n".join(f"{i},{q},{h},{t}" for i, (h, q, t) in enumerate(video))
+    again = fk.submit(session, c, vworld["owner"], [{"type": "vpdq", "value": lines}])
+    assert again.body["ids"] == [sid] and again.body["duplicates"] == 1
+    stored = session.get(Signal, sid)
+    assert stored.value == vpdq_digest(text) and session.get(VpdqValue, stored.value).frames == text
+
+    [sealed] = fk.seal(session, vworld["keys"])
+    assert sealed.adds == 1
+    batch = session.scalars(select(Batch).where(Batch.collection_id == c.id)).one()
+    payload = open_payload(trusted(session), bytes(batch.envelope), BatchPayload)
+    assert [(a.id, a.type, a.value) for a in payload.adds] == [(sid, "vpdq", text)]
+
+    session.flush()
+    token = f.token(session, vworld["reader"], ["feed:read", "match"])
+    snap = client.get(f"/v1/collections/{c.id}/snapshot/chunks/0", headers=f.auth(token))
+    assert snap.status_code == 200
+    assert [(e["id"], e["value"]) for e in json.loads(snap.data)["signals"]] == [(sid, text)]
+
+    near = [(flip(h, 8), q, t + 0.5) for h, q, t in video]  # every frame 8 bits away: a re-encoded copy
+    r = client.post(
+        "/v1/match",
+        json={"queries": [{"type": "vpdq", "value": json_form(near)}, {"type": "vpdq", "value": json_form(other)}]},
+        headers=f.auth(token),
+    )
+    assert r.status_code == 200, r.json
+    hit, miss = r.json["results"]
+    assert [(m["signal"], m["distance"]) for m in hit["matches"]] == [(sid, 0)]
+    assert miss["matches"] == []
+    # P comes from the collection: a clip of the first half (3 of 6 frames) matches at P 50, not at 80.
+    clip = json_form(video[:3])
+    assert client.post("/v1/match", json={"queries": [{"type": "vpdq", "value": clip}]},
+                       headers=f.auth(token)).json["results"][0]["matches"] == []
+    from hub.feed import collections
+
+    collections.update_settings(session, c.id, actor=fk.Actor.operator(), hub_name=vworld["keys"].hub_name,
+                                signer=vworld["keys"].signer("collection"), vpdq_percent=50)
+    session.flush()
+    r = client.post("/v1/match", json={"queries": [{"type": "vpdq", "value": clip}]}, headers=f.auth(token))
+    assert [m["signal"] for m in r.json["results"][0]["matches"]] == [sid]
+
+
+BAD_VPDQ = [
+    ("not a string", 5),
+    ("empty array", "[]"),
+    ("not json", "[not json"),
+    ("short hash", '["abc,100,0.000"]'),
+    ("quality over 100", '["' + "ab" * 32 + ',101,0.000"]'),
+    ("negative time", '["' + "ab" * 32 + ',100,-1"]'),
+    ("time going back", '["' + "ab" * 32 + ',100,2.0","' + "cd" * 32 + ',100,1.0"]'),
+    ("too many frames", "[" + ",".join(['"' + "ab" * 32 + ',100,0"'] * 7_201) + "]"),
+    ("too long", "[" + " " * 700_000 + "]"),
+]
+
+
+@pytest.mark.parametrize("value", [v for _, v in BAD_VPDQ], ids=[n for n, _ in BAD_VPDQ])
+def test_bad_vpdq_values_are_refused_and_change_nothing(session, client, vworld, value):
+    from sqlalchemy import func
+
+    from hub.feed.models import Signal, VpdqValue
+    from hub.transparency.models import AuditEntry
+
+    c = vworld["videos"]
+    token = f.token(session, vworld["owner"], ["hashes:write"])
+    session.flush()
+    before = (session.scalar(select(func.count()).select_from(AuditEntry)),
+              session.scalar(select(func.count()).select_from(VpdqValue)))
+    good = {"type": "vpdq", "value": '["' + secrets.token_hex(32) + ',100,0.000"]'}
+    r = client.post(f"/v1/collections/{c.id}/signals", json={"signals": [good, {"type": "vpdq", "value": value}]},
+                    headers=f.auth(token))
+    assert r.status_code == 422, r.json
+    assert list(r.json["errors"]["signals"]) == ["1"]
+    assert session.scalar(select(func.count()).select_from(Signal).where(Signal.collection_id == c.id)) == 0
+    assert (session.scalar(select(func.count()).select_from(AuditEntry)),
+            session.scalar(select(func.count()).select_from(VpdqValue))) == before
+
+
+def test_a_collection_takes_vpdq_only_when_its_types_say_so(session, world):
     from hub.errors import ValidationError
 
     value = '["' + secrets.token_hex(32) + ',100,0.000"]'
     with pytest.raises(ValidationError):
         fk.submit(session, world["videos"], world["owner"], [{"type": "vpdq", "value": value}])
+
+
+def test_a_retired_vpdq_video_is_denied_in_any_form(session, vworld):
+    from hub.errors import ConflictError
+    from hub.feed import signals
+
+    video = frames_of([secrets.token_hex(32) for _ in range(3)])
+    [sid] = fk.submit(session, vworld["videos"], vworld["owner"], [{"type": "vpdq", "value": json_form(video)}]).body[
+        "ids"
+    ]
+    retired = signals.retire_value(session, kind="vpdq", value=json_form(video, spaced=True), actor=fk.Actor.operator())
+    assert retired.removed == [sid]
+    with pytest.raises(ConflictError):
+        fk.submit(session, vworld["videos"], vworld["owner"], [{"type": "vpdq", "value": canonical(video)}])
+
+
+# --- the vPDQ percentage in the signed descriptor ----------------------------------------------------------
+
+
+def test_the_descriptor_signs_p_and_a_tampered_p_is_refused(session, vworld):
+    import base64
+    import json
+
+    from audit.dsse import Envelope
+    from audit.errors import VerificationError
+    from audit.payloads import CollectionDescriptor
+    from hub.errors import ValidationError
+    from hub.feed import collections
+
+    c, hk = vworld["videos"], vworld["keys"]
+    first = open_payload(trusted(session), bytes(c.descriptor), CollectionDescriptor, at=fk.T0)
+    assert (first.vpdq_percent, first.vpdq_match_percent) == (80, 80)  # stated, even at the default
+    for bad in (0, 101, True):
+        with pytest.raises(ValidationError):
+            collections.update_settings(session, c.id, actor=fk.Actor.operator(), hub_name=hk.hub_name,
+                                        signer=hk.signer("collection"), vpdq_percent=bad)
+    collections.update_settings(session, c.id, actor=fk.Actor.operator(), hub_name=hk.hub_name,
+                                signer=hk.signer("collection"), vpdq_percent=60)
+    d = open_payload(trusted(session), bytes(c.descriptor), CollectionDescriptor, at=fk.T0)
+    assert (d.vpdq_percent, d.vpdq_match_percent) == (60, 60)
+
+    envelope = json.loads(bytes(c.descriptor))
+    body = json.loads(base64.b64decode(envelope["payload"]))
+    body["vpdq_percent"] = 5
+    envelope["payload"] = base64.b64encode(json.dumps(body, separators=(",", ":"), sort_keys=True).encode()).decode()
+    with pytest.raises(VerificationError):
+        forged = Envelope.from_json(json.dumps(envelope).encode())
+        open_payload(trusted(session), forged, CollectionDescriptor, at=fk.T0)
+
+
+def test_a_descriptor_signed_before_p_existed_still_verifies_and_reads_as_80(session, vworld):
+    from audit.dsse import sign_envelope
+    from audit.payloads import CollectionDescriptor
+
+    old = {
+        "id": "c1", "slug": "old", "category": "ncii", "origin": "hub.test/collections/c1",
+        "signal_types": ["pdq"], "pdq_threshold": 31, "min_quality": 50,
+    }
+    from audit.canonical import canonical_json
+
+    raw = canonical_json(old)
+    envelope = sign_envelope(CollectionDescriptor.PAYLOAD_TYPE, raw, [vworld["keys"].signer("collection")])
+    d = open_payload(trusted(session), envelope.to_json(), CollectionDescriptor, at=fk.T0)
+    assert d.vpdq_percent is None and d.vpdq_match_percent == 80
+    assert d.to_bytes() == raw  # read back, it is the same bytes: no field appears that was not signed
