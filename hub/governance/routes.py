@@ -102,6 +102,25 @@ def answer_dispute(args: dict[str, Any], dispute_id: str) -> dict[str, Any]:
     return schemas.dispute_view(dispute, decisions)
 
 
+@blp.route("/v1/cases/<path:ref>", methods=["GET"])
+@require_scope("hashes:write")
+@blp.response(200, schemas.CaseStatusSchema)
+@blp.alt_response(404, description="no claim of yours under this case reference (also once it is withdrawn)")
+def case_status(ref: str) -> dict[str, Any]:
+    """Where one of your cases' hashes are, and how many platforms have acknowledged the batch publishing them."""
+    found = service.case_status(
+        db(), partner_id=current_principal().partner_id, case_ref=ref, hub_secret=_hub_secret()
+    )
+    return {
+        "status": found.status,
+        "hashes": found.hashes,
+        "pending": found.pending,
+        "in_feed": found.in_feed,
+        "published": [{"collection": c, "seq": seq} for c, seq in found.published],
+        "platforms": found.platforms,
+    }
+
+
 @blp.route("/v1/cases/<path:ref>/withdraw", methods=["POST"])
 @require_scope("hashes:write")
 @blp.response(200, schemas.WithdrawnSchema)

@@ -84,6 +84,24 @@ class WithdrawnSchema(Schema):
     removed = fields.Integer(metadata={"description": "signals that left the feed: no claim was left on them"})
 
 
+class CasePublishedSchema(Schema):
+    collection = fields.String()
+    seq = fields.Integer(metadata={"description": "the batch that published the last of the case's hashes there"})
+
+
+class CaseStatusSchema(Schema):
+    status = fields.String(
+        metadata={"description": "received (waiting for the next seal), active (sealed, in the feed) or removed"}
+    )
+    hashes = fields.Integer(metadata={"description": "the case's claims"})
+    pending = fields.Integer(metadata={"description": "hashes waiting for the next seal"})
+    in_feed = fields.Integer(metadata={"description": "hashes published and still in the feed"})
+    published = fields.List(fields.Nested(CasePublishedSchema))
+    platforms = fields.Integer(
+        metadata={"description": "other partners reading the collections whose latest ack reaches `seq` in each"}
+    )
+
+
 class QueueArgsSchema(Schema):
     status = fields.List(fields.String(validate=validate.OneOf(_STATUSES)))
     collection = fields.String(validate=validate.Length(1, 36))

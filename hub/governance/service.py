@@ -32,7 +32,16 @@ from hub import rls
 from hub.db import utcnow
 from hub.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from hub.feed import collections, signals
-from hub.feed.models import Access, Signal, SignalStatus
+from hub.feed.models import (
+    MAX_CASE_REF_LENGTH,
+    Access,
+    CollectionMember,
+    FeedAck,
+    Signal,
+    SignalClaim,
+    SignalSeq,
+    SignalStatus,
+)
 from hub.governance.models import (
     FINAL,
     MAX_ANSWER,
@@ -297,6 +306,84 @@ def answer_dispute(
     dispute.updated_at = now
     session.flush()
     return dispute
+
+
+# --- partners: a case's status ----------------------------------------------------------------------------
+
+CASE_RECEIVED, CASE_ACTIVE, CASE_REMOVED = "received", "active", "removed"
+
+
+@dataclass(frozen=True)
+class CaseStatus:
+    """Where a case's hashes are, as the partner that made the case may learn it.
+
+    `received`: some of its hashes wait for the next seal. `active`: every one still in the feed is sealed;
+    `published` gives, per collection, the seq of the batch that published the last of them. `removed`: none is
+    in the feed any more (staff retired or are reviewing them); a withdrawn case has no claims and is a 404.
+    `platforms` counts the other partners reading those collections whose latest ack reaches that seq in each.
+    """
+
+    status: str
+    hashes: int  # the case's claims
+    pending: int  # hashes waiting for the next seal
+    in_feed: int  # hashes published and still in the feed
+    published: list[tuple[str, int]]  # (collection id, seq), by collection id
+    platforms: int
+
+
+def case_status(session: Session, *, partner_id: str, case_ref: Any, hub_secret: bytes) -> CaseStatus:
+    """The status of one of the partner's cases; 404 when it holds no claim under the reference (another
+    partner's case, a withdrawn one, or one never made: the three are not told apart)."""
+    if not isinstance(case_ref, str) or not 0 < len(case_ref) <= MAX_CASE_REF_LENGTH:
+        raise ValidationError("invalid case reference", errors={"case_ref": [f"1-{MAX_CASE_REF_LENGTH} characters"]})
+    digest = signals.case_digest(hub_secret, partner_id, case_ref)
+    claimed = list(
+        session.scalars(
+            select(SignalClaim.signal_id).where(
+                SignalClaim.partner_id == partner_id, SignalClaim.case_digest == digest
+            )
+        )
+    )
+    if not claimed:
+        raise NotFoundError("no such case")
+    # The partner's own claims were found under its tenant; the signals' state and other partners' acks are the
+    # hub's to read (a partner whose access ended still has claims), and only a count of partners leaves here.
+    rls.set_tenant(session, rls.SYSTEM)
+    try:
+        rows = session.execute(
+            select(Signal.collection_id, Signal.status, SignalSeq.added_seq)
+            .outerjoin(SignalSeq, SignalSeq.signal_id == Signal.id)
+            .where(Signal.id.in_(claimed))
+        ).all()
+        live = [(c, seq) for c, status, seq in rows if status == SignalStatus.ACTIVE.value]
+        pending = sum(1 for _, seq in live if seq is None)
+        published: dict[str, int] = {}
+        for c, seq in live:
+            if seq is not None:
+                published[c] = max(published.get(c, 0), seq)
+        platforms = 0
+        if live and not pending:
+            holders: set[str] | None = None
+            for c, seq in published.items():
+                readers = select(CollectionMember.partner_id).where(
+                    CollectionMember.collection_id == c, CollectionMember.access == Access.READER.value
+                )
+                acked = set(
+                    session.scalars(
+                        select(FeedAck.partner_id).where(
+                            FeedAck.collection_id == c,
+                            FeedAck.size >= seq,
+                            FeedAck.partner_id != partner_id,
+                            FeedAck.partner_id.in_(readers),
+                        )
+                    )
+                )
+                holders = acked if holders is None else holders & acked
+            platforms = len(holders or ())
+    finally:
+        rls.set_tenant(session, partner_id)
+    status = CASE_RECEIVED if pending else CASE_ACTIVE if live else CASE_REMOVED
+    return CaseStatus(status, len(claimed), pending, len(live) - pending, sorted(published.items()), platforms)
 
 
 # --- staff: queue, assignment, decisions -------------------------------------------------------------------

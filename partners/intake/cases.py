@@ -1,7 +1,9 @@
 """Cases: open one from a page's hashes, look one up with its number and PIN, withdraw one.
 
 The intake keeps per case only: the number shown to the person, the random reference the hub knows the case
-by, the PIN's argon2 hash, the status and the count of hashes. Never the hashes themselves and never an image.
+by, the PIN's argon2 hash, whether it was withdrawn and the count of hashes. Never the hashes themselves and
+never an image. A look-up asks the hub where the hashes are (received, active, removed) and how many platforms
+acknowledged them; a case the hub no longer knows was withdrawn (here, or by the hub's operator for us).
 Look-ups are limited per case number (`max_pin_failures` wrong PINs lock it for `lock_s`) and per address.
 """
 
@@ -29,7 +31,8 @@ _NUMBER_LENGTH = 10
 _PIN_DIGITS = 8
 _HEX = {"pdq": re.compile(r"[0-9a-f]{64}"), "sha256": re.compile(r"[0-9a-f]{64}"), "md5": re.compile(r"[0-9a-f]{32}")}
 
-RECEIVED, WITHDRAWN = "received", "withdrawn"
+# A case's statuses: the hub's (received, active, removed) and withdrawn, which the intake records itself.
+RECEIVED, ACTIVE, REMOVED, WITHDRAWN = "received", "active", "removed", "withdrawn"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cases (
@@ -59,11 +62,14 @@ class NewCase:
 
 @dataclass(frozen=True)
 class CaseStatus:
-    """What a look-up with number and PIN shows."""
+    """What a look-up with number and PIN shows: `platforms` (partners whose acknowledged copy of the list
+    holds every hash of the case) and `seq` (the batch that published them) once the case is active."""
 
     number: str
     status: str
     hashes: int
+    platforms: int = 0
+    seq: int | None = None
 
 
 def format_number(raw: str) -> str:
@@ -154,19 +160,34 @@ class CaseBook:
     def look_up(self, number: str, pin: str, address: str) -> CaseStatus:
         """The case's status, if number and PIN match; counts against the address and the case number."""
         row = self._authenticate(format_number(number), _plain_pin(pin), address)
-        return CaseStatus(row["number"], row["status"], row["hashes"])
+        if row["status"] == WITHDRAWN:
+            return CaseStatus(row["number"], WITHDRAWN, row["hashes"])
+        found = self.hub.case_status(row["case_ref"])
+        if found is None:
+            # No claim is left at the hub: the case was withdrawn there (by the hub's operator, for us).
+            self._mark_withdrawn(row["number"])
+            return CaseStatus(row["number"], WITHDRAWN, row["hashes"])
+        status = found["status"] if found["status"] in (RECEIVED, ACTIVE, REMOVED) else RECEIVED
+        seqs = [p.get("seq") for p in found.get("published", []) if isinstance(p, dict)]
+        seq = max((q for q in seqs if isinstance(q, int)), default=None)
+        platforms = found.get("platforms", 0)
+        platforms = platforms if isinstance(platforms, int) and platforms >= 0 else 0
+        return CaseStatus(row["number"], status, row["hashes"], platforms if status == ACTIVE else 0, seq)
 
     def withdraw(self, number: str, pin: str, address: str) -> CaseStatus:
         """Withdraw the case at the hub (its hashes leave the feed unless another case holds them)."""
         row = self._authenticate(format_number(number), _plain_pin(pin), address)
         if row["status"] != WITHDRAWN:
             self.hub.withdraw_case(row["case_ref"])
-            with self._db() as db:
-                db.execute(
-                    "UPDATE cases SET status = ?, withdrawn_at = ? WHERE number = ?",
-                    (WITHDRAWN, self.clock(), row["number"]),
-                )
+            self._mark_withdrawn(row["number"])
         return CaseStatus(row["number"], WITHDRAWN, row["hashes"])
+
+    def _mark_withdrawn(self, number: str) -> None:
+        with self._db() as db:
+            db.execute(
+                "UPDATE cases SET status = ?, withdrawn_at = ? WHERE number = ? AND status <> ?",
+                (WITHDRAWN, self.clock(), number, WITHDRAWN),
+            )
 
     def _authenticate(self, number: str, pin: str, address: str) -> sqlite3.Row:
         now = self.clock()

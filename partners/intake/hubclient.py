@@ -1,5 +1,5 @@
 """The intake's calls to the hub, over the kit's `Transport`: check the pinned key set, submit a case's
-hashes, withdraw a case."""
+hashes, read a case's status, withdraw a case."""
 
 from __future__ import annotations
 
@@ -44,6 +44,21 @@ class HubClient:
         items = [{**h, "case_ref": case_ref} for h in hashes]
         body = self._call("POST", f"/v1/collections/{quote(self.collection, safe='')}/signals", {"signals": items})
         return len(body.get("ids", []))
+
+    def case_status(self, case_ref: str) -> dict[str, Any] | None:
+        """The hub's status of the case (`GET /v1/cases/{ref}`: status, hashes, pending, in_feed, published,
+        platforms); None when the hub holds no claim under the reference any more (withdrawn)."""
+        path = f"/v1/cases/{quote(case_ref, safe='')}"
+        try:
+            r = self.transport.request("GET", path, max_bytes=_CAPS.small)
+            if r.status == 404:
+                return None
+            body = check_status(r, "case status").json()
+        except PartnerError as e:
+            raise HubUnavailableError(str(e)) from e
+        if not isinstance(body, dict) or not isinstance(body.get("status"), str):
+            raise HubUnavailableError("the hub's case status is not an object with a status")
+        return body
 
     def withdraw_case(self, case_ref: str) -> int:
         """Withdraw the case's claims at the hub; how many hashes left the feed. A case the hub no longer
