@@ -49,6 +49,7 @@ class Settings:
     seal_interval_s: int = 60
     cosign_interval_s: int = 600
     audit_checkpoint_interval_s: int = 30
+    upstream_interval_s: int = 300  # seconds between pulls of the upstream collections (hub/upstreams)
     # Largest batch the sealer writes, in entries (adds + removes).
     max_batch_entries: int = 50_000
     # Lifetime of an issued access token, in seconds.
@@ -180,6 +181,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "HASHFED_LOG_LEVEL": ("log_level", lambda raw: raw.strip().upper()),
     "HASHFED_REDIS_URL": ("redis_url", _str),
     "HASHFED_SEAL_INTERVAL_S": ("seal_interval_s", _positive_int),
+    "HASHFED_UPSTREAM_INTERVAL_S": ("upstream_interval_s", _positive_int),
     "HASHFED_COSIGN_INTERVAL_S": ("cosign_interval_s", _positive_int),
     "HASHFED_AUDIT_CHECKPOINT_INTERVAL_S": ("audit_checkpoint_interval_s", _positive_int),
     "HASHFED_MAX_BATCH_ENTRIES": ("max_batch_entries", _positive_int),

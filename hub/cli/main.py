@@ -19,6 +19,7 @@ from hub.cli import exports as exports_cli
 from hub.cli import feed as feed_cli
 from hub.cli import governance as governance_cli
 from hub.cli import tenants as tenant_cli
+from hub.cli import upstreams as upstreams_cli
 from hub.cli.context import embedded_server, load_settings
 from hub.config import Settings, record_base_url, recorded_base_url
 from hub.db import make_engine
@@ -182,7 +183,7 @@ def _redact(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-for _group in (audit_cli.keys_group, audit_cli.audit_group, backup_cli.backup_group):
+for _group in (audit_cli.keys_group, audit_cli.audit_group, backup_cli.backup_group, upstreams_cli.upstreams_group):
     main.add_command(_group)
 for _command in (*tenant_cli.COMMANDS, *feed_cli.COMMANDS, *governance_cli.COMMANDS, *exports_cli.COMMANDS):
     main.add_command(_command)

@@ -37,6 +37,7 @@ from hub.identity.people import COOKIE, SESSION_TTL, LoginError, is_text, login,
 from hub.identity.tenants import get_partner
 from hub.transparency.auditlog import Actor
 from hub.transparency.keys import serving_keys
+from hub.upstreams import service as upstreams
 from hub.web import MAX_BIGINT, commit_despite_error, db, settings, state
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -276,6 +277,18 @@ def collections() -> str:
 @page(regulator=False)
 def collection(collection_id: str) -> str:
     return render_template("console/collection.html", c=service.collection(db(), collection_id))
+
+
+@bp.get("/upstreams")
+@page(regulator=False)
+def upstreams_page() -> str:
+    rows = [upstreams.describe(u) | {"slug": c} for u, c in _with_slugs(upstreams.list_upstreams(db()))]
+    return render_template("console/upstreams.html", upstreams=rows)
+
+
+def _with_slugs(rows: list[Any]) -> list[tuple[Any, str]]:
+    slugs = service.collection_slugs(db())
+    return [(u, slugs.get(u.collection_id, u.collection_id)) for u in rows]
 
 
 def _int_arg(name: str, *, required: bool = False) -> int | None:

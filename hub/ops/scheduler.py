@@ -22,6 +22,7 @@ from hub.db import make_engine, make_session_factory, utcnow
 from hub.errors import HubError
 from hub.ops import jobs
 from hub.transparency.keys import HubKeys
+from hub.upstreams import pull as upstream_pulls
 from hub.web import state
 from hub.webhooks import service as webhooks
 
@@ -71,6 +72,7 @@ def plan(settings: Settings) -> list[tuple[str, Callable[..., Any], int, bool, b
         ("deliver_webhooks", webhooks.deliver_webhooks, WEBHOOK_INTERVAL_S, True, False),
         ("sweep_tokens", jobs.sweep_tokens, 3600, False, False),
         ("open_flag_disputes", jobs.open_flag_disputes, FLAG_DISPUTES_INTERVAL_S, False, False),
+        ("pull_upstreams", upstream_pulls.pull_upstreams, settings.upstream_interval_s, True, False),
     ]
 
 
