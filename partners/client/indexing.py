@@ -10,7 +10,10 @@
   caught up by replaying the changes since; a saved seq ahead of the mirror, a collection the mirror no
   longer holds, another payload digest at the same seq (the mirror was replaced) or a file whose SHA-256
   does not match its manifest means a rebuild from the mirror.
-- PDQ thresholds come only from each collection's signed descriptor kept by the mirror.
+- PDQ thresholds and the vPDQ percentage P come only from each collection's signed descriptor kept by the
+  mirror (a descriptor signed before P existed reads as 80).
+- ``vpdq`` signals (a video's frames as canonical text, not a fixed-width value) go to the matcher's frame
+  index; saved as JSON beside the fixed-width types' arrays.
 
 The matcher (numpy, numba) is imported only when an index is used, so ``hashfed-partner sync`` works
 without the ``[match]`` extra.
@@ -42,7 +45,9 @@ log = logging.getLogger("hashfed.partner.index")
 INDEX_DIR = "index"
 CURRENT = "CURRENT"
 FORMAT = "hashfed.kit-index"
-VERSION = 1
+VERSION = 2  # 2 added vpdq.json; a version 1 save is rebuilt from the mirror
+VPDQ = "vpdq"  # values of variable length: frames text (partners/matching/vpdq.py)
+VPDQ_FILE = "vpdq.json"
 # The matcher refuses PDQ thresholds above 64 (beyond it matches are noise); a descriptor may say up to 256.
 MAX_THRESHOLD = 64
 
@@ -84,6 +89,7 @@ class LocalIndex:
         self.directory = directory
         self.matcher: Matcher = new_matcher()
         self.types = value_bytes()  # signal type -> bytes of a value
+        self.indexed = [*self.types, VPDQ]  # every type the index holds
         self.heads: dict[str, Head] = {}
         self.thresholds: dict[str, int] = {}
         self.builds = 0  # full builds from the mirror's active signals
@@ -126,6 +132,7 @@ class LocalIndex:
             threshold = min(descriptor.pdq_threshold, MAX_THRESHOLD)
             self.thresholds[c] = threshold
             self.matcher.set_threshold(c, threshold)
+            self.matcher.set_vpdq_percent(c, descriptor.vpdq_match_percent)
 
     # Building and catching up ----------------------------------------------------------------------------
 
@@ -134,7 +141,7 @@ class LocalIndex:
         heads = self._mirror_heads()  # read first: the signals read next are at these seqs or newer
         matcher = new_matcher()
         groups: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
-        for s in self.mirror.active_signals(types=list(self.types)):
+        for s in self.mirror.active_signals(types=self.indexed):
             groups[(s.collection, s.type)].append((s.signal_id, s.value))
         for (c, kind), pairs in groups.items():
             matcher.add(c, kind, pairs)
@@ -192,7 +199,7 @@ class LocalIndex:
             if ch.seq != seq:
                 flush()  # one batch at a time: its adds, then its removes, as the mirror applied them
                 seq = ch.seq
-            if ch.op == "add" and ch.type in self.types:
+            if ch.op == "add" and ch.type in self.indexed:
                 adds[ch.type].append((ch.signal_id, ch.value))
                 count += 1
             elif ch.op == "remove":
@@ -232,12 +239,14 @@ class LocalIndex:
         # The mirror is read now, at the heads kept (or newer: a concurrent sync only adds what a replay
         # from these heads would add again, and Matcher.add is an upsert).
         heads = dict(self.heads)
-        values: dict[str, list[str]] = {t: [] for t in self.types}
-        refs: dict[str, list[list[str]]] = {t: [] for t in self.types}
-        for s in self.mirror.active_signals(types=list(self.types)):
+        values: dict[str, list[str]] = {t: [] for t in self.indexed}
+        refs: dict[str, list[list[str]]] = {t: [] for t in self.indexed}
+        for s in self.mirror.active_signals(types=self.indexed):
             if s.collection in heads:
                 values[s.type].append(s.value)
                 refs[s.type].append([s.collection, s.signal_id])
+        videos = [[c, sid, v] for (c, sid), v in zip(refs.pop(VPDQ), values.pop(VPDQ), strict=True)]
+        (gen / VPDQ_FILE).write_text(json.dumps(videos), encoding="utf-8")
         files: dict[str, str] = {}
         for kind in self.types:
             raw = bytes.fromhex("".join(values[kind]))
@@ -250,7 +259,7 @@ class LocalIndex:
             "format": FORMAT,
             "version": VERSION,
             "heads": {c: {"seq": h.seq, "prev": h.prev} for c, h in sorted(heads.items())},
-            "count": sum(len(v) for v in values.values()),
+            "count": sum(len(v) for v in values.values()) + len(videos),
             "files": files,
         }
         (gen / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
@@ -293,6 +302,11 @@ class LocalIndex:
                     groups[c].append((sid, raw[i * width : (i + 1) * width].hex()))
                 for c, pairs in groups.items():
                     matcher.add(c, kind, pairs)
+            videos: dict[str, list[tuple[str, str]]] = defaultdict(list)
+            for c, sid, value in json.loads((gen / VPDQ_FILE).read_text(encoding="utf-8")):
+                videos[str(c)].append((str(sid), str(value)))
+            for c, pairs in videos.items():
+                matcher.add(c, VPDQ, pairs)
             heads = {c: Head(int(h["seq"]), h["prev"]) for c, h in manifest["heads"].items()}
         except SavedIndexError:
             raise

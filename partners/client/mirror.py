@@ -507,6 +507,20 @@ class Mirror:
         except SQLAlchemyError as e:
             raise MirrorError(f"{new.collection}: cannot store the checkpoint: {e.__class__.__name__}") from e
 
+    def store_descriptor(self, collection: str, descriptor: bytes) -> bool:
+        """Keep a newer verified descriptor of a collection already in the mirror (its settings changed while
+        its log did not grow); True if it replaced the one stored."""
+        try:
+            with self.engine.begin() as conn:
+                done = conn.execute(
+                    update(collections)
+                    .where(collections.c.id == collection, collections.c.descriptor != descriptor)
+                    .values(descriptor=descriptor)
+                )
+        except SQLAlchemyError as e:
+            raise MirrorError(f"{collection}: cannot store the descriptor: {e.__class__.__name__}") from e
+        return bool(done.rowcount)
+
     # Held batches ----------------------------------------------------------------------------------------
 
     def hold(self, collection: str, seq: int, payload_sha256: str, removes: int, active: int) -> None:

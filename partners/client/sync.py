@@ -9,8 +9,10 @@ is fetched again (`PROOF_RETRIES` times) and then refused as a failed verificati
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable, Iterator, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +25,7 @@ from audit.merkle import b64decode, b64encode
 from audit.payloads import BatchAdd
 from partners.client.errors import (
     ConsistencyProofError,
+    EnvelopeError,
     ForkError,
     HaltedError,
     HeldBatchError,
@@ -30,6 +33,7 @@ from partners.client.errors import (
     KeySetRefusedError,
     MalformedResponseError,
     PartnerError,
+    RefusedError,
     ResponseTooLargeError,
     SnapshotError,
 )
@@ -107,8 +111,37 @@ class SyncReport:
 PAGE_KEYS = {"checkpoint", "size", "since_size", "batches", "proof"}
 CHUNK_KEYS = {"collection", "seq", "index", "signals"}
 # `GET /v1/collections` (hub/feed/schemas.py, CollectionSchema): informative; the kit reads only `id`.
-COLLECTION_KEYS = {"id", "slug", "category", "signal_types", "pdq_threshold", "min_quality", "descriptor_version",
-                   "access"}
+COLLECTION_KEYS = {"id", "slug", "category", "signal_types", "pdq_threshold", "min_quality", "vpdq_percent",
+                   "descriptor_version", "access"}
+
+# A vpdq add's value is the canonical frames text (docs/formats.md, "vpdq"), as partners/matching/vpdq.py writes
+# it: checked here by pattern, since a kit that only syncs has no [match] extra (numpy) to import that module.
+_VPDQ_FRAME = r'"[0-9a-f]{64},(?:100|[1-9]?[0-9]),(?:0|[1-9][0-9]*)\.[0-9]{3}"'
+_VPDQ_TEXT = re.compile(rf"\[{_VPDQ_FRAME}(?:,{_VPDQ_FRAME})*\]")
+_VPDQ_SECONDS = re.compile(r',([0-9]+\.[0-9]{3})"')
+MAX_VPDQ_FRAMES = 7_200
+MAX_VPDQ_CHARS = MAX_VPDQ_FRAMES * 96
+
+
+def vpdq_problem(value: str) -> str | None:
+    """Why a vpdq entry's value is not canonical frames text (1..7,200 frames, seconds non-decreasing), or None."""
+    if len(value) > MAX_VPDQ_CHARS or not _VPDQ_TEXT.fullmatch(value):
+        return "its value is not canonical vpdq frames text"
+    seconds = [float(t) for t in _VPDQ_SECONDS.findall(value)]
+    if len(seconds) > MAX_VPDQ_FRAMES:
+        return f"it lists more than {MAX_VPDQ_FRAMES} frames"
+    if any(b < a for a, b in itertools.pairwise(seconds)):
+        return "its frame timestamps decrease"
+    return None
+
+
+def check_entries(adds: Iterable[BatchAdd], what: str, error: type[RefusedError]) -> None:
+    """Refuse signed adds the matcher could not index: a vpdq value that is not canonical frames text."""
+    for a in adds:
+        if a.type == "vpdq":
+            problem = vpdq_problem(a.value)
+            if problem is not None:
+                raise error(f"{what}: vpdq add {a.id}: {problem}")
 
 
 def _json(response: Response) -> Any:
@@ -210,6 +243,7 @@ def parse_chunk(data: bytes, collection: str, seq: int, index: int) -> list[Chun
     for key, want in (("collection", collection), ("seq", seq), ("index", index)):
         if obj[key] != want or type(obj[key]) is not type(want):
             raise SnapshotError(f"chunk says {key} {obj[key]!r}, expected {want!r}")
+    check_entries(signals, f"chunk {index}", SnapshotError)
     return [ChunkSignal(a.id, a.type, a.value, a.quality, a.tags) for a in signals]
 
 
@@ -393,6 +427,8 @@ class Syncer:
                         extra={"event": "proof-retry", "collection": c, "check": e.check, "error": str(e)},
                     )
                     continue
+                for b in page.batches:
+                    check_entries(b.payload.adds, f"{c}: batch {b.payload.seq}", EnvelopeError)
                 stop = removal_held(page, active, self.policy.max_removal_share, confirmed)
                 count = len(page.batches) if stop is None else stop
                 new = page.state_after(count)
@@ -442,6 +478,8 @@ class Syncer:
         elif self._pending_keysets:
             self.mirror.store_keysets(self._pending_keysets)
             self._pending_keysets = []
+        # Settings (thresholds, P) may change while the log does not grow: keep the verified descriptor.
+        self.mirror.store_descriptor(c, desc_body)
         result.seq_after = state.size
         log.info(
             "collection synced",

@@ -327,6 +327,7 @@ def collection_summary(cid: str) -> dict[str, Any]:
         "signal_types": ["pdq", "md5"],
         "pdq_threshold": 31,
         "min_quality": 50,
+        "vpdq_percent": 80,
         "descriptor_version": 1,
         "access": ["reader"],
     }
