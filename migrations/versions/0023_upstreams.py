@@ -6,7 +6,7 @@ upstream signal became. `false_positive_votes` records a partner's vote cast wit
 row-level security as `reports` has. The upstream tables are the operator's, not a partner's: no RLS.
 
 Revision ID: 0023_upstreams
-Revises: 0021_pending_provenance
+Revises: 0022_feed_acks
 Create Date: 2026-12-06
 """
 
@@ -19,7 +19,7 @@ from hub import rls
 from hub.db import UTCDateTime
 
 revision = "0023_upstreams"
-down_revision = "0021_pending_provenance"
+down_revision = "0022_feed_acks"
 branch_labels = None
 depends_on = None
 
