@@ -10,11 +10,13 @@ from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
 from audit.canonical import format_time
 from hub.errors import BadRequestError
+from hub.feed.models import FEED_TYPES
 from hub.feed.signals import HEX_LENGTHS
 from hub.reports.fields import CONTENT_REF, HISTORY, MATCH, OUTCOME, SERVED, Field
 from hub.reports.models import Report, ReportOutcome
 from hub.reports.service import MAX_PAGE, MAX_REPORTS_PER_REQUEST, ReportDocument
 from hub.web import ItemList, StrictBoolean
+from partners.matching.vpdq import MAX_VPDQ_CHARS
 
 
 def _field(f: Field, *, required: bool | None = None) -> fields.Field:
@@ -47,11 +49,13 @@ class ReportSignalRefSchema(Schema):
     """The signal as the partner's mirror holds it (`{"id"}`), or `{"type", "value"}`: one form, not both."""
 
     id = fields.String(validate=validate.Length(1, 36), metadata={"description": "signal id from a batch"})
-    type = fields.String(validate=validate.OneOf(list(HEX_LENGTHS)))
+    type = fields.String(validate=validate.OneOf(list(FEED_TYPES)))
     value = fields.String(
-        validate=[validate.Length(min(HEX_LENGTHS.values()), max(HEX_LENGTHS.values())),
-                  validate.Regexp("^[0-9a-fA-F]+$")],
-        metadata={"description": "hex: " + ", ".join(f"{kind} {n} digits" for kind, n in HEX_LENGTHS.items())},
+        validate=validate.Length(min(HEX_LENGTHS.values()), MAX_VPDQ_CHARS),
+        metadata={
+            "description": "hex: " + ", ".join(f"{kind} {n} digits" for kind, n in HEX_LENGTHS.items())
+            + "; vpdq: the video's frames (docs/formats.md)"
+        },
     )
 
 

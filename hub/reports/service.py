@@ -29,7 +29,7 @@ from audit.canonical import canonical_json, format_time
 from hub.db import durable_before_answering, utcnow
 from hub.errors import BadRequestError, NotFoundError, PayloadTooLargeError, ValidationError
 from hub.feed.models import Access, CollectionHead, CollectionMember, Signal, SignalSeq
-from hub.feed.signals import EXACT_TYPES, HEX_LENGTHS
+from hub.feed.signals import EXACT_TYPES, HEX_LENGTHS, VPDQ, parse_vpdq_value
 from hub.reports.fields import (
     ITEM_KEYS,
     MATCH,
@@ -169,6 +169,13 @@ def _signal_ref(raw: Any, problems: list[str]) -> tuple[str | None, str | None, 
             return None, None, None
         return raw["id"], None, None
     kind, value = raw["type"], raw["value"]
+    if kind == VPDQ:  # a video's frames in any accepted form: its signal is stored under their digest
+        try:
+            digest, _ = parse_vpdq_value(value)
+        except ValueError as e:
+            problems.append(f"signal.value: {e}")
+            return None, None, None
+        return None, VPDQ, digest
     if not isinstance(kind, str) or kind not in HEX_LENGTHS:
         problems.append(f"signal.type must be one of {', '.join(HEX_LENGTHS)}")
         return None, None, None

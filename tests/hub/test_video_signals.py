@@ -253,3 +253,30 @@ def test_a_descriptor_signed_before_p_existed_still_verifies_and_reads_as_80(ses
     d = open_payload(trusted(session), envelope.to_json(), CollectionDescriptor, at=fk.T0)
     assert d.vpdq_percent is None and d.vpdq_match_percent == 80
     assert d.to_bytes() == raw  # read back, it is the same bytes: no field appears that was not signed
+
+
+def test_a_report_names_a_vpdq_signal_by_its_frames_in_any_form(session, client, vworld):
+    from datetime import timedelta
+
+    from tests.hub import reportkit as rk
+
+    video = frames_of([secrets.token_hex(32) for _ in range(4)])
+    c = vworld["videos"]
+    [sid] = fk.submit(session, c, vworld["owner"], [{"type": "vpdq", "value": canonical(video)}]).body["ids"]
+    fk.seal(session, vworld["keys"])
+    token = f.token(session, vworld["reader"], ["reports:write"])
+    session.flush()
+    matched = rk.t(rk.now() - timedelta(hours=1))
+    report = {
+        "id": "v-1", "collection": c.id, "seq": 1, "distance": 0, "outcome": "pending_review", "matched_at": matched,
+        "automated_detection": True, "automated_decision": False, "surface": "upload", "content_ref": "post-1",
+    }
+    bad = client.post("/v1/reports", json={"reports": [{**report, "signal": {"type": "vpdq", "value": "[1]"}}]},
+                      headers=f.auth(token))
+    assert bad.status_code == 422, bad.json
+    r = client.post("/v1/reports", json={"reports": [{**report, "signal": {"type": "vpdq",
+                                                                            "value": json_form(video, spaced=True)}}]},
+                    headers=f.auth(token))
+    assert r.status_code == 201, r.json
+    got = client.get("/v1/reports/v-1", headers=f.auth(token))
+    assert got.status_code == 200 and got.json["signal"] == sid, got.json
