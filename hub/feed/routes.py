@@ -27,6 +27,7 @@ from hub.feed.schemas import (
     ChunkArgs,
     CollectionCreateSchema,
     CollectionSchema,
+    CollectionSettingsSchema,
     PageArgs,
     RetiredSchema,
     RetireSchema,
@@ -382,6 +383,30 @@ def change_access(c: str, partner_id: str, access: str) -> dict[str, Any]:
         actor=current_principal().actor(),
         hub_name=settings().hub_name,
         signer=_keys().signer("collection"),
+    )
+    return _summary(col, [])
+
+
+@blp.route("/v1/governance/collections/<c>", methods=["PATCH"])
+@require_scope("governance")
+@blp.arguments(CollectionSettingsSchema)
+@blp.response(200, CollectionSchema)
+@blp.alt_response(404, description="no such collection")
+@blp.alt_response(422, description="invalid settings")
+def change_settings(args: dict[str, Any], c: str) -> dict[str, Any]:
+    """Change a collection's matching settings (types, PDQ threshold, minimum quality, vPDQ percentage P);
+    audited, descriptor re-signed."""
+    _as_governance()
+    col = collections.update_settings(
+        db(),
+        c,
+        actor=current_principal().actor(),
+        hub_name=settings().hub_name,
+        signer=_keys().signer("collection"),
+        signal_types=args.get("signal_types"),
+        pdq_threshold=args.get("pdq_threshold"),
+        min_quality=args.get("min_quality"),
+        vpdq_percent=args.get("vpdq_percent"),
     )
     return _summary(col, [])
 

@@ -94,6 +94,19 @@ class CollectionCreateSchema(Schema):
     )
 
 
+class CollectionSettingsSchema(Schema):
+    """A collection's matching settings to change; a field left out keeps its value."""
+
+    signal_types = fields.List(fields.String())
+    pdq_threshold = fields.Integer(strict=True, validate=validate.Range(min=0, max=256))
+    min_quality = fields.Integer(strict=True, validate=validate.Range(min=0, max=100))
+    vpdq_percent = fields.Integer(
+        strict=True,
+        validate=validate.Range(min=1, max=100),
+        metadata={"description": "P of the vPDQ rule: the share of frames (%) both videos must match"},
+    )
+
+
 class CollectionSchema(Schema):
     id = fields.String()
     slug = fields.String()

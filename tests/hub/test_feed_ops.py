@@ -84,6 +84,21 @@ def test_retiring_needs_the_governance_scope(client, session, settings):
 # --- a new collection's checkpoint -------------------------------------------------------------------------
 
 
+def test_governance_changes_a_collections_p_and_the_descriptor_is_signed_again(client, session, gov):
+    _keys, auth = gov
+    owner = kit.partner(session, "owner")
+    made = client.post("/v1/governance/collections", json={"slug": "videos", "owner": owner.id, "vpdq_percent": 70,
+                                                            "signal_types": ["pdq", "vpdq"]}, headers=auth)
+    assert made.status_code == 201 and made.json["vpdq_percent"] == 70, made.json
+    cid = made.json["id"]
+    for bad in ({"vpdq_percent": 0}, {"vpdq_percent": 101}, {"vpdq_percent": "50"}, {"signal_types": ["tmk"]}):
+        r = client.patch(f"/v1/governance/collections/{cid}", json=bad, headers=auth)
+        assert r.status_code == 422, (bad, r.json)
+    r = client.patch(f"/v1/governance/collections/{cid}", json={"vpdq_percent": 55}, headers=auth)
+    assert r.status_code == 200 and (r.json["vpdq_percent"], r.json["descriptor_version"]) == (55, 2), r.json
+    assert r.json["signal_types"] == ["pdq", "vpdq"]  # what the request left out stays
+
+
 def test_a_new_collection_has_a_signed_cosigned_checkpoint_of_size_0(client, session, gov):
     from audit.note import SIG_COSIGNATURE, NoteVerifier, open_checkpoint
 
@@ -139,6 +154,10 @@ def test_seal_cosign_and_collections_commands(fresh_database, tmp_path):
     assert "revoked reader" in revoked
     bad = runner.invoke(main, ["collections", "create", "cli-made", "--owner", owner_id], env=env)
     assert bad.exit_code == 1 and "exists" in bad.output
+    changed = json.loads(run("collections", "settings", "cli-made", "--vpdq-percent", "60", "--json"))
+    assert (changed["vpdq_percent"], changed["descriptor_version"]) == (60, 4)
+    refused = runner.invoke(main, ["collections", "settings", cid, "--vpdq-percent", "0"], env=env)
+    assert refused.exit_code == 1 and "invalid collection settings" in refused.output
 
     assert run("cosign") == "cosigned 1 checkpoints\n"  # the headless one; cli-made has one from creation
     with factory() as s:
