@@ -9,6 +9,7 @@ Look-ups are limited per case number (`max_pin_failures` wrong PINs lock it for 
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 import sqlite3
@@ -203,7 +204,7 @@ class CaseBook:
             row = db.execute("SELECT * FROM cases WHERE number = ?", (number,)).fetchone()
             if row is not None:
                 if row["locked_until"] > now:
-                    raise TooManyAttemptsError("this case number is locked", int(row["locked_until"] - now) + 1)
+                    raise TooManyAttemptsError("this case number is locked", math.ceil(row["locked_until"] - now))
                 # Counted before the PIN is checked, so that parallel guesses cannot outrun the limit.
                 db.execute("UPDATE cases SET failures = failures + 1 WHERE number = ?", (number,))
                 row = db.execute("SELECT * FROM cases WHERE number = ?", (number,)).fetchone()
