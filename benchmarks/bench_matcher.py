@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 if TYPE_CHECKING:
-    from partners.matching.pdq_index import PdqIndex
+    from partners.matching.pdq_index import KeyMap, PdqIndex
 
 THRESHOLDS = (31, 52)
 N_PLANTED_QUERIES = 200
@@ -156,10 +156,11 @@ def plant(rng: np.random.Generator, stored: np.ndarray, queries: np.ndarray) -> 
     return truth
 
 
-def chunk_skew(stored: np.ndarray) -> list[float]:
+def chunk_skew(stored: np.ndarray, keymap: KeyMap | None = None) -> list[float]:
     """Per chunk of the index's layout for this size: the expected size of the bucket that a new hash drawn
     like the stored ones meets, sum(n_b (n_b - 1)) / n, over the same for uniform hashes, (n - 1) / 2^bits.
-    Both grow with n alike, so the ratio is a property of the data's distribution (1 = uniform)."""
+    Both grow with n alike, so the ratio is a property of the data's distribution (1 = uniform). Chunks
+    in natural bit order (the data's skew), or those of ``keymap`` (what an index with that key map meets)."""
     from partners.matching.kernels import build
     from partners.matching.pdq_index import Layout
 
@@ -168,7 +169,10 @@ def chunk_skew(stored: np.ndarray) -> list[float]:
     keys = np.empty(n, dtype=np.int64)
     out = []
     for c in range(lay.chunks):
-        build.chunk_keys(stored, c * lay.bits, lay.bits, keys)
+        if keymap is None:
+            build.chunk_keys(stored, c * lay.bits, lay.bits, keys)
+        else:
+            keymap.chunk_keys(stored, c, keys)
         counts = np.bincount(keys, minlength=1 << lay.bits).astype(np.float64)
         out.append(float((counts * (counts - 1)).sum() / n / ((n - 1) / (1 << lay.bits))))
     return out
@@ -220,6 +224,7 @@ def worker(name: str, n: int, budget: float, data: str = "uniform") -> dict[str,
 
         t0 = warm_up(rows, lambda: PdqIndex().warmup())
         index = PdqIndex.build(stored, np.arange(n, dtype=np.int64), copy=False, background_merge=False)
+        rows["keymap"] = "yes" if index._state.main.table.keymap is not None else "no"  # docs/adr/0012
         del stored
 
         def search(q: np.ndarray, d: int) -> Result:
@@ -446,7 +451,7 @@ def print_table(rows: list[dict[str, object]]) -> None:
         ("n", "n"), ("name", "matcher"), ("warmup_s", "warm-up s"), ("build_s", "build s"), ("single_31", "q/s d31"),
         ("batch_31", "q/s d31 b1000"), ("single_52", "q/s d52"), ("batch_52", "q/s d52 b1000"),
         ("recall_31", "recall d31"), ("recall_52", "recall d52"), ("wrong_31", "wrong"),
-        ("wrong_52", "wrong"), ("peak_rss_mb", "peak RSS MB"), ("delta_s", "10k delta s"),
+        ("wrong_52", "wrong"), ("peak_rss_mb", "peak RSS MB"), ("delta_s", "10k delta s"), ("keymap", "key map"),
     ]  # fmt: skip
     delta_cols = [
         ("n", "n"), ("name", "matcher"), ("single_31_before", "q/s d31 before delta"),
@@ -494,13 +499,25 @@ def main() -> None:
     rows = []
     for n in sizes:
         if args.data == "structured":
+            from partners.matching.pdq_index import KeyMap, Layout
+
             started = time.perf_counter()
-            skew = chunk_skew(make_structured(n, 2000)[0])
+            stored = make_structured(n, 2000)[0]
+            skew = chunk_skew(stored)
             print(
                 f"# structured n={n:,}: made in {time.perf_counter() - started:.0f} s; chunk skew against uniform: "
                 f"mean {np.mean(skew):.1f}x, min {min(skew):.1f}x, max {max(skew):.1f}x",
                 flush=True,
             )
+            keymap = KeyMap.choose(stored, Layout.for_size(n))
+            if keymap is not None:  # what the index meets: it spreads correlated bits over its chunks
+                skew = chunk_skew(stored, keymap)
+                print(
+                    f"# the index's key map (chunk bits chosen from the data, docs/adr/0012): chunk skew "
+                    f"mean {np.mean(skew):.1f}x, min {min(skew):.1f}x, max {max(skew):.1f}x",
+                    flush=True,
+                )
+            del stored
         for competitor in args.only or COMPETITORS:
             started = time.perf_counter()
             rows.append(run(competitor, n, args.budget, args.data))

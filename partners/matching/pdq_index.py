@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -53,6 +54,10 @@ COMPACT_AT = 8  # a merge rebuilds (dropping removed rows) once more than 1/COMP
 SIDE_BITS = 16  # side tables (recent adds) use 16 chunks of 16 bits: see Layout.for_side
 SIDE_LAYOUT_MIN = 1 << 12  # below this (16 tables of 2^16 buckets for a few hashes) a side table uses Layout.for_size
 SIDE_LAYOUT_MAX = 1 << 18  # above this a side table falls back to Layout.for_size
+KEYMAP_MIN = 1 << 19  # a main table of at least this many hashes (11 x 23 bits) may get a key map: KeyMap.choose
+KEYMAP_SAMPLE = 1 << 16  # rows (evenly spaced) whose chunk collisions decide whether a key map is kept
+KEYMAP_CORRELATED = 1 << 14  # rows of that sample whose bit correlations choose the key map
+KEYMAP_GAIN = 0.8  # a key map is kept only if it brings the sample's chunk collisions below this share of natural
 
 # Cost model of one query, in nanoseconds, calibrated on the reference machine (one thread, a CPU without
 # AVX-512 VPOPCNTQ; figures in docs/perf.md). A probe costs even when its bucket is empty (the occupancy
@@ -113,6 +118,121 @@ class Layout:
         for r in self.radii(threshold).tolist():
             probes += sum(math.comb(self.bits, k) for k in range(r + 1)) if r >= 0 else 0
         return probes * (_NS_PER_PROBE + _NS_PER_MISS * (occupied + n / buckets))
+
+
+@dataclass(frozen=True, eq=False)
+class KeyMap:
+    """Which bits of the hash make each chunk's key: chunk c is bits ``order[c * bits : (c + 1) * bits]``
+    (key bit k = hash bit ``order[c * bits + k]``), the bits past ``chunks * bits`` are only verified.
+
+    Hamming distance does not depend on the order of the bits, so multi-index hashing stays exact under any
+    partition of the bits into chunks, as long as the queries are split the same way (the kernels do: the
+    table carries its map). Real hashes have correlated bits (images share structure); chunks of correlated
+    bits fill few buckets, so a query meets full ones. :meth:`choose` spreads correlated bits over the
+    chunks (docs/adr/0012). The key is computed from the hash's bytes: ``tables[c, j, v]`` holds the key
+    bits that byte j (hash bits 8j .. 8j+7) contributes when its value is v, and ``byte_lists[c, :n]`` the
+    ``byte_counts[c]`` bytes that hold any of chunk c's bits.
+    """
+
+    order: I64Array
+    layout: Layout
+    tables: U32Array = field(repr=False)
+    byte_lists: I64Array = field(repr=False)
+    byte_counts: I64Array = field(repr=False)
+    masks: U64Array = field(repr=False)  # (chunks, 4): chunk c's bits in word w, for PEXT
+    shifts: I64Array = field(repr=False)  # (chunks, 4): the key bit where word w's bits of chunk c start
+
+    @classmethod
+    def from_order(cls, order: npt.ArrayLike, layout: Layout) -> KeyMap:
+        """The key map whose chunks take the bits of ``order`` (a permutation of 0..255) in turn; within a
+        chunk the key holds its bits in ascending order (as PEXT packs them)."""
+        perm = np.asarray(order, dtype=np.int64).copy()
+        if sorted(perm.tolist()) != list(range(PDQ_BITS)):
+            raise MatchingError("a key map's order must be a permutation of the 256 bit positions")
+        tables = np.zeros((layout.chunks, 32, 256), dtype=np.uint32)
+        byte_lists = np.zeros((layout.chunks, 32), dtype=np.int64)
+        byte_counts = np.zeros(layout.chunks, dtype=np.int64)
+        masks = np.zeros((layout.chunks, 4), dtype=np.uint64)
+        shifts = np.zeros((layout.chunks, 4), dtype=np.int64)
+        values = np.arange(256, dtype=np.uint32)
+        for c in range(layout.chunks):
+            span = slice(c * layout.bits, (c + 1) * layout.bits)
+            chunk = perm[span] = np.sort(perm[span])
+            for k, bit in enumerate(chunk.tolist()):
+                j, b = divmod(bit, 8)
+                tables[c, j] |= ((values >> np.uint32(b)) & np.uint32(1)) << np.uint32(k)
+                masks[c, bit // 64] |= np.uint64(1) << np.uint64(bit % 64)
+            words = np.bincount(chunk // 64, minlength=4)
+            shifts[c, 1:] = np.cumsum(words)[:3]
+            used = np.flatnonzero(tables[c].any(axis=1))
+            byte_lists[c, : len(used)] = used
+            byte_counts[c] = len(used)
+        return cls(perm, layout, tables, byte_lists, byte_counts, masks, shifts)
+
+    @classmethod
+    def choose(cls, hashes: U64Array, layout: Layout) -> KeyMap | None:
+        """A key map for these hashes, or ``None`` where natural order does as well (uniform hashes).
+
+        On an evenly spaced sample of ``KEYMAP_CORRELATED`` rows: the bits' pairwise correlations; the
+        ``256 - chunks * bits`` bits most correlated with the others are left to verification; the others,
+        most correlated first, each go to the open chunk where its summed squared correlation with the bits
+        already there is least. Kept if the pairs of rows of a sample of ``KEYMAP_SAMPLE`` that share a chunk
+        key fall below ``KEYMAP_GAIN`` of natural order's (the expected size of the bucket a query meets falls
+        with them).
+        """
+        n = int(hashes.shape[0])
+        if n < 2 or sys.byteorder != "little":  # the kernels read a hash's bytes in memory order
+            return None
+        sample = np.ascontiguousarray(hashes[:: max(1, n // KEYMAP_SAMPLE)][:KEYMAP_SAMPLE], dtype=np.uint64)
+        some = sample[:: max(1, len(sample) // KEYMAP_CORRELATED)]  # enough for correlations to +-0.01
+        bits = np.unpackbits(some.view(np.uint8).reshape(len(some), 32), axis=1, bitorder="little")
+        x = bits.astype(np.float32)
+        x -= x.mean(axis=0)
+        x /= np.maximum(x.std(axis=0), np.float32(1e-6))
+        corr = np.abs(x.T @ x) / np.float32(len(x))
+        del x, bits
+        np.fill_diagonal(corr, 0.0)
+        strain = corr.sum(axis=1)
+        spare = PDQ_BITS - layout.chunks * layout.bits
+        by_strain = np.argsort(-strain, kind="stable")
+        left_out, placed = by_strain[:spare], by_strain[spare:]
+        groups: list[list[int]] = [[] for _ in range(layout.chunks)]
+        cost = np.zeros((layout.chunks, PDQ_BITS), dtype=np.float64)
+        sq = corr.astype(np.float64) ** 2
+        for p in placed.tolist():
+            c = min((c for c in range(layout.chunks) if len(groups[c]) < layout.bits), key=lambda c: cost[c, p])
+            groups[c].append(p)
+            cost[c] += sq[p]
+        mapped = cls.from_order([p for g in groups for p in g] + left_out.tolist(), layout)
+        if _collisions(sample, layout, mapped) < KEYMAP_GAIN * _collisions(sample, layout, None):
+            return mapped
+        return None
+
+    def chunk_keys(self, hashes: U64Array, c: int, out: npt.NDArray[Any]) -> None:
+        """``out[r]`` = chunk ``c``'s key of row ``r`` of ``hashes`` (C-contiguous)."""
+        if common.FAST_PEXT:
+            build.pext_keys(hashes, self.masks[c], self.shifts[c], out)
+            return
+        words = np.ascontiguousarray(hashes, dtype=np.uint64)  # read by address
+        build.mapped_keys(words, self.tables[c], self.byte_lists[c], int(self.byte_counts[c]), out)
+
+
+def _chunk_keys(hashes: U64Array, layout: Layout, keymap: KeyMap | None, c: int, out: npt.NDArray[Any]) -> None:
+    if keymap is None:
+        build.chunk_keys(hashes, c * layout.bits, layout.bits, out)
+    else:
+        keymap.chunk_keys(hashes, c, out)
+
+
+def _collisions(sample: U64Array, layout: Layout, keymap: KeyMap | None) -> int:
+    """Pairs of ``sample`` rows that share a key, summed over the chunks."""
+    keys = np.empty(len(sample), dtype=np.int64)
+    total = 0
+    for c in range(layout.chunks):
+        _chunk_keys(sample, layout, keymap, c, keys)
+        counts = np.unique(keys, return_counts=True)[1]
+        total += int((counts * (counts - 1)).sum()) // 2
+    return total
 
 
 @dataclass(frozen=True)
@@ -225,7 +345,10 @@ class PdqTable:
         rows: Sequence[U32Array],
         occ: Sequence[U64Array],
         tail: U64Array | None = None,
+        keymap: KeyMap | None = None,
     ) -> None:
+        if keymap is not None and keymap.layout != layout:
+            raise MatchingError(f"a key map for {keymap.layout} on a table of {layout}")
         if not len(starts) == len(rows) == len(occ) == layout.chunks:
             raise MatchingError(f"{len(starts)}/{len(rows)}/{len(occ)} chunk tables for {layout.chunks} chunks")
         nb = 1 << layout.bits
@@ -236,6 +359,7 @@ class PdqTable:
         self.hashes: U64Array = _contiguous(hashes, np.uint64)  # type: ignore[assignment]
         self.tail: U64Array = _NO_WORDS if tail is None else _contiguous(tail, np.uint64)  # type: ignore[assignment]
         self.layout = layout
+        self.keymap = keymap
         self.starts: tuple[npt.NDArray[Any], ...] = tuple(_contiguous(a, a.dtype) for a in starts)
         self.rows: tuple[U32Array, ...] = tuple(_contiguous(a, np.uint32) for a in rows)  # type: ignore[misc]
         self.occ: tuple[U64Array, ...] = tuple(_contiguous(a, np.uint64) for a in occ)  # type: ignore[misc]
@@ -243,20 +367,23 @@ class PdqTable:
         self._mih_ns: dict[int, float] = {}
 
     @classmethod
-    def build(cls, hashes: U64Array, layout: Layout | None = None) -> PdqTable:
-        """Build the bucket tables of ``hashes`` (kept by reference; pass a huge-page copy for speed)."""
+    def build(cls, hashes: U64Array, layout: Layout | None = None, keymap: KeyMap | None = None) -> PdqTable:
+        """Build the bucket tables of ``hashes`` (kept by reference; pass a huge-page copy for speed), with
+        chunk keys in natural bit order or through ``keymap``."""
         n = int(hashes.shape[0])
-        lay = layout or Layout.for_size(n)
+        lay = layout or (keymap.layout if keymap is not None else Layout.for_size(n))
         nb = 1 << lay.bits
-        words = _contiguous(hashes, np.uint64)
+        words: U64Array = _contiguous(hashes, np.uint64)  # type: ignore[assignment]
         offs = memory.empty(nb + 1, np.uint32)  # one chunk's uint32 bucket starts at a time, then packed
+        keys = memory.empty(n, np.uint32)  # one chunk's keys at a time
         starts, rows, occ = [], [], []
         for c in range(lay.chunks):
             rows.append(memory.empty(n, np.uint32))
             occ.append(memory.empty(nb // 64, np.uint64))
-            build.build_chunk(words, c * lay.bits, lay.bits, offs, rows[c], occ[c])
+            _chunk_keys(words, lay, keymap, c, keys)
+            build.build_chunk(keys, lay.bits, offs, rows[c], occ[c])
             starts.append(_starts_with(offs, _NO_KEYS, nb))
-        return cls(words, lay, starts, rows, occ)  # type: ignore[arg-type]
+        return cls(words, lay, starts, rows, occ, keymap=keymap)  # type: ignore[arg-type]
 
     @classmethod
     def from_offsets(
@@ -456,6 +583,12 @@ class _Segment:
             desc[k.D_ROWTAB + c] = _address(table.rows[c])
             desc[k.D_OCC + c], desc[k.D_RADII + c] = _address(table.occ[c]), radii[c]
             desc[k.D_NMASK + c] = _masks_within(lay.bits, int(radii[c]))
+        if table.keymap is not None:  # the arrays live as long as the table (which the plan's state holds)
+            km = table.keymap
+            desc[k.D_MAPPED] = 1
+            for c in range(lay.chunks):
+                desc[k.D_KTAB + c], desc[k.D_KLIST + c] = _address(km.tables[c]), _address(km.byte_lists[c])
+                desc[k.D_KBYTES + c] = km.byte_counts[c]
         desc[k.D_PROBES] = desc[k.D_NMASK : k.D_NMASK + lay.chunks].sum()
         return desc
 
@@ -517,7 +650,11 @@ def _segment(
     else:
         id_arr, dense = ids if not copy else memory.empty(cap, np.int64), 0  # type: ignore[assignment]
         id_arr[:n] = ids
-    table = PdqTable.build(words, Layout.for_side(n) if side else None)
+    if side:
+        table = PdqTable.build(words, Layout.for_side(n))
+    else:
+        layout = Layout.for_size(n)
+        table = PdqTable.build(words, layout, KeyMap.choose(words, layout) if n >= KEYMAP_MIN else None)
     return _Segment(table, id_arr, memory.zeros(cap, np.uint8), dense, n)  # type: ignore[arg-type]
 
 
@@ -788,7 +925,7 @@ class PdqIndex:
         del main
         nb = 1 << lay.bits
         for c in range(lay.chunks):
-            build.chunk_keys(words, c * lay.bits, lay.bits, keys)
+            _chunk_keys(words, lay, table.keymap, c, keys)
             order = np.argsort(keys, kind="stable")
             sorted_keys = keys[order]
             new_starts = _starts_with(starts[c], sorted_keys, nb)
@@ -799,7 +936,7 @@ class PdqIndex:
             )
             starts[c], rows[c], occ[c] = new_starts, new_rows_c, new_occ
             del new_starts, new_rows_c, new_occ
-            table = PdqTable(table.hashes, lay, starts, rows, occ, tail)
+            table = PdqTable(table.hashes, lay, starts, rows, occ, tail, table.keymap)
             step = _Segment(table, ids_buf, dead_buf, min(dense, n), n)
             with self._lock:
                 cur = self._state
@@ -863,7 +1000,12 @@ class PdqIndex:
         st = self._state
         if st.side is not None or st.merging is not None or st.main.dead_count():
             self.merge(wait=True, compact=True)
-        return self._state.main
+        main = self._state.main
+        if main.table.keymap is None:
+            return main
+        # a saved index (storage format 1) has no key map: its tables are written in natural bit order
+        table = PdqTable.build(main.table.words(main.rows), main.table.layout)
+        return _Segment(table, main.ids, main.dead, main.dense, main.rows)
 
     def _remove_locked(self, ids: I64Array) -> int:
         st = self._state

@@ -1,7 +1,7 @@
 """Numba kernels of the PDQ index and the Matcher's signal table; internal to ``partners.matching``.
 
-- ``common``: intrinsics (popcount, loads and prefetches by address), a hash's chunk value, the packed
-  bucket-start format;
+- ``common``: intrinsics (popcount, PEXT, loads and prefetches by address), a hash's chunk value (natural
+  bit order or through a key map), the packed bucket-start format;
 - ``build``: a chunk's MIH bucket table, built by a counting sort, packed, and merged with appended rows;
 - ``mih``: the multi-index hashing search over every segment of an index, in one call;
 - ``scan``: the tiled exhaustive scan;

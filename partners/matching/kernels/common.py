@@ -6,9 +6,10 @@ chunk value, and the packed bucket-start format that the build writes and MIH se
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
+from numba.core import cgutils, config
 from numba.extending import intrinsic
 
 
@@ -21,6 +22,38 @@ def popcnt(typingctx, x):
         return builder.ctpop(args[0])
 
     return sig, codegen
+
+
+@intrinsic
+def pext(typingctx, x, mask):
+    """BMI2 ``PEXT`` on uint64s: the bits of ``x`` where ``mask`` is set, packed at the bottom in ascending
+    order. Only where :data:`FAST_PEXT` is true (elsewhere LLVM cannot compile it, or it is microcoded)."""
+    sig = types.uint64(types.uint64, types.uint64)
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [i64, i64]), "llvm.x86.bmi.pext.64")
+        return builder.call(fn, [args[0], args[1]])
+
+    return sig, codegen
+
+
+def _fast_pext() -> bool:
+    """Whether the kernels compile for a CPU with a fast PEXT: BMI2 on the host (numba's target unless
+    NUMBA_CPU_NAME says otherwise), and not AMD before Zen 3, where PEXT is microcoded (tens to hundreds of
+    cycles)."""
+    if config.CPU_NAME not in (None, "host"):
+        return False
+    name = llvm.get_host_cpu_name()
+    if name.startswith(("znver1", "znver2", "bdver", "btver")):
+        return False
+    try:
+        return bool(llvm.get_host_cpu_features().get("bmi2", False))
+    except RuntimeError:  # features unknown on this platform
+        return False
+
+
+FAST_PEXT = _fast_pext()
 
 
 def _load_at(bits, signed=False):
@@ -98,6 +131,19 @@ def chunk_value(w0, w1, w2, w3, start, bits):
         v = v | (hi << np.uint64(64 - off))
     mask = (np.uint64(1) << np.uint64(bits)) - np.uint64(1)
     return np.int64(v & mask)
+
+
+@njit(cache=True, nogil=True)
+def mapped_value(row, table, byte_list, n_bytes):
+    """A chunk's key under a key map (see ``pdq_index.KeyMap``): the hash at address ``row`` (32 bytes, little
+    endian: byte j holds bits 8j .. 8j+7), ``table`` the address of the chunk's (32, 256) uint32 table (entry
+    [j, v]: the key bits that byte j contributes when its value is v), ``byte_list`` the address of the int64
+    indices of the ``n_bytes`` bytes that hold any of the chunk's bits. Scalars only (a hot loop calls it)."""
+    v = np.int64(0)
+    for k in range(n_bytes):
+        j = i64_at(byte_list, k)
+        v |= np.int64(u32_at(table, j * 256 + np.int64(u8_at(row, j))))
+    return v
 
 
 # Bucket starts (where each bucket's rows begin in ``rows``) are packed in 64-byte lines: a uint32 base, the

@@ -12,6 +12,7 @@ from partners.matching.kernels.common import (
     PER_U16,
     chunk_value,
     i64_at,
+    mapped_value,
     popcnt,
     prefetch_at,
     u8_at,
@@ -31,7 +32,9 @@ PREFETCH_AHEAD = 16
 # caller keeps alive). Per chunk c: D_OFFS + c (address of its bucket starts), D_OWIDTH + c (their width: 1
 # or 2 = packed lines, 4 = plain uint32), D_ROWTAB + c, D_OCC + c (addresses of its rows and occupancy
 # bitmap), D_RADII + c (probe radius, -1 = not probed) and D_NMASK + c (how many masks of D_MASKS that
-# radius uses).
+# radius uses). A segment whose table has a key map (D_MAPPED = 1, see ``pdq_index.KeyMap``) has per chunk
+# D_KTAB + c (address of its (32, 256) uint32 byte table), D_KLIST + c and D_KBYTES + c (address and count of
+# the int64 indices of the bytes that hold its bits); without one, chunk c is bits c * D_BITS .. of the hash.
 MAX_CHUNKS = 32  # 256 bits in chunks of at least 8 bits
 D_ROWS = 0  # rows visible to queries (a merge in progress hides the rows it appended)
 D_BASE = 1  # rows in the base hash array; rows from there on are in the tail array
@@ -44,13 +47,17 @@ D_IDS = 7  # address of the int64 ids of rows D_DENSE ..
 D_DENSE = 8  # rows below this are their own id
 D_MASKS = 9  # address of the probe masks (int64, by weight, then value)
 D_PROBES = 10  # probes per query: sum of D_NMASK
+D_MAPPED = 11  # 1: chunk keys through the key map (D_KTAB ..), 0: chunk c is bits c * D_BITS ..
 D_OFFS = 16
 D_ROWTAB = D_OFFS + MAX_CHUNKS
 D_OCC = D_ROWTAB + MAX_CHUNKS
 D_RADII = D_OCC + MAX_CHUNKS
 D_NMASK = D_RADII + MAX_CHUNKS
 D_OWIDTH = D_NMASK + MAX_CHUNKS
-D_WIDTH = D_OWIDTH + MAX_CHUNKS
+D_KTAB = D_OWIDTH + MAX_CHUNKS
+D_KLIST = D_KTAB + MAX_CHUNKS
+D_KBYTES = D_KLIST + MAX_CHUNKS
+D_WIDTH = D_KBYTES + MAX_CHUNKS
 
 
 @njit(cache=True, nogil=True)
@@ -99,9 +106,11 @@ def mih_search(queries, threshold, desc, out):
 
     Exact recall by pigeonhole: the radii satisfy sum(radii + 1) > threshold, so a stored hash within the
     threshold agrees with the query to within radii[c] on some chunk c, and the probes of chunk c are the
-    query's key XOR every mask of weight <= radii[c]. A candidate is verified with the full 256-bit distance
-    and reported only from the first chunk that can find it, so no deduplication memory is needed. Each
-    segment runs in passes (probe keys, bucket bounds, candidate rows, verification) whose loads are
+    query's key XOR every mask of weight <= radii[c]. The chunks may be any disjoint sets of bits (a key
+    map, D_MAPPED): Hamming distance does not depend on the order of the bits, so the argument holds for any
+    partition, as long as the query is split like the stored hashes. A candidate is verified with the full
+    256-bit distance and reported only from the first chunk that can find it, so no deduplication memory is
+    needed. Each segment runs in passes (probe keys, bucket bounds, candidate rows, verification) whose loads are
     independent, and each pass prefetches what the next one reads, so the CPU overlaps the cache misses.
 
     Matches go to the rows of ``out`` (query index, id, distance). Returns (queries done, matches written):
@@ -125,6 +134,9 @@ def mih_search(queries, threshold, desc, out):
     ccap = 4096
     crow = np.empty(ccap, dtype=np.int64)
     cchk = np.empty(ccap, dtype=np.int64)
+    qkey = np.empty(MAX_CHUNKS, dtype=np.int64)  # the query's key in each chunk of the segment
+    qaddr = queries.ctypes.data
+    qstride = np.int64(queries.strides[0])
     for qi in range(queries.shape[0]):
         q0 = queries[qi, 0]
         q1 = queries[qi, 1]
@@ -137,10 +149,17 @@ def mih_search(queries, threshold, desc, out):
                 continue
             bits = desc[s, D_BITS]
             masks = desc[s, D_MASKS]
+            mapped = desc[s, D_MAPPED] != 0
+            for c in range(desc[s, D_CHUNKS]):
+                if mapped:
+                    ktab, klist, kbytes = desc[s, D_KTAB + c], desc[s, D_KLIST + c], desc[s, D_KBYTES + c]
+                    qkey[c] = mapped_value(qaddr + qi * qstride, ktab, klist, kbytes)
+                else:
+                    qkey[c] = chunk_value(q0, q1, q2, q3, np.int64(c) * bits, bits)
             npr = 0
             for c in range(desc[s, D_CHUNKS]):
                 nm = desc[s, D_NMASK + c]
-                key = chunk_value(q0, q1, q2, q3, np.int64(c) * bits, bits)
+                key = qkey[c]
                 occ = desc[s, D_OCC + c]
                 offs = desc[s, D_OFFS + c]
                 width = desc[s, D_OWIDTH + c]
@@ -227,10 +246,12 @@ def mih_search(queries, threshold, desc, out):
                     for c2 in range(c):
                         rad = desc[s, D_RADII + c2]
                         if rad >= 0:
-                            s2 = np.int64(c2) * bits
-                            x = chunk_value(h0, h1, h2, h3, s2, bits)
-                            y = chunk_value(q0, q1, q2, q3, s2, bits)
-                            if np.int64(popcnt(np.uint64(x ^ y))) <= rad:
+                            if mapped:
+                                ktab, klist = desc[s, D_KTAB + c2], desc[s, D_KLIST + c2]
+                                x = mapped_value(at, ktab, klist, desc[s, D_KBYTES + c2])
+                            else:
+                                x = chunk_value(h0, h1, h2, h3, np.int64(c2) * bits, bits)
+                            if np.int64(popcnt(np.uint64(x ^ qkey[c2]))) <= rad:
                                 first = False
                                 break
                     if first:
