@@ -20,6 +20,8 @@ This module is also what the hub writes bundles with, so both sides share one de
 
 from __future__ import annotations
 
+import base64
+import bisect
 import csv
 import functools
 import hashlib
@@ -29,6 +31,7 @@ import re
 import zipfile
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -64,9 +67,14 @@ OUTCOMES = ("blocked", "removed", "restricted", "no_action", "false_positive", "
 """Report outcomes, in the column order of the outcome table."""
 DECIDED = frozenset(OUTCOMES) - {"pending_review"}
 TAKEN_DOWN = frozenset({"blocked", "removed"})
-EVENTS = ("added", "withdrawn", "retired")
+EVENTS = ("added", "withdrawn", "retired", "quarantined", "released")
 """Signal events, in the column order of the signal table."""
-SIGNAL_ACTIONS = {"signal.retract": "withdrawn", "signal.retire": "retired"}
+DISPUTE_EVENTS = ("opened", "quarantined", "upheld", "rejected", "released")
+"""Dispute events, in the column order of the dispute table."""
+DECIDED_DISPUTE = frozenset({"upheld", "rejected", "released"})
+"""The dispute events that end a dispute: its time to decision is measured to them."""
+_DECISION_EVENTS = {"quarantine": "quarantined", "uphold": "upheld", "confirm": "upheld", "reject": "rejected",
+                    "release": "released"}
 
 RECORD_FIELDS = (
     "audit_seq",
@@ -95,6 +103,8 @@ RECORD_FIELDS = (
     "source_type",
 )
 SIGNAL_FIELDS = ("audit_seq", "event", "signal", "collection", "signal_type")
+DISPUTE_FIELDS = ("audit_seq", "event", "dispute", "collection", "reason", "source", "opened_seq", "opened_at",
+                  "seconds")
 AGGREGATE_CSV_FIELDS = ("table", "row", "column", "value")
 WITHHELD = "withheld"
 
@@ -106,6 +116,8 @@ _DATA_FILES = (
     "records.csv",
     "signals.jsonl",
     "signals.csv",
+    "disputes.jsonl",
+    "disputes.csv",
     "aggregates.json",
     "aggregates.csv",
 )
@@ -188,6 +200,25 @@ _VISIBILITY = {
 _CONTENT_TYPE = {"pdq": "CONTENT_TYPE_IMAGE", "vpdq": "CONTENT_TYPE_VIDEO"}
 
 
+@functools.lru_cache(maxsize=1024)
+def _dsa_head(
+    outcome: str, signal_type: str, collection_category: str, automated_detection: bool, automated_decision: bool
+) -> tuple[Any, ...]:
+    """The statement-of-reasons fields that follow from a record's kind, `decision_visibility` to
+    `automated_decision` (shared tuples: never modify the lists inside)."""
+    restricts = outcome in _VISIBILITY
+    ncii = collection_category == "ncii"
+    return (
+        _VISIBILITY.get(outcome),
+        "DECISION_GROUND_INCOMPATIBLE_CONTENT" if restricts else None,
+        "STATEMENT_CATEGORY_CYBER_VIOLENCE" if ncii else "STATEMENT_CATEGORY_OTHER",
+        ["KEYWORD_NON_CONSENSUAL_IMAGE_SHARING"] if ncii else [],
+        [_CONTENT_TYPE.get(signal_type, "CONTENT_TYPE_OTHER")],
+        "Yes" if automated_detection else "No",
+        "AUTOMATED_DECISION_FULLY" if automated_decision else "AUTOMATED_DECISION_NOT_AUTOMATED",
+    )
+
+
 def dsa_fields(
     outcome: str,
     signal_type: str,
@@ -201,22 +232,38 @@ def dsa_fields(
     """The DSA Transparency Database statement-of-reasons fields a report outcome maps to (docs/formats.md).
 
     Visibility and ground only for outcomes that restrict content; the rest have null there."""
-    restricts = outcome in _VISIBILITY
-    ncii = collection_category == "ncii"
-    return {
-        "decision_visibility": _VISIBILITY.get(outcome),
-        "decision_ground": "DECISION_GROUND_INCOMPATIBLE_CONTENT" if restricts else None,
-        "category": "STATEMENT_CATEGORY_CYBER_VIOLENCE" if ncii else "STATEMENT_CATEGORY_OTHER",
-        "category_specification": ["KEYWORD_NON_CONSENSUAL_IMAGE_SHARING"] if ncii else [],
-        "content_type": [_CONTENT_TYPE.get(signal_type, "CONTENT_TYPE_OTHER")],
-        "automated_detection": "Yes" if automated_detection else "No",
-        "automated_decision": (
-            "AUTOMATED_DECISION_FULLY" if automated_decision else "AUTOMATED_DECISION_NOT_AUTOMATED"
-        ),
-        "application_date": _day(actioned_at or recorded_at),
-        "content_date": _day(matched_at),
-        "source_type": "SOURCE_VOLUNTARY",
-    }
+    head = _dsa_head(outcome, signal_type, collection_category, automated_detection, automated_decision)
+    tail = (_day(actioned_at or recorded_at), _day(matched_at), "SOURCE_VOLUNTARY")
+    return dict(zip(RECORD_FIELDS[_DSA:], (*head, *tail), strict=True))
+
+
+def record_values(
+    audit_seq: int,
+    report_sha256: str,
+    report: str,
+    version: int,
+    outcome: str,
+    recorded_at: str,
+    partner: str,
+    collection: str,
+    collection_category: str,
+    signal: str,
+    signal_type: str,
+    surface: str,
+    matched_at: str,
+    actioned_at: str | None,
+    automated_detection: bool,
+    automated_decision: bool,
+) -> tuple[Any, ...]:
+    """One record as a tuple in RECORD_FIELDS order: a report outcome with its statement-of-reasons fields.
+    Times are `format_time` strings; `report` and `signal` are keyed digests of this export, never ids or
+    hash values."""
+    return (
+        audit_seq, report_sha256, report, version, outcome, recorded_at, partner, collection, collection_category,
+        signal, signal_type, surface, matched_at, actioned_at,
+        *_dsa_head(outcome, signal_type, collection_category, automated_detection, automated_decision),
+        (actioned_at or recorded_at)[:10], matched_at[:10], "SOURCE_VOLUNTARY",
+    )
 
 
 def record_row(
@@ -238,35 +285,17 @@ def record_row(
     automated_detection: bool,
     automated_decision: bool,
 ) -> dict[str, Any]:
-    """One record: a report outcome with its statement-of-reasons fields (`report` and `signal` are keyed
-    digests of this export, never ids or hash values)."""
-    row: dict[str, Any] = {
-        "audit_seq": audit_seq,
-        "report_sha256": report_sha256,
-        "report": report,
-        "version": version,
-        "outcome": outcome,
-        "recorded_at": _iso(recorded_at),
-        "partner": partner,
-        "collection": collection,
-        "collection_category": collection_category,
-        "signal": signal,
-        "signal_type": signal_type,
-        "surface": surface,
-        "matched_at": _iso(matched_at),
-        "actioned_at": None if actioned_at is None else _iso(actioned_at),
-    }
-    row.update(
-        dsa_fields(
-            outcome, signal_type, collection_category, automated_detection, automated_decision,
-            matched_at, actioned_at, recorded_at,
-        )
-    )
-    return row
+    """One record as a dict (see `record_values`), from datetimes."""
+    return RECORDS.as_dict(record_values(
+        audit_seq, report_sha256, report, version, outcome, _iso(recorded_at), partner, collection,
+        collection_category, signal, signal_type, surface, _iso(matched_at),
+        None if actioned_at is None else _iso(actioned_at), automated_detection, automated_decision,
+    ))
 
 
 def json_line(row: Mapping[str, Any]) -> bytes:
-    """One JSON Lines row: compact, keys in RECORD/SIGNAL field order, ASCII only."""
+    """One JSON Lines row: compact, keys in RECORD/SIGNAL field order, ASCII only (the reference form: a
+    `Codec` writes exactly these bytes, faster)."""
     return json.dumps(row, separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
 
 
@@ -284,7 +313,8 @@ def _csv_value(value: Any) -> str:
 
 
 def csv_lines(columns: Sequence[str], rows: Iterable[Mapping[str, Any]], *, header: bool = True) -> str:
-    """RFC 4180 CSV (CRLF line ends) of `rows` in `columns` order: null is empty, lists are space-separated."""
+    """RFC 4180 CSV (CRLF line ends) of `rows` in `columns` order: null is empty, lists are space-separated
+    (the reference form: a `Codec` writes exactly this text, faster)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     if header:
@@ -294,18 +324,120 @@ def csv_lines(columns: Sequence[str], rows: Iterable[Mapping[str, Any]], *, head
     return out.getvalue()
 
 
+_json_str = json.encoder.encode_basestring_ascii  # C: json.dumps's own
+
+
+def _csv_field(value: str) -> str:
+    """One CSV field as `csv.writer` (minimal quoting, CRLF) writes it inside a row of several fields."""
+    if '"' in value or "," in value or "\r" in value or "\n" in value:
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def _list_field(value: Sequence[str]) -> str:
+    return _csv_field(" ".join(value))
+
+
+def _parse_int(value: str) -> int:
+    if not value.isascii() or not value.isdigit():
+        raise FormatError(f"{value[:20]!r} is not a whole number")
+    return int(value)
+
+
+class Codec:
+    """The JSON Lines and CSV forms of one kind of row, compiled for speed and shared by writer and verifier.
+
+    A row is a tuple in `columns` order; each column is `int`, `str`, `opt` (a string or null), `optint` (a
+    whole number or null) or `list` (of strings). `json` gives exactly `json_line` of the row as a dict, `csv`
+    exactly its `csv_lines` row; `parse` turns a CSV row (a list of strings) back into the row, so that the
+    verifier reads the CSV, renders both forms and compares bytes: each member must be exactly the rendering of
+    the same rows.
+    """
+
+    def __init__(self, columns: Sequence[str], kinds: Sequence[str]) -> None:
+        self.columns = tuple(columns)
+        self.kinds = tuple(kinds)
+        self.header = ",".join(self.columns) + "\r\n"
+        to_json = {
+            "int": "str(v[{i}])",
+            "str": "_js(v[{i}])",
+            "opt": "('null' if v[{i}] is None else _js(v[{i}]))",
+            "optint": "('null' if v[{i}] is None else str(v[{i}]))",
+            "list": "('[' + ','.join(map(_js, v[{i}])) + ']')",
+        }
+        to_csv = {
+            "int": "str(v[{i}])",
+            "str": "_cf(v[{i}])",
+            "opt": "('' if v[{i}] is None else _cf(v[{i}]))",
+            "optint": "('' if v[{i}] is None else str(v[{i}]))",
+            "list": "_lf(v[{i}])",
+        }
+        from_csv = {
+            "int": "_pi(f[{i}])",
+            "str": "f[{i}]",
+            "opt": "(f[{i}] or None)",
+            "optint": "(_pi(f[{i}]) if f[{i}] else None)",
+            "list": "(f[{i}].split(' ') if f[{i}] else [])",
+        }
+        j, c, p = [], [], []
+        for i, (name, kind) in enumerate(zip(self.columns, self.kinds, strict=True)):
+            j.append(repr(("{" if i == 0 else ",") + json.dumps(name) + ":"))
+            j.append(to_json[kind].format(i=i))
+            c.append(to_csv[kind].format(i=i))
+            p.append(from_csv[kind].format(i=i))
+        n = len(self.columns)
+        source = (
+            f"def json(v):\n return ''.join(({', '.join(j)}, '}}\\n'))\n"
+            f"def csv(v):\n return ','.join(({', '.join(c)},)) + '\\r\\n'\n"
+            f"def parse(f):\n if len(f) != {n}: raise FormatError('a row of ' + str(len(f)) + ' fields, not {n}')\n"
+            f" return ({', '.join(p)},)\n"
+        )
+        scope: dict[str, Any] = {"_js": _json_str, "_cf": _csv_field, "_lf": _list_field, "_pi": _parse_int,
+                                 "FormatError": FormatError}
+        exec(source, scope)  # noqa: S102 - generated from the constant column kinds above, like dataclasses do
+        self.json: Any = scope["json"]
+        self.csv: Any = scope["csv"]
+        self.parse: Any = scope["parse"]
+
+    def as_dict(self, row: Sequence[Any]) -> dict[str, Any]:
+        return dict(zip(self.columns, row, strict=True))
+
+
+RECORDS = Codec(
+    RECORD_FIELDS,
+    ("int", "str", "str", "int", "str", "str", "str", "str", "str", "str", "str", "str", "str", "opt",
+     "opt", "opt", "str", "list", "list", "str", "str", "str", "str", "str"),
+)
+SIGNALS = Codec(SIGNAL_FIELDS, ("int", "str", "str", "str", "str"))
+DISPUTES = Codec(DISPUTE_FIELDS, ("int", "str", "str", "str", "str", "str", "int", "str", "optint"))
+_DSA = RECORD_FIELDS.index("decision_visibility")
+(_R_SEQ, _R_SHA, _R_REPORT, _R_VERSION, _R_OUTCOME, _R_RECORDED, _R_PARTNER, _R_COLLECTION, _R_CATEGORY, _R_SIGNAL,
+ _R_TYPE, _R_SURFACE, _R_MATCHED, _R_ACTIONED) = range(_DSA)
+_R_DETECTION = RECORD_FIELDS.index("automated_detection")
+_R_DECISION = RECORD_FIELDS.index("automated_decision")
+_R_APPLICATION, _R_CONTENT, _R_SOURCE = _R_DECISION + 1, _R_DECISION + 2, _R_DECISION + 3
+
+
 # --- aggregates -------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4096)
-def _epoch(value: str) -> int:
-    """POSIX seconds of a time in `format_time`'s form (records repeat their times: cached)."""
-    return int(_parsed(value).timestamp())
+_TIME_FORM = re.compile(r"\d{4}-\d\d-\d\dT(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\dZ")
 
 
 @functools.lru_cache(maxsize=4096)
-def _parsed(value: str) -> datetime:
-    return parse_time(value)
+def _day_epoch(day: str) -> int:
+    return int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp())
+
+
+def _epoch(value: Any) -> int:
+    """POSIX seconds of a time in `format_time`'s form (a FormatError for anything else)."""
+    if type(value) is not str or not _TIME_FORM.fullmatch(value):
+        raise FormatError(f"time {str(value)[:40]!r} is not YYYY-MM-DDTHH:MM:SSZ")
+    try:
+        day = _day_epoch(value[:10])
+    except ValueError:
+        raise FormatError(f"time {value!r} is not a valid date") from None
+    return day + int(value[11:13]) * 3600 + int(value[14:16]) * 60 + int(value[17:19])
 
 
 @functools.lru_cache(maxsize=4096)
@@ -332,9 +464,11 @@ def _percent(numerator: int, denominator: int) -> str:
 
 
 class Aggregator:
-    """Counts a period's entries, records and signal events; the hub and the verifier feed it the same rows.
+    """Counts a period's entries, records, signal events and dispute events; the hub and the verifier feed it
+    the same rows.
 
-    Memory: a few counters per (collection, type), sets of partner ids, and one integer per actioned record.
+    Memory: a few counters per (collection, type), sets of partner ids, and one integer per actioned record
+    and per decided dispute.
     """
 
     def __init__(self) -> None:
@@ -350,6 +484,8 @@ class Aggregator:
         self.receiving: set[str] = set()
         self.acknowledging: set[str] = set()
         self.suspensions = 0
+        self.disputes: dict[str, dict[str, int]] = {}
+        self.decision_times = array("q")
 
     def entry(self, e: AuditEntry) -> None:
         partner = e.actor.get("partner")
@@ -360,26 +496,39 @@ class Aggregator:
         elif e.action == "partner.suspend":
             self.suspensions += 1
 
-    def record(self, r: Mapping[str, Any]) -> None:
-        outcome = r["outcome"]
-        self.outcomes.setdefault(r["collection"], dict.fromkeys(OUTCOMES, 0))[outcome] += 1
-        self.reporting.add(r["partner"])
-        if r["version"] == 1:
+    def record(self, r: Sequence[Any]) -> None:
+        """One record, a tuple in RECORD_FIELDS order (`record_values`)."""
+        outcome = r[_R_OUTCOME]
+        collection = r[_R_COLLECTION]
+        counts = self.outcomes.get(collection)
+        if counts is None:
+            counts = self.outcomes[collection] = dict.fromkeys(OUTCOMES, 0)
+        counts[outcome] += 1
+        self.reporting.add(r[_R_PARTNER])
+        if r[_R_VERSION] == 1:
             self.received += 1
-            self.detected += r["automated_detection"] == "Yes"
+            self.detected += r[_R_DETECTION] == "Yes"
         if outcome in DECIDED:
             self.decided += 1
-            self.automated += r["automated_decision"] == "AUTOMATED_DECISION_FULLY"
+            self.automated += r[_R_DECISION] == "AUTOMATED_DECISION_FULLY"
             self.taken_down += outcome in TAKEN_DOWN
-        if r["actioned_at"] is not None and outcome in _VISIBILITY:
-            self.durations.append(_epoch(r["actioned_at"]) - _epoch(r["matched_at"]))
+        if r[_R_ACTIONED] is not None and outcome in _VISIBILITY:
+            self.durations.append(_epoch(r[_R_ACTIONED]) - _epoch(r[_R_MATCHED]))
 
-    def signal(self, s: Mapping[str, Any]) -> None:
-        self.signals.setdefault((s["collection"], s["signal_type"]), dict.fromkeys(EVENTS, 0))[s["event"]] += 1
+    def signal(self, s: Sequence[Any]) -> None:
+        """One signal event, a tuple in SIGNAL_FIELDS order."""
+        self.signals.setdefault((s[3], s[4]), dict.fromkeys(EVENTS, 0))[s[1]] += 1
+
+    def dispute(self, d: Sequence[Any]) -> None:
+        """One dispute event, a tuple in DISPUTE_FIELDS order."""
+        self.disputes.setdefault(d[3], dict.fromkeys(DISPUTE_EVENTS, 0))[d[1]] += 1
+        if d[1] in DECIDED_DISPUTE:
+            self.decision_times.append(d[8])
 
     def raw(self) -> dict[str, Any]:
         """Every aggregate before suppression."""
         durations = sorted(self.durations)
+        decision_times = sorted(self.decision_times)
         return {
             "signals": {f"{c}/{t}": dict(v) for (c, t), v in sorted(self.signals.items())},
             "outcomes": {c: dict(v) for c, v in sorted(self.outcomes.items())},
@@ -394,6 +543,9 @@ class Aggregator:
             "partners_acknowledging": len(self.acknowledging),
             "partners_reporting": len(self.reporting),
             "partner_suspensions": self.suspensions,
+            "disputes": {c: dict(v) for c, v in sorted(self.disputes.items())},
+            "disputes_decided": len(decision_times),
+            "median_seconds_to_decision": _percentile(decision_times, 50) if decision_times else None,
         }
 
     def published(self, threshold: int) -> dict[str, Any]:
@@ -463,6 +615,11 @@ def publish(raw: Mapping[str, Any], threshold: int) -> dict[str, Any]:
     totals = outc[-1]
     # The share of decisions that blocked or removed is withheld with any of the counts it is made from.
     taken_hidden = any(totals[OUTCOMES.index(o)] is None for o in TAKEN_DOWN)
+    dis_rows = list(raw["disputes"])
+    dis = suppress_table(
+        [[raw["disputes"][k][e] for e in DISPUTE_EVENTS] for k in dis_rows], threshold, len(DISPUTE_EVENTS)
+    )
+    decided = raw["disputes_decided"]
     actioned = raw["actioned"]
     timed = actioned >= threshold
     return {
@@ -487,7 +644,17 @@ def publish(raw: Mapping[str, Any], threshold: int) -> dict[str, Any]:
         "partners_acknowledging": _count(raw["partners_acknowledging"], threshold),
         "partners_reporting": _count(raw["partners_reporting"], threshold),
         "partner_suspensions": _count(raw["partner_suspensions"], threshold),
+        "disputes": {
+            "columns": [*DISPUTE_EVENTS, "total"],
+            "rows": {k: dis[i] for i, k in enumerate(dis_rows)},
+            "total": dis[-1],
+        },
+        "disputes_decided": _count(decided, threshold),
+        "median_seconds_to_decision": raw["median_seconds_to_decision"] if decided >= threshold else None,
     }
+
+
+_TABLES = ("signals", "outcomes", "disputes")
 
 
 def aggregates_document(period: Period, threshold: int, published: Mapping[str, Any]) -> dict[str, Any]:
@@ -506,13 +673,13 @@ def aggregates_csv(published: Mapping[str, Any]) -> str:
     def value(v: Any) -> Any:
         return WITHHELD if v is None else v
 
-    for table in ("signals", "outcomes"):
+    for table in _TABLES:
         t = published[table]
         for name, cells in [*t["rows"].items(), ("total", t["total"])]:
             for column, v in zip(t["columns"], cells, strict=True):
                 lines.append({"table": table, "row": name, "column": column, "value": value(v)})
     for key, v in published.items():
-        if key not in ("signals", "outcomes"):
+        if key not in _TABLES:
             lines.append({"table": "summary", "row": "", "column": key, "value": value(v)})
     return csv_lines(AGGREGATE_CSV_FIELDS, lines)
 
@@ -524,17 +691,37 @@ def _split(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
-def multiproof_ranges(lo: int, hi: int, size: int) -> list[tuple[int, int]]:
-    """The subtrees [a, b) of the RFC 9162 tree of `size` leaves that hold none of the leaves [lo, hi) and
-    whose parent holds some: the proof carries their hashes, left to right."""
-    if not 0 <= lo < hi <= size:
-        raise ProofError(f"leaves [{lo}, {hi}) are not a non-empty range of a tree of size {size}")
+class _Carried:
+    """The carried leaves: a few single ones (`earlier`, sorted) and the run [lo, hi)."""
+
+    def __init__(self, lo: int, hi: int, earlier: Sequence[int]) -> None:
+        self.lo, self.hi, self.earlier = lo, hi, list(earlier)
+
+    def within(self, a: int, b: int) -> bool:
+        """Whether [a, b) holds a carried leaf."""
+        if a < self.hi and b > self.lo:
+            return True
+        i = bisect.bisect_left(self.earlier, a)
+        return i < len(self.earlier) and self.earlier[i] < b
+
+    def covers(self, a: int, b: int) -> bool:
+        """Whether every leaf of [a, b) is carried."""
+        return self.lo <= a and b <= self.hi
+
+
+def multiproof_ranges(lo: int, hi: int, size: int, earlier: Sequence[int] = ()) -> list[tuple[int, int]]:
+    """The subtrees [a, b) of the RFC 9162 tree of `size` leaves that hold none of the carried leaves (the run
+    [lo, hi) and the single leaves `earlier`, all below lo) and whose parent holds some: the proof carries their
+    hashes, left to right."""
+    if not 0 <= lo < hi <= size or any(not 0 <= x < lo for x in earlier):
+        raise ProofError(f"leaves [{lo}, {hi}) and {len(earlier)} earlier ones are not leaves of a tree of size {size}")
+    carried = _Carried(lo, hi, earlier)
     out: list[tuple[int, int]] = []
 
     def walk(a: int, b: int) -> None:
-        if b <= lo or a >= hi:
+        if not carried.within(a, b):
             out.append((a, b))
-        elif b - a > 1 and not (lo <= a and b <= hi):
+        elif b - a > 1 and not carried.covers(a, b):
             mid = a + _split(b - a)
             walk(a, mid)
             walk(mid, b)
@@ -543,22 +730,28 @@ def multiproof_ranges(lo: int, hi: int, size: int) -> list[tuple[int, int]]:
     return out
 
 
-def multiproof_root(lo: int, leaves: Sequence[bytes], size: int, hashes: Sequence[bytes]) -> bytes:
-    """The root of the tree of `size` leaves from leaves [lo, lo + len(leaves)) and the proof's hashes."""
-    hi = lo + len(leaves)
-    ranges = multiproof_ranges(lo, hi, size)
+def multiproof_root(
+    lo: int, leaves: Sequence[bytes], size: int, hashes: Sequence[bytes], earlier: Sequence[int] = ()
+) -> bytes:
+    """The root of the tree of `size` leaves from the carried leaves (`leaves`: those of `earlier`, then those of
+    [lo, lo + len(leaves) - len(earlier))) and the proof's hashes."""
+    hi = lo + len(leaves) - len(earlier)
+    ranges = multiproof_ranges(lo, hi, size, earlier)
     if len(hashes) != len(ranges):
         raise ProofError(f"the proof has {len(hashes)} hashes, leaves [{lo}, {hi}) of size {size} need {len(ranges)}")
     for h in hashes:
         if len(h) != HASH_SIZE:
             raise ProofError("proof hashes are 32 bytes")
+    carried = _Carried(lo, hi, earlier)
+    index = {x: i for i, x in enumerate(earlier)}
     given = iter(hashes)
+    run = len(earlier) - lo
 
     def walk(a: int, b: int) -> bytes:
-        if b <= lo or a >= hi:
+        if not carried.within(a, b):
             return next(given)
         if b - a == 1:
-            return leaves[a - lo]
+            return leaves[a + run] if a >= lo else leaves[index[a]]
         mid = a + _split(b - a)
         return node_hash(walk(a, mid), walk(mid, b))
 
@@ -566,6 +759,13 @@ def multiproof_root(lo: int, leaves: Sequence[bytes], size: int, hashes: Sequenc
 
 
 # --- writing ----------------------------------------------------------------------------------------------
+
+
+def _joined(chunks: list[Any]) -> bytes:
+    """Chunks of one kind joined: text (UTF-8; JSON lines are ASCII) or bytes."""
+    if all(type(c) is str for c in chunks):
+        return "".join(chunks).encode()
+    return b"".join(c if type(c) is bytes else c.encode() for c in chunks)
 
 
 class _HashingWriter:
@@ -617,20 +817,31 @@ class BundleWriter:
         info.external_attr = 0o644 << 16
         return info
 
-    def write(self, name: str, chunks: Iterable[bytes]) -> None:
-        """Write one member from byte chunks and note its SHA-256 and size for the manifest."""
+    def write(self, name: str, chunks: Iterable[bytes | str]) -> None:
+        """Write one member from chunks (bytes, or ASCII text) and note its SHA-256 and size for the manifest.
+
+        Chunks are gathered to about 1 MiB; each is then compressed, hashed and written by one worker thread
+        (zlib, hashlib and file writes release the GIL) while the caller makes the next: in order, and with at
+        most two chunks held."""
         with self._zip.open(self._info(name), "w", force_zip64=True) as f:
             w = _HashingWriter(f)
-            buffer: list[bytes] = []
+            pending: Future[None] | None = None
+            buffer: list[Any] = []
             held = 0
-            for chunk in chunks:
-                buffer.append(chunk)
-                held += len(chunk)
-                if held >= _CHUNK:
-                    w.write(b"".join(buffer))
-                    buffer, held = [], 0
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bundle") as pool:
+                for chunk in chunks:
+                    buffer.append(chunk)
+                    held += len(chunk)
+                    if held >= _CHUNK:
+                        data = _joined(buffer)
+                        buffer, held = [], 0
+                        if pending is not None:
+                            pending.result()
+                        pending = pool.submit(w.write, data)
+                if pending is not None:
+                    pending.result()
             if buffer:
-                w.write(b"".join(buffer))
+                w.write(_joined(buffer))
         self.files[name] = {"sha256": w.digest.hexdigest(), "bytes": w.size}
 
     def finish(self, manifest: bytes, envelope: bytes) -> None:
@@ -655,7 +866,6 @@ def manifest_document(
     threshold: int,
     counts: Mapping[str, int],
     files: Mapping[str, Mapping[str, Any]],
-    omitted: Mapping[str, str],
 ) -> dict[str, Any]:
     """The manifest: what the bundle is, what it was drawn at, and the digest of every other file."""
     return {
@@ -670,7 +880,6 @@ def manifest_document(
         "suppression": {"rule": SUPPRESSION_RULE, "threshold": threshold},
         "counts": dict(counts),
         "files": {k: dict(v) for k, v in sorted(files.items())},
-        "omitted": dict(omitted),
     }
 
 
@@ -686,13 +895,16 @@ def parse_entry(data: bytes) -> AuditEntry:
 
 
 def entry_line(seq: int, entry: bytes) -> bytes:
-    """entries.jsonl: `{"entry": base64 of the canonical entry bytes, "seq": n}` per line."""
-    return canonical_json({"seq": seq, "entry": b64encode(entry)}) + b"\n"
+    """entries.jsonl: `{"entry": base64 of the canonical entry bytes, "seq": n}` per line (RFC 8785: the
+    keys in order, base64 needs no escape)."""
+    return b'{"entry":"%s","seq":%d}\n' % (base64.b64encode(entry), seq)
 
 
-def proof_document(size: int, lo: int, hi: int, hashes: Sequence[bytes]) -> bytes:
-    """proof.json: the multi-leaf proof of entries [lo, hi) in the tree of `size` leaves."""
-    return canonical_json({"size": size, "from": lo, "to": hi, "hashes": [b64encode(h) for h in hashes]})
+def proof_document(size: int, lo: int, hi: int, hashes: Sequence[bytes], earlier: Sequence[int] = ()) -> bytes:
+    """proof.json: the multi-leaf proof of entries [lo, hi) and `earlier` in the tree of `size` leaves."""
+    return canonical_json(
+        {"size": size, "from": lo, "to": hi, "earlier": list(earlier), "hashes": [b64encode(h) for h in hashes]}
+    )
 
 
 def carried_range(first: int, end: int) -> tuple[int, int]:
@@ -715,6 +927,7 @@ class ExportReport:
     entries: int = 0
     aggregates: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    dispute_events: int = 0
 
 
 class _Bundle:
@@ -732,11 +945,15 @@ class _Bundle:
         return self.zf.read(name)
 
     def lines(self, name: str) -> Iterator[bytes]:
-        with self.zf.open(name) as f:
+        # A BufferedReader's readline is C; a zip member's own is Python.
+        with io.BufferedReader(self.zf.open(name), _CHUNK) as f:  # type: ignore[type-var]
             yield from f
 
     def text_lines(self, name: str) -> Iterator[str]:
-        with self.zf.open(name) as f, io.TextIOWrapper(f, encoding="utf-8", newline="") as t:
+        with (
+            io.BufferedReader(self.zf.open(name), _CHUNK) as f,  # type: ignore[type-var]
+            io.TextIOWrapper(f, encoding="utf-8", newline="") as t,
+        ):
             yield from t
 
 
@@ -765,7 +982,7 @@ def _open_manifest(bundle: _Bundle, pinned: str | None) -> tuple[dict[str, Any],
         manifest,
         "manifest",
         {"type", "hub", "export", "period", "created_at", "checkpoint", "entries", "keysets", "suppression",
-         "counts", "files", "omitted"},
+         "counts", "files"},
     )
     if m["type"] != MANIFEST_VERSION:
         raise FormatError(f"manifest type {m['type']!r} is not {MANIFEST_VERSION!r}")
@@ -821,16 +1038,16 @@ def _check_checkpoint(bundle: _Bundle, m: Mapping[str, Any], keyset: KeySet) -> 
 
 
 class _Peek:
-    """An iterator of parsed rows that can look one ahead."""
+    """An iterator of rows that can look one ahead."""
 
-    def __init__(self, rows: Iterator[dict[str, Any]]) -> None:
+    def __init__(self, rows: Iterator[tuple[Any, ...]]) -> None:
         self._rows = rows
-        self._next: dict[str, Any] | None = next(rows, None)
+        self._next: tuple[Any, ...] | None = next(rows, None)
 
-    def peek(self) -> dict[str, Any] | None:
+    def peek(self) -> tuple[Any, ...] | None:
         return self._next
 
-    def take(self) -> dict[str, Any]:
+    def take(self) -> tuple[Any, ...]:
         row = self._next
         if row is None:
             raise LogError("no more rows")
@@ -838,55 +1055,75 @@ class _Peek:
         return row
 
 
-def _jsonl(bundle: _Bundle, name: str, columns: Sequence[str]) -> Iterator[dict[str, Any]]:
-    """Rows of a .jsonl member, each checked against the same row of its .csv twin."""
+def _rows(bundle: _Bundle, name: str, codec: Codec) -> Iterator[tuple[Any, ...]]:
+    """The rows of a .jsonl member and its .csv twin, in audit_seq order: each CSV row, read back, must render
+    to exactly its own text and to exactly the JSON line beside it (one definition of each row's bytes)."""
     csv_name = name.replace(".jsonl", ".csv")
-    reader = csv.reader(bundle.text_lines(csv_name))
-    if next(reader, None) != list(columns):
-        raise FormatError(f"{csv_name}: the header is not {','.join(columns)}")
-    previous: tuple[int, ...] = ()
-    for n, line in enumerate(bundle.lines(name), start=1):
-        row = parse_json(line)
-        if not isinstance(row, dict) or list(row) != list(columns):
-            raise FormatError(f"{name} line {n}: the fields are not {', '.join(columns)} in that order")
-        if next(reader, None) != [_csv_value(row[c]) for c in columns]:
+    consumed: list[str] = []
+
+    def text() -> Iterator[str]:
+        for line in bundle.text_lines(csv_name):
+            consumed.append(line)
+            yield line
+
+    reader = csv.reader(text(), strict=True)
+    if next(reader, None) != list(codec.columns) or "".join(consumed) != codec.header:
+        raise FormatError(f"{csv_name}: the header is not {','.join(codec.columns)}")
+    consumed.clear()
+    lines = bundle.lines(name)
+    previous = -1
+    n = 0
+    for fields in reader:
+        n += 1
+        raw = "".join(consumed)
+        consumed.clear()
+        try:
+            row = codec.parse(fields)
+        except FormatError as e:
+            raise FormatError(f"{csv_name} row {n}: {e}") from None
+        if codec.csv(row) != raw:
+            raise FormatError(f"{csv_name} row {n} is not written in the bundle's CSV form")
+        line = next(lines, None)
+        if line is None:
+            raise FormatError(f"{csv_name} has more rows than {name}")
+        if line != codec.json(row).encode():
             raise FormatError(f"{csv_name} row {n} is not {name} line {n}")
-        key = (_int(row["audit_seq"], f"{name} line {n} audit_seq"),)
-        if key < previous:
+        if row[0] < previous:
             raise FormatError(f"{name} line {n}: rows are not in audit_seq order")
-        previous = key
+        previous = row[0]
         yield row
-    if next(reader, None) is not None:
-        raise FormatError(f"{csv_name} has more rows than {name}")
+    if next(lines, None) is not None:
+        raise FormatError(f"{name} has more lines than {csv_name}")
 
 
-_DSA_KEYS = (
-    "decision_visibility", "decision_ground", "category", "category_specification", "content_type",
-    "automated_detection", "automated_decision", "application_date", "content_date", "source_type",
-)
-
-
-def _check_record(r: Mapping[str, Any], e: AuditEntry, where: str) -> None:
-    if r["outcome"] not in OUTCOMES:
-        raise FormatError(f"{where}: unknown outcome {r['outcome']!r}")
-    if r["recorded_at"] != _iso(e.time):
-        raise LogError(f"{where}: recorded_at {r['recorded_at']} is not its entry's time {_iso(e.time)}")
+def _check_record(r: Sequence[Any], e: AuditEntry, time: str, where: str) -> None:
+    outcome = r[_R_OUTCOME]
+    if outcome not in OUTCOMES:
+        raise FormatError(f"{where}: unknown outcome {outcome!r}")
+    if r[_R_RECORDED] != time:
+        raise LogError(f"{where}: recorded_at {r[_R_RECORDED]} is not its entry's time {time}")
     if e.action == "reports.submit":
-        if r["version"] != 1 or e.subject != f"partner/{r['partner']}":
-            raise LogError(f"{where}: a first version of a report of partner {r['partner']} is not what entry "
+        if r[_R_VERSION] != 1 or e.subject != "partner/" + r[_R_PARTNER]:
+            raise LogError(f"{where}: a first version of a report of partner {r[_R_PARTNER]} is not what entry "
                            f"{e.seq} records")
     elif (
-        e.subject.split("/")[:2] != ["report", r["partner"]]
-        or e.details.get("version") != r["version"]
-        or e.details.get("outcome") != r["outcome"]
+        e.subject.split("/")[:2] != ["report", r[_R_PARTNER]]
+        or e.details.get("version") != r[_R_VERSION]
+        or e.details.get("outcome") != outcome
     ):
-        raise LogError(f"{where}: version {r['version']} ({r['outcome']}) is not what entry {e.seq} records")
-    actioned = None if r["actioned_at"] is None else _parsed(r["actioned_at"])
-    derived = dsa_fields(
-        r["outcome"], r["signal_type"], r["collection_category"], r["automated_detection"] == "Yes",
-        r["automated_decision"] == "AUTOMATED_DECISION_FULLY", _parsed(r["matched_at"]), actioned, e.time,
-    )
-    if any(derived[k] != r[k] for k in _DSA_KEYS):
+        raise LogError(f"{where}: version {r[_R_VERSION]} ({outcome}) is not what entry {e.seq} records")
+    actioned = r[_R_ACTIONED]
+    _epoch(r[_R_MATCHED])
+    if actioned is not None:
+        _epoch(actioned)
+    head = _dsa_head(outcome, r[_R_TYPE], r[_R_CATEGORY], r[_R_DETECTION] == "Yes",
+                     r[_R_DECISION] == "AUTOMATED_DECISION_FULLY")
+    if (
+        r[_DSA:_R_APPLICATION] != head
+        or r[_R_APPLICATION] != (actioned or time)[:10]
+        or r[_R_CONTENT] != r[_R_MATCHED][:10]
+        or r[_R_SOURCE] != "SOURCE_VOLUNTARY"
+    ):
         raise FormatError(f"{where}: its statement-of-reasons fields do not follow from its outcome")
 
 
@@ -901,127 +1138,271 @@ def _entry_reports(e: AuditEntry) -> list[str]:
     return []
 
 
-def _entry_signals(e: AuditEntry) -> tuple[str, int, str | None] | None:
-    """(event, how many, collection) of the signal events an entry must have, or None."""
+@dataclass(frozen=True)
+class EntryEvents:
+    """The signal events an audit entry must have: `count` events `event`, of the signals `ids` when the entry
+    names them, in one of `collections` and of type `signal_type` when the entry says; `of_dispute`: in the
+    collection of the dispute the entry decides."""
+
+    event: str
+    count: int
+    ids: tuple[str, ...] | None = None
+    collections: frozenset[Any] | None = None
+    signal_type: str | None = None
+    of_dispute: bool = False
+
+
+def _ids(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(i, str) for i in value):
+        raise LogError(f"{where}: a list of signal ids")
+    return tuple(value)
+
+
+def signal_events(e: AuditEntry) -> EntryEvents | None:
+    """What signal events an entry of the period makes (docs/formats.md, "Signal events"), or None."""
+    d = e.details
+    where = f"entry {e.seq} ({e.action})"
     if e.action == "signals.submit":
-        return "added", _int(e.details.get("count"), f"entry {e.seq} count"), e.details.get("collection")
-    if e.action in SIGNAL_ACTIONS:
-        return SIGNAL_ACTIONS[e.action], 1, e.details.get("collection")
+        return EntryEvents("added", _int(d.get("count"), f"{where} count"), None, frozenset({d.get("collection")}))
+    if e.action == "signal.retract":
+        return EntryEvents("withdrawn", 1, (e.subject.split("/", 1)[-1],), frozenset({d.get("collection")}))
+    if e.action == "signal.retire":
+        if "removed" in d:  # a hash retired everywhere: every active signal of it
+            ids = _ids(d["removed"], where)
+            collections = d.get("collections")
+            return EntryEvents("retired", len(ids), ids, frozenset(collections if isinstance(collections, list)
+                                                                    else ()), d.get("type"))
+        return EntryEvents("retired", 1, (e.subject.split("/", 1)[-1],), frozenset({d.get("collection")}))
+    if e.action == "case.withdraw":
+        named = _ids(d["removed"], where) if "removed" in d else None
+        return EntryEvents("withdrawn", _int(d.get("count"), f"{where} count"), named)
+    if e.action == "dispute.decide" and "state" not in d:
+        event = _DECISION_EVENTS.get(d.get("action"))  # type: ignore[arg-type]
+        if event == "quarantined":
+            return EntryEvents("quarantined", 1, (str(d.get("signal")),), of_dispute=True)
+        if event == "upheld":  # the hash retired everywhere, and the disputed signal
+            ids = tuple(sorted({*_ids(d.get("removed"), where), str(d.get("signal"))}))
+            return EntryEvents("retired", len(ids), ids, None, d.get("type"))
+        if event in ("rejected", "released") and "republished" in d:  # out of quarantine under a new id
+            return EntryEvents("released", 1, (str(d["republished"]),), of_dispute=True)
     return None
+
+
+def dispute_event(e: AuditEntry) -> str | None:
+    """The dispute event an entry is (`opened`, or a decision that takes effect), or None."""
+    if e.action == "dispute.open":
+        return "opened"
+    if e.action == "dispute.decide" and "state" not in e.details:
+        return _DECISION_EVENTS.get(e.details.get("action"))  # type: ignore[arg-type]
+    return None
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A dispute as its `dispute.open` entry states it."""
+
+    seq: int
+    time: str
+    collection: str
+    reason: str
+    source: str
+
+    @classmethod
+    def of(cls, e: AuditEntry) -> Opened:
+        d = e.details
+        collection, reason = d.get("collection"), d.get("reason")
+        if not isinstance(collection, str) or not isinstance(reason, str):
+            raise LogError(f"entry {e.seq}: dispute.open without its collection and reason")
+        return cls(e.seq, _iso(e.time), collection, reason, "flag" if "flag" in d else "partner")
+
+
+def dispute_row(seq: int, event: str, time: str, digest: str, opened: Opened) -> tuple[Any, ...]:
+    """One dispute event as a tuple in DISPUTE_FIELDS order (`digest`: the dispute's keyed digest)."""
+    seconds = _epoch(time) - _epoch(opened.time) if event in DECIDED_DISPUTE else None
+    return (seq, event, digest, opened.collection, opened.reason, opened.source, opened.seq, opened.time, seconds)
 
 
 def _verify(path: str, pinned: str | None) -> ExportReport:
     with zipfile.ZipFile(path) as zf:
         bundle = _Bundle(zf)
         m, keyset = _open_manifest(bundle, pinned)
-        _check_files(bundle, m["files"])
-        period = Period.from_dict(m["period"])
-        size, root = _check_checkpoint(bundle, m, keyset)
-        span = _fields(m["entries"], "manifest entries", {"first", "end"})
-        first, end = _int(span["first"], "entries first"), _int(span["end"], "entries end")
-        if end < first:
-            raise FormatError("manifest entries end before they start")
-        if end >= size:
-            raise LogError(
-                f"the checkpoint (size {size}) does not hold entry {end}, the first after the period: it was "
-                "signed before the period closed in the log (another period's checkpoint)"
-            )
-        suppression = _fields(m["suppression"], "manifest suppression", {"rule", "threshold"})
-        if suppression["rule"] != SUPPRESSION_RULE:
-            raise FormatError(f"unknown suppression rule {suppression['rule']!r}")
-        threshold = _int(suppression["threshold"], "suppression threshold", 1)
-        lo, hi = carried_range(first, end)
-        proof = _fields(parse_canonical(bundle.read("proof.json")), "proof.json", {"size", "from", "to", "hashes"})
-        if (proof["size"], proof["from"], proof["to"]) != (size, lo, hi) or not isinstance(proof["hashes"], list):
-            raise FormatError(f"proof.json is not a proof of entries [{lo}, {hi}) in the tree of size {size}")
+        # Every member's digest in a second thread (inflating and hashing release the GIL) while this one reads
+        # them; a digest that differs is the failure reported, before anything the reading found.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="digests") as pool:
+            digests = pool.submit(_check_files, bundle, m["files"])
+            try:
+                report = _verify_content(bundle, m, keyset)
+            except BaseException:
+                digests.result()
+                raise
+            digests.result()
+    return report
 
-        agg = Aggregator()
-        records = _Peek(_jsonl(bundle, "records.jsonl", RECORD_FIELDS))
-        events = _Peek(_jsonl(bundle, "signals.jsonl", SIGNAL_FIELDS))
-        leaves: list[bytes] = []
-        previous: AuditEntry | None = None
-        n_records = n_events = 0
-        for n, line in enumerate(bundle.lines("entries.jsonl")):
-            seq = lo + n
-            row = _fields(parse_json(line), f"entries.jsonl line {n + 1}", {"seq", "entry"})
-            if row["seq"] != seq or seq >= hi:
-                raise LogError(f"entries.jsonl line {n + 1}: seq {row['seq']}, expected {seq}")
-            data = b64decode(row["entry"], "entry")
-            e = parse_entry(data)
-            if e.seq != seq:
-                raise LogError(f"entry {seq}: its body says seq {e.seq}")
-            if previous is not None and e.time < previous.time:
-                raise LogError(f"entry {seq}: time goes backwards")
-            previous = e
-            leaves.append(leaf_hash(data))
-            inside = first <= seq < end
-            if inside != (period.start <= e.time < period.end):
-                raise LogError(
-                    f"entry {seq} at {format_time(e.time)} is {'in' if inside else 'outside'} the bundle's entries "
-                    f"but {'outside' if inside else 'in'} the period {period.label}: the period's entries are not "
-                    "exactly these"
-                )
-            if (r := records.peek()) is not None and r["audit_seq"] < seq:
-                raise LogError(f"record of audit entry {r['audit_seq']}: that entry is not a report entry of the "
-                               "period in the log")
-            if (s := events.peek()) is not None and s["audit_seq"] < seq:
-                raise LogError(f"signal event of audit entry {s['audit_seq']}: that entry is not a signal entry "
-                               "of the period in the log")
-            if not inside:
-                continue
-            agg.entry(e)
-            wanted = _entry_reports(e)
-            got = []
-            while (r := records.peek()) is not None and r["audit_seq"] == seq:
-                rec = records.take()
-                _check_record(rec, e, f"record of entry {seq} ({rec['report_sha256']})")
-                got.append(rec["report_sha256"])
-                agg.record(rec)
-            if sorted(got) != wanted:
-                raise LogError(
-                    f"entry {seq} ({e.action}) records {len(wanted)} report version(s), the bundle has {len(got)} "
-                    "matching records: a record was left out, added or altered"
-                )
-            n_records += len(got)
-            expect = _entry_signals(e)
-            count = 0
-            while (s := events.peek()) is not None and s["audit_seq"] == seq:
-                ev = events.take()
-                if expect is None or ev["event"] != expect[0] or ev["collection"] != expect[2]:
-                    raise LogError(f"signal event of entry {seq} is not what that entry ({e.action}) records")
-                agg.signal(ev)
-                count += 1
-            if expect is not None and count != expect[1]:
-                raise LogError(f"entry {seq} ({e.action}) records {expect[1]} signal(s), the bundle has {count} events")
-            n_events += count
-        if lo + len(leaves) != hi:
-            raise LogError(f"entries.jsonl holds {len(leaves)} entries, the bundle needs [{lo}, {hi})")
-        for left, what in ((records, "record"), (events, "signal event")):
-            r = left.peek()
-            if r is not None:
-                raise LogError(f"{what} of audit entry {r['audit_seq']}: that entry is not in the period in the log")
-        hashes = [b64decode(h, "proof hash") for h in proof["hashes"]]
-        if multiproof_root(lo, leaves, size, hashes) != root:
-            raise RootMismatchError(
-                "the carried entries and proof do not lead to the checkpoint's root: an entry was edited, or the "
-                "checkpoint is another log's or another period's"
+
+def _verify_content(bundle: _Bundle, m: dict[str, Any], keyset: KeySet) -> ExportReport:
+    period = Period.from_dict(m["period"])
+    size, root = _check_checkpoint(bundle, m, keyset)
+    span = _fields(m["entries"], "manifest entries", {"first", "end"})
+    first, end = _int(span["first"], "entries first"), _int(span["end"], "entries end")
+    if end < first:
+        raise FormatError("manifest entries end before they start")
+    if end >= size:
+        raise LogError(
+            f"the checkpoint (size {size}) does not hold entry {end}, the first after the period: it was "
+            "signed before the period closed in the log (another period's checkpoint)"
+        )
+    suppression = _fields(m["suppression"], "manifest suppression", {"rule", "threshold"})
+    if suppression["rule"] != SUPPRESSION_RULE:
+        raise FormatError(f"unknown suppression rule {suppression['rule']!r}")
+    threshold = _int(suppression["threshold"], "suppression threshold", 1)
+    lo, hi = carried_range(first, end)
+    proof = _fields(
+        parse_canonical(bundle.read("proof.json")), "proof.json", {"size", "from", "to", "earlier", "hashes"}
+    )
+    earlier = proof["earlier"]
+    if (
+        (proof["size"], proof["from"], proof["to"]) != (size, lo, hi)
+        or not isinstance(proof["hashes"], list)
+        or not isinstance(earlier, list)
+        or any(type(x) is not int for x in earlier)
+        or earlier != sorted(set(earlier))
+        or (earlier and not (0 <= earlier[0] and earlier[-1] < lo))
+    ):
+        raise FormatError(f"proof.json is not a proof of entries [{lo}, {hi}) and earlier ones in the tree of size "
+                          f"{size}")
+    seqs = [*earlier, *range(lo, hi)]
+
+    agg = Aggregator()
+    records = _Peek(_rows(bundle, "records.jsonl", RECORDS))
+    events = _Peek(_rows(bundle, "signals.jsonl", SIGNALS))
+    disputes = _Peek(_rows(bundle, "disputes.jsonl", DISPUTES))
+    leaves: list[bytes] = []
+    opened: dict[str, Opened] = {}  # the disputes opened in the carried entries, by id
+    previous: AuditEntry | None = None
+    n_records = n_events = n_disputes = 0
+    for n, line in enumerate(bundle.lines("entries.jsonl")):
+        if n >= len(seqs):
+            raise LogError(f"entries.jsonl holds more than the {len(seqs)} entries the proof covers")
+        seq = seqs[n]
+        row = _fields(parse_json(line), f"entries.jsonl line {n + 1}", {"seq", "entry"})
+        if row["seq"] != seq:
+            raise LogError(f"entries.jsonl line {n + 1}: seq {row['seq']}, expected {seq}")
+        data = b64decode(row["entry"], "entry")
+        e = parse_entry(data)
+        if e.seq != seq:
+            raise LogError(f"entry {seq}: its body says seq {e.seq}")
+        if previous is not None and e.time < previous.time:
+            raise LogError(f"entry {seq}: time goes backwards")
+        previous = e
+        leaves.append(leaf_hash(data))
+        inside = first <= seq < end
+        if inside != (period.start <= e.time < period.end):
+            raise LogError(
+                f"entry {seq} at {format_time(e.time)} is {'in' if inside else 'outside'} the bundle's entries "
+                f"but {'outside' if inside else 'in'} the period {period.label}: the period's entries are not "
+                "exactly these"
             )
-        counts = {"records": n_records, "signal_events": n_events, "entries": end - first}
-        if m["counts"] != counts:
-            raise FormatError(f"manifest counts {m['counts']} differ from the bundle's {counts}")
-        published = agg.published(threshold)
-        expected_doc = aggregates_document(period, threshold, published)
-        if parse_canonical(bundle.read("aggregates.json")) != expected_doc:
-            raise FormatError("aggregates.json differs from the aggregates recomputed from the records and entries")
-        if bundle.read("aggregates.csv") != aggregates_csv(published).encode():
-            raise FormatError("aggregates.csv differs from the aggregates recomputed from the records and entries")
-    notes = [f"not in this bundle: {k} ({v})" for k, v in sorted(m["omitted"].items())]
+        if e.action == "dispute.open":
+            opened[e.subject.split("/", 1)[-1]] = Opened.of(e)
+        for left, what in ((records, "record"), (events, "signal event"), (disputes, "dispute event")):
+            if (r := left.peek()) is not None and r[0] < seq:
+                raise LogError(f"{what} of audit entry {r[0]}: that entry is not one of the period in the log that "
+                               f"makes a {what}")
+        if not inside:
+            continue
+        agg.entry(e)
+        time = _iso(e.time)
+        wanted = _entry_reports(e)
+        got = []
+        while (r := records.peek()) is not None and r[0] == seq:
+            rec = records.take()
+            _check_record(rec, e, time, f"record of entry {seq} ({rec[_R_SHA]})")
+            got.append(rec[_R_SHA])
+            agg.record(rec)
+        if sorted(got) != wanted:
+            raise LogError(
+                f"entry {seq} ({e.action}) records {len(wanted)} report version(s), the bundle has {len(got)} "
+                "matching records: a record was left out, added or altered"
+            )
+        n_records += len(got)
+        dispute = None
+        kind = dispute_event(e)
+        if kind is not None:
+            dispute = _check_dispute(e, kind, time, opened, disputes, agg)
+            n_disputes += 1
+        n_events += _check_signal_events(e, dispute, events, agg)
+    if len(leaves) != len(seqs):
+        raise LogError(f"entries.jsonl holds {len(leaves)} entries, the proof covers {len(seqs)}")
+    for left, what in ((records, "record"), (events, "signal event"), (disputes, "dispute event")):
+        r = left.peek()
+        if r is not None:
+            raise LogError(f"{what} of audit entry {r[0]}: that entry is not in the period in the log")
+    hashes = [b64decode(h, "proof hash") for h in proof["hashes"]]
+    if multiproof_root(lo, leaves, size, hashes, earlier) != root:
+        raise RootMismatchError(
+            "the carried entries and proof do not lead to the checkpoint's root: an entry was edited, or the "
+            "checkpoint is another log's or another period's"
+        )
+    counts = {"records": n_records, "signal_events": n_events, "dispute_events": n_disputes, "entries": end - first}
+    if m["counts"] != counts:
+        raise FormatError(f"manifest counts {m['counts']} differ from the bundle's {counts}")
+    published = agg.published(threshold)
+    expected_doc = aggregates_document(period, threshold, published)
+    if parse_canonical(bundle.read("aggregates.json")) != expected_doc:
+        raise FormatError("aggregates.json differs from the aggregates recomputed from the records and entries")
+    if bundle.read("aggregates.csv") != aggregates_csv(published).encode():
+        raise FormatError("aggregates.csv differs from the aggregates recomputed from the records and entries")
     verdict = (
         f"OK: export {m['export']} of {m['hub']} for {period.label}: {n_records} records, {n_events} signal events, "
-        f"{end - first} entries [{first}, {end}) in the signed audit checkpoint of size {size}; aggregates "
-        f"recomputed under {SUPPRESSION_RULE} (threshold {threshold}); key set v{keyset.version}"
+        f"{n_disputes} dispute events, {end - first} entries [{first}, {end}) (and {len(earlier)} earlier) in the "
+        f"signed audit checkpoint of size {size}; aggregates recomputed under {SUPPRESSION_RULE} (threshold "
+        f"{threshold}); key set v{keyset.version}"
     )
-    return ExportReport(True, verdict, n_records, n_events, end - first, published, notes)
+    return ExportReport(True, verdict, n_records, n_events, end - first, published, [], n_disputes)
+
+
+def _check_dispute(
+    e: AuditEntry, kind: str, time: str, opened: Mapping[str, Opened], rows: _Peek, agg: Aggregator
+) -> Opened:
+    """The one dispute row of a dispute entry, against the entry and the carried entry that opened it."""
+    seq = e.seq
+    dispute_id = e.subject.split("/", 1)[-1] if kind == "opened" else str(e.details.get("dispute"))
+    o = opened.get(dispute_id)
+    if o is None or e.subject != f"dispute/{dispute_id}":
+        raise LogError(f"entry {seq} ({e.action}) decides a dispute whose dispute.open entry the bundle does not "
+                       "carry")
+    row = rows.take() if (r := rows.peek()) is not None and r[0] == seq else None
+    if row is None:
+        raise LogError(f"entry {seq} ({e.action}) has no dispute event in disputes.jsonl: one was left out")
+    if row != dispute_row(seq, kind, time, row[2], o):
+        raise LogError(f"the dispute event of entry {seq} is not what that entry and the dispute's dispute.open "
+                       f"entry {o.seq} record")
+    if (r := rows.peek()) is not None and r[0] == seq:
+        raise LogError(f"entry {seq} has more than one dispute event")
+    agg.dispute(row)
+    return o
+
+
+def _check_signal_events(e: AuditEntry, dispute: Opened | None, rows: _Peek, agg: Aggregator) -> int:
+    """The signal events of one entry of the period, against what the entry states; returns how many."""
+    seq = e.seq
+    expect = signal_events(e)
+    count = 0
+    while (r := rows.peek()) is not None and r[0] == seq:
+        ev = rows.take()
+        if (
+            expect is None
+            or ev[1] != expect.event
+            or (expect.collections is not None and ev[3] not in expect.collections)
+            or (expect.signal_type is not None and ev[4] != expect.signal_type)
+            or (expect.of_dispute and (dispute is None or ev[3] != dispute.collection))
+        ):
+            raise LogError(f"signal event of entry {seq} is not what that entry ({e.action}) records")
+        agg.signal(ev)
+        count += 1
+    if expect is not None and count != expect.count:
+        raise LogError(f"entry {seq} ({e.action}) records {expect.count} signal(s), the bundle has {count} events")
+    return count
 
 
 def verify_bundle(path: str, pinned: str | None = None) -> ExportReport:

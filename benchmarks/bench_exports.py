@@ -102,7 +102,7 @@ def build(app_url: str, copy_url: str, settings: object, args: argparse.Namespac
         cur = s.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         entries = Copier(cur, "audit_entries", "seq, entry, leaf_hash, recorded_at")
         sigs = Copier(cur, "signals", "id, collection_id, type, value, contributor_id, status, added_audit_seq, "
-                      "created_at")
+                      "created_at, plain_claim")
         reps = Copier(cur, "reports", "partner_id, report_id, signal_id, collection_id, seq, distance, surface, "
                       "content_ref_digest, matched_at, automated_detection, request_sha256, received_at, outcome, "
                       "version, actioned_at, automated_decision, updated_at")
@@ -134,7 +134,7 @@ def build(app_url: str, copy_url: str, settings: object, args: argparse.Namespac
             for j, sid in enumerate(ids):
                 kind = "pdq" if j % 10 else "md5"
                 value = hashlib.sha256(sid.encode()).hexdigest()[: 64 if kind == "pdq" else 32]
-                sigs.add(sid, cid, kind, value, oid, "active", at, _pg(t))
+                sigs.add(sid, cid, kind, value, oid, "active", at, _pg(t), "true")
             signal_ids += ids[:: 10]
         sigs.flush()
         outcomes = ("blocked", "removed", "removed", "no_action", "pending_review")

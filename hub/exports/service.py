@@ -37,12 +37,8 @@ from hub.transparency.auditlog import Actor
 from hub.transparency.keys import HubKeys, all_envelopes
 from hub.transparency.models import AuditCheckpoint
 
-# What this hub does not put in a bundle yet, and why: the manifest names it (a verifier prints it).
-OMITTED = {
-    "disputes": "dispute aggregates wait for the governance records in the audit log",
-    "quarantined": "quarantine counts wait for the governance records in the audit log",
-}
-_FETCH = 10_000  # rows per server-side cursor fetch
+_FETCH = 10_000
+_REPORT_ENTRIES = (b'{"action":"reports.submit"', b'{"action":"report.outcome"')  # rows per server-side cursor fetch
 
 
 class PeriodOpenError(ConflictError):
@@ -63,15 +59,12 @@ class _Digests:
     signal or report cannot be linked with another's, and only the hub can compute them."""
 
     def __init__(self, keys: HubKeys, export_id: str) -> None:
-        key = bytes.fromhex(keys.keyed_digest(f"transparency-export\x00{export_id}"))
-        self._base = hmac.new(key, digestmod=hashlib.sha256)
+        self._key = bytes.fromhex(keys.keyed_digest(f"transparency-export\x00{export_id}"))
         # Records name the same signals again and again: a bounded cache of their digests.
         self.signal = functools.lru_cache(maxsize=1 << 16)(lambda sid: self("signal", sid))
 
     def __call__(self, kind: str, value: str) -> str:
-        h = self._base.copy()
-        h.update(f"{kind}\x00{value}".encode())
-        return h.hexdigest()
+        return hmac.digest(self._key, f"{kind}\x00{value}".encode(), "sha256").hex()
 
 
 def _entry_time(session: Session, seq: int) -> datetime:
@@ -99,18 +92,37 @@ def _stream(session: Session, sql: str, params: dict[str, Any]) -> Iterator[Any]
     yield from result
 
 
+# Times in format_time's form, by to_char.
 _RECORDS = (
-    "SELECT o.audit_seq, o.report_sha256, o.partner_id, o.report_id, o.version, o.outcome, a.recorded_at,"
-    " r.collection_id, c.category, r.signal_id, s.type, r.surface, r.matched_at, o.actioned_at,"
+    "SELECT o.audit_seq, o.report_sha256, o.partner_id, o.report_id, o.version, o.outcome,"
+    " to_char(a.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+    " r.collection_id, c.category, r.signal_id, s.type, r.surface,"
+    " to_char(r.matched_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+    " to_char(o.actioned_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
     " r.automated_detection, o.automated_decision"
     " FROM report_outcomes o"
     " JOIN reports r ON r.partner_id = o.partner_id AND r.report_id = o.report_id"
     " JOIN audit_entries a ON a.seq = o.audit_seq"
     " JOIN signals s ON s.id = r.signal_id"
     " JOIN collections c ON c.id = r.collection_id"
-    " WHERE o.audit_seq >= :first AND o.audit_seq < :end"
+    " WHERE o.audit_seq >= %(first)s AND o.audit_seq < %(end)s"
     " ORDER BY o.audit_seq, o.report_sha256"
 )
+
+
+def _raw_stream(session: Session, sql: str, params: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
+    """Rows of a query as plain tuples from a server-side cursor of the session's own connection (the
+    SQLAlchemy row layer costs more than the rest of a record)."""
+    dbapi: Any = session.connection().connection.dbapi_connection
+    cursor = dbapi.cursor(name=f"export_{uuid.uuid4().hex}")
+    try:
+        cursor.itersize = _FETCH
+        cursor.execute(sql, params)
+        yield from cursor
+    finally:
+        cursor.close()
+
+
 _ADDED = (
     "SELECT added_audit_seq, id, collection_id, type FROM signals"
     " WHERE added_audit_seq >= :first AND added_audit_seq < :end ORDER BY added_audit_seq, id"
@@ -126,21 +138,20 @@ def _utc(t: datetime | None) -> datetime | None:
 class _Twin:
     """A CSV twin written to a temporary file while its JSON Lines member streams into the zip."""
 
-    def __init__(self, columns: tuple[str, ...]) -> None:
-        self.columns = columns
+    def __init__(self, codec: bundle.Codec) -> None:
         self.file: IO[bytes] = tempfile.TemporaryFile()
-        self.file.write(bundle.csv_lines(columns, []).encode())
-        self._rows: list[dict[str, Any]] = []
+        self.file.write(codec.header.encode())
+        self._lines: list[str] = []
 
-    def add(self, row: dict[str, Any]) -> None:
-        self._rows.append(row)
-        if len(self._rows) >= _FETCH:
+    def add(self, line: str) -> None:
+        self._lines.append(line)
+        if len(self._lines) >= _FETCH:
             self.flush()
 
     def flush(self) -> None:
-        if self._rows:
-            self.file.write(bundle.csv_lines(self.columns, self._rows, header=False).encode())
-            self._rows = []
+        if self._lines:
+            self.file.write("".join(self._lines).encode())
+            self._lines = []
 
     def chunks(self) -> Iterator[bytes]:
         self.flush()
@@ -180,87 +191,117 @@ def draw(
     digest = _Digests(keys, export_id)
     lo, hi = bundle.carried_range(first, end)
 
-    # Pass 1: the carried entries; what the later passes need from them is small (seqs, removals).
+    # The disputes decided in the period but opened before it: their dispute.open entries are carried too.
+    earlier = _earlier_openings(session, first, end, lo)
+
+    # Pass 1: the carried entries; what the later passes need from them is small (seqs, signal events of
+    # removals and governance decisions, dispute events).
     submits: set[int] = set()
-    removals: list[tuple[int, str, str, str]] = []  # seq, event, signal id, collection
+    others: list[tuple[int, str, str]] = []  # seq, event, signal id: every signal event but the submissions'
+    by_seq: list[tuple[int, str]] = []  # entries whose signal events the hub finds by seq (case.withdraw)
+    disputes: list[tuple[Any, ...]] = []
+    opened: dict[str, bundle.Opened] = {}
 
     def entries() -> Iterator[bytes]:
-        for seq, data in _stream(
-            session, "SELECT seq, entry FROM audit_entries WHERE seq >= :lo AND seq < :hi ORDER BY seq",
-            {"lo": lo, "hi": hi},
-        ):
+        rows = _raw_stream(session, "SELECT seq, entry FROM audit_entries WHERE seq = ANY(%(earlier)s) OR"
+                           " (seq >= %(lo)s AND seq < %(hi)s) ORDER BY seq", {"earlier": earlier, "lo": lo, "hi": hi})
+        for seq, data in rows:
             raw = bytes(data)
             yield bundle.entry_line(seq, raw)
-            if first <= seq < end:
-                e: AuditEntry = bundle.parse_entry(raw)
-                agg.entry(e)
-                if e.action == "signals.submit":
-                    submits.add(seq)
-                elif e.action in bundle.SIGNAL_ACTIONS:
-                    removals.append(
-                        (seq, bundle.SIGNAL_ACTIONS[e.action], e.subject.split("/", 1)[1], str(e.details["collection"]))
-                    )
+            # Canonical JSON puts "action" first: report entries (most of a period) need no parsing here.
+            if raw.startswith(_REPORT_ENTRIES):
+                continue
+            e: AuditEntry = bundle.parse_entry(raw)
+            if e.action == "dispute.open":
+                opened[e.subject.split("/", 1)[-1]] = bundle.Opened.of(e)
+            if not first <= seq < end:
+                continue
+            agg.entry(e)
+            kind = bundle.dispute_event(e)
+            if kind is not None:
+                dispute_id = e.subject.split("/", 1)[-1] if kind == "opened" else str(e.details["dispute"])
+                row = bundle.dispute_row(seq, kind, format_time(e.time), digest("dispute", dispute_id),
+                                         opened[dispute_id])
+                agg.dispute(row)
+                disputes.append(row)
+            expect = bundle.signal_events(e)
+            if expect is None:
+                continue
+            if expect.event == "added":
+                submits.add(seq)
+            elif expect.ids is None:
+                by_seq.append((seq, expect.event))
+            else:
+                others.extend((seq, expect.event, sid) for sid in expect.ids)
 
     writer.write("entries.jsonl", entries())
-    ranges = bundle.multiproof_ranges(lo, hi, checkpoint.size)
-    writer.write("proof.json", [bundle.proof_document(checkpoint.size, lo, hi, _range_hashes(session, ranges))])
+    ranges = bundle.multiproof_ranges(lo, hi, checkpoint.size, earlier)
+    writer.write(
+        "proof.json",
+        [bundle.proof_document(checkpoint.size, lo, hi, _range_hashes(session, ranges), earlier)],
+    )
+    for seq, event in by_seq:
+        others.extend((seq, event, sid) for sid in _removed_by(session, seq))
+    others.sort()
 
     # Pass 2: one record per report outcome recorded in the period, in audit seq order.
     records = 0
-    twin = _Twin(bundle.RECORD_FIELDS)
+    twin = _Twin(bundle.RECORDS)
+    values, to_json, to_csv, add = bundle.record_values, bundle.RECORDS.json, bundle.RECORDS.csv, agg.record
 
-    def record_lines() -> Iterator[bytes]:
+    def record_lines() -> Iterator[str]:
         nonlocal records
-        for row in _stream(session, _RECORDS, {"first": first, "end": end}):
-            (seq, sha, partner, report_id, version, outcome, recorded, collection, category, signal_id,
-             signal_type, surface, matched, actioned, detected, decided) = row
-            rec = bundle.record_row(
-                audit_seq=seq, report_sha256=sha, report=digest("report", f"{partner}\x00{report_id}"),
-                version=version, outcome=outcome, recorded_at=_utc(recorded) or created_at, partner=partner,
-                collection=collection, collection_category=category, signal=digest.signal(signal_id),
-                signal_type=signal_type, surface=surface, matched_at=_utc(matched) or created_at,
-                actioned_at=_utc(actioned), automated_detection=detected, automated_decision=decided,
+        for (seq, sha, partner, report_id, version, outcome, recorded, collection, category, signal_id,
+             signal_type, surface, matched, actioned, detected, decided) in _raw_stream(
+                 session, _RECORDS, {"first": first, "end": end}):
+            rec = values(
+                seq, sha, digest("report", f"{partner}\x00{report_id}"), version, outcome, recorded, partner,
+                collection, category, digest.signal(signal_id), signal_type, surface, matched, actioned, detected,
+                decided,
             )
-            agg.record(rec)
-            twin.add(rec)
+            add(rec)
+            twin.add(to_csv(rec))
             records += 1
-            yield bundle.json_line(rec)
+            yield to_json(rec)
 
     writer.write("records.jsonl", record_lines())
     writer.write("records.csv", twin.chunks())
 
-    # Pass 3: signal events: additions from the signals a submission entry made, removals from their entries.
+    # Pass 3: signal events: additions from the signals a submission entry made, the rest from their entries.
     events = 0
-    twin = _Twin(bundle.SIGNAL_FIELDS)
-    removed_types = _types(session, [r[2] for r in removals])
+    twin = _Twin(bundle.SIGNALS)
+    signal_of = _signals(session, [r[2] for r in others])
 
-    def signal_lines() -> Iterator[bytes]:
+    def signal_lines() -> Iterator[str]:
         nonlocal events
-        pending = iter(removals)
+        pending = iter(others)
         nxt = next(pending, None)
 
-        def event(seq: int, kind: str, sid: str, collection: str, signal_type: str) -> bytes:
+        def event(seq: int, kind: str, sid: str, collection: str, signal_type: str) -> str:
             nonlocal events
-            row = {"audit_seq": seq, "event": kind, "signal": digest("signal", sid), "collection": collection,
-                   "signal_type": signal_type}
+            row = (seq, kind, digest("signal", sid), collection, signal_type)
             agg.signal(row)
-            twin.add(row)
+            twin.add(bundle.SIGNALS.csv(row))
             events += 1
-            return bundle.json_line(row)
+            return bundle.SIGNALS.json(row)
 
         for seq, sid, collection, signal_type in _stream(session, _ADDED, {"first": first, "end": end}):
             if seq not in submits:
                 continue
             while nxt is not None and nxt[0] < seq:
-                yield event(nxt[0], nxt[1], nxt[2], nxt[3], removed_types[nxt[2]])
+                yield event(nxt[0], nxt[1], nxt[2], *signal_of[nxt[2]])
                 nxt = next(pending, None)
             yield event(seq, "added", sid, collection, signal_type)
         while nxt is not None:
-            yield event(nxt[0], nxt[1], nxt[2], nxt[3], removed_types[nxt[2]])
+            yield event(nxt[0], nxt[1], nxt[2], *signal_of[nxt[2]])
             nxt = next(pending, None)
 
     writer.write("signals.jsonl", signal_lines())
     writer.write("signals.csv", twin.chunks())
+
+    # Pass 4: dispute events, gathered in pass 1 (a period holds far fewer than reports).
+    writer.write("disputes.jsonl", [bundle.DISPUTES.json(row) for row in disputes])
+    writer.write("disputes.csv", [bundle.DISPUTES.header, *(bundle.DISPUTES.csv(row) for row in disputes)])
 
     published = agg.published(threshold)
     writer.write("aggregates.json", [canonical_json(bundle.aggregates_document(period, threshold, published))])
@@ -269,8 +310,8 @@ def draw(
         hub=keys.hub_name, export_id=export_id, period=period, created_at=created_at,
         checkpoint_size=checkpoint.size, checkpoint_root=checkpoint.root, first=first, end=end,
         keysets=len(keysets), threshold=threshold,
-        counts={"records": records, "signal_events": events, "entries": end - first},
-        files=writer.files, omitted=OMITTED,
+        counts={"records": records, "signal_events": events, "dispute_events": len(disputes), "entries": end - first},
+        files=writer.files,
     )
     payload = canonical_json(manifest)
     if envelope is None:
@@ -281,16 +322,35 @@ def draw(
     return Drawn(manifest, envelope, published)
 
 
-def _types(session: Session, signal_ids: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for start in range(0, len(signal_ids), 1000):
-        chunk = signal_ids[start : start + 1000]
-        rows = session.execute(text("SELECT id, type FROM signals WHERE id = ANY(:ids)"), {"ids": chunk})
-        out.update((sid, t) for sid, t in rows)
-    missing = set(signal_ids) - set(out)
+def _signals(session: Session, signal_ids: list[str]) -> dict[str, tuple[str, str]]:
+    """The collection and type of each signal named by an entry."""
+    out: dict[str, tuple[str, str]] = {}
+    wanted = sorted(set(signal_ids))
+    for start in range(0, len(wanted), 1000):
+        chunk = wanted[start : start + 1000]
+        rows = session.execute(text("SELECT id, collection_id, type FROM signals WHERE id = ANY(:ids)"), {"ids": chunk})
+        out.update((sid, (c, t)) for sid, c, t in rows)
+    missing = set(wanted) - set(out)
     if missing:
         raise auditlog.AuditLogError(f"signals {sorted(missing)[:3]} named by audit entries are missing")
     return out
+
+
+def _removed_by(session: Session, seq: int) -> list[str]:
+    """The signals an entry removed (a case withdrawal names more than a hundred only by their digest)."""
+    return list(session.scalars(text("SELECT id FROM signals WHERE removed_audit_seq = :s ORDER BY id"), {"s": seq}))
+
+
+def _earlier_openings(session: Session, first: int, end: int, lo: int) -> list[int]:
+    """The dispute.open entries, before the carried run, of disputes decided in the period [first, end)."""
+    return list(session.scalars(
+        text(
+            "SELECT DISTINCT d.open_audit_seq FROM decisions x JOIN disputes d ON d.id = x.subject_id"
+            " WHERE x.subject_type = 'dispute' AND x.audit_seq >= :first AND x.audit_seq < :end"
+            " AND d.open_audit_seq < :lo ORDER BY d.open_audit_seq"
+        ),
+        {"first": first, "end": end, "lo": lo},
+    ))
 
 
 def _range_hashes(session: Session, ranges: list[tuple[int, int]]) -> list[bytes]:

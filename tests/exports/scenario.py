@@ -5,6 +5,11 @@ partner A reports 12 matches, each removed (automated detection, human decision)
 the match; partner B reports 3 matches pending review and later blocks 2 of them automatically, 1,000 s and
 2,000 s after their match. A and B fetch feed tokens, A acknowledges the feed, one partner is suspended.
 One entry before the period and one after it; the audit checkpoint is signed after the period.
+
+Disputes (partner D, which reads C): two PDQ hashes submitted before the period are disputed before it (X1, X2);
+in it X1 is quarantined and later released (its hash published again under a new id), X2 upheld (its hash
+retired). Inside the period D disputes three of the period's hashes: X3 (rejected), X4 (quarantined, still
+waiting) and X5 (an uphold proposed under the four-eyes rule, not yet confirmed: no event).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from audit.signing import Signer
 from hub.config import Settings
 from hub.feed import signals
 from hub.feed.models import Collection
+from hub.governance import service as governance
 from hub.identity.models import Partner
 from hub.reports import service as reports
 from hub.transparency import auditlog
@@ -39,7 +45,10 @@ from tests.hub import reportkit
 Q3 = parse_period("2026-Q3")
 BEFORE = datetime(2026, 6, 20, tzinfo=UTC)
 DURING = datetime(2026, 7, 10, 12, tzinfo=UTC)
+OPENED = datetime(2026, 6, 20, 1, tzinfo=UTC)
+DISPUTED = datetime(2026, 7, 10, 14, tzinfo=UTC)
 LATER = datetime(2026, 8, 20, 9, tzinfo=UTC)
+RELEASED = datetime(2026, 8, 20, 10, tzinfo=UTC)
 AFTER = datetime(2026, 10, 2, 8, tzinfo=UTC)
 EXPORTED = datetime(2026, 10, 3, 9, tzinfo=UTC)
 
@@ -61,6 +70,8 @@ class Quarter:
     values: list[str]  # every hash value submitted
     content_refs: list[str] = field(default_factory=list)
     pdq_ids: list[str] = field(default_factory=list)
+    d: Partner | None = None
+    notes: list[str] = field(default_factory=list)  # dispute notes: free text, never in a bundle
 
 
 def _ts(d: datetime) -> str:
@@ -75,6 +86,18 @@ def build(session: Session, settings: Settings) -> Quarter:
         b = f.partner(session, name="platform-b")
         regulator = f.partner(session, kind="regulator", name="regulator")
         c = kit.collection(session, keys, owner)
+        d = f.partner(session, name="platform-d")
+        kit.grant(session, keys, c, d, now=BEFORE)
+        early = [kit.pdq() for _ in range(2)]
+        before = signals.submit(
+            session, collection_id=c.id, partner_id=owner.id, items=[{"type": "pdq", "value": v} for v in early],
+            actor=kit.actor_of(owner), now=BEFORE,
+        ).body["ids"]
+        kit.seal(session, keys, now=BEFORE)
+    with at(OPENED):
+        x1 = _dispute(session, d, before[0], "x1")
+        x2 = _dispute(session, d, before[1], "x2")
+        auditlog.record(session, Actor.operator(), "test.before", "test/before")  # X1, X2 before the carried run
     pdq = [kit.pdq() for _ in range(12)]
     md5 = [hashlib.md5(str(i).encode()).hexdigest() for i in range(3)]
     with at(DURING):
@@ -94,7 +117,7 @@ def build(session: Session, settings: Settings) -> Quarter:
         signals.retract(session, collection_id=c.id, signal_id=ids[11], partner_id=owner.id,
                         actor=kit.actor_of(owner), now=DURING)
         checkpoint(session, keys)  # signed while the period is open: no bundle of Q3 may be drawn at it
-    q = Quarter(keys, owner, a, b, regulator, c, pdq + md5, pdq_ids=ids[:12])
+    q = Quarter(keys, owner, a, b, regulator, c, pdq + md5 + early, pdq_ids=ids[:12] + before, d=d)
     matched = DURING + timedelta(minutes=5)
     with at(DURING + timedelta(hours=1)):
         items = []
@@ -102,7 +125,7 @@ def build(session: Session, settings: Settings) -> Quarter:
             ref = f"post-a-{i}"
             q.content_refs.append(ref)
             items.append({
-                "id": f"a-{i}", "signal": {"id": ids[i % 11]}, "collection": c.id, "seq": 1, "distance": 0,
+                "id": f"a-{i}", "signal": {"id": ids[i % 11]}, "collection": c.id, "seq": 2, "distance": 0,
                 "outcome": "removed", "matched_at": _ts(matched),
                 "actioned_at": _ts(matched + timedelta(seconds=60 * (i + 1))),
                 "automated_detection": True, "automated_decision": False, "surface": "upload", "content_ref": ref,
@@ -114,12 +137,19 @@ def build(session: Session, settings: Settings) -> Quarter:
             ref = f"https://platform-b.example/p/{i}"
             q.content_refs.append(ref)
             items.append({
-                "id": f"b-{i}", "signal": {"id": ids[12 + i]}, "collection": c.id, "seq": 1, "distance": 0,
+                "id": f"b-{i}", "signal": {"id": ids[12 + i]}, "collection": c.id, "seq": 2, "distance": 0,
                 "outcome": "pending_review", "matched_at": _ts(matched), "automated_detection": False,
                 "automated_decision": False, "surface": "existing_content", "content_ref": ref,
             })
         reports.submit(session, partner_id=b.id, items=items, actor=kit.actor_of(b),
                        hub_secret=keys.hub_secret, flag_threshold=3)
+    with at(DISPUTED):
+        _decide(session, x1, "quarantine", DISPUTED)
+        x3 = _dispute(session, d, ids[0], "x3", note="Jane Roe's holiday photo")
+        x4 = _dispute(session, d, ids[1], "x4")
+        x5 = _dispute(session, d, ids[12], "x5")
+        _decide(session, x4, "quarantine", DISPUTED)
+        q.notes.append("Jane Roe's holiday photo")
     with at(LATER):
         for i, seconds in ((0, 1000), (1, 2000)):
             reports.update_outcome(
@@ -129,11 +159,30 @@ def build(session: Session, settings: Settings) -> Quarter:
                 actor=kit.actor_of(b), flag_threshold=3,
             )
         auditlog.record(session, Actor.operator(), "partner.suspend", f"partner/{owner.id}", {"tokens_revoked": 0})
+        _decide(session, x3, "reject", LATER)
+        _decide(session, x2, "uphold", LATER)
+        _decide(session, x5, "uphold", LATER, four_eyes=True)
+    with at(RELEASED):
+        _decide(session, x1, "release", RELEASED)
     with at(AFTER):
         auditlog.record(session, Actor.operator(), "partner.resume", f"partner/{owner.id}")
         checkpoint(session, keys)
     session.flush()
     return q
+
+
+def _dispute(session: Session, d: Partner, signal_id: str, key: str, note: str | None = None) -> str:
+    body = {"id": key, "reason": "false_positive", "signal": signal_id}
+    if note is not None:
+        body["note"] = note
+    dispute, _ = governance.open_dispute(session, partner_id=d.id, body=body, actor=kit.actor_of(d),
+                                         now=datetime.now(UTC))
+    return dispute.id
+
+
+def _decide(session: Session, dispute_id: str, action: str, now: datetime, four_eyes: bool = False) -> None:
+    governance.decide(session, dispute_id=dispute_id, action=action, reason=f"{action} after review",
+                      staff=governance.Staff.operator(), four_eyes=four_eyes, now=now)
 
 
 def checkpoint(session: Session, keys: HubKeys) -> None:

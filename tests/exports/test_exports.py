@@ -56,8 +56,10 @@ def test_every_aggregate_has_its_known_answer(session: Session, quarter: sc.Quar
     assert report.ok, report.verdict
     a = report.aggregates
     c = quarter.c.id
-    assert a["signals"]["rows"] == {f"{c}/md5": [3, 0, 0, 3], f"{c}/pdq": [12, 1, 0, 13]}
-    assert a["signals"]["total"] == [15, 1, 0, 16]
+    # added, withdrawn, retired (X2 upheld), quarantined (X1, X4), released (X1, under a new id), total
+    assert a["signals"]["columns"] == ["added", "withdrawn", "retired", "quarantined", "released", "total"]
+    assert a["signals"]["rows"] == {f"{c}/md5": [3, 0, 0, 0, 0, 3], f"{c}/pdq": [12, 1, 1, 2, 1, 17]}
+    assert a["signals"]["total"] == [15, 1, 1, 2, 1, 20]
     # blocked, removed, restricted, no_action, false_positive, pending_review, total
     assert a["outcomes"]["rows"] == {c: [2, 12, 0, 0, 0, 3, 17]}
     assert a["reports_received"] == 15
@@ -69,8 +71,20 @@ def test_every_aggregate_has_its_known_answer(session: Session, quarter: sc.Quar
     assert a["p90_seconds_to_action"] == 1000  # 13th of 14
     assert (a["partners_receiving"], a["partners_acknowledging"], a["partners_reporting"]) == (2, 1, 2)
     assert a["partner_suspensions"] == 1
-    assert (report.records, report.signal_events) == (17, 16)
-    assert any("disputes" in n for n in report.notes)
+    # opened (X3, X4, X5), quarantined (X1, X4), upheld (X2), rejected (X3), released (X1), total; X5's
+    # proposed uphold is no event until it is confirmed.
+    assert a["disputes"]["columns"] == ["opened", "quarantined", "upheld", "rejected", "released", "total"]
+    assert a["disputes"]["rows"] == {c: [3, 2, 1, 1, 1, 8]}
+    assert a["disputes"]["total"] == [3, 2, 1, 1, 1, 8]
+    assert a["disputes_decided"] == 3
+    # X3 rejected after 40 d 19 h, X2 upheld after 61 d 8 h, X1 released after 61 d 9 h: the 2nd of 3.
+    assert a["median_seconds_to_decision"] == 61 * 86400 + 8 * 3600
+    assert (report.records, report.signal_events, report.dispute_events) == (17, 20, 8)
+    assert report.notes == []
+    files = sc.members(data)
+    assert "omitted" not in json.loads(files["manifest.json"])
+    # X1 and X2 were opened before the period: their dispute.open entries are carried and proved too.
+    assert len(json.loads(files["proof.json"])["earlier"]) == 2
 
 
 def test_small_cells_are_withheld_with_their_complements(
@@ -81,9 +95,14 @@ def test_small_cells_are_withheld_with_their_complements(
     assert report.ok, report.verdict
     a = report.aggregates
     c = quarter.c.id
-    # md5's 3 and pdq's 1 withdrawn are small; 12 and 13 go with them so that no row or column gives them away.
-    assert a["signals"]["rows"] == {f"{c}/md5": [None, 0, 0, None], f"{c}/pdq": [None, None, 0, None]}
-    assert a["signals"]["total"] == [None, None, 0, 16]
+    # md5's 3 and pdq's 1, 1, 2, 1 are small; 12 and 17 go with them so that no row or column gives them away.
+    assert a["signals"]["rows"] == {
+        f"{c}/md5": [None, 0, 0, 0, 0, None], f"{c}/pdq": [None, None, None, None, None, None]
+    }
+    assert a["signals"]["total"] == [15, None, None, None, None, 20]
+    # Every dispute count is small; the total 8 too, so the whole table is withheld but its zeros.
+    assert a["disputes"]["rows"] == {c: [None] * 6} and a["disputes"]["total"] == [None] * 6
+    assert a["disputes_decided"] is None and a["median_seconds_to_decision"] is None
     assert a["outcomes"]["rows"] == {c: [None, 12, 0, 0, 0, None, 17]}
     assert a["outcomes"]["total"] == [None, 12, 0, 0, 0, None, 17]
     assert a["blocked_or_removed_percent"] is None  # it would give away the withheld blocked count
@@ -197,7 +216,8 @@ def test_another_period_s_checkpoint_is_refused(session: Session, quarter: sc.Qu
 def test_no_hash_value_or_content_reference_is_in_a_bundle(session: Session, quarter: sc.Quarter) -> None:
     data = _bundle(session, quarter, threshold=1)
     texts = [data, *sc.members(data).values()]
-    secrets = quarter.values + [v.upper() for v in quarter.values] + quarter.content_refs + quarter.pdq_ids
+    secrets = (quarter.values + [v.upper() for v in quarter.values] + quarter.content_refs + quarter.pdq_ids
+               + quarter.notes)
     for secret in secrets:
         for blob in texts:
             assert secret.encode() not in blob, secret
@@ -246,3 +266,121 @@ def test_the_api_creates_lists_and_serves_bundles(
     assert audit_cli.main(["verify-export", str(path), "--keyset-sha256", "0" * 64]) == 1
     with zipfile.ZipFile(path) as zf:
         assert json.loads(zf.read("manifest.json"))["period"]["from"] == "2026-07-01T00:00:00Z"
+
+
+def _lines_of(files: dict[str, bytes], name: str) -> list[dict]:  # type: ignore[type-arg]
+    return [json.loads(x) for x in files[name].splitlines()]
+
+
+def _put_rows(files: dict[str, bytes], stem: str, rows: list[dict]) -> None:  # type: ignore[type-arg]
+    from audit.exports import DISPUTE_FIELDS, RECORD_FIELDS, SIGNAL_FIELDS, csv_lines
+
+    columns = {"records": RECORD_FIELDS, "signals": SIGNAL_FIELDS, "disputes": DISPUTE_FIELDS}[stem]
+    files[f"{stem}.jsonl"] = b"".join(json_line(r) for r in rows)
+    files[f"{stem}.csv"] = csv_lines(columns, rows).encode()
+
+
+def test_a_tampered_dispute_entry_is_refused(session: Session, quarter: sc.Quarter, tmp_path: Path) -> None:
+    """A lying hub edits the dispute.open entry of X3 (and its row to match) and signs again: the proof fails."""
+    import base64
+
+    data = _bundle(session, quarter)
+    files = sc.members(data)
+    lines = files["entries.jsonl"].splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        row = json.loads(line)
+        entry = json.loads(base64.b64decode(row["entry"]))
+        if entry["action"] == "dispute.open" and entry["time"] == "2026-07-10T14:00:00Z":
+            entry["details"]["reason"] = "consent"
+            from audit.canonical import canonical_json
+
+            lines[i] = json.dumps({"entry": base64.b64encode(canonical_json(entry)).decode(), "seq": row["seq"]},
+                                  separators=(",", ":")).encode() + b"\n"
+            break
+    else:
+        raise AssertionError("no dispute.open entry in the period")
+    files["entries.jsonl"] = b"".join(lines)
+    disputes = _lines_of(files, "disputes.jsonl")
+    for d in disputes:
+        if d["opened_seq"] == row["seq"]:
+            d["reason"] = "consent"
+    _put_rows(files, "disputes", disputes)
+    report = _verify(tmp_path, sc.forge(data, files, quarter.keys.signer("export")), _pin(session))
+    assert not report.ok and "RootMismatchError" in report.verdict, report.verdict
+
+
+@pytest.mark.parametrize("edit", ["event", "seconds", "collection", "drop", "opened_at"])
+def test_a_forged_dispute_event_is_refused(
+    session: Session, quarter: sc.Quarter, tmp_path: Path, edit: str
+) -> None:
+    data = _bundle(session, quarter)
+    files = sc.members(data)
+    disputes = _lines_of(files, "disputes.jsonl")
+    upheld = next(d for d in disputes if d["event"] == "upheld")
+    if edit == "event":
+        upheld["event"] = "rejected"
+    elif edit == "seconds":
+        upheld["seconds"] -= 86400  # a faster decision than the log shows
+    elif edit == "collection":
+        upheld["collection"] = "another-collection"
+    elif edit == "opened_at":
+        upheld["opened_at"] = "2026-07-01T00:00:00Z"
+    else:
+        disputes.remove(upheld)
+    _put_rows(files, "disputes", disputes)
+    report = _verify(tmp_path, sc.forge(data, files, quarter.keys.signer("export")), _pin(session))
+    assert not report.ok and "LogError" in report.verdict, report.verdict
+
+
+def test_a_dispute_aggregate_edited_in_the_json_is_refused(
+    session: Session, quarter: sc.Quarter, tmp_path: Path
+) -> None:
+    data = _bundle(session, quarter, threshold=1)
+    files = sc.members(data)
+    doc = json.loads(files["aggregates.json"])
+    doc["aggregates"]["median_seconds_to_decision"] = 3600
+    from audit.canonical import canonical_json
+
+    files["aggregates.json"] = canonical_json(doc)
+    report = _verify(tmp_path, sc.forge(data, files, quarter.keys.signer("export")), _pin(session))
+    assert not report.ok and "aggregates.json differs" in report.verdict
+    doc["aggregates"]["median_seconds_to_decision"] = 61 * 86400 + 8 * 3600
+    doc["aggregates"]["disputes"]["rows"][quarter.c.id][2] = 0  # no upheld dispute
+    files["aggregates.json"] = canonical_json(doc)
+    report = _verify(tmp_path, sc.forge(data, files, quarter.keys.signer("export")), _pin(session))
+    assert not report.ok and "aggregates.json differs" in report.verdict
+
+
+def test_a_decision_whose_opening_is_not_carried_is_refused(
+    session: Session, quarter: sc.Quarter, tmp_path: Path
+) -> None:
+    """X1 and X2 were opened before the period: without their dispute.open entries the times are unproved."""
+    data = _bundle(session, quarter)
+    files = sc.members(data)
+    proof = json.loads(files["proof.json"])
+    dropped = proof["earlier"].pop(0)
+    lines = [x for x in files["entries.jsonl"].splitlines(keepends=True) if json.loads(x)["seq"] != dropped]
+    files["entries.jsonl"] = b"".join(lines)
+    from audit.canonical import canonical_json
+
+    files["proof.json"] = canonical_json(proof)
+    report = _verify(tmp_path, sc.forge(data, files, quarter.keys.signer("export")), _pin(session))
+    assert not report.ok and "dispute.open entry the bundle does not carry" in report.verdict, report.verdict
+
+
+def test_the_fast_row_forms_are_the_reference_forms() -> None:
+    from audit.exports import DISPUTES, RECORDS, csv_lines, record_values
+
+    awkward = 'surface, "quoted"\r\nand more é'
+    row = record_values(7, "ab" * 32, "cd" * 32, 2, "removed", "2026-07-01T00:00:00Z", "p,1", "c\"1", "ncii", "ef",
+                        "pdq", awkward, "2026-06-30T23:59:00Z", None, True, False)
+    as_dict = RECORDS.as_dict(row)
+    assert RECORDS.json(row).encode() == json_line(as_dict)
+    assert RECORDS.csv(row) == csv_lines(RECORDS.columns, [as_dict], header=False)
+    assert RECORDS.header == csv_lines(RECORDS.columns, [])
+    import csv
+
+    assert RECORDS.parse(next(csv.reader([RECORDS.csv(row)]))) == row
+    d = (9, "upheld", "aa", "c", "false_positive", "partner", 3, "2026-06-20T01:00:00Z", None)
+    assert DISPUTES.json(d).encode() == json_line(DISPUTES.as_dict(d))
+    assert DISPUTES.parse(next(csv.reader([DISPUTES.csv(d)]))) == d
