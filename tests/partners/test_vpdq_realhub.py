@@ -26,6 +26,7 @@ from partners.matching.hashing import hash_file
 from partners.matching.vpdq import format_vpdq, is_canonical_vpdq, parse_vpdq
 from tests.conftest import Database
 from tests.matching.videos import make_video
+from tests.partners.fakehub import FakeHub, FakeTransport
 from tests.partners.realhub import HUB_NAME, FlaskTransport, RealHub
 
 
@@ -136,12 +137,18 @@ def test_a_video_goes_from_the_hub_to_the_kit_and_matches_with_the_signed_p(
     sync(hub, home)
     assert [(m["signal"], m["match"]) for m in match(home, videos["clip"])["clip"]] == [(sid, True)]
 
-    # A retraction reaches the index too.
+    # A retraction and a new video arrive in a batch (the first sync took a snapshot) and reach the index.
+    other = hash_file(videos["other"]).vpdq
     with hub.session() as s:
         signals.retract(s, collection_id=cid, signal_id=sid, partner_id=None, actor=Actor.operator())
+        [new] = signals.submit(
+            s, collection_id=cid, partner_id=hub.partner_id, items=[{"type": "vpdq", "value": other}],
+            actor=Actor.operator(),
+        ).new_ids
     hub.seal(cid)
     sync(hub, home)
-    assert match(home, videos["reencoded"])["small"] == []
+    found = match(home, videos["reencoded"], videos["other"])
+    assert found["small"] == [] and [(m["signal"], m["match"]) for m in found["other"]] == [(new, True)]
 
 
 class EditDescriptor(FlaskTransport):
@@ -183,6 +190,25 @@ def test_a_tampered_p_in_the_descriptor_is_refused_and_the_kit_keeps_the_signed_
         assert mirror.descriptor(cid).vpdq_match_percent == 90
         envelope = Envelope.from_json(mirror.dump()["collections"][0][1])
         assert parse_canonical(envelope.payload)["vpdq_percent"] == 90
+    finally:
+        mirror.close()
+
+
+@pytest.mark.parametrize("value", ['["' + "ab" * 32 + ',100,0"]', "[]", "ab" * 32])
+def test_a_signed_batch_with_a_vpdq_value_that_is_not_canonical_is_refused(tmp_path: Path, value: str) -> None:
+    from tests.partners.test_indexing import seal_values
+
+    fake = FakeHub()
+    fake.add_collection("c1")
+    seal_values(fake, "c1", [("v1", "vpdq", value)])
+    mirror = Mirror.open(f"sqlite:///{tmp_path / 'mirror.db'}")
+    try:
+        before = mirror.dump()
+        report = Syncer(FakeTransport(fake, snapshots=False), mirror, fake.pin, Policy(), clock=lambda: fake.now,
+                        only=("c1",)).sync()
+        [error] = report.errors()
+        assert isinstance(error, errors.EnvelopeError) and "vpdq add v1" in str(error)
+        assert mirror.dump()["signals"] == before["signals"] == []
     finally:
         mirror.close()
 
