@@ -121,10 +121,12 @@ def enable(settings: Settings, name: str) -> None:
 @click.argument("name")
 @click.pass_obj
 def remove(settings: Settings, name: str) -> None:
-    """Forget NAME and its credentials; the hashes it fed stay in the collection."""
+    """Forget NAME, its credentials and its mirror; the hashes it fed stay in the collection."""
     with unit_of_work(settings) as session:
+        mirror = pull.mirror_path(settings.var_dir, service.get(session, name))
         service.remove(session, name, actor=Actor.operator())
-        click.echo(f"upstream {name} removed")
+    mirror.unlink(missing_ok=True)
+    click.echo(f"upstream {name} removed")
 
 
 @upstreams_group.command("pull")

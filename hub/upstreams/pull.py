@@ -31,7 +31,7 @@ from hub.upstreams import service
 from hub.upstreams.models import Upstream
 from hub.upstreams.service import Add, Feed, Remove, UpstreamError
 from partners.client import mirror as kit_mirror
-from partners.client.errors import PartnerError
+from partners.client.errors import HeldBatchError, PartnerError
 from partners.client.mirror import Mirror
 from partners.client.sync import Syncer
 from partners.client.transport import RequestsTransport
@@ -45,6 +45,10 @@ _REMOVED = {"Withdrawn": "withdrawn", "Deleted": "upstream"}
 _TIMEOUT_S = 30
 
 log = logging.getLogger(__name__)
+
+
+def policy_share(policy: Policy | None) -> str:
+    return f"{(policy or Policy()).max_removal_share:.0%}"
 
 
 def mirror_path(var_dir: Path, upstream: Upstream) -> Path:
@@ -103,6 +107,9 @@ def pull_hashfed(upstream: Upstream, credentials: dict[str, Any], var_dir: Path,
         errors = report.errors()
         if errors:
             first = errors[0]
+            if isinstance(first, HeldBatchError):  # the kit's advice names its own command, not the hub's
+                raise UpstreamError(f"{first.check}: a batch removing more than {policy_share(policy)} of the "
+                                    f"collection is held; run `hashfed upstreams confirm {upstream.name}`")
             raise UpstreamError(f"{first.check}: {first}")
         head = mirror.heads().get(collection, 0)
         if head < upstream.position:

@@ -47,6 +47,7 @@ CREDENTIALS = {
 AUDIT_LIST_LIMIT = 100
 # How long an error string kept on an upstream (and shown in /readyz) may be.
 MAX_ERROR = 500
+_CHUNK = 1000  # values per IN list
 
 
 class UpstreamError(HubError):
@@ -257,23 +258,18 @@ class Imported:
 
 def _refused(session: Session, collection_id: str, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
     """Pairs a submission may not add here: retired anywhere, or quarantined in this collection."""
-    if not pairs:
-        return set()
     values = sorted({v for _, v in pairs})
-    out = {
-        (t, v)
-        for t, v in session.execute(select(RetiredValue.type, RetiredValue.value).where(RetiredValue.value.in_(values)))
-    }
-    out |= {
-        (t, v)
-        for t, v in session.execute(
-            select(Signal.type, Signal.value).where(
-                Signal.collection_id == collection_id,
-                Signal.status == SignalStatus.QUARANTINED.value,
-                Signal.value.in_(values),
-            )
+    out: set[tuple[str, str]] = set()
+    for start in range(0, len(values), _CHUNK):
+        chunk = values[start : start + _CHUNK]
+        retired = select(RetiredValue.type, RetiredValue.value).where(RetiredValue.value.in_(chunk))
+        quarantined = select(Signal.type, Signal.value).where(
+            Signal.collection_id == collection_id,
+            Signal.status == SignalStatus.QUARANTINED.value,
+            Signal.value.in_(chunk),
         )
-    }
+        for query in (retired, quarantined):
+            out.update((kind, value) for kind, value in session.execute(query))
     return out & pairs
 
 
@@ -286,12 +282,13 @@ def apply(session: Session, upstream: Upstream, feed: Feed, *, hub_secret: bytes
     rls.set_tenant(session, rls.SYSTEM)
     who = actor(upstream)
     local = collections.get(session, upstream.collection_id)
-    known = {
-        ref: sid
-        for ref, sid in session.execute(
-            select(UpstreamSignal.ref, UpstreamSignal.signal_id).where(UpstreamSignal.upstream_id == upstream.id)
+    refs = sorted({rm.ref for rm in feed.removes})
+    known: dict[str, str] = {}
+    for start in range(0, len(refs), _CHUNK):
+        mapped = select(UpstreamSignal.ref, UpstreamSignal.signal_id).where(
+            UpstreamSignal.upstream_id == upstream.id, UpstreamSignal.ref.in_(refs[start : start + _CHUNK])
         )
-    }
+        known.update((ref, sid) for ref, sid in session.execute(mapped))
     removed: list[dict[str, Any]] = []
     skipped = 0
     for rm in feed.removes:

@@ -241,3 +241,24 @@ def test_the_operator_adds_lists_shows_and_disables_upstreams_with_the_cli(hubs,
     assert "disabled" in runner.invoke(main, ["upstreams", "list"], env=env).output
     assert runner.invoke(main, ["upstreams", "remove", "hub-a-cli"], env=env).exit_code == 0
     assert "hub-a-cli" not in runner.invoke(main, ["upstreams", "list"], env=env).output
+
+
+def test_a_mass_removal_upstream_is_held_until_the_operator_confirms_it(hubs):
+    env = {"HASHFED_VAR_DIR": str(hubs.b.settings.var_dir), "HASHFED_DATABASE_URL": hubs.b.settings.database_url,
+           "HASHFED_HUB_NAME": HUB_NAME}
+    runner = CliRunner()
+    pulled = runner.invoke(main, ["upstreams", "pull"], env=env)
+    assert pulled.exit_code == 0 and "hub-a: +25 -0 (skipped 0) at 1" in pulled.output, pulled.output
+    hubs.a.retract(hubs.ca, 3)  # 3 of 25: more than the kit's 5%
+    hubs.a.seal(hubs.ca)
+    assert hubs.pull() == ["hub-a: failed"]
+    assert len(hubs.b_values()) == 25
+    with hubs.b.session() as s:
+        assert "hashfed upstreams confirm hub-a" in str(service.get(s, "hub-a").last_error)
+    confirmed = runner.invoke(main, ["upstreams", "confirm", "hub-a"], env=env)
+    assert confirmed.exit_code == 0 and "batch 2" in confirmed.output, confirmed.output
+    assert hubs.pull() == ["hub-a: +0 -3 (skipped 0) at 2"]
+    assert len(hubs.b_values()) == 22
+    removed = runner.invoke(main, ["upstreams", "remove", "hub-a"], env=env)
+    assert removed.exit_code == 0, removed.output
+    assert not list((hubs.b.settings.var_dir / "upstreams").iterdir())  # its mirror is gone with it
