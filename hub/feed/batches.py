@@ -341,6 +341,25 @@ def _with_frames(session: Session, rows: Sequence[Any]) -> Sequence[Any]:
     ]
 
 
+# A batch payload with vpdq adds stays under this many bytes: its envelope (base64, 4/3) must fit the kit's cap
+# of a page of batches (64 MiB, partners/client/transport.py), to which the kit shrinks a page (one batch).
+VPDQ_BATCH_BYTES = 24 << 20
+_ENTRY_BYTES = 300  # an entry's JSON besides a vpdq value's text (id, type, audit_seq, tags)
+_LONGEST_PENDING_VPDQ = text(
+    "SELECT max(length(v.frames)) FROM pending_changes p JOIN vpdq_values v ON v.sha256 = p.value"
+    " WHERE p.collection_id = :c AND p.op = 'add' AND p.type = 'vpdq'"
+)
+
+
+def _entries_for_videos(session: Session, collection_id: str, max_entries: int) -> int:
+    """`max_entries`, or fewer when vpdq adds are pending: as many as fit `VPDQ_BATCH_BYTES` if every entry were
+    as long as the longest pending vpdq text (batches are cut by entry count; docs/adr/0014)."""
+    longest = session.scalar(_LONGEST_PENDING_VPDQ, {"c": collection_id})
+    if not longest:
+        return max_entries
+    return max(1, min(max_entries, VPDQ_BATCH_BYTES // (int(longest) + _ENTRY_BYTES)))
+
+
 def _encode_rows(
     collection_id: str, seq: int, prev: str | None, now: datetime, rows: Sequence[Any]
 ) -> tuple[bytes, int, int]:
@@ -438,7 +457,8 @@ def seal_collection(
     prev = current.payload_sha256
     seqs: list[int] = []
     total_adds = total_removes = 0
-    pages = _sealed_pages(session, collection_id, max_entries, frontier.size + 1)
+    per_batch = _entries_for_videos(session, collection_id, max_entries)
+    pages = _sealed_pages(session, collection_id, per_batch, frontier.size + 1)
     # A worker thread takes the next batch (psycopg2 releases the GIL while it waits on the server) while this
     # thread turns the current one's result into rows, encodes, hashes and signs it; nothing else is written
     # until the worker has finished, and psycopg2 serializes statements on the connection.

@@ -280,3 +280,21 @@ def test_a_report_names_a_vpdq_signal_by_its_frames_in_any_form(session, client,
     assert r.status_code == 201, r.json
     got = client.get("/v1/reports/v-1", headers=f.auth(token))
     assert got.status_code == 200 and got.json["signal"] == sid, got.json
+
+
+def test_batches_with_long_videos_are_cut_to_fit_the_kits_page_cap(session, vworld, monkeypatch):
+    from hub.feed import batches
+    from partners.matching.vpdq import vpdq_digest
+
+    texts = [canonical(frames_of([secrets.token_hex(32) for _ in range(n)])) for n in (40, 3, 5)]
+    monkeypatch.setattr(batches, "VPDQ_BATCH_BYTES", 2 * (len(texts[0]) + 300))  # two of the longest a batch
+    c = vworld["videos"]
+    fk.submit(session, c, vworld["owner"], [{"type": "vpdq", "value": t} for t in texts])
+    fk.submit(session, c, vworld["owner"], [{"type": "pdq", "value": fk.pdq()} for _ in range(3)])
+    [sealed] = fk.seal(session, vworld["keys"])
+    assert sealed.seqs == [1, 2, 3] and sealed.adds == 6
+    rows = session.scalars(select(Batch).where(Batch.collection_id == c.id).order_by(Batch.seq)).all()
+    payloads = [open_payload(trusted(session), bytes(b.envelope), BatchPayload) for b in rows]
+    assert [len(p.adds) for p in payloads] == [2, 2, 2]
+    vpdq = sorted(a.value for p in payloads for a in p.adds if a.type == "vpdq")
+    assert vpdq == sorted(texts) and all(vpdq_digest(t) != t for t in vpdq)
