@@ -24,9 +24,13 @@ from audit.payloads import BatchAdd, Snapshot, SnapshotChunk
 from audit.signing import Signer
 from hub.errors import NotFoundError
 from hub.feed import batches
-from hub.feed.models import Signal, SignalSeq, VpdqValue
+from hub.feed.models import Collection, Signal, SignalSeq, SignalStatus, VpdqValue
 
 CHUNK_SIZE = 50_000
+# A chunk of a collection that holds videos also ends before this many bytes of entries (a vpdq text can be
+# 691,200 characters): it must fit the kit's chunk cap (32 MiB, partners/client/transport.py). docs/adr/0014.
+CHUNK_BYTES = 16 << 20
+_ENTRY_BYTES = 300  # an entry's JSON besides its value (id, type, audit_seq, tags, the escapes of a vpdq text)
 
 # A vpdq signal's entry carries its frames text, as its batch did; every other value is the signal's own.
 _VALUE = func.coalesce(VpdqValue.frames, Signal.value)
@@ -60,8 +64,28 @@ def encode_chunk(collection_id: str, seq: int, index: int, adds: list[BatchAdd])
     )
 
 
+def holds_videos(session: Session, collection_id: str) -> bool:
+    """Whether the collection takes vpdq signals or still holds an active one: its chunks are cut by bytes too."""
+    collection = session.get(Collection, collection_id)
+    if collection is not None and "vpdq" in collection.types:
+        return True
+    found = select(Signal.id).where(
+        Signal.collection_id == collection_id, Signal.type == "vpdq", Signal.status == SignalStatus.ACTIVE.value
+    )
+    return session.scalar(found.limit(1)) is not None
+
+
 def chunks(session: Session, collection_id: str, seq: int) -> Iterator[tuple[bytes, int, str | None]]:
-    """Every chunk's bytes, signal count and first signal id at `seq`, in order (one streaming read)."""
+    """Every chunk's bytes, signal count and first signal id at `seq`, in order (one streaming read; a
+    collection with videos: one range read per chunk, from `chunk_starts`)."""
+    if holds_videos(session, collection_id):
+        starts = chunk_starts(session, collection_id, seq)
+        for index, first in enumerate(starts):
+            adds = _chunk_adds(session, collection_id, seq, index, starts)
+            yield encode_chunk(collection_id, seq, index, adds), len(adds), first
+        if not starts:
+            yield encode_chunk(collection_id, seq, 0, []), 0, None
+        return
     result = session.execute(_active_at(collection_id, seq).execution_options(yield_per=CHUNK_SIZE))
     index = 0
     for part in result.partitions(CHUNK_SIZE):
@@ -72,12 +96,43 @@ def chunks(session: Session, collection_id: str, seq: int) -> Iterator[tuple[byt
 
 
 def chunk_starts(session: Session, collection_id: str, seq: int) -> list[str]:
-    """The first signal id of each chunk at `seq`, computed in the database from the ids alone."""
+    """The first signal id of each chunk at `seq`, computed in the database from the ids alone (a collection with
+    videos: from ids and entry lengths, a chunk ending at every 50,000th signal and every `CHUNK_BYTES`)."""
+    if holds_videos(session, collection_id):
+        return _chunk_starts_by_bytes(session, collection_id, seq)
     ranked = _active_at(collection_id, seq).with_only_columns(
         Signal.id, func.row_number().over(order_by=Signal.id).label("n")
     ).order_by(None).subquery()
     query = select(ranked.c.id).where((ranked.c.n - 1) % CHUNK_SIZE == 0).order_by(ranked.c.id)
     return list(session.scalars(query))
+
+
+def _chunk_starts_by_bytes(session: Session, collection_id: str, seq: int) -> list[str]:
+    """Chunk k holds the signals (in id order) that share both their row number // 50,000 and the bytes of the
+    entries before them // `CHUNK_BYTES`: at most 50,000 signals, and under `CHUNK_BYTES` plus one entry."""
+    active = _active_at(collection_id, seq).with_only_columns(
+        Signal.id, (func.length(_VALUE) + _ENTRY_BYTES).label("b")
+    ).order_by(None).subquery()
+    ranked = select(
+        active.c.id,
+        ((func.row_number().over(order_by=active.c.id) - 1) // CHUNK_SIZE).label("by_count"),
+        ((func.sum(active.c.b).over(order_by=active.c.id) - active.c.b) // CHUNK_BYTES).label("by_bytes"),
+    ).subquery()
+    marked = select(
+        ranked.c.id,
+        (
+            (func.lag(ranked.c.by_count).over(order_by=ranked.c.id).is_distinct_from(ranked.c.by_count))
+            | (func.lag(ranked.c.by_bytes).over(order_by=ranked.c.id).is_distinct_from(ranked.c.by_bytes))
+        ).label("first"),
+    ).subquery()
+    return list(session.scalars(select(marked.c.id).where(marked.c.first).order_by(marked.c.id)))
+
+
+def _chunk_adds(session: Session, collection_id: str, seq: int, index: int, starts: list[str]) -> list[BatchAdd]:
+    query = _active_at(collection_id, seq).where(Signal.id >= starts[index])
+    if index + 1 < len(starts):
+        query = query.where(Signal.id < starts[index + 1])
+    return _adds(session.execute(query.limit(CHUNK_SIZE)).all())
 
 
 def chunk(session: Session, collection_id: str, seq: int, index: int, starts: list[str] | None = None) -> bytes:
@@ -88,8 +143,7 @@ def chunk(session: Session, collection_id: str, seq: int, index: int, starts: li
         raise NotFoundError("no such chunk")
     if not starts:
         return encode_chunk(collection_id, seq, 0, [])
-    query = _active_at(collection_id, seq).where(Signal.id >= starts[index]).limit(CHUNK_SIZE)
-    return encode_chunk(collection_id, seq, index, _adds(session.execute(query).all()))
+    return encode_chunk(collection_id, seq, index, _chunk_adds(session, collection_id, seq, index, starts))
 
 
 def build(session: Session, collection_id: str, seq: int, signer: Signer) -> tuple[bytes, list[str]]:

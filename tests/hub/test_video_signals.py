@@ -298,3 +298,41 @@ def test_batches_with_long_videos_are_cut_to_fit_the_kits_page_cap(session, vwor
     assert [len(p.adds) for p in payloads] == [2, 2, 2]
     vpdq = sorted(a.value for p in payloads for a in p.adds if a.type == "vpdq")
     assert vpdq == sorted(texts) and all(vpdq_digest(t) != t for t in vpdq)
+
+
+def test_snapshot_chunks_of_a_video_collection_are_cut_by_bytes_too(session, client, vworld, monkeypatch):
+    import hashlib
+    import json
+
+    from audit.payloads import Snapshot
+    from hub.feed import snapshots
+
+    monkeypatch.setattr(snapshots, "CHUNK_SIZE", 4)
+    texts = [canonical(frames_of([secrets.token_hex(32) for _ in range(n)])) for n in (30, 2, 30, 2, 2)]
+    monkeypatch.setattr(snapshots, "CHUNK_BYTES", len(texts[0]) + 400)  # about one long video a chunk
+    c = vworld["videos"]
+    ids = fk.submit(session, c, vworld["owner"], [{"type": "vpdq", "value": t} for t in texts]).body["ids"]
+    ids += fk.submit(session, c, vworld["owner"], [{"type": "pdq", "value": fk.pdq()} for _ in range(5)]).body["ids"]
+    fk.seal(session, vworld["keys"])
+    session.flush()
+    auth = f.auth(f.token(session, vworld["reader"], ["feed:read"]))
+    served = client.get(f"/v1/collections/{c.id}/snapshot", headers=auth).data
+    snap = open_payload(trusted(session), served, Snapshot, at=fk.T0)
+    seen, sizes = [], []
+    for ch in snap.chunks:
+        body = client.get(f"/v1/collections/{c.id}/snapshot/chunks/{ch.index}", headers=auth).data
+        assert hashlib.sha256(body).hexdigest() == ch.sha256
+        entries = json.loads(body)["signals"]
+        assert len(entries) == ch.count <= 4
+        sizes.append(len(body))
+        seen += [(e["id"], e["value"]) for e in entries]
+    assert [i for i, _ in seen] == sorted(ids)  # every signal once, in id order
+    assert {v for _, v in seen} >= set(texts)
+    assert len(snap.chunks) >= 4 and max(sizes) < 2 * (len(texts[0]) + 400) + 1000
+    # Another process (an empty cache) computes the same boundaries.
+    assert snapshots.chunk_starts(session, c.id, snap.seq) == [
+        json.loads(client.get(f"/v1/collections/{c.id}/snapshot/chunks/{ch.index}", headers=auth).data)["signals"][0][
+            "id"
+        ]
+        for ch in snap.chunks
+    ]
