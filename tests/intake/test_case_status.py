@@ -15,7 +15,7 @@ from urllib.parse import quote
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from hub.feed import collections
+from hub.feed import collections, signals
 from hub.feed.models import Access, FeedAck
 from hub.identity import tenants
 from hub.transparency.auditlog import Actor
@@ -165,3 +165,23 @@ def test_a_case_withdrawn_at_the_hub_shows_as_withdrawn(intake: Intake, world: I
     calls = len(intake.transport.paths)
     assert 'data-status="withdrawn"' in _form(intake, "/status", case["case_number"], case["pin"])[1]
     assert len(intake.transport.paths) == calls  # recorded: the hub is not asked again
+
+
+def test_a_case_whose_hashes_staff_retired_is_removed(intake: Intake, world: IntakeWorld) -> None:
+    hashes = _hashes()
+    case = _open(intake, hashes)
+    ref = _case_ref(intake, case["case_number"])
+    world.hub.seal(world.collection)
+    assert _status(intake, ref)[1]["status"] == "active"
+    with world.hub.session() as s:
+        for h in hashes[:2]:
+            signals.retire_value(s, kind=h["type"], value=h["value"], actor=Actor.operator())
+    # One hash is still in the feed: the case stays active, with two fewer in it.
+    code, body = _status(intake, ref)
+    assert (code, body["status"], body["hashes"], body["in_feed"]) == (200, "active", 3, 1)
+    with world.hub.session() as s:
+        signals.retire_value(s, kind=hashes[2]["type"], value=hashes[2]["value"], actor=Actor.operator())
+    code, body = _status(intake, ref)
+    assert (code, body["status"], body["in_feed"], body["pending"], body["platforms"]) == (200, "removed", 0, 0, 0)
+    code, page = _form(intake, "/status", case["case_number"], case["pin"])
+    assert code == 200 and 'data-status="removed"' in page and "not on the list at the moment" in page
