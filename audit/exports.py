@@ -392,12 +392,41 @@ class Codec:
             f"def parse(f):\n if len(f) != {n}: raise FormatError('a row of ' + str(len(f)) + ' fields, not {n}')\n"
             f" return ({', '.join(p)},)\n"
         )
+        # Both forms at once: when no value holds a character that CSV quotes or JSON escapes (the whole CSV line
+        # is checked once), every value goes in as it is; otherwise the exact functions above.
+        plain_c = {
+            "int": "str(v[{i}])",
+            "str": "v[{i}]",
+            "opt": "('' if v[{i}] is None else v[{i}])",
+            "optint": "('' if v[{i}] is None else str(v[{i}]))",
+            "list": "' '.join(v[{i}])",
+        }
+        plain_j = {
+            "int": "str(v[{i}])",
+            "str": "'\"' + v[{i}] + '\"'",
+            "opt": "('null' if v[{i}] is None else '\"' + v[{i}] + '\"')",
+            "optint": "('null' if v[{i}] is None else str(v[{i}]))",
+            "list": "('[\"' + '\",\"'.join(v[{i}]) + '\"]' if v[{i}] else '[]')",
+        }
+        pc, pj = [], []
+        for i, (name, kind) in enumerate(zip(self.columns, self.kinds, strict=True)):
+            pc.append(plain_c[kind].format(i=i))
+            pj.append(repr(("{" if i == 0 else ",") + json.dumps(name) + ":"))
+            pj.append(plain_j[kind].format(i=i))
+        source += (
+            "def both(v):\n"
+            f" c = ','.join(({', '.join(pc)},))\n"
+            f" if c.count(',') != {n - 1} or not (c.isascii() and c.isprintable()) or '\"' in c or '\\\\' in c:\n"
+            "  return json(v), csv(v)\n"
+            f" return ''.join(({', '.join(pj)}, '}}\\n')), c + '\\r\\n'\n"
+        )
         scope: dict[str, Any] = {"_js": _json_str, "_cf": _csv_field, "_lf": _list_field, "_pi": _parse_int,
                                  "FormatError": FormatError}
         exec(source, scope)  # noqa: S102 - generated from the constant column kinds above, like dataclasses do
         self.json: Any = scope["json"]
         self.csv: Any = scope["csv"]
         self.parse: Any = scope["parse"]
+        self.both: Any = scope["both"]  # (json, csv) of a row
 
     def as_dict(self, row: Sequence[Any]) -> dict[str, Any]:
         return dict(zip(self.columns, row, strict=True))
@@ -424,20 +453,22 @@ _R_APPLICATION, _R_CONTENT, _R_SOURCE = _R_DECISION + 1, _R_DECISION + 2, _R_DEC
 _TIME_FORM = re.compile(r"\d{4}-\d\d-\d\dT(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\dZ")
 
 
-@functools.lru_cache(maxsize=4096)
-def _day_epoch(day: str) -> int:
-    return int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp())
+@functools.lru_cache(maxsize=8192)
+def _minute_epoch(minute: str) -> int:
+    """POSIX seconds of `YYYY-MM-DDTHH:MM` (checked by the caller's pattern but for the date itself)."""
+    try:
+        day = datetime.strptime(minute[:10], "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise FormatError(f"time {minute!r}: not a valid date") from None
+    return int(day.timestamp()) + int(minute[11:13]) * 3600 + int(minute[14:16]) * 60
 
 
 def _epoch(value: Any) -> int:
-    """POSIX seconds of a time in `format_time`'s form (a FormatError for anything else)."""
+    """POSIX seconds of a time in `format_time`'s form (a FormatError for anything else). Records come in time
+    order, so their minutes repeat: those are cached."""
     if type(value) is not str or not _TIME_FORM.fullmatch(value):
         raise FormatError(f"time {str(value)[:40]!r} is not YYYY-MM-DDTHH:MM:SSZ")
-    try:
-        day = _day_epoch(value[:10])
-    except ValueError:
-        raise FormatError(f"time {value!r} is not a valid date") from None
-    return day + int(value[11:13]) * 3600 + int(value[14:16]) * 60 + int(value[17:19])
+    return _minute_epoch(value[:16]) + int(value[17:19])
 
 
 @functools.lru_cache(maxsize=4096)
@@ -1071,6 +1102,7 @@ def _rows(bundle: _Bundle, name: str, codec: Codec) -> Iterator[tuple[Any, ...]]
         raise FormatError(f"{csv_name}: the header is not {','.join(codec.columns)}")
     consumed.clear()
     lines = bundle.lines(name)
+    both = codec.both
     previous = -1
     n = 0
     for fields in reader:
@@ -1081,12 +1113,13 @@ def _rows(bundle: _Bundle, name: str, codec: Codec) -> Iterator[tuple[Any, ...]]
             row = codec.parse(fields)
         except FormatError as e:
             raise FormatError(f"{csv_name} row {n}: {e}") from None
-        if codec.csv(row) != raw:
+        as_json, as_csv = both(row)
+        if as_csv != raw:
             raise FormatError(f"{csv_name} row {n} is not written in the bundle's CSV form")
         line = next(lines, None)
         if line is None:
             raise FormatError(f"{csv_name} has more rows than {name}")
-        if line != codec.json(row).encode():
+        if line != as_json.encode():
             raise FormatError(f"{csv_name} row {n} is not {name} line {n}")
         if row[0] < previous:
             raise FormatError(f"{name} line {n}: rows are not in audit_seq order")

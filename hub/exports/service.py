@@ -59,12 +59,26 @@ class _Digests:
     signal or report cannot be linked with another's, and only the hub can compute them."""
 
     def __init__(self, keys: HubKeys, export_id: str) -> None:
-        self._key = bytes.fromhex(keys.keyed_digest(f"transparency-export\x00{export_id}"))
+        key = bytes.fromhex(keys.keyed_digest(f"transparency-export\x00{export_id}"))
+        # HMAC (RFC 2104) from the two padded-key states, copied per message: a million digests in C calls only
+        # (hmac.new(...).copy() and the one-shot hmac.digest cost several times more per call).
+        block = key.ljust(64, b"\x00")  # SHA-256's block; the derived key is 32 bytes
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+        if len(key) > 64 or self._mac(b"check") != hmac.new(key, b"check", "sha256").hexdigest():
+            raise ValueError("the export key is not a valid HMAC-SHA256 key")
         # Records name the same signals again and again: a bounded cache of their digests.
         self.signal = functools.lru_cache(maxsize=1 << 16)(lambda sid: self("signal", sid))
 
+    def _mac(self, message: bytes) -> str:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
+
     def __call__(self, kind: str, value: str) -> str:
-        return hmac.digest(self._key, f"{kind}\x00{value}".encode(), "sha256").hex()
+        return self._mac(f"{kind}\x00{value}".encode())
 
 
 def _entry_time(session: Session, seq: int) -> datetime:
@@ -182,6 +196,8 @@ def draw(
     # The streamed reads below are read to the end: plan them for all rows (hash joins and one sort), not for a
     # cursor's first rows (nested loops over a million outcomes).
     session.execute(text("SET LOCAL cursor_tuple_fraction = 1.0"))
+    # A million outcomes joined and sorted: in memory rather than in 32 spilled batches (this transaction only).
+    session.execute(text("SET LOCAL work_mem = '256MB'"))
     writer = bundle.BundleWriter(out, created_at)
     keysets = all_envelopes(session)[:keyset_version]
     for v, env in enumerate(keysets, start=1):
@@ -247,7 +263,7 @@ def draw(
     # Pass 2: one record per report outcome recorded in the period, in audit seq order.
     records = 0
     twin = _Twin(bundle.RECORDS)
-    values, to_json, to_csv, add = bundle.record_values, bundle.RECORDS.json, bundle.RECORDS.csv, agg.record
+    values, both, add, mac = bundle.record_values, bundle.RECORDS.both, agg.record, digest._mac
 
     def record_lines() -> Iterator[str]:
         nonlocal records
@@ -255,14 +271,15 @@ def draw(
              signal_type, surface, matched, actioned, detected, decided) in _raw_stream(
                  session, _RECORDS, {"first": first, "end": end}):
             rec = values(
-                seq, sha, digest("report", f"{partner}\x00{report_id}"), version, outcome, recorded, partner,
+                seq, sha, mac(f"report\x00{partner}\x00{report_id}".encode()), version, outcome, recorded, partner,
                 collection, category, digest.signal(signal_id), signal_type, surface, matched, actioned, detected,
                 decided,
             )
             add(rec)
-            twin.add(to_csv(rec))
+            as_json, as_csv = both(rec)
+            twin.add(as_csv)
             records += 1
-            yield to_json(rec)
+            yield as_json
 
     writer.write("records.jsonl", record_lines())
     writer.write("records.csv", twin.chunks())
