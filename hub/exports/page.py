@@ -12,7 +12,7 @@ from flask import Response
 from jinja2 import Environment
 
 from audit.canonical import format_time
-from audit.exports import EVENTS, OUTCOMES
+from audit.exports import OUTCOMES
 from hub.exports.models import Export
 
 # Its own stylesheet from the hub only; nothing runs, nothing is framed, no form posts anywhere.
@@ -42,6 +42,8 @@ _LABELS = {
     "partners_acknowledging": "Partners acknowledging updates",
     "partners_reporting": "Partners reporting matches",
     "partner_suspensions": "Partner suspensions",
+    "disputes_decided": "Disputes decided (upheld, rejected or released)",
+    "median_seconds_to_decision": "Median time from dispute to decision (seconds)",
 }
 
 _TEMPLATE = """<!doctype html>
@@ -94,6 +96,16 @@ with further cells withheld wherever they could be worked out from totals.</p>
 {% endfor %}
 </table>
 
+{% if dispute_rows %}
+<h2>Disputes by collection</h2>
+<table id="disputes">
+<tr><th>Collection</th>{% for c in dispute_columns %}<th>{{ c }}</th>{% endfor %}</tr>
+{% for name, cells in dispute_rows %}
+<tr><td>{{ name }}</td>{% for v in cells %}<td>{{ cell(v) }}</td>{% endfor %}</tr>
+{% endfor %}
+</table>
+{% endif %}
+
 <h2>Verify it yourself</h2>
 <p>The bundle holds every record and audit entry these figures rest on, a signed audit checkpoint and inclusion
 proof, and a manifest signed with the hub's export key. SHA-256 of the bundle:
@@ -122,16 +134,21 @@ def render(row: Export | None) -> str:
         (outcome.replace("_", " "), v, 0 if v is None else max(1, 400 * v // top))
         for outcome, v in zip(OUTCOMES, totals, strict=False)
     ]
-    summary = [(label, published[key]) for key, label in _LABELS.items()]
+    # Exports made before a figure existed lack it: those rows are left out.
+    summary = [(label, published[key]) for key, label in _LABELS.items() if key in published]
     signal_rows = [*published["signals"]["rows"].items(), ("total", published["signals"]["total"])]
+    disputes = published.get("disputes")
+    dispute_rows = [*disputes["rows"].items(), ("total", disputes["total"])] if disputes else []
     return _PAGE.render(
         row=row,
         start=format_time(row.period_from),
         end=format_time(row.period_to),
         bars=bars,
         summary=summary,
-        signal_columns=[*EVENTS, "total"],
+        signal_columns=published["signals"]["columns"],
         signal_rows=signal_rows,
+        dispute_columns=disputes["columns"] if disputes else [],
+        dispute_rows=dispute_rows,
     )
 
 

@@ -45,6 +45,7 @@ def test_the_page_shows_the_published_period(client: FlaskClient, published: Any
     html = page.get_data(as_text=True)
     assert "2026-Q3" in html and published.bundle_sha256 in html and 'href="/transparency/bundle"' in html
     assert "withheld" in html  # the small cells of the quarter stay withheld on the page
+    assert 'id="disputes"' in html and "Median time from dispute to decision" in html
     assert "<script" not in html
     csp = page.headers["Content-Security-Policy"]
     assert "default-src 'none'" in csp and "script-src" not in csp
