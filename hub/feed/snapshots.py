@@ -34,15 +34,18 @@ _ENTRY_BYTES = 300  # an entry's JSON besides its value (id, type, audit_seq, ta
 
 # A vpdq signal's entry carries its frames text, as its batch did; every other value is the signal's own.
 _VALUE = func.coalesce(VpdqValue.frames, Signal.value)
-_COLUMNS = (Signal.id, Signal.type, _VALUE, Signal.quality, Signal.tags, Signal.added_audit_seq)
+_COLUMNS = (Signal.id, Signal.type, Signal.value, Signal.quality, Signal.tags, Signal.added_audit_seq)
 
 
-def _active_at(collection_id: str, seq: int) -> Any:
+def _active_at(collection_id: str, seq: int, videos: bool = False) -> Any:
+    """The signals active at `seq` in id order; with `videos`, a vpdq signal's value is its frames text (a join
+    that a collection of images does without)."""
+    query = select(*_COLUMNS).join(SignalSeq, SignalSeq.signal_id == Signal.id)
+    if videos:
+        query = query.outerjoin(VpdqValue, and_(Signal.type == "vpdq", VpdqValue.sha256 == Signal.value))
+        query = query.with_only_columns(*_COLUMNS[:2], _VALUE, *_COLUMNS[3:])
     return (
-        select(*_COLUMNS)
-        .join(SignalSeq, SignalSeq.signal_id == Signal.id)
-        .outerjoin(VpdqValue, and_(Signal.type == "vpdq", VpdqValue.sha256 == Signal.value))
-        .where(
+        query.where(
             Signal.collection_id == collection_id,
             SignalSeq.added_seq <= seq,
             or_(SignalSeq.removed_seq.is_(None), SignalSeq.removed_seq > seq),
@@ -79,7 +82,7 @@ def chunks(session: Session, collection_id: str, seq: int) -> Iterator[tuple[byt
     """Every chunk's bytes, signal count and first signal id at `seq`, in order (one streaming read; a
     collection with videos: one range read per chunk, from `chunk_starts`)."""
     if holds_videos(session, collection_id):
-        starts = chunk_starts(session, collection_id, seq)
+        starts = _chunk_starts_by_bytes(session, collection_id, seq)
         for index, first in enumerate(starts):
             adds = _chunk_adds(session, collection_id, seq, index, starts)
             yield encode_chunk(collection_id, seq, index, adds), len(adds), first
@@ -110,7 +113,7 @@ def chunk_starts(session: Session, collection_id: str, seq: int) -> list[str]:
 def _chunk_starts_by_bytes(session: Session, collection_id: str, seq: int) -> list[str]:
     """Chunk k holds the signals (in id order) that share both their row number // 50,000 and the bytes of the
     entries before them // `CHUNK_BYTES`: at most 50,000 signals, and under `CHUNK_BYTES` plus one entry."""
-    active = _active_at(collection_id, seq).with_only_columns(
+    active = _active_at(collection_id, seq, videos=True).with_only_columns(
         Signal.id, (func.length(_VALUE) + _ENTRY_BYTES).label("b")
     ).order_by(None).subquery()
     ranked = select(
@@ -129,7 +132,7 @@ def _chunk_starts_by_bytes(session: Session, collection_id: str, seq: int) -> li
 
 
 def _chunk_adds(session: Session, collection_id: str, seq: int, index: int, starts: list[str]) -> list[BatchAdd]:
-    query = _active_at(collection_id, seq).where(Signal.id >= starts[index])
+    query = _active_at(collection_id, seq, videos=True).where(Signal.id >= starts[index])
     if index + 1 < len(starts):
         query = query.where(Signal.id < starts[index + 1])
     return _adds(session.execute(query.limit(CHUNK_SIZE)).all())

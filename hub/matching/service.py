@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from audit.errors import VerificationError
 from audit.payloads import BatchPayload
 from hub.errors import HubError, PayloadTooLargeError, ValidationError
+from hub.feed import snapshots
 from hub.feed.models import (
     FEED_TYPES,
     Access,
@@ -146,14 +147,16 @@ class MatchIndex:
                 SignalSeq.added_seq <= size,
                 or_(SignalSeq.removed_seq.is_(None), SignalSeq.removed_seq > size),
             )
-            rows = session.execute(
-                # a vpdq signal's value is its frames text (`vpdq_values`), as in its batch
-                select(Signal.id, Signal.type, func.coalesce(VpdqValue.frames, Signal.value), SignalSeq.added_seq)
-                .join(SignalSeq, SignalSeq.signal_id == Signal.id)
-                .outerjoin(VpdqValue, and_(Signal.type == VPDQ, VpdqValue.sha256 == Signal.value))
-                .where(published)
-                .execution_options(yield_per=10_000)
+            query = select(Signal.id, Signal.type, Signal.value, SignalSeq.added_seq).join(
+                SignalSeq, SignalSeq.signal_id == Signal.id
             )
+            if snapshots.holds_videos(session, c):  # a vpdq signal's value is its frames text, as in its batch
+                query = query.outerjoin(
+                    VpdqValue, and_(Signal.type == VPDQ, VpdqValue.sha256 == Signal.value)
+                ).with_only_columns(
+                    Signal.id, Signal.type, func.coalesce(VpdqValue.frames, Signal.value), SignalSeq.added_seq
+                )
+            rows = session.execute(query.where(published).execution_options(yield_per=10_000))
             for sid, kind, value, seq in rows:
                 groups[(c, kind)].append((sid, value))
                 self.added_in[(c, sid)] = int(seq or 0)
