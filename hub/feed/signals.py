@@ -344,15 +344,6 @@ def _store_frames(session: Session, items: Sequence[Item]) -> None:
         )
 
 
-def frames_of(session: Session, digests: Iterable[str]) -> dict[str, str]:
-    """The canonical frames text of each vpdq digest (the sealer's and the hosted matcher's read)."""
-    wanted = sorted(set(digests))
-    if not wanted:
-        return {}
-    rows = session.execute(select(VpdqValue.sha256, VpdqValue.frames).where(VpdqValue.sha256.in_(wanted)))
-    return {d: t for d, t in rows}
-
-
 def case_digest(hub_secret: bytes, partner_id: str, case_ref: str) -> str:
     """The keyed digest a case reference is stored as: separated by partner, useless without the hub secret."""
     return keyed_digest(hub_secret, f"case-ref\x00{partner_id}\x00{case_ref}")
