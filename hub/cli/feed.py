@@ -174,6 +174,7 @@ def list_(settings: Settings) -> None:
             click.echo(
                 f"{c.id}  {c.slug}  {c.category}  types={c.signal_types}  readers={len(m['reader'])}"
                 f"  contributors={len(m['contributor'])}  descriptor v{c.descriptor_version}"
+                f"  pdq_threshold={c.pdq_threshold}  vpdq_percent={c.vpdq_percent}"
             )
 
 

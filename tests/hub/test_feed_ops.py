@@ -156,6 +156,7 @@ def test_seal_cosign_and_collections_commands(fresh_database, tmp_path):
     assert bad.exit_code == 1 and "exists" in bad.output
     changed = json.loads(run("collections", "settings", "cli-made", "--vpdq-percent", "60", "--json"))
     assert (changed["vpdq_percent"], changed["descriptor_version"]) == (60, 4)
+    assert "descriptor v4  pdq_threshold=31  vpdq_percent=60" in run("collections", "list")
     refused = runner.invoke(main, ["collections", "settings", cid, "--vpdq-percent", "0"], env=env)
     assert refused.exit_code == 1 and "invalid collection settings" in refused.output
 
