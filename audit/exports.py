@@ -373,7 +373,7 @@ class Codec:
             "list": "_lf(v[{i}])",
         }
         from_csv = {
-            "int": "_pi(f[{i}])",
+            "int": "(int(f[{i}]) if f[{i}].isdigit() and f[{i}].isascii() else _pi(f[{i}]))",
             "str": "f[{i}]",
             "opt": "(f[{i}] or None)",
             "optint": "(_pi(f[{i}]) if f[{i}] else None)",
@@ -527,8 +527,9 @@ class Aggregator:
         elif e.action == "partner.suspend":
             self.suspensions += 1
 
-    def record(self, r: Sequence[Any]) -> None:
-        """One record, a tuple in RECORD_FIELDS order (`record_values`)."""
+    def record(self, r: Sequence[Any], seconds: int | None = None) -> None:
+        """One record, a tuple in RECORD_FIELDS order (`record_values`); `seconds`: its actioned_at minus
+        matched_at when the caller has them already."""
         outcome = r[_R_OUTCOME]
         collection = r[_R_COLLECTION]
         counts = self.outcomes.get(collection)
@@ -544,7 +545,9 @@ class Aggregator:
             self.automated += r[_R_DECISION] == "AUTOMATED_DECISION_FULLY"
             self.taken_down += outcome in TAKEN_DOWN
         if r[_R_ACTIONED] is not None and outcome in _VISIBILITY:
-            self.durations.append(_epoch(r[_R_ACTIONED]) - _epoch(r[_R_MATCHED]))
+            self.durations.append(
+                _epoch(r[_R_ACTIONED]) - _epoch(r[_R_MATCHED]) if seconds is None else seconds
+            )
 
     def signal(self, s: Sequence[Any]) -> None:
         """One signal event, a tuple in SIGNAL_FIELDS order."""
@@ -969,28 +972,61 @@ class ExportReport:
     dispute_events: int = 0
 
 
+class _Member(io.RawIOBase):
+    """A zip member read through: hashes what passes, and on reaching its end notes its SHA-256 and size."""
+
+    def __init__(self, bundle: _Bundle, name: str) -> None:
+        super().__init__()
+        self._bundle, self._name = bundle, name
+        self._f = bundle.zf.open(name)
+        self._digest = hashlib.sha256()
+        self._size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._f.read(len(buffer))
+        n = len(data)
+        if n:
+            buffer[:n] = data
+            self._digest.update(data)
+            self._size += n
+        else:
+            self._bundle.digested[self._name] = (self._digest.hexdigest(), self._size)
+        return n
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
 class _Bundle:
     def __init__(self, zf: zipfile.ZipFile) -> None:
         self.zf = zf
         self.names = set(zf.namelist())
         if len(self.names) != len(zf.namelist()):
             raise FormatError("the bundle holds a file name twice")
+        # The SHA-256 and size of each member read to its end: its digest check needs no second read.
+        self.digested: dict[str, tuple[str, int]] = {}
 
     def read(self, name: str, limit: int = 64 << 20) -> bytes:
         if name not in self.names:
             raise FormatError(f"the bundle has no {name}")
         if self.zf.getinfo(name).file_size > limit:
             raise FormatError(f"{name} is larger than {limit} bytes")
-        return self.zf.read(name)
+        data = self.zf.read(name)
+        self.digested[name] = (hashlib.sha256(data).hexdigest(), len(data))
+        return data
 
     def lines(self, name: str) -> Iterator[bytes]:
         # A BufferedReader's readline is C; a zip member's own is Python.
-        with io.BufferedReader(self.zf.open(name), _CHUNK) as f:  # type: ignore[type-var]
+        with io.BufferedReader(_Member(self, name), _CHUNK) as f:
             yield from f
 
     def text_lines(self, name: str) -> Iterator[str]:
         with (
-            io.BufferedReader(self.zf.open(name), _CHUNK) as f,  # type: ignore[type-var]
+            io.BufferedReader(_Member(self, name), _CHUNK) as f,
             io.TextIOWrapper(f, encoding="utf-8", newline="") as t,
         ):
             yield from t
@@ -1038,7 +1074,7 @@ def _open_manifest(bundle: _Bundle, pinned: str | None) -> tuple[dict[str, Any],
     return m, keyset
 
 
-def _check_files(bundle: _Bundle, files: Any) -> None:
+def _check_names(bundle: _Bundle, files: Any) -> None:
     if not isinstance(files, dict):
         raise FormatError("manifest files is an object")
     expected = set(_DATA_FILES) | {n for n in bundle.names if n.startswith("keys/")}
@@ -1047,14 +1083,22 @@ def _check_files(bundle: _Bundle, files: Any) -> None:
     if bundle.names != expected | {_MANIFEST, _ENVELOPE}:
         extra = sorted(bundle.names - expected - {_MANIFEST, _ENVELOPE})
         raise FormatError(f"the bundle holds files its manifest does not list: {extra}")
+
+
+def _check_files(bundle: _Bundle, files: dict[str, Any], known: Mapping[str, tuple[str, int]]) -> None:
+    """Every member's SHA-256 and size against the manifest: from `known` (members read to their end), else read."""
     for name in sorted(files):
         spec = _fields(files[name], f"manifest file {name}", {"sha256", "bytes"})
-        digest, size = hashlib.sha256(), 0
-        with bundle.zf.open(name) as f:
-            while chunk := f.read(_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-        if digest.hexdigest() != spec["sha256"] or size != spec["bytes"]:
+        if name in known:
+            sha, size = known[name]
+        else:
+            digest, size = hashlib.sha256(), 0
+            with bundle.zf.open(name) as f:
+                while chunk := f.read(_CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+            sha = digest.hexdigest()
+        if sha != spec["sha256"] or size != spec["bytes"]:
             raise FormatError(f"{name}: SHA-256 or size differs from the signed manifest (edited after signing)")
 
 
@@ -1137,7 +1181,8 @@ def _rows(bundle: _Bundle, name: str, codec: Codec) -> Iterator[tuple[Any, ...]]
         raise FormatError(f"{name} has more lines than {csv_name}")
 
 
-def _check_record(r: Sequence[Any], e: AuditEntry, time: str, where: str) -> None:
+def _check_record(r: Sequence[Any], e: AuditEntry, time: str, where: str) -> int | None:
+    """Check a record against its entry; returns actioned_at minus matched_at (None without actioned_at)."""
     outcome = r[_R_OUTCOME]
     if outcome not in OUTCOMES:
         raise FormatError(f"{where}: unknown outcome {outcome!r}")
@@ -1154,9 +1199,8 @@ def _check_record(r: Sequence[Any], e: AuditEntry, time: str, where: str) -> Non
     ):
         raise LogError(f"{where}: version {r[_R_VERSION]} ({outcome}) is not what entry {e.seq} records")
     actioned = r[_R_ACTIONED]
-    _epoch(r[_R_MATCHED])
-    if actioned is not None:
-        _epoch(actioned)
+    matched = _epoch(r[_R_MATCHED])
+    seconds = None if actioned is None else _epoch(actioned) - matched
     head = _dsa_head(outcome, r[_R_TYPE], r[_R_CATEGORY], r[_R_DETECTION] == "Yes",
                      r[_R_DECISION] == "AUTOMATED_DECISION_FULLY")
     if (
@@ -1166,6 +1210,7 @@ def _check_record(r: Sequence[Any], e: AuditEntry, time: str, where: str) -> Non
         or r[_R_SOURCE] != "SOURCE_VOLUNTARY"
     ):
         raise FormatError(f"{where}: its statement-of-reasons fields do not follow from its outcome")
+    return seconds
 
 
 def _entry_reports(e: AuditEntry) -> list[str]:
@@ -1267,16 +1312,15 @@ def _verify(path: str, pinned: str | None) -> ExportReport:
     with zipfile.ZipFile(path) as zf:
         bundle = _Bundle(zf)
         m, keyset = _open_manifest(bundle, pinned)
-        # Every member's digest in a second thread (inflating and hashing release the GIL) while this one reads
-        # them; a digest that differs is the failure reported, before anything the reading found.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="digests") as pool:
-            digests = pool.submit(_check_files, bundle, m["files"])
-            try:
-                report = _verify_content(bundle, m, keyset)
-            except BaseException:
-                digests.result()
-                raise
-            digests.result()
+        _check_names(bundle, m["files"])
+        # The members are read once: their digests are taken as they are read, and checked at the end. When
+        # reading fails, every digest is checked first: one that differs is the failure reported.
+        try:
+            report = _verify_content(bundle, m, keyset)
+        except BaseException:
+            _check_files(bundle, m["files"], {})
+            raise
+        _check_files(bundle, m["files"], bundle.digested)
     return report
 
 
@@ -1357,9 +1401,9 @@ def _verify_content(bundle: _Bundle, m: dict[str, Any], keyset: KeySet) -> Expor
         got = []
         while (r := records.peek()) is not None and r[0] == seq:
             rec = records.take()
-            _check_record(rec, e, time, f"record of entry {seq} ({rec[_R_SHA]})")
+            seconds = _check_record(rec, e, time, f"record of entry {seq} ({rec[_R_SHA]})")
             got.append(rec[_R_SHA])
-            agg.record(rec)
+            agg.record(rec, seconds)
         if sorted(got) != wanted:
             raise LogError(
                 f"entry {seq} ({e.action}) records {len(wanted)} report version(s), the bundle has {len(got)} "
