@@ -88,16 +88,20 @@ def _audit_page(browser: Any, what: str, first: str = "#quick-exit") -> list[str
 
 def _look_up(browser: Any, base: str, number: str, pin: str, button: str = "button[type=submit]") -> str:
     """Type the case number and PIN on the status page (by keyboard) and press a button; the page's text."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(base + "/status")
     browser.find_element(By.ID, "case_number").send_keys(number)
     browser.find_element(By.ID, "pin").send_keys(pin)
-    old = browser.find_element(By.TAG_NAME, "html")
+    browser.execute_script("window.formPage = true;")
     browser.find_element(By.CSS_SELECTOR, button).click()
-    WebDriverWait(browser, 30).until(ec.staleness_of(old))
+    # The answer is a new document, loaded to the end. Asked by script, not through an element of the old page:
+    # Chromium's driver may report that element's page going away as an error of its own mid-navigation.
+    WebDriverWait(browser, 30, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script("return !window.formPage && document.readyState === 'complete'")
+    )
     text: str = browser.find_element(By.TAG_NAME, "main").text
     return text
 
