@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from hub.feed.signals import HEX_LENGTHS, MAX_SIGNALS_PER_REQUEST
+from hub.feed.models import FEED_TYPES
+from hub.feed.signals import MAX_SIGNALS_PER_REQUEST
 from hub.matching.service import MAX_QUERIES
 from hub.reports.models import OUTCOMES, SURFACES
 from hub.reports.service import MAX_REPORTS_PER_REQUEST
@@ -75,7 +76,7 @@ def test_the_report_contract_is_declared_once(doc):
         got["properties"]
     )
     signal = _resolve(doc, item["properties"]["signal"])
-    assert signal["properties"]["type"]["enum"] == list(HEX_LENGTHS)
+    assert signal["properties"]["type"]["enum"] == list(FEED_TYPES)
 
 
 def _violations(doc: dict[str, Any], schema: dict[str, Any], good: dict[str, Any]) -> Iterator[tuple[str, Any]]:
