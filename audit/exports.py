@@ -327,6 +327,9 @@ def csv_lines(columns: Sequence[str], rows: Iterable[Mapping[str, Any]], *, head
 _json_str = json.encoder.encode_basestring_ascii  # C: json.dumps's own
 
 
+_CONTROL = bytes(range(32)) + b"\x7f"  # what JSON escapes or CSV quotes, besides '"', '\\' and ','
+
+
 def _csv_field(value: str) -> str:
     """One CSV field as `csv.writer` (minimal quoting, CRLF) writes it inside a row of several fields."""
     if '"' in value or "," in value or "\r" in value or "\n" in value:
@@ -416,12 +419,13 @@ class Codec:
         source += (
             "def both(v):\n"
             f" c = ','.join(({', '.join(pc)},))\n"
-            f" if c.count(',') != {n - 1} or not (c.isascii() and c.isprintable()) or '\"' in c or '\\\\' in c:\n"
+            f" if (c.count(',') != {n - 1} or not c.isascii() or '\"' in c or '\\\\' in c\n"
+            "   or len(c.encode().translate(None, _CTRL)) != len(c)):\n"
             "  return json(v), csv(v)\n"
             f" return ''.join(({', '.join(pj)}, '}}\\n')), c + '\\r\\n'\n"
         )
         scope: dict[str, Any] = {"_js": _json_str, "_cf": _csv_field, "_lf": _list_field, "_pi": _parse_int,
-                                 "FormatError": FormatError}
+                                 "FormatError": FormatError, "_CTRL": _CONTROL}
         exec(source, scope)  # noqa: S102 - generated from the constant column kinds above, like dataclasses do
         self.json: Any = scope["json"]
         self.csv: Any = scope["csv"]
@@ -450,12 +454,14 @@ _R_APPLICATION, _R_CONTENT, _R_SOURCE = _R_DECISION + 1, _R_DECISION + 2, _R_DEC
 # --- aggregates -------------------------------------------------------------------------------------------
 
 
-_TIME_FORM = re.compile(r"\d{4}-\d\d-\d\dT(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\dZ")
+_TIME_FORM = re.compile(r"\d{4}-\d\d-\d\dT(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\dZ", re.ASCII)
 
 
 @functools.lru_cache(maxsize=8192)
 def _minute_epoch(minute: str) -> int:
-    """POSIX seconds of `YYYY-MM-DDTHH:MM` (checked by the caller's pattern but for the date itself)."""
+    """POSIX seconds of `YYYY-MM-DDTHH:MM`, checked."""
+    if not _TIME_FORM.fullmatch(minute + ":00Z"):
+        raise FormatError(f"time {minute!r}… is not YYYY-MM-DDTHH:MM:SSZ")
     try:
         day = datetime.strptime(minute[:10], "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:
@@ -465,10 +471,13 @@ def _minute_epoch(minute: str) -> int:
 
 def _epoch(value: Any) -> int:
     """POSIX seconds of a time in `format_time`'s form (a FormatError for anything else). Records come in time
-    order, so their minutes repeat: those are cached."""
-    if type(value) is not str or not _TIME_FORM.fullmatch(value):
+    order, so their minutes repeat: each minute is checked and computed once (cached), then only the seconds."""
+    if type(value) is not str or len(value) != 20 or value[16] != ":" or value[19] != "Z":
         raise FormatError(f"time {str(value)[:40]!r} is not YYYY-MM-DDTHH:MM:SSZ")
-    return _minute_epoch(value[:16]) + int(value[17:19])
+    seconds = value[17:19]
+    if not ("0" <= seconds[0] <= "5" and "0" <= seconds[1] <= "9"):
+        raise FormatError(f"time {value!r} is not YYYY-MM-DDTHH:MM:SSZ")
+    return _minute_epoch(value[:16]) + int(seconds)
 
 
 @functools.lru_cache(maxsize=4096)
