@@ -10,7 +10,8 @@ then signs an audit checkpoint. Report digests are opaque to an export, so they 
 report id here rather than of the report's canonical JSON. Then, each in a child process of its own so that
 its peak memory is its own: `service.create` (draw the bundle, sign, record; what `POST /v1/exports` does),
 `service.write` to a file (what `GET /v1/exports/{id}` does), and `hashfed-audit verify-export`.
-Targets: generation < 60 s and verification < 60 s, memory bounded (peak RSS printed).
+Targets: generation < 60 s and verification < 60 s, memory bounded (peak RSS printed). The data set has no
+disputes: a period holds few, and their rows are gathered in memory (docs/formats.md).
 """
 
 from __future__ import annotations
