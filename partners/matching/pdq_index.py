@@ -129,17 +129,13 @@ class KeyMap:
     partition of the bits into chunks, as long as the queries are split the same way (the kernels do: the
     table carries its map). Real hashes have correlated bits (images share structure); chunks of correlated
     bits fill few buckets, so a query meets full ones. :meth:`choose` spreads correlated bits over the
-    chunks (docs/adr/0012). The key is computed from the hash's bytes: ``tables[c, j, v]`` holds the key
-    bits that byte j (hash bits 8j .. 8j+7) contributes when its value is v, and ``byte_lists[c, :n]`` the
-    ``byte_counts[c]`` bytes that hold any of chunk c's bits.
+    chunks (docs/adr/0012). A key is PEXT of each word with the chunk's mask of it (``common.pext``: the
+    instruction where it is fast, else a loop over the mask's runs of bits).
     """
 
     order: I64Array
     layout: Layout
-    tables: U32Array = field(repr=False)
-    byte_lists: I64Array = field(repr=False)
-    byte_counts: I64Array = field(repr=False)
-    masks: U64Array = field(repr=False)  # (chunks, 4): chunk c's bits in word w, for PEXT
+    masks: U64Array = field(repr=False)  # (chunks, 4): chunk c's bits in word w
     shifts: I64Array = field(repr=False)  # (chunks, 4): the key bit where word w's bits of chunk c start
 
     @classmethod
@@ -147,27 +143,17 @@ class KeyMap:
         """The key map whose chunks take the bits of ``order`` (a permutation of 0..255) in turn; within a
         chunk the key holds its bits in ascending order (as PEXT packs them)."""
         perm = np.asarray(order, dtype=np.int64).copy()
-        if sorted(perm.tolist()) != list(range(PDQ_BITS)):
+        if perm.shape != (PDQ_BITS,) or sorted(perm.tolist()) != list(range(PDQ_BITS)):
             raise MatchingError("a key map's order must be a permutation of the 256 bit positions")
-        tables = np.zeros((layout.chunks, 32, 256), dtype=np.uint32)
-        byte_lists = np.zeros((layout.chunks, 32), dtype=np.int64)
-        byte_counts = np.zeros(layout.chunks, dtype=np.int64)
         masks = np.zeros((layout.chunks, 4), dtype=np.uint64)
         shifts = np.zeros((layout.chunks, 4), dtype=np.int64)
-        values = np.arange(256, dtype=np.uint32)
         for c in range(layout.chunks):
             span = slice(c * layout.bits, (c + 1) * layout.bits)
             chunk = perm[span] = np.sort(perm[span])
-            for k, bit in enumerate(chunk.tolist()):
-                j, b = divmod(bit, 8)
-                tables[c, j] |= ((values >> np.uint32(b)) & np.uint32(1)) << np.uint32(k)
+            for bit in chunk.tolist():
                 masks[c, bit // 64] |= np.uint64(1) << np.uint64(bit % 64)
-            words = np.bincount(chunk // 64, minlength=4)
-            shifts[c, 1:] = np.cumsum(words)[:3]
-            used = np.flatnonzero(tables[c].any(axis=1))
-            byte_lists[c, : len(used)] = used
-            byte_counts[c] = len(used)
-        return cls(perm, layout, tables, byte_lists, byte_counts, masks, shifts)
+            shifts[c, 1:] = np.cumsum(np.bincount(chunk // 64, minlength=4))[:3]
+        return cls(perm, layout, masks, shifts)
 
     @classmethod
     def choose(cls, hashes: U64Array, layout: Layout) -> KeyMap | None:
@@ -209,12 +195,8 @@ class KeyMap:
         return None
 
     def chunk_keys(self, hashes: U64Array, c: int, out: npt.NDArray[Any]) -> None:
-        """``out[r]`` = chunk ``c``'s key of row ``r`` of ``hashes`` (C-contiguous)."""
-        if common.FAST_PEXT:
-            build.pext_keys(hashes, self.masks[c], self.shifts[c], out)
-            return
-        words = np.ascontiguousarray(hashes, dtype=np.uint64)  # read by address
-        build.mapped_keys(words, self.tables[c], self.byte_lists[c], int(self.byte_counts[c]), out)
+        """``out[r]`` = chunk ``c``'s key of row ``r`` of ``hashes``."""
+        build.mapped_keys(hashes, self.masks[c], self.shifts[c], out)
 
 
 def _chunk_keys(hashes: U64Array, layout: Layout, keymap: KeyMap | None, c: int, out: npt.NDArray[Any]) -> None:
@@ -312,6 +294,8 @@ def _starts_with(
 
 
 _NO_KEYS = np.zeros(0, dtype=np.int64)
+_NO_MASKS = np.zeros(0, dtype=np.uint64)  # build_chunk: natural bit order
+_NO_SHIFTS = np.zeros(0, dtype=np.int64)
 
 
 @functools.cache
@@ -375,13 +359,12 @@ class PdqTable:
         nb = 1 << lay.bits
         words: U64Array = _contiguous(hashes, np.uint64)  # type: ignore[assignment]
         offs = memory.empty(nb + 1, np.uint32)  # one chunk's uint32 bucket starts at a time, then packed
-        keys = memory.empty(n, np.uint32)  # one chunk's keys at a time
         starts, rows, occ = [], [], []
         for c in range(lay.chunks):
             rows.append(memory.empty(n, np.uint32))
             occ.append(memory.empty(nb // 64, np.uint64))
-            _chunk_keys(words, lay, keymap, c, keys)
-            build.build_chunk(keys, lay.bits, offs, rows[c], occ[c])
+            masks, shifts = (keymap.masks[c], keymap.shifts[c]) if keymap is not None else (_NO_MASKS, _NO_SHIFTS)
+            build.build_chunk(words, c * lay.bits, lay.bits, masks, shifts, offs, rows[c], occ[c])
             starts.append(_starts_with(offs, _NO_KEYS, nb))
         return cls(words, lay, starts, rows, occ, keymap=keymap)  # type: ignore[arg-type]
 
@@ -583,12 +566,11 @@ class _Segment:
             desc[k.D_ROWTAB + c] = _address(table.rows[c])
             desc[k.D_OCC + c], desc[k.D_RADII + c] = _address(table.occ[c]), radii[c]
             desc[k.D_NMASK + c] = _masks_within(lay.bits, int(radii[c]))
-        if table.keymap is not None:  # the arrays live as long as the table (which the plan's state holds)
-            km = table.keymap
+        if table.keymap is not None:
             desc[k.D_MAPPED] = 1
-            for c in range(lay.chunks):
-                desc[k.D_KTAB + c], desc[k.D_KLIST + c] = _address(km.tables[c]), _address(km.byte_lists[c])
-                desc[k.D_KBYTES + c] = km.byte_counts[c]
+            n4 = 4 * lay.chunks
+            desc[k.D_KMASK : k.D_KMASK + n4] = table.keymap.masks.reshape(-1).view(np.int64)
+            desc[k.D_KSHIFT : k.D_KSHIFT + n4] = table.keymap.shifts.reshape(-1)
         desc[k.D_PROBES] = desc[k.D_NMASK : k.D_NMASK + lay.chunks].sum()
         return desc
 

@@ -13,7 +13,6 @@ from partners.matching.kernels.common import (
     PER_U16,
     chunk_value,
     mapped_value,
-    pext,
     prefetchw_at,
     u8_at,
     u16_at,
@@ -26,26 +25,50 @@ BUILD_AHEAD = 32
 
 
 @njit(cache=True, nogil=True)
-def build_chunk(keys, bits, offs, rows, occ):
-    """Fill the CSR bucket table of a chunk of ``bits`` bits from its keys (``keys[r]``: row r's bucket, see
-    :func:`chunk_keys` and :func:`mapped_keys`): ``offs`` (2^bits + 1 bucket starts, uint32: the caller then
-    packs them, see :func:`merge_starts_packed`, and reuses ``offs`` for the next chunk), ``rows`` (the row
-    numbers, bucket after bucket) and ``occ`` (2^bits / 64 words, a bitmap of non-empty buckets).
+def _key(w0, w1, w2, w3, start, bits, mapped, m0, m1, m2, m3, s1, s2, s3):
+    """A hash's key: bits ``start ..``, or (``mapped``) the bits the masks select. Scalars only."""
+    if mapped:
+        return mapped_value(w0, w1, w2, w3, m0, m1, m2, m3, s1, s2, s3)
+    return chunk_value(w0, w1, w2, w3, start, bits)
 
-    A counting sort, O(n), without argsort's int64 temporaries; rows in a bucket stay ascending. The caller
-    allocates the outputs (huge pages, see ``memory.py``).
+
+@njit(cache=True, nogil=True)
+def build_chunk(hashes, start, bits, masks, shifts, offs, rows, occ):
+    """Fill the CSR bucket table of a chunk of ``bits`` bits: bits ``start ..`` of the hash, or, when
+    ``masks`` holds four words (a key map's chunk, see :func:`mapped_keys`), the bits they select. Outputs:
+    ``offs`` (2^bits + 1 bucket starts, uint32: the caller then packs them, see
+    :func:`merge_starts_packed`, and reuses ``offs`` for the next chunk), ``rows`` (the row numbers, bucket
+    after bucket) and ``occ`` (2^bits / 64 words, a bitmap of non-empty buckets).
+
+    A counting sort, O(n), without argsort's int64 temporaries and without an array of keys (a row's key is
+    computed where it is needed); rows in a bucket stay ascending. The caller allocates the outputs (huge
+    pages, see ``memory.py``).
     """
-    n = keys.shape[0]
+    n = hashes.shape[0]
     nb = np.int64(1) << np.int64(bits)
     at_offs = offs.ctypes.data
     at_rows = rows.ctypes.data
+    mapped = masks.shape[0] == 4
+    m0 = masks[0] if mapped else np.uint64(0)
+    m1 = masks[1] if mapped else np.uint64(0)
+    m2 = masks[2] if mapped else np.uint64(0)
+    m3 = masks[3] if mapped else np.uint64(0)
+    s1 = np.uint64(shifts[1]) if mapped else np.uint64(0)
+    s2 = np.uint64(shifts[2]) if mapped else np.uint64(0)
+    s3 = np.uint64(shifts[3]) if mapped else np.uint64(0)
     for k in range(nb + 1):
         offs[k] = np.uint32(0)
     for r in range(n):
         a = r + BUILD_AHEAD
         if a < n:
-            prefetchw_at(at_offs + 4 * np.int64(keys[a]))
-        offs[np.int64(keys[r])] += np.uint32(1)
+            ka = _key(
+                hashes[a, 0], hashes[a, 1], hashes[a, 2], hashes[a, 3], start, bits, mapped, m0, m1, m2, m3, s1, s2, s3
+            )
+            prefetchw_at(at_offs + 4 * ka)
+        k = _key(
+            hashes[r, 0], hashes[r, 1], hashes[r, 2], hashes[r, 3], start, bits, mapped, m0, m1, m2, m3, s1, s2, s3
+        )
+        offs[k] += np.uint32(1)
     for w in range(nb >> np.int64(6)):
         occ[w] = np.uint64(0)
     for k in range(nb):
@@ -63,11 +86,19 @@ def build_chunk(keys, bits, offs, rows, occ):
     for r in range(n - 1, -1, -1):
         a = r - BUILD_AHEAD
         if a >= 0:
-            prefetchw_at(at_offs + 4 * np.int64(keys[a]))
+            ka = _key(
+                hashes[a, 0], hashes[a, 1], hashes[a, 2], hashes[a, 3], start, bits, mapped, m0, m1, m2, m3, s1, s2, s3
+            )
+            prefetchw_at(at_offs + 4 * ka)
         b = r - half
         if b >= 0:
-            prefetchw_at(at_rows + 4 * (np.int64(offs[np.int64(keys[b])]) - 1))
-        k = np.int64(keys[r])
+            kb = _key(
+                hashes[b, 0], hashes[b, 1], hashes[b, 2], hashes[b, 3], start, bits, mapped, m0, m1, m2, m3, s1, s2, s3
+            )
+            prefetchw_at(at_rows + 4 * (np.int64(offs[kb]) - 1))
+        k = _key(
+            hashes[r, 0], hashes[r, 1], hashes[r, 2], hashes[r, 3], start, bits, mapped, m0, m1, m2, m3, s1, s2, s3
+        )
         offs[k] -= np.uint32(1)
         rows[np.int64(offs[k])] = np.uint32(r)
 
@@ -80,28 +111,13 @@ def chunk_keys(hashes, start, bits, out):
 
 
 @njit(cache=True, nogil=True)
-def mapped_keys(hashes, table, byte_list, n_bytes, out):
-    """``out[r]`` = the bucket key of row ``r`` in a chunk of a key map (see ``common.mapped_value``):
-    ``table`` the chunk's (32, 256) uint32 table, ``byte_list`` the int64 indices of its ``n_bytes`` bytes.
-    ``hashes`` is a C-contiguous (n, 4) uint64 array (read by address)."""
-    at = hashes.ctypes.data
-    tab = table.ctypes.data
-    lst = byte_list.ctypes.data
-    for r in range(hashes.shape[0]):
-        out[r] = mapped_value(at + 32 * np.int64(r), tab, lst, n_bytes)
-
-
-@njit(cache=True, nogil=True)
-def pext_keys(hashes, masks, shifts, out):
-    """:func:`mapped_keys` by PEXT (only where ``common.FAST_PEXT``): ``masks[w]`` selects the chunk's bits of
-    word w, which land at key bit ``shifts[w]`` on (the key map lists each chunk's bits in ascending order,
-    so both ways give the same keys)."""
+def mapped_keys(hashes, masks, shifts, out):
+    """``out[r]`` = the bucket key of row ``r`` in a key map's chunk: ``masks[w]`` selects the chunk's bits of
+    word w, which land at key bit ``shifts[w]`` on (see ``common.mapped_value``)."""
     m0, m1, m2, m3 = masks[0], masks[1], masks[2], masks[3]
     s1, s2, s3 = np.uint64(shifts[1]), np.uint64(shifts[2]), np.uint64(shifts[3])
     for r in range(hashes.shape[0]):
-        v = pext(hashes[r, 0], m0) | (pext(hashes[r, 1], m1) << s1)
-        v |= (pext(hashes[r, 2], m2) << s2) | (pext(hashes[r, 3], m3) << s3)
-        out[r] = v
+        out[r] = mapped_value(hashes[r, 0], hashes[r, 1], hashes[r, 2], hashes[r, 3], m0, m1, m2, m3, s1, s2, s3)
 
 
 @njit(cache=True, nogil=True)

@@ -25,9 +25,8 @@ def popcnt(typingctx, x):
 
 
 @intrinsic
-def pext(typingctx, x, mask):
-    """BMI2 ``PEXT`` on uint64s: the bits of ``x`` where ``mask`` is set, packed at the bottom in ascending
-    order. Only where :data:`FAST_PEXT` is true (elsewhere LLVM cannot compile it, or it is microcoded)."""
+def _pext_bmi2(typingctx, x, mask):
+    """BMI2 ``PEXT`` on uint64s (compiled only where :data:`FAST_PEXT`: elsewhere LLVM cannot select it)."""
     sig = types.uint64(types.uint64, types.uint64)
 
     def codegen(context, builder, signature, args):
@@ -36,6 +35,24 @@ def pext(typingctx, x, mask):
         return builder.call(fn, [args[0], args[1]])
 
     return sig, codegen
+
+
+@njit(cache=True, nogil=True)
+def soft_pext(x, mask):
+    """``PEXT`` without BMI2: one step per run of set bits of ``mask`` (a run of contiguous bits, natural
+    order's chunks, is one shift)."""
+    out = np.uint64(0)
+    k = np.uint64(0)
+    m = np.uint64(mask)
+    while m != np.uint64(0):
+        low = m & (~m + np.uint64(1))  # lowest set bit
+        run = ((m + low) & ~m) - low  # the run of set bits starting there
+        shift = np.uint64(popcnt(low - np.uint64(1)))
+        width = np.uint64(popcnt(run))
+        out |= ((x & run) >> shift) << k
+        k += width
+        m &= ~run
+    return out
 
 
 def _fast_pext() -> bool:
@@ -54,6 +71,10 @@ def _fast_pext() -> bool:
 
 
 FAST_PEXT = _fast_pext()
+# The bits of x where mask is set, packed at the bottom in ascending order. numba's cache keys compiled kernels
+# by the CPU they were compiled for, so a kernel compiled with the BMI2 instruction never runs on a CPU
+# without it.
+pext = _pext_bmi2 if FAST_PEXT else soft_pext
 
 
 def _load_at(bits, signed=False):
@@ -134,16 +155,11 @@ def chunk_value(w0, w1, w2, w3, start, bits):
 
 
 @njit(cache=True, nogil=True)
-def mapped_value(row, table, byte_list, n_bytes):
-    """A chunk's key under a key map (see ``pdq_index.KeyMap``): the hash at address ``row`` (32 bytes, little
-    endian: byte j holds bits 8j .. 8j+7), ``table`` the address of the chunk's (32, 256) uint32 table (entry
-    [j, v]: the key bits that byte j contributes when its value is v), ``byte_list`` the address of the int64
-    indices of the ``n_bytes`` bytes that hold any of the chunk's bits. Scalars only (a hot loop calls it)."""
-    v = np.int64(0)
-    for k in range(n_bytes):
-        j = i64_at(byte_list, k)
-        v |= np.int64(u32_at(table, j * 256 + np.int64(u8_at(row, j))))
-    return v
+def mapped_value(w0, w1, w2, w3, m0, m1, m2, m3, s1, s2, s3):
+    """A chunk's key under a key map (see ``pdq_index.KeyMap``): the chunk's bits of word w (mask ``m<w>``),
+    packed in ascending order, land at key bit ``s<w>`` on (``s0`` = 0), as int64. Scalars only."""
+    v = pext(w0, m0) | (pext(w1, m1) << s1) | (pext(w2, m2) << s2) | (pext(w3, m3) << s3)
+    return np.int64(v)
 
 
 # Bucket starts (where each bucket's rows begin in ``rows``) are packed in 64-byte lines: a uint32 base, the

@@ -33,8 +33,8 @@ PREFETCH_AHEAD = 16
 # or 2 = packed lines, 4 = plain uint32), D_ROWTAB + c, D_OCC + c (addresses of its rows and occupancy
 # bitmap), D_RADII + c (probe radius, -1 = not probed) and D_NMASK + c (how many masks of D_MASKS that
 # radius uses). A segment whose table has a key map (D_MAPPED = 1, see ``pdq_index.KeyMap``) has per chunk
-# D_KTAB + c (address of its (32, 256) uint32 byte table), D_KLIST + c and D_KBYTES + c (address and count of
-# the int64 indices of the bytes that hold its bits); without one, chunk c is bits c * D_BITS .. of the hash.
+# D_KMASK + 4 c + w (the chunk's bits of word w, a uint64 mask stored as int64) and D_KSHIFT + 4 c + w (the key
+# bit where they land); without one, chunk c is bits c * D_BITS .. of the hash.
 MAX_CHUNKS = 32  # 256 bits in chunks of at least 8 bits
 D_ROWS = 0  # rows visible to queries (a merge in progress hides the rows it appended)
 D_BASE = 1  # rows in the base hash array; rows from there on are in the tail array
@@ -54,10 +54,22 @@ D_OCC = D_ROWTAB + MAX_CHUNKS
 D_RADII = D_OCC + MAX_CHUNKS
 D_NMASK = D_RADII + MAX_CHUNKS
 D_OWIDTH = D_NMASK + MAX_CHUNKS
-D_KTAB = D_OWIDTH + MAX_CHUNKS
-D_KLIST = D_KTAB + MAX_CHUNKS
-D_KBYTES = D_KLIST + MAX_CHUNKS
-D_WIDTH = D_KBYTES + MAX_CHUNKS
+D_KMASK = D_OWIDTH + MAX_CHUNKS
+D_KSHIFT = D_KMASK + 4 * MAX_CHUNKS
+D_WIDTH = D_KSHIFT + 4 * MAX_CHUNKS
+
+
+@njit(cache=True, nogil=True)
+def _mapped(desc, s, c, w0, w1, w2, w3):
+    """Chunk ``c``'s key of a hash under segment ``s``'s key map. Called once per chunk of a query and per
+    earlier chunk of a match, not per candidate (it takes the descriptor array)."""
+    m = D_KMASK + 4 * c
+    t = D_KSHIFT + 4 * c
+    return mapped_value(
+        w0, w1, w2, w3,
+        np.uint64(desc[s, m]), np.uint64(desc[s, m + 1]), np.uint64(desc[s, m + 2]), np.uint64(desc[s, m + 3]),
+        np.uint64(desc[s, t + 1]), np.uint64(desc[s, t + 2]), np.uint64(desc[s, t + 3]),
+    )  # fmt: skip
 
 
 @njit(cache=True, nogil=True)
@@ -135,8 +147,6 @@ def mih_search(queries, threshold, desc, out):
     crow = np.empty(ccap, dtype=np.int64)
     cchk = np.empty(ccap, dtype=np.int64)
     qkey = np.empty(MAX_CHUNKS, dtype=np.int64)  # the query's key in each chunk of the segment
-    qaddr = queries.ctypes.data
-    qstride = np.int64(queries.strides[0])
     for qi in range(queries.shape[0]):
         q0 = queries[qi, 0]
         q1 = queries[qi, 1]
@@ -152,8 +162,7 @@ def mih_search(queries, threshold, desc, out):
             mapped = desc[s, D_MAPPED] != 0
             for c in range(desc[s, D_CHUNKS]):
                 if mapped:
-                    ktab, klist, kbytes = desc[s, D_KTAB + c], desc[s, D_KLIST + c], desc[s, D_KBYTES + c]
-                    qkey[c] = mapped_value(qaddr + qi * qstride, ktab, klist, kbytes)
+                    qkey[c] = _mapped(desc, s, c, q0, q1, q2, q3)
                 else:
                     qkey[c] = chunk_value(q0, q1, q2, q3, np.int64(c) * bits, bits)
             npr = 0
@@ -247,8 +256,7 @@ def mih_search(queries, threshold, desc, out):
                         rad = desc[s, D_RADII + c2]
                         if rad >= 0:
                             if mapped:
-                                ktab, klist = desc[s, D_KTAB + c2], desc[s, D_KLIST + c2]
-                                x = mapped_value(at, ktab, klist, desc[s, D_KBYTES + c2])
+                                x = _mapped(desc, s, c2, h0, h1, h2, h3)
                             else:
                                 x = chunk_value(h0, h1, h2, h3, np.int64(c2) * bits, bits)
                             if np.int64(popcnt(np.uint64(x ^ qkey[c2]))) <= rad:
