@@ -290,7 +290,7 @@ def apply(session: Session, upstream: Upstream, feed: Feed, *, hub_secret: bytes
         )
         known.update((ref, sid) for ref, sid in session.execute(mapped))
     removed: list[dict[str, Any]] = []
-    skipped = 0
+    present = refused_count = 0  # already so here; refused here (type, quality, deny list, quarantine)
     for rm in feed.removes:
         sid = known.get(rm.ref)
         signal = session.get(Signal, sid) if sid is not None else None
@@ -299,7 +299,7 @@ def apply(session: Session, upstream: Upstream, feed: Feed, *, hub_secret: bytes
                                                  SignalClaim.partner_id != upstream.partner_id).limit(1)
         )
         if signal is None or signal.status != SignalStatus.ACTIVE.value or others:
-            skipped += 1  # never fed here, already gone, or claimed by a partner here as well: it stays
+            present += 1  # never fed here, already gone, or claimed by a partner here as well: it stays
             continue
         signals.retract(session, collection_id=local.id, signal_id=signal.id, partner_id=None, actor=who,
                         reason=rm.reason, now=now)
@@ -314,12 +314,12 @@ def apply(session: Session, upstream: Upstream, feed: Feed, *, hub_secret: bytes
         try:
             signals.validate([item], local.types, local.min_quality)
         except HubError:
-            skipped += 1
+            refused_count += 1
             continue
         wanted.append(a)
     refused = _refused(session, local.id, {(a.type, a.value.lower()) for a in wanted})
     if refused:
-        skipped += sum(1 for a in wanted if (a.type, a.value.lower()) in refused)
+        refused_count += sum(1 for a in wanted if (a.type, a.value.lower()) in refused)
         wanted = [a for a in wanted if (a.type, a.value.lower()) not in refused]
     added: list[tuple[Add, str]] = []
     for start in range(0, len(wanted), signals.MAX_SIGNALS_PER_REQUEST):
@@ -336,7 +336,7 @@ def apply(session: Session, upstream: Upstream, feed: Feed, *, hub_secret: bytes
             if sid in fresh:
                 added.append((a, sid))
             else:
-                skipped += 1  # already active here (contributed here or by another upstream): not ours to remove
+                present += 1  # already active here (contributed here or by another upstream): not ours to remove
 
     entry_adds = [{"id": sid, "provenance": a.provenance.to_dict()} for a, sid in added]
     details: dict[str, Any] = {
@@ -346,30 +346,34 @@ def apply(session: Session, upstream: Upstream, feed: Feed, *, hub_secret: bytes
         "position": {"from": upstream.position, "to": feed.position},
         "added": len(entry_adds),
         "removed": len(removed),
-        "skipped": skipped,
+        "refused": refused_count,
+        "present": present,
     }
     for key, listed in (("adds", entry_adds), ("removes", removed)):
         if len(listed) <= AUDIT_LIST_LIMIT:
             details[key] = listed
         else:
             details[f"{key}_sha256"] = _digest(listed)
-    rec = auditlog.record(session, who, "upstream.import", f"upstream/{upstream.id}", details, now=now)
-    for a, sid in added:
-        session.execute(
-            update(PendingChange)
-            .where(PendingChange.collection_id == local.id, PendingChange.signal_id == sid)
-            .values(provenance=canonical_json(a.provenance.to_dict()).decode(), audit_seq=rec.seq)
-        )
-        row = session.get(UpstreamSignal, (upstream.id, a.ref))
-        if row is None:
-            session.add(UpstreamSignal(upstream_id=upstream.id, ref=a.ref, signal_id=sid, audit_seq=rec.seq))
-        else:
-            row.signal_id, row.audit_seq = sid, rec.seq
+    audit_seq: int | None = None
+    if added or removed or refused_count:  # a pull that changed nothing here writes no entry
+        seq = auditlog.record(session, who, "upstream.import", f"upstream/{upstream.id}", details, now=now).seq
+        audit_seq = seq
+        for a, sid in added:
+            session.execute(
+                update(PendingChange)
+                .where(PendingChange.collection_id == local.id, PendingChange.signal_id == sid)
+                .values(provenance=canonical_json(a.provenance.to_dict()).decode(), audit_seq=seq)
+            )
+            row = session.get(UpstreamSignal, (upstream.id, a.ref))
+            if row is None:
+                session.add(UpstreamSignal(upstream_id=upstream.id, ref=a.ref, signal_id=sid, audit_seq=seq))
+            else:
+                row.signal_id, row.audit_seq = sid, seq
     upstream.position = feed.position
     upstream.last_attempt_at = upstream.last_success_at = now
     upstream.last_error = upstream.last_error_at = None
     session.flush()
-    return Imported(upstream.name, feed.position, len(added), len(removed), skipped, rec.seq)
+    return Imported(upstream.name, feed.position, len(added), len(removed), present + refused_count, audit_seq)
 
 
 def record_failure(session: Session, upstream_id: str, error: str, now: datetime) -> None:

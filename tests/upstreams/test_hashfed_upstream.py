@@ -147,8 +147,12 @@ def test_a_hash_submitted_then_retired_upstream_reaches_and_leaves_the_feed_and_
     # The partner kit's verifier takes batch entries with a provenance.
     assert hubs.kit_sync("kit") == a_values
 
-    # Nothing new upstream: a pull feeds nothing and writes nothing but its audit entry.
+    # Nothing new upstream: a pull feeds nothing and writes nothing, not even an audit entry.
+    with hubs.b.session() as s:
+        entries = s.scalar(select(func.count()).select_from(AuditEntry))
     assert hubs.pull() == ["hub-a: +0 -0 (skipped 0) at 1"]
+    with hubs.b.session() as s:
+        assert s.scalar(select(func.count()).select_from(AuditEntry)) == entries
 
     # Staff on A retire one hash, and a new one arrives: B removes it and adds the other, and so does the kit.
     retired_id = hubs.a.ids[hubs.ca][3]
