@@ -229,9 +229,14 @@ def pull_upstreams(session_factory: sessionmaker[Session], now: datetime, *, set
                     continue  # removed, disabled or fed by another run meanwhile
                 done = service.apply(session, current, feed, hub_secret=hub_secret, now=now)
             out.append(f"{done.upstream}: +{done.added} -{done.removed} (skipped {done.skipped}) at {done.position}")
-        except HubError as e:
-            log.warning("upstream %s: nothing fed: %s", upstream.name, e.message)
+        except Exception as e:  # one upstream's failure, whatever it is, must not stop the others
+            if isinstance(e, HubError):
+                reason = e.message
+                log.warning("upstream %s: nothing fed: %s", upstream.name, reason)
+            else:
+                reason = f"internal error ({e.__class__.__name__}); see the scheduler's log"
+                log.exception("upstream %s: nothing fed", upstream.name)
             with session_factory.begin() as session:
-                service.record_failure(session, upstream.id, e.message, now)
+                service.record_failure(session, upstream.id, reason, now)
             out.append(f"{upstream.name}: failed")
     return out
