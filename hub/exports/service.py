@@ -38,8 +38,9 @@ from hub.transparency.auditlog import Actor
 from hub.transparency.keys import HubKeys, all_envelopes
 from hub.transparency.models import AuditCheckpoint
 
-_FETCH = 10_000
-_REPORT_ENTRIES = (b'{"action":"reports.submit"', b'{"action":"report.outcome"')  # rows per server-side cursor fetch
+_FETCH = 10_000  # rows per server-side cursor fetch
+_ENTRY_FETCH = 200  # audit entries per fetch: a bulk report entry is about 100 KB
+_REPORT_ENTRIES = (b'{"action":"reports.submit"', b'{"action":"report.outcome"')
 
 
 def _deflate() -> Any:
@@ -131,13 +132,13 @@ _RECORDS = (
 )
 
 
-def _raw_stream(session: Session, sql: str, params: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
+def _raw_stream(session: Session, sql: str, params: dict[str, Any], fetch: int = _FETCH) -> Iterator[tuple[Any, ...]]:
     """Rows of a query as plain tuples from a server-side cursor of the session's own connection (the
     SQLAlchemy row layer costs more than the rest of a record)."""
     dbapi: Any = session.connection().connection.dbapi_connection
     cursor = dbapi.cursor(name=f"export_{uuid.uuid4().hex}")
     try:
-        cursor.itersize = _FETCH
+        cursor.itersize = fetch
         cursor.execute(sql, params)
         yield from cursor
     finally:
@@ -227,7 +228,8 @@ def draw(
 
     def entries() -> Iterator[bytes]:
         rows = _raw_stream(session, "SELECT seq, entry FROM audit_entries WHERE seq = ANY(%(earlier)s) OR"
-                           " (seq >= %(lo)s AND seq < %(hi)s) ORDER BY seq", {"earlier": earlier, "lo": lo, "hi": hi})
+                           " (seq >= %(lo)s AND seq < %(hi)s) ORDER BY seq", {"earlier": earlier, "lo": lo, "hi": hi},
+                           _ENTRY_FETCH)
         for seq, data in rows:
             raw = bytes(data)
             yield bundle.entry_line(seq, raw)
