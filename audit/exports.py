@@ -6,15 +6,18 @@ A bundle is a zip file (docs/formats.md, "Transparency export bundles"):
     manifest.dsse.json   a DSSE envelope over manifest.json's bytes, signed by the hub's `export` key
     keys/<v>.json        every key set envelope up to the one current when the bundle was made
     checkpoint.note      the signed audit checkpoint the bundle was drawn at
-    entries.jsonl        the audit entries of the period, with one entry either side of it
+    entries.jsonl        the audit entries of the period, with one entry either side of it, and the openings
+                         (earlier) of the disputes decided in it
     proof.json           one multi-leaf inclusion proof of those entries in the checkpoint's tree
     records.jsonl/.csv   one row per report outcome recorded in the period (statement-of-reasons fields)
-    signals.jsonl/.csv   one row per hash added, withdrawn or retired in the period
+    signals.jsonl/.csv   one row per hash added, withdrawn, retired, quarantined or released in the period
+    disputes.jsonl/.csv  one row per dispute opened or decided in the period
     aggregates.json/.csv the published aggregates, small cells withheld
 
 `verify_bundle` checks the signature, every digest, the proof against the checkpoint, that the entries are
-exactly the period's, that every record and signal event rests on a period entry and every report or signal
-entry of the period has its rows, and recomputes the aggregates with the suppression rule the manifest names.
+exactly the period's, that every record, signal event and dispute event rests on its entries and every entry of
+the period that makes rows has exactly its rows, and recomputes the aggregates with the suppression rule the
+manifest names.
 This module is also what the hub writes bundles with, so both sides share one definition of each aggregate.
 """
 
