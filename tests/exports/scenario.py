@@ -9,7 +9,8 @@ One entry before the period and one after it; the audit checkpoint is signed aft
 Disputes (partner D, which reads C): two PDQ hashes submitted before the period are disputed before it (X1, X2);
 in it X1 is quarantined and later released (its hash published again under a new id), X2 upheld (its hash
 retired). Inside the period D disputes three of the period's hashes: X3 (rejected), X4 (quarantined, still
-waiting) and X5 (an uphold proposed under the four-eyes rule, not yet confirmed: no event).
+waiting) and X5 (an uphold proposed under the four-eyes rule, not yet confirmed: no event). Governance retires
+the third MD5 hash everywhere by its value.
 """
 
 from __future__ import annotations
@@ -162,6 +163,7 @@ def build(session: Session, settings: Settings) -> Quarter:
         _decide(session, x3, "reject", LATER)
         _decide(session, x2, "uphold", LATER)
         _decide(session, x5, "uphold", LATER, four_eyes=True)
+        signals.retire_value(session, kind="md5", value=md5[2], actor=Actor.operator(), now=LATER)
     with at(RELEASED):
         _decide(session, x1, "release", RELEASED)
     with at(AFTER):
