@@ -10,7 +10,7 @@ Disputes (partner D, which reads C): two PDQ hashes submitted before the period 
 in it X1 is quarantined and later released (its hash published again under a new id), X2 upheld (its hash
 retired). Inside the period D disputes three of the period's hashes: X3 (rejected), X4 (quarantined, still
 waiting) and X5 (an uphold proposed under the four-eyes rule, not yet confirmed: no event). Governance retires
-the third MD5 hash everywhere by its value.
+the third MD5 hash everywhere by its value, and O withdraws a case (one PDQ hash submitted before the period).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ OPENED = datetime(2026, 6, 20, 1, tzinfo=UTC)
 DISPUTED = datetime(2026, 7, 10, 14, tzinfo=UTC)
 LATER = datetime(2026, 8, 20, 9, tzinfo=UTC)
 RELEASED = datetime(2026, 8, 20, 10, tzinfo=UTC)
+CASE = "helpline case 4711 for Jane Roe"
 AFTER = datetime(2026, 10, 2, 8, tzinfo=UTC)
 EXPORTED = datetime(2026, 10, 3, 9, tzinfo=UTC)
 
@@ -89,10 +90,12 @@ def build(session: Session, settings: Settings) -> Quarter:
         c = kit.collection(session, keys, owner)
         d = f.partner(session, name="platform-d")
         kit.grant(session, keys, c, d, now=BEFORE)
-        early = [kit.pdq() for _ in range(2)]
+        early = [kit.pdq() for _ in range(3)]
+        items: list[dict[str, str]] = [{"type": "pdq", "value": v} for v in early[:2]]
+        items.append({"type": "pdq", "value": early[2], "case_ref": CASE})
         before = signals.submit(
-            session, collection_id=c.id, partner_id=owner.id, items=[{"type": "pdq", "value": v} for v in early],
-            actor=kit.actor_of(owner), now=BEFORE,
+            session, collection_id=c.id, partner_id=owner.id, items=items, actor=kit.actor_of(owner),
+            hub_secret=keys.hub_secret, now=BEFORE,
         ).body["ids"]
         kit.seal(session, keys, now=BEFORE)
     with at(OPENED):
@@ -119,6 +122,7 @@ def build(session: Session, settings: Settings) -> Quarter:
                         actor=kit.actor_of(owner), now=DURING)
         checkpoint(session, keys)  # signed while the period is open: no bundle of Q3 may be drawn at it
     q = Quarter(keys, owner, a, b, regulator, c, pdq + md5 + early, pdq_ids=ids[:12] + before, d=d)
+    q.notes.append(CASE)
     matched = DURING + timedelta(minutes=5)
     with at(DURING + timedelta(hours=1)):
         items = []
@@ -164,6 +168,8 @@ def build(session: Session, settings: Settings) -> Quarter:
         _decide(session, x2, "uphold", LATER)
         _decide(session, x5, "uphold", LATER, four_eyes=True)
         signals.retire_value(session, kind="md5", value=md5[2], actor=Actor.operator(), now=LATER)
+        signals.withdraw_case(session, partner_id=owner.id, case_ref=CASE, hub_secret=keys.hub_secret,
+                              actor=kit.actor_of(owner), now=LATER)
     with at(RELEASED):
         _decide(session, x1, "release", RELEASED)
     with at(AFTER):

@@ -56,10 +56,11 @@ def test_every_aggregate_has_its_known_answer(session: Session, quarter: sc.Quar
     assert report.ok, report.verdict
     a = report.aggregates
     c = quarter.c.id
-    # added, withdrawn, retired (X2 upheld), quarantined (X1, X4), released (X1, under a new id), total
+    # added, withdrawn (a retraction, a case), retired (X2 upheld, an MD5 by value), quarantined (X1, X4),
+    # released (X1, under a new id), total
     assert a["signals"]["columns"] == ["added", "withdrawn", "retired", "quarantined", "released", "total"]
-    assert a["signals"]["rows"] == {f"{c}/md5": [3, 0, 1, 0, 0, 4], f"{c}/pdq": [12, 1, 1, 2, 1, 17]}
-    assert a["signals"]["total"] == [15, 1, 2, 2, 1, 21]
+    assert a["signals"]["rows"] == {f"{c}/md5": [3, 0, 1, 0, 0, 4], f"{c}/pdq": [12, 2, 1, 2, 1, 18]}
+    assert a["signals"]["total"] == [15, 2, 2, 2, 1, 22]
     # blocked, removed, restricted, no_action, false_positive, pending_review, total
     assert a["outcomes"]["rows"] == {c: [2, 12, 0, 0, 0, 3, 17]}
     assert a["reports_received"] == 15
@@ -79,7 +80,7 @@ def test_every_aggregate_has_its_known_answer(session: Session, quarter: sc.Quar
     assert a["disputes_decided"] == 3
     # X3 rejected after 40 d 19 h, X2 upheld after 61 d 8 h, X1 released after 61 d 9 h: the 2nd of 3.
     assert a["median_seconds_to_decision"] == 61 * 86400 + 8 * 3600
-    assert (report.records, report.signal_events, report.dispute_events) == (17, 21, 8)
+    assert (report.records, report.signal_events, report.dispute_events) == (17, 22, 8)
     assert report.notes == []
     files = sc.members(data)
     assert "omitted" not in json.loads(files["manifest.json"])
@@ -95,11 +96,11 @@ def test_small_cells_are_withheld_with_their_complements(
     assert report.ok, report.verdict
     a = report.aggregates
     c = quarter.c.id
-    # md5's 3, 1 and pdq's 1, 1, 2, 1 are small; 12 and 17 go with them: no row or column gives them away.
+    # md5's 3, 1 and pdq's 2, 1, 2, 1 are small; 12 and 18 go with them: no row or column gives them away.
     assert a["signals"]["rows"] == {
         f"{c}/md5": [None, 0, None, 0, 0, None], f"{c}/pdq": [None, None, None, None, None, None]
     }
-    assert a["signals"]["total"] == [15, None, None, None, None, 21]
+    assert a["signals"]["total"] == [15, None, None, None, None, 22]
     # Every dispute count is small; the total 8 too, so the whole table is withheld but its zeros.
     assert a["disputes"]["rows"] == {c: [None] * 6} and a["disputes"]["total"] == [None] * 6
     assert a["disputes_decided"] is None and a["median_seconds_to_decision"] is None
