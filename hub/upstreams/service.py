@@ -273,6 +273,13 @@ def _refused(session: Session, collection_id: str, pairs: set[tuple[str, str]]) 
     return out & pairs
 
 
+def _stored_key(add: Add) -> tuple[str, str]:
+    """(type, value) as the hub stores it: a vpdq video by the digest of its canonical frames text."""
+    if add.type == "vpdq":
+        return add.type, signals.parse_vpdq_value(add.value)[0]
+    return add.type, add.value.lower()
+
+
 def _digest(items: Sequence[dict[str, Any]]) -> str:
     return hashlib.sha256(canonical_json(list(items))).hexdigest()
 
@@ -317,10 +324,10 @@ def apply(session: Session, upstream: Upstream, feed: Feed, *, hub_secret: bytes
             refused_count += 1
             continue
         wanted.append(a)
-    refused = _refused(session, local.id, {(a.type, a.value.lower()) for a in wanted})
+    refused = _refused(session, local.id, {_stored_key(a) for a in wanted})
     if refused:
-        refused_count += sum(1 for a in wanted if (a.type, a.value.lower()) in refused)
-        wanted = [a for a in wanted if (a.type, a.value.lower()) not in refused]
+        refused_count += sum(1 for a in wanted if _stored_key(a) in refused)
+        wanted = [a for a in wanted if _stored_key(a) not in refused]
     added: list[tuple[Add, str]] = []
     for start in range(0, len(wanted), signals.MAX_SIGNALS_PER_REQUEST):
         chunk = wanted[start : start + signals.MAX_SIGNALS_PER_REQUEST]

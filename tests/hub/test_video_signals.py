@@ -336,3 +336,34 @@ def test_snapshot_chunks_of_a_video_collection_are_cut_by_bytes_too(session, cli
         ]
         for ch in snap.chunks
     ]
+
+
+def test_an_upstream_feeding_a_retired_vpdq_video_refuses_it_and_applies_the_rest(session, settings, vworld):
+    """An upstream's vpdq add is text; the hub keeps the digest of its canonical form: a retired video sent by an
+    upstream in another form is refused like any retired hash, and the pull's other adds go in."""
+    from audit.payloads import Provenance
+    from hub.feed import signals
+    from hub.feed.models import Signal
+    from hub.upstreams import service as upstreams
+
+    retired_video = frames_of([secrets.token_hex(32) for _ in range(3)])
+    [old] = fk.submit(session, vworld["videos"], vworld["owner"], [{"type": "vpdq", "value": json_form(retired_video)}]
+                      ).body["ids"]
+    signals.retire_value(session, kind="vpdq", value=canonical(retired_video), actor=fk.Actor.operator())
+    upstream = upstreams.add(
+        session, name="programme", kind="stopncii", url="https://upstream.example", collection=vworld["videos"].id,
+        partner=None, credentials={"subscription_key": "s", "functions_key": "f"},
+        hub_secret=f.hub_secret(settings), actor=fk.Actor.operator(),
+    )
+    fresh_video = frames_of([secrets.token_hex(32) for _ in range(2)])
+    feed = upstreams.Feed(position=7, adds=[
+        upstreams.Add(ref="r1", type="vpdq", value=json_form(retired_video, spaced=True),
+                      provenance=Provenance("programme", seq=6)),
+        upstreams.Add(ref="r2", type="vpdq", value=json_form(fresh_video), provenance=Provenance("programme", seq=7)),
+    ])
+    imported = upstreams.apply(session, upstream, feed, hub_secret=f.hub_secret(settings), now=fk.T0)
+    assert (imported.added, imported.skipped, imported.position) == (1, 1, 7)
+    held = session.scalars(select(Signal).where(Signal.collection_id == vworld["videos"].id,
+                                                Signal.status == "active")).all()
+    assert [s.value for s in held] == [signals.parse_vpdq_value(canonical(fresh_video))[0]]
+    assert old not in {s.id for s in held}
