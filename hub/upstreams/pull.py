@@ -119,10 +119,20 @@ def pull_hashfed(upstream: Upstream, credentials: dict[str, Any], var_dir: Path,
 
 def _feed_from(mirror: Mirror, upstream: Upstream, collection: str, head: int) -> Feed:
     feed = Feed(position=head)
+    applied, table = kit_mirror.applied, kit_mirror.signals
+    with mirror.engine.connect() as conn:
+        restarted = conn.scalar(
+            select(applied.c.seq).where(applied.c.collection == collection, applied.c.source == "snapshot",
+                                        applied.c.seq > upstream.position).limit(1)
+        )
+        if restarted is not None and upstream.position > 0:
+            # The mirror began again from a snapshot past what was fed: removals in between left no trace in it,
+            # so the whole upstream set is compared with what was fed.
+            active = select(table.c.id).where(table.c.collection == collection, table.c.removed_seq.is_(None))
+            feed.complete = frozenset(conn.scalars(active))
     changes = list(mirror.changes(collection, upstream.position, head))
     added = [c.signal_id for c in changes if c.op == "add"]
     quality: dict[str, int | None] = {}
-    table = kit_mirror.signals
     with mirror.engine.connect() as conn:
         for i in range(0, len(added), 500):
             rows = conn.execute(

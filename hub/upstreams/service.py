@@ -244,6 +244,10 @@ class Feed:
     position: int
     adds: list[Add] = field(default_factory=list)
     removes: list[Remove] = field(default_factory=list)
+    # Set when the pull restarted from a snapshot past the position fed (a hashfed upstream's mirror was lost or
+    # moved): every ref the upstream holds now. Removals between the two are not in `removes`; what this upstream
+    # fed here and is not in `complete` is removed all the same.
+    complete: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -289,7 +293,14 @@ def apply(session: Session, upstream: Upstream, feed: Feed, *, hub_secret: bytes
     rls.set_tenant(session, rls.SYSTEM)
     who = actor(upstream)
     local = collections.get(session, upstream.collection_id)
-    refs = sorted({rm.ref for rm in feed.removes})
+    removes = list(feed.removes)
+    if feed.complete is not None:
+        named = {rm.ref for rm in removes}
+        fed = session.scalars(select(UpstreamSignal.ref).where(UpstreamSignal.upstream_id == upstream.id))
+        removes += [Remove(ref, "upstream", Provenance(upstream.name, ref if upstream.kind == "hashfed" else None,
+                                                       feed.position))
+                    for ref in sorted(set(fed) - feed.complete - named)]
+    refs = sorted({rm.ref for rm in removes})
     known: dict[str, str] = {}
     for start in range(0, len(refs), _CHUNK):
         mapped = select(UpstreamSignal.ref, UpstreamSignal.signal_id).where(
@@ -298,7 +309,7 @@ def apply(session: Session, upstream: Upstream, feed: Feed, *, hub_secret: bytes
         known.update((ref, sid) for ref, sid in session.execute(mapped))
     removed: list[dict[str, Any]] = []
     present = refused_count = 0  # already so here; refused here (type, quality, deny list, quarantine)
-    for rm in feed.removes:
+    for rm in removes:
         sid = known.get(rm.ref)
         signal = session.get(Signal, sid) if sid is not None else None
         others = signal is not None and session.scalar(

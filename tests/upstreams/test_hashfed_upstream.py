@@ -266,3 +266,21 @@ def test_a_mass_removal_upstream_is_held_until_the_operator_confirms_it(hubs):
     removed = runner.invoke(main, ["upstreams", "remove", "hub-a"], env=env)
     assert removed.exit_code == 0, removed.output
     assert not list((hubs.b.settings.var_dir / "upstreams").iterdir())  # its mirror is gone with it
+
+
+def test_a_mirror_lost_between_pulls_still_passes_on_the_removals_it_never_saw(hubs):
+    """The scheduler's host lost the upstream's mirror: the next pull starts from A's snapshot, where a hash
+    retired meanwhile is simply absent. B compares A's whole set with what it fed and removes that hash."""
+    assert hubs.pull() == ["hub-a: +25 -0 (skipped 0) at 1"]
+    retired_id = hubs.a.ids[hubs.ca][5]
+    with hubs.a.session() as s:
+        retired = s.get(Signal, retired_id).value
+        signals.retire(s, collection_id=hubs.ca, signal_id=retired_id, actor=Actor.operator())
+    hubs.a.seal(hubs.ca)
+    with hubs.b.session() as s:
+        upstream = service.get(s, "hub-a")
+        pull.mirror_path(hubs.b.settings.var_dir, upstream).unlink()
+    assert hubs.pull() == ["hub-a: +0 -1 (skipped 24) at 2"]
+    assert hubs.b_values() == {pdq(i) for i in range(25)} - {retired}
+    hubs.b.seal(hubs.cb)
+    assert hubs.kit_sync("kit") == {pdq(i) for i in range(25)} - {retired}
