@@ -9,7 +9,9 @@ COPY hub ./hub
 COPY partners ./partners
 COPY audit ./audit
 COPY migrations ./migrations
-RUN pip install --no-cache-dir '.[hub]'
+# A hub with a StopNCII-shaped upstream builds with `--build-arg HASHFED_EXTRAS=hub,stopncii` (docs/upstreams.md).
+ARG HASHFED_EXTRAS=hub
+RUN pip install --no-cache-dir ".[${HASHFED_EXTRAS}]"
 # The keys volume, and the root key's own volume (mounted only where `hashfed init` runs), start owned by the
 # hub's user.
 RUN useradd --create-home hashfed && mkdir -p /var/lib/hashfed /var/lib/hashfed-root \
