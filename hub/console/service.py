@@ -25,9 +25,6 @@ from hub.governance.models import FINAL, Dispute
 from hub.models import metadata
 from hub.transparency import auditlog, keys
 
-# How far back (in audit entries) the dashboard looks for partners' acknowledgements: acks live in the audit
-# log only (`feed.ack` entries), and the log has no index by action.
-ACK_LOOKBACK = 200_000
 # Weeks of reports the dashboard's chart shows, the current ISO week last.
 CHART_WEEKS = 12
 # Audit entries per page of the audit browser.
@@ -39,7 +36,6 @@ DISPUTE_AGES: tuple[tuple[str, timedelta | None], ...] = (
     ("7 to 30 days", timedelta(days=30)),
     ("over 30 days", None),
 )
-_ACK_PREFIX = b'{"action":"feed.ack",'  # RFC 8785 sorts "action" first in every entry
 
 
 def _t(name: str) -> Table:
@@ -152,7 +148,7 @@ def open_disputes_by_age(session: Session, now: datetime) -> DisputeAges:
 
 @dataclass(frozen=True)
 class Ack:
-    """A partner's acknowledgement of a collection's log (a `feed.ack` audit entry)."""
+    """A partner's latest acknowledgement of a collection's log (its `feed.ack` audit entry's seq)."""
 
     partner_id: str
     collection_id: str
@@ -162,29 +158,16 @@ class Ack:
 
 
 def acks(session: Session, *, partner_id: str | None = None, collection_id: str | None = None) -> list[Ack]:
-    """The newest ack of each (partner, collection), newest first, from the last ACK_LOOKBACK audit entries."""
-    e = _t("audit_entries")
-    newest = session.scalar(select(func.max(e.c.seq)))
-    if newest is None:
-        return []
-    rows = session.execute(
-        select(e.c.seq, e.c.entry, e.c.recorded_at)
-        .where(e.c.seq > newest - ACK_LOOKBACK, func.substring(e.c.entry, 1, len(_ACK_PREFIX)) == _ACK_PREFIX)
-        .order_by(e.c.seq.desc())
-    )
-    seen: set[tuple[str, str]] = set()
-    out: list[Ack] = []
-    for seq, raw, at in rows:
-        entry = json.loads(bytes(raw))
-        partner = entry.get("details", {}).get("partner", "")
-        collection = str(entry.get("subject", "")).removeprefix("collection/")
-        if (partner, collection) in seen:
-            continue
-        if (partner_id and partner != partner_id) or (collection_id and collection != collection_id):
-            continue
-        seen.add((partner, collection))
-        out.append(Ack(partner, collection, int(entry["details"].get("size", 0)), at, int(seq)))
-    return out
+    """The newest ack of each (partner, collection), newest first (`feed_acks`, kept beside each `feed.ack`
+    audit entry)."""
+    a = _t("feed_acks")
+    query = select(a.c.partner_id, a.c.collection_id, a.c.size, a.c.acked_at, a.c.audit_seq)
+    if partner_id:
+        query = query.where(a.c.partner_id == partner_id)
+    if collection_id:
+        query = query.where(a.c.collection_id == collection_id)
+    rows = session.execute(query.order_by(a.c.audit_seq.desc()))
+    return [Ack(p, c, int(size), at, int(seq)) for p, c, size, at, seq in rows]
 
 
 # --- partners ----------------------------------------------------------------------------------------------

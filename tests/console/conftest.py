@@ -11,6 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
+from hub.feed import batches
 from hub.governance import service as governance
 from hub.identity import people
 from hub.identity.models import User, new_id
@@ -53,6 +54,7 @@ def build(session: Session, session_factory, settings) -> World:
     report(session, settings, w, w.a, "r-last-week-2", 2, NOW - timedelta(days=8), "removed")
     ack = auditlog.record(session, Actor(type="partner", partner=w.a.id, client="kit"), "feed.ack",
                           f"collection/{w.c.id}", {"partner": w.a.id, "size": 2, "root": "AAAA"}, now=NOW)
+    batches.record_ack(session, w.a.id, w.c.id, 2, ack.seq, NOW)  # as the ack route does, in its transaction
     dispute, _ = governance.open_dispute(
         session, partner_id=w.b.id, actor=Actor(type="partner", partner=w.b.id), now=NOW - timedelta(days=2),
         body={"id": "d-1", "signal": w.signals[0], "reason": "false_positive", "note": "a cat, not the image"},

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from werkzeug.serving import make_server
 
+from hub.feed import batches
 from hub.governance import service as governance
 from hub.identity import people, tenants
 from hub.ops.jobs import integrate_audit_log
@@ -56,7 +57,9 @@ def served(fresh_database: Database, tmp_path: Path) -> Iterator[tuple[str, Real
         people.create_user(s, staff_partner.id, EMAIL, PASSWORD, Actor.operator())
         acme = Actor(type="partner", partner=hub.partner_id, client=hub.client_id)
         ack = {"partner": hub.partner_id, "size": 1, "root": "AAAA"}
-        auditlog.record(s, acme, "feed.ack", f"collection/{cid}", ack)
+        at = datetime.now(UTC)
+        entry = auditlog.record(s, acme, "feed.ack", f"collection/{cid}", ack, now=at)
+        batches.record_ack(s, hub.partner_id, cid, 1, entry.seq, at)  # as the ack route does
         governance.open_dispute(s, partner_id=hub.partner_id, actor=acme,
                                 body={"id": "d-1", "signal": hub.ids[cid][0], "reason": "false_positive"})
     integrate(hub)
