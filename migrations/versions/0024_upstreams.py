@@ -5,8 +5,8 @@ upstream signal became. `false_positive_votes` records a partner's vote cast wit
 (the StopNCII facade's `NotBlocked` is a `no_action` report and a vote); it is partner-owned, so it gets forced
 row-level security as `reports` has. The upstream tables are the operator's, not a partner's: no RLS.
 
-Revision ID: 0023_upstreams
-Revises: 0022_feed_acks
+Revision ID: 0024_upstreams
+Revises: 0023_feed_acks
 Create Date: 2026-12-06
 """
 
@@ -18,8 +18,8 @@ from alembic import op
 from hub import rls
 from hub.db import UTCDateTime
 
-revision = "0023_upstreams"
-down_revision = "0022_feed_acks"
+revision = "0024_upstreams"
+down_revision = "0023_feed_acks"
 branch_labels = None
 depends_on = None
 

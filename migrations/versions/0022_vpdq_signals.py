@@ -4,7 +4,7 @@ row-level security and the COPY paths are unchanged; the text itself lives once 
 that digest, where the sealer, snapshots and the hosted matcher read it. Collections gain `vpdq_percent`, P of
 the vPDQ rule, signed in their descriptor.
 
-Revision ID: 0021_vpdq_signals
+Revision ID: 0022_vpdq_signals
 Revises: 0021_pending_provenance
 Create Date: 2026-12-06
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0021_vpdq_signals"
+revision = "0022_vpdq_signals"
 down_revision = "0021_pending_provenance"
 branch_labels = None
 depends_on = None

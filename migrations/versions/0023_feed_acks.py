@@ -5,8 +5,8 @@ status can count the partners that hold the batch publishing its hashes without 
 acknowledgements are copied from the audit log once (the newest `feed.ack` entry of each partner and collection).
 Under row-level security by partner, like every partner-owned table.
 
-Revision ID: 0022_feed_acks
-Revises: 0021_vpdq_signals
+Revision ID: 0023_feed_acks
+Revises: 0022_vpdq_signals
 Create Date: 2026-12-06
 """
 
@@ -18,8 +18,8 @@ from alembic import op
 from hub import rls
 from hub.db import UTCDateTime
 
-revision = "0022_feed_acks"
-down_revision = "0021_vpdq_signals"
+revision = "0023_feed_acks"
+down_revision = "0022_vpdq_signals"
 branch_labels = None
 depends_on = None
 
