@@ -385,3 +385,25 @@ def test_the_fast_row_forms_are_the_reference_forms() -> None:
     d = (9, "upheld", "aa", "c", "false_positive", "partner", 3, "2026-06-20T01:00:00Z", None)
     assert DISPUTES.json(d).encode() == json_line(DISPUTES.as_dict(d))
     assert DISPUTES.parse(next(csv.reader([DISPUTES.csv(d)]))) == d
+
+
+def test_the_multi_leaf_proof_with_earlier_leaves_leads_to_the_root() -> None:
+    import random
+
+    from audit.exports import multiproof_ranges, multiproof_root
+    from audit.merkle import leaf_hash, root_of
+
+    rng = random.Random(7)
+    for _ in range(300):
+        size = rng.randint(2, 70)
+        lo = rng.randint(1, size - 1)
+        hi = rng.randint(lo + 1, size)
+        earlier = sorted(rng.sample(range(lo), rng.randint(0, min(lo, 5))))
+        leaves = [leaf_hash(b"%d" % i) for i in range(size)]
+        ranges = multiproof_ranges(lo, hi, size, earlier)
+        hashes = [root_of(leaves[a:b]) for a, b in ranges]
+        carried = [leaves[i] for i in earlier] + leaves[lo:hi]
+        assert multiproof_root(lo, carried, size, hashes, earlier) == root_of(leaves)
+        if earlier:  # leaving an earlier leaf out needs another proof: this one no longer leads to the root
+            with pytest.raises(Exception):  # noqa: B017 - a ProofError or another root, either refuses
+                assert multiproof_root(lo, carried[1:], size, hashes, earlier[1:]) == root_of(leaves)
