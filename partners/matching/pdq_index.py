@@ -696,6 +696,8 @@ class PdqIndex:
         tiny.search(probe, 31, mode="mih")
         tiny.search(probe, 31, mode="scan")
         tiny._append(np.ones((1, 4), dtype=np.uint64), np.array([4]), np.array([0]))
+        natural = KeyMap.from_order(np.arange(PDQ_BITS), tiny._state.main.table.layout)
+        natural.chunk_keys(probe, 0, np.empty(1, dtype=np.int64))  # an append to a table with a key map
         self.search(probe, DEFAULT_PDQ_THRESHOLD)
 
     # -- reads ----------------------------------------------------------------------------------------
