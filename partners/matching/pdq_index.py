@@ -378,11 +378,14 @@ class PdqTable:
         occ: Sequence[U64Array],
         *,
         copy: bool = True,
+        keymap: KeyMap | None = None,
     ) -> PdqTable:
-        """A table from plain uint32 bucket starts per chunk (what a saved index holds); ``copy=False`` lets a
-        chunk that stays plain keep its ``offs`` array (a memory map) instead of a copy."""
+        """A table from plain uint32 bucket starts per chunk (what a saved index holds), its chunk keys made
+        through ``keymap`` (None: natural bit order); ``copy=False`` lets a chunk that stays plain keep its
+        ``offs`` array (a memory map) instead of a copy."""
         buckets = 1 << layout.bits
-        return cls(hashes, layout, [_starts_with(o, _NO_KEYS, buckets, copy=copy) for o in offs], rows, occ)
+        starts = [_starts_with(o, _NO_KEYS, buckets, copy=copy) for o in offs]
+        return cls(hashes, layout, starts, rows, occ, keymap=keymap)
 
     def offsets(self, c: int) -> U32Array:
         """Chunk ``c``'s bucket starts as one uint32 per bucket (2^bits + 1), as a saved index holds them."""
@@ -984,12 +987,7 @@ class PdqIndex:
         st = self._state
         if st.side is not None or st.merging is not None or st.main.dead_count():
             self.merge(wait=True, compact=True)
-        main = self._state.main
-        if main.table.keymap is None:
-            return main
-        # a saved index (storage format 1) has no key map: its tables are written in natural bit order
-        table = PdqTable.build(main.table.words(main.rows), main.table.layout)
-        return _Segment(table, main.ids, main.dead, main.dense, main.rows)
+        return self._state.main
 
     def _remove_locked(self, ids: I64Array) -> int:
         st = self._state

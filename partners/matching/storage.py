@@ -2,7 +2,8 @@
 
 Layout of an index directory::
 
-    manifest.json   {"format": "hashfed.pdq-index", "version": 1, "count", "bits", "chunks",
+    manifest.json   {"format": "hashfed.pdq-index", "version": 2, "count", "bits", "chunks",
+                     "key_order": [256 bit positions] or null,
                      "files": {name: {"dtype", "shape", "sha256"}}}
     hashes.npy      (n, 4) uint64, rows sorted by id
     ids.npy         (n,) int64, strictly increasing
@@ -10,7 +11,9 @@ Layout of an index directory::
                                 bucket starts as one uint32 per bucket (in memory they are packed in cache
                                 lines, see ``PdqTable``: packed from these at load, expanded at save)
 
-A save compacts the index first (merge, tombstoned rows dropped), so a load needs no rebuild. A load checks
+`key_order` is the main table's key map (``pdq_index.KeyMap``: which bits make each chunk's key), null for
+natural bit order; version 1 saves have none and load in natural order. A save compacts the index first (merge,
+tombstoned rows dropped), so a load needs no rebuild. A load checks
 the SHA-256 of every file against the manifest and the tables' structure, because a kernel trusts its arrays.
 """
 
@@ -27,11 +30,11 @@ import numpy as np
 import numpy.typing as npt
 
 from partners.matching import memory
-from partners.matching.errors import IndexFormatError
-from partners.matching.pdq_index import Layout, PdqIndex, PdqTable, _Segment
+from partners.matching.errors import IndexFormatError, MatchingError
+from partners.matching.pdq_index import KeyMap, Layout, PdqIndex, PdqTable, _Segment
 
 FORMAT = "hashfed.pdq-index"
-VERSION = 1
+VERSION = 2  # 2 added `key_order`; version 1 saves still load
 MANIFEST = "manifest.json"
 _ARRAYS = {"hashes": "<u8", "ids": "<i8", "offs": "<u4", "rows": "<u4", "occ": "<u8"}
 
@@ -45,7 +48,7 @@ def save_pdq(index: PdqIndex, path: str | os.PathLike[str]) -> None:
     live = seg.dead[: seg.rows] == 0
     if not live.all():  # main_segment compacts, so this is only a guard against a concurrent remove
         words, ids = seg.alive()
-        table = PdqTable.build(np.ascontiguousarray(words))
+        table = PdqTable.build(np.ascontiguousarray(words), seg.table.layout, seg.table.keymap)
         seg = _Segment(table, ids, np.zeros(len(ids), dtype=np.uint8), 0, len(ids))
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
@@ -69,6 +72,7 @@ def save_pdq(index: PdqIndex, path: str | os.PathLike[str]) -> None:
         "count": len(seg),
         "bits": table.layout.bits,
         "chunks": table.layout.chunks,
+        "key_order": None if table.keymap is None else [int(b) for b in table.keymap.order],
         "files": files,
     }
     tmp = directory / (MANIFEST + ".tmp")
@@ -102,14 +106,17 @@ def load_pdq(path: str | os.PathLike[str], *, mmap: bool = True, **kwargs: int |
         raise IndexFormatError(f"cannot read the index manifest in {directory}: {e}") from e
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise IndexFormatError(f"{directory} does not hold a {FORMAT}")
-    if manifest.get("version") != VERSION:
-        raise IndexFormatError(f"index format version {manifest.get('version')!r}, this code reads {VERSION}")
+    version = manifest.get("version")
+    if version not in (1, VERSION) or isinstance(version, bool):
+        raise IndexFormatError(f"index format version {version!r}, this code reads 1 and {VERSION}")
     try:
         count = int(manifest["count"])
         layout = Layout(bits=int(manifest["bits"]), chunks=int(manifest["chunks"]))
+        order = manifest["key_order"] if version == VERSION else None
+        keymap = None if order is None else KeyMap.from_order(_bit_positions(order), layout)
         files = manifest["files"]
         arrays = {name: _load_array(directory, name, files[f"{name}.npy"]) for name in _ARRAYS}
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, MatchingError) as e:
         raise IndexFormatError(f"malformed index manifest in {directory}: {e}") from e
     _check_structure(arrays, count, layout)
     nb = 1 << layout.bits
@@ -126,7 +133,8 @@ def load_pdq(path: str | os.PathLike[str], *, mmap: bool = True, **kwargs: int |
     del chunks
     hashes = arrays["hashes"] if mmap else memory.copy_of(arrays["hashes"], np.uint64)
     # bucket starts are packed into memory (a chunk that keeps plain uint32 starts stays mapped with ``mmap``)
-    table = PdqTable.from_offsets(hashes, layout, tables["offs"], tables["rows"], tables["occ"], copy=not mmap)  # type: ignore[arg-type]
+    table = PdqTable.from_offsets(hashes, layout, tables["offs"], tables["rows"], tables["occ"], copy=not mmap,  # type: ignore[arg-type]
+                                  keymap=keymap)
     ids = arrays["ids"]
     if count and int(ids[0]) == 0 and int(ids[-1]) == count - 1:  # strictly increasing (checked): 0..n-1
         seg = _Segment(table, ids[:0], memory.zeros(count, np.uint8), count, count)  # type: ignore[arg-type]
@@ -134,6 +142,12 @@ def load_pdq(path: str | os.PathLike[str], *, mmap: bool = True, **kwargs: int |
         ids = ids if mmap else memory.copy_of(ids, np.int64)
         seg = _Segment(table, ids, memory.zeros(count, np.uint8), 0, count)  # type: ignore[arg-type]
     return PdqIndex.from_state(seg, **kwargs)
+
+
+def _bit_positions(order: Any) -> list[int]:
+    if not isinstance(order, list) or not all(isinstance(b, int) and not isinstance(b, bool) for b in order):
+        raise ValueError("key_order is a list of bit positions")
+    return order
 
 
 def _digest(arr: npt.NDArray[Any]) -> str:

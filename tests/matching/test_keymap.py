@@ -3,13 +3,14 @@ choice falls back to natural order on uniform hashes, and a map survives merges 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from partners.matching import pdq_index
-from partners.matching.errors import MatchingError
+from partners.matching.errors import IndexFormatError, MatchingError
 from partners.matching.kernels import build, common
 from partners.matching.pdq_index import KeyMap, Layout, PdqIndex, PdqTable, _collisions
 from partners.matching.storage import load_pdq, save_pdq
@@ -121,9 +122,41 @@ def test_an_index_keeps_its_key_map_through_deltas_merges_and_a_save(
         for mode in ("mih", "scan"):
             hits = index.search(queries, threshold, mode=mode)
             assert as_dicts(hits.query, hits.ids, hits.distances, len(queries)) == expected, (threshold, mode)
-    save_pdq(index, tmp_path / "pdq")  # the saved tables are in natural bit order (format 1 has no key map)
+    save_pdq(index, tmp_path / "pdq")  # the tables as they are, with their key map's order in the manifest
+    manifest = json.loads((tmp_path / "pdq" / "manifest.json").read_text())
+    assert manifest["key_order"] == index._state.main.table.keymap.order.tolist()
+    for mmap in (True, False):
+        loaded = load_pdq(tmp_path / "pdq", mmap=mmap)
+        assert np.array_equal(loaded._state.main.table.keymap.order, index._state.main.table.keymap.order)
+        for threshold in (0, 22, 31):
+            got, want = loaded.search(queries, threshold), index.search(queries, threshold)
+            assert all(np.array_equal(a, b) for a, b in zip(vars(got).values(), vars(want).values(), strict=True))
+
+
+@pytest.mark.parametrize("order", [list(range(255)), [0] * 256, "natural", [True] * 256])
+def test_a_saved_key_order_that_is_not_a_permutation_is_refused(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, order: object
+) -> None:
+    monkeypatch.setattr(pdq_index, "KEYMAP_MIN", 1_000)
+    save_pdq(PdqIndex.build(structured(rng, 4_000), background_merge=False), tmp_path / "pdq")
+    path = tmp_path / "pdq" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert manifest["key_order"] is not None
+    path.write_text(json.dumps(manifest | {"key_order": order}))
+    with pytest.raises(IndexFormatError, match="malformed index manifest"):
+        load_pdq(tmp_path / "pdq")
+
+
+def test_a_version_1_save_loads_in_natural_bit_order(rng: np.random.Generator, tmp_path: Path) -> None:
+    stored = structured(rng, 4_000)
+    index = PdqIndex.build(stored, background_merge=False)
+    assert index._state.main.table.keymap is None  # below KEYMAP_MIN
+    save_pdq(index, tmp_path / "pdq")
+    path = tmp_path / "pdq" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["key_order"]
+    path.write_text(json.dumps(manifest | {"version": 1}))
     loaded = load_pdq(tmp_path / "pdq")
-    assert loaded._state.main.table.keymap is None
-    for threshold in (0, 22, 31):
-        got, want = loaded.search(queries, threshold), index.search(queries, threshold)
-        assert all(np.array_equal(a, b) for a, b in zip(vars(got).values(), vars(want).values(), strict=True))
+    queries = near_queries(rng, stored, 10)
+    got, want = loaded.search(queries, 31), index.search(queries, 31)
+    assert all(np.array_equal(a, b) for a, b in zip(vars(got).values(), vars(want).values(), strict=True))

@@ -89,7 +89,7 @@ def test_bucket_starts_out_of_order_are_refused_even_with_a_matching_digest(
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda m: m.update(version=2), "version"),
+        (lambda m: m.update(version=3), "version"),
         (lambda m: m.update(format="something-else"), "does not hold"),
         (lambda m: m.pop("files"), "malformed"),
         (lambda m: m.update(count=m["count"] + 1), "shape"),
