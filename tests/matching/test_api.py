@@ -109,4 +109,4 @@ def test_result_types_keep_their_fields_and_formats_their_versions() -> None:
     assert (pm.DEFAULT_PDQ_THRESHOLD, pm.MAX_PDQ_THRESHOLD) == (31, 64)
     assert [str(t) for t in pm.SignalType] == ["pdq", "md5", "sha256", "video_md5", "vpdq"]
     formats = {(m.FORMAT, m.VERSION) for m in (storage, matcher, exact_index)}
-    assert formats == {("hashfed.pdq-index", 1), ("hashfed.matcher", 2), ("hashfed.exact-index", 1)}
+    assert formats == {("hashfed.pdq-index", 2), ("hashfed.matcher", 2), ("hashfed.exact-index", 1)}
