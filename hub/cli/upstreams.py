@@ -97,24 +97,23 @@ def show(settings: Settings, name: str, as_json: bool) -> None:
         emit({k.replace("_", " "): "" if v is None else str(v) for k, v in described.items()}, as_json)
 
 
-@upstreams_group.command("disable")
-@click.argument("name")
-@click.pass_obj
-def disable(settings: Settings, name: str) -> None:
-    """Stop pulling NAME; what it fed stays."""
-    with unit_of_work(settings) as session:
-        service.set_enabled(session, name, False, actor=Actor.operator())
-        click.echo(f"upstream {name} disabled")
+def _enabled_command(enabled: bool) -> click.Command:
+    """`enable` or `disable`: the same command either way."""
+    word = "enabled" if enabled else "disabled"
+
+    @click.argument("name")
+    @click.pass_obj
+    def command(settings: Settings, name: str) -> None:
+        with unit_of_work(settings) as session:
+            service.set_enabled(session, name, enabled, actor=Actor.operator())
+            click.echo(f"upstream {name} {word}")
+
+    command.__doc__ = "Pull NAME again." if enabled else "Stop pulling NAME; what it fed stays."
+    return click.command("enable" if enabled else "disable")(command)
 
 
-@upstreams_group.command("enable")
-@click.argument("name")
-@click.pass_obj
-def enable(settings: Settings, name: str) -> None:
-    """Pull NAME again."""
-    with unit_of_work(settings) as session:
-        service.set_enabled(session, name, True, actor=Actor.operator())
-        click.echo(f"upstream {name} enabled")
+upstreams_group.add_command(_enabled_command(False))
+upstreams_group.add_command(_enabled_command(True))
 
 
 @upstreams_group.command("remove")

@@ -263,8 +263,9 @@ _REFUSALS = {
 }
 
 
-def _refused(session: Session, collection_id: str, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    """The pairs a submission may not add, with why: `retired` or `quarantined` (one query)."""
+def refused(session: Session, collection_id: str, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The (type, stored value) pairs a submission may not add, with why: `retired` or `quarantined` (one
+    query). Values as stored: lowercase hex, a vpdq video by its digest."""
     rows = session.execute(
         _LOOKUP_RETIRED_PG,
         {"c": collection_id, "types": _pg_list(t for t, _ in pairs), "values": _pg_list(v for _, v in pairs)},
@@ -554,7 +555,7 @@ def submit(
             return replay
     pairs = list(dict.fromkeys((it.type, it.value) for it in valid))
     session.execute(_NO_JIT_PG)
-    denied = _refused(session, collection.id, pairs)
+    denied = refused(session, collection.id, pairs)
     if denied:
         bad = {
             str(i): [_REFUSALS[denied[(it.type, it.value)]]]

@@ -28,7 +28,7 @@ from hub import rls
 from hub.db import utcnow
 from hub.errors import ConflictError, HubError, NotFoundError, ValidationError
 from hub.feed import collections, signals
-from hub.feed.models import PendingChange, RetiredValue, Signal, SignalClaim, SignalStatus
+from hub.feed.models import PendingChange, Signal, SignalClaim, SignalStatus
 from hub.identity.models import new_id
 from hub.identity.tenants import get_partner
 from hub.transparency import auditlog
@@ -260,23 +260,6 @@ class Imported:
     audit_seq: int | None
 
 
-def _refused(session: Session, collection_id: str, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Pairs a submission may not add here: retired anywhere, or quarantined in this collection."""
-    values = sorted({v for _, v in pairs})
-    out: set[tuple[str, str]] = set()
-    for start in range(0, len(values), _CHUNK):
-        chunk = values[start : start + _CHUNK]
-        retired = select(RetiredValue.type, RetiredValue.value).where(RetiredValue.value.in_(chunk))
-        quarantined = select(Signal.type, Signal.value).where(
-            Signal.collection_id == collection_id,
-            Signal.status == SignalStatus.QUARANTINED.value,
-            Signal.value.in_(chunk),
-        )
-        for query in (retired, quarantined):
-            out.update((kind, value) for kind, value in session.execute(query))
-    return out & pairs
-
-
 def _stored_key(add: Add) -> tuple[str, str]:
     """(type, value) as the hub stores it: a vpdq video by the digest of its canonical frames text."""
     if add.type == "vpdq":
@@ -335,7 +318,7 @@ def apply(session: Session, upstream: Upstream, feed: Feed, *, hub_secret: bytes
             refused_count += 1
             continue
         wanted.append(a)
-    refused = _refused(session, local.id, {_stored_key(a) for a in wanted})
+    refused = signals.refused(session, local.id, sorted({_stored_key(a) for a in wanted}))
     if refused:
         refused_count += sum(1 for a in wanted if _stored_key(a) in refused)
         wanted = [a for a in wanted if _stored_key(a) not in refused]

@@ -57,6 +57,11 @@ def home(tmp_path: Path, files: dict[str, Path]) -> Path:
     assert original.pdq and original.md5 and text.sha256
     seal_values(hub, "c1", [("sig-pdq", "pdq", original.pdq), ("sig-md5", "md5", original.md5),
                             ("sig-txt", "sha256", text.sha256)])
+    return synced_home(tmp_path, home, hub)
+
+
+def synced_home(tmp_path: Path, home: Path, hub: FakeHub) -> Path:
+    """A kit home configured for `hub` (a client secret file beside it), its mirror synced once."""
     secret = tmp_path / "secret"
     secret.write_text("s3cret")
     secret.chmod(0o600)

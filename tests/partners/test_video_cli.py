@@ -55,11 +55,10 @@ def test_hash_prints_vpdq_and_video_md5_and_a_corrupt_video_is_a_per_file_error(
 @pytest.fixture
 def home(tmp_path: Path, videos: dict[str, Path]) -> Path:
     """A kit home whose mirror holds collection c1: the original video's video MD5, synced from a hub."""
-    from partners.client import config as cfg
-    from partners.client.mirror import Mirror
     from partners.matching.hashing import hash_file
     from tests.partners.fakehub import FakeHub
-    from tests.partners.test_indexing import seal_values, sync
+    from tests.partners.test_indexing import seal_values
+    from tests.partners.test_match_cli import synced_home
 
     home = tmp_path / "kit"
     hub = FakeHub()
@@ -67,17 +66,7 @@ def home(tmp_path: Path, videos: dict[str, Path]) -> Path:
     original = hash_file(videos["original"])
     assert original.vpdq and original.md5
     seal_values(hub, "c1", [("sig-video", "video_md5", original.md5), ("sig-image", "md5", "ab" * 16)])
-    secret = tmp_path / "secret"
-    secret.write_text("s3cret")
-    secret.chmod(0o600)
-    config = cfg.PartnerConfig(
-        hub_url="https://hub.test", client_id="kit", keyset_sha256=hub.pin, secret_path=str(secret)
-    )
-    cfg.save(home, config)
-    mirror = Mirror.open(config.mirror(home))
-    sync(hub, mirror)
-    mirror.close()
-    return home
+    return synced_home(tmp_path, home, hub)
 
 
 def test_match_finds_a_video_by_its_video_md5_and_reports_a_corrupt_one(home: Path, videos: dict[str, Path]) -> None:
