@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,12 +11,12 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
-from werkzeug.serving import make_server
 
 from hub.exports import service
 from hub.transparency.auditlog import Actor
 from tests.browser import chromium_session, requested_urls
 from tests.exports import scenario as sc
+from tests.ports import serving
 
 
 @pytest.fixture
@@ -57,14 +56,8 @@ def test_the_page_shows_the_published_period(client: FlaskClient, published: Any
 @pytest.fixture
 def served(app: Flask, published: Any) -> Iterator[str]:
     # One thread: every request shares the test's transaction (and its connection).
-    server = make_server("127.0.0.1", 0, app, threaded=False)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
+    with serving(app, threaded=False) as url:
+        yield url
 
 
 def test_the_page_renders_in_a_browser_with_nothing_from_elsewhere(

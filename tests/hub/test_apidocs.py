@@ -7,7 +7,6 @@ the browser made. Without Chromium it skips, unless CI=true or HASHFED_REQUIRE_B
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -16,11 +15,11 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 from flask.testing import FlaskClient
-from werkzeug.serving import make_server
 
 from hub.app import create_app
 from hub.config import Settings
 from tests.browser import chromium_session, requested_urls
+from tests.ports import serving
 
 CONTENT_TYPES = {
     ".css": {"text/css"},
@@ -123,14 +122,8 @@ def served_hub(tmp_path: Path) -> Iterator[str]:
     tests/partners/realhub.py, which serves through the test client rather than a socket).
     """
     settings = Settings(var_dir=tmp_path / "var", database_url="postgresql://nobody@127.0.0.1:1/none")
-    server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
+    with serving(create_app(settings)) as url:
+        yield url
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from partners.matching.kernels import build, common
 from partners.matching.pdq_index import KeyMap, Layout, PdqIndex, PdqTable, _collisions
 from partners.matching.storage import load_pdq, save_pdq
 from tests.matching.conftest import brute_force, flip_bits, random_words
+from tests.matching.test_pdq_index import as_dicts
 
 
 def structured(rng: np.random.Generator, n: int, rank: int = 16) -> np.ndarray:
@@ -34,14 +35,6 @@ def near_queries(rng: np.random.Generator, stored: np.ndarray, n: int) -> np.nda
     rows = rng.choice(len(stored), size=n, replace=False)
     near = [flip_bits(rng, stored[r], k % 40) for k, r in enumerate(rows)]
     return np.concatenate([np.array(near), structured(rng, n // 2)])
-
-
-def as_dicts(q: np.ndarray, rows: np.ndarray, dist: np.ndarray, n: int) -> list[dict[int, int]]:
-    out: list[dict[int, int]] = [{} for _ in range(n)]
-    for qi, row, d in zip(q.tolist(), rows.tolist(), dist.tolist(), strict=True):
-        assert row not in out[qi], "a row was reported twice"
-        out[qi][row] = d
-    return out
 
 
 def test_a_key_map_spreads_correlated_bits_and_keeps_recall_exact_at_every_threshold(

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +19,6 @@ import requests
 from click.testing import CliRunner
 from flask import Flask, Response, request
 from sqlalchemy import func, select
-from werkzeug.serving import make_server
 
 from audit.payloads import BatchPayload
 from hub.cli.main import main
@@ -35,21 +32,9 @@ from partners.client.mirror import Mirror
 from partners.client.sync import Syncer
 from tests.conftest import _made_database
 from tests.partners.realhub import HUB_NAME, FlaskTransport, RealHub, pdq
-from tests.ports import free_port
+from tests.ports import free_port, serving
 
 pytestmark = pytest.mark.slow
-
-
-@contextmanager
-def _serve(app: Flask, port: int) -> Iterator[str]:
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _tampering_proxy(upstream: str) -> Flask:
@@ -112,7 +97,7 @@ def hubs(tmp_path: Path) -> Iterator[Hubs]:
         cb = b.create_collection("ncii-b")
         a.submit(ca, 25)
         a.seal(ca)
-        with _serve(a.app, port) as url:
+        with serving(a.app, port) as url:
             with b.session() as s:
                 service.add(
                     s, name="hub-a", kind="hashfed", url=url, collection=cb, partner=None,
@@ -175,7 +160,7 @@ def test_a_tampered_answer_or_a_wrong_pin_stops_the_import_with_nothing_applied(
     hubs.b.seal(hubs.cb)
     hubs.a.submit(hubs.ca, 2)
     hubs.a.seal(hubs.ca)
-    with _serve(_tampering_proxy(hubs.a_url), free_port()) as proxy:
+    with serving(_tampering_proxy(hubs.a_url)) as proxy:
         with hubs.b.session() as s:
             s.scalars(select(Upstream)).one().url = proxy
         before = hubs.b_values()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +21,6 @@ import pytest
 from flask import Flask, jsonify, request
 from sqlalchemy import func, select
 from threatexchange.exchanges.clients.stopncii import api as stopncii
-from werkzeug.serving import make_server
 
 from audit.payloads import BatchPayload
 from hub.feed.models import Batch, PendingChange, Signal
@@ -31,7 +29,7 @@ from hub.upstreams import pull, service
 from hub.upstreams.models import Upstream
 from tests.conftest import _made_database
 from tests.partners.realhub import RealHub
-from tests.ports import free_port
+from tests.ports import serving
 
 SUBSCRIPTION, FUNCTIONS = "sub-key-for-tests", "fn-key-for-tests"
 Status, Kind = stopncii.StopNCIICaseStatus, stopncii.StopNCIISignalType
@@ -93,22 +91,17 @@ class FakeStopNCII:
 @pytest.fixture
 def local(tmp_path: Path) -> Iterator[tuple[RealHub, str, FakeStopNCII, str]]:
     fake = FakeStopNCII()
-    port = free_port()
-    server = make_server("127.0.0.1", port, fake.app(), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    with _made_database() as db:
+    with serving(fake.app()) as served, _made_database() as db:
+        url = f"{served}/v1"
         hub = RealHub.start(db.app_url, db.engine, tmp_path / "hub")
         cid = hub.create_collection("ncii-local")
         with hub.session() as s:
-            service.add(s, name="stopncii", kind="stopncii", url=f"http://127.0.0.1:{port}/v1", collection=cid,
+            service.add(s, name="stopncii", kind="stopncii", url=url, collection=cid,
                         partner=None, credentials={"subscription_key": SUBSCRIPTION, "functions_key": FUNCTIONS},
                         hub_secret=hub.keys(s).hub_secret, actor=Actor.operator())
         try:
-            yield hub, cid, fake, f"http://127.0.0.1:{port}/v1"
+            yield hub, cid, fake, url
         finally:
-            server.shutdown()
-            server.server_close()
             db.engine.dispose()
 
 
